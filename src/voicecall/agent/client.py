@@ -1,0 +1,416 @@
+"""The Python API: a typed client of a running voicecall server's control API.
+
+::
+
+    async with voicecall.Client("http://127.0.0.1:3334", token) as vc:
+        call = await vc.call("+15551234567", "Hi, it's your assistant.", mode="conversation")
+        reply = await call.ask("Is now a good time?")
+        await call.say("Great, talk soon.")
+        await call.hangup()
+
+Errors carry the server's RFC 9457 problem detail and say what to do. The client never starts
+a server: ``voicecall serve`` is the one runtime that owns calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from voicecall.calls.model import TERMINAL_STATES
+from voicecall.errors import VoicecallError
+
+if TYPE_CHECKING:
+    from voicecall.config import Settings
+
+DEFAULT_URL = "http://127.0.0.1:3334"
+
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
+
+# What to do about an error, by HTTP status, appended to the server's own detail.
+_HINTS = {
+    401: "the client's token must equal the server's api.token (VOICECALL_API__TOKEN)",
+    404: "check the call id (list calls with `voicecall calls`)",
+    429: "wait for a call to end, or raise max_concurrent_calls",
+    502: "the telephony provider failed; see the server log and run `voicecall doctor`",
+    503: "the server cannot store calls right now; see the server log",
+    504: "the caller did not answer in time; the call may still be live",
+}
+
+
+class ClientError(VoicecallError):
+    """The server answered with an error.
+
+    ``status`` is the HTTP status, ``title`` the problem type name (``UnknownCall``,
+    ``CallNotActive``, ``TooManyCalls``, ``TurnTimeout``, ``Invalid request`` …), ``detail``
+    the server's explanation and ``hint`` what to do about it (or ``None``).
+    """
+
+    def __init__(self, status: int, title: str, detail: str | None) -> None:
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.http_status = status
+        self.hint = _HINTS.get(status)
+        text = f"{title}: {detail}" if detail else title
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        super().__init__(text)
+
+
+class ServerUnreachable(VoicecallError):
+    """No voicecall server answered at the URL (not running, wrong port, or it hung)."""
+
+    http_status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """One call as the server reports it. ``raw`` holds the full JSON document."""
+
+    call_id: str
+    state: str
+    end_reason: str | None
+    direction: str
+    mode: str
+    to: str | None
+    from_: str | None
+    transcript: list[dict[str, Any]]
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallInfo:
+        return cls(
+            call_id=data["call_id"],
+            state=data["state"],
+            end_reason=data.get("end_reason"),
+            direction=data.get("direction", ""),
+            mode=data.get("mode", ""),
+            to=data.get("to"),
+            from_=data.get("from"),
+            transcript=list(data.get("transcript") or []),
+            raw=data,
+        )
+
+    @property
+    def ended(self) -> bool:
+        """True once the call is over (any terminal state)."""
+        return self.state in _TERMINAL
+
+    @property
+    def answered(self) -> bool:
+        return self.raw.get("answered_at") is not None
+
+    def lines(self, speaker: str | None = None) -> list[str]:
+        """Transcript texts, optionally of one speaker (``"bot"`` or ``"user"``)."""
+        return [t["text"] for t in self.transcript if speaker is None or t["speaker"] == speaker]
+
+
+class Client:
+    """Talks to ``voicecall serve``. One instance per server; use it as an async context.
+
+    ``url`` is the server's base URL, ``token`` its ``api.token`` (if it has one).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            base_url=url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            transport=transport,
+        )
+        self.url = url.rstrip("/")
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"Client({self.url!r})"
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, url: str | None = None, *, timeout: float = 30.0
+    ) -> Client:
+        """A client of the server these settings describe (``serve.bind``/``serve.port``)."""
+        return cls(control_url(settings, url), _token(settings), timeout=timeout)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _unreachable(self, what: str) -> ServerUnreachable:
+        return ServerUnreachable(
+            f"{what} at {self.url}: start it with `voicecall serve` "
+            "(or point --url / VOICECALL_URL at the running server)"
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        try:
+            kwargs: dict[str, Any] = {"json": json_body, "params": params}
+            if timeout is not None:
+                kwargs["timeout"] = httpx.Timeout(timeout, connect=5.0)
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise self._unreachable("no voicecall server answered") from None
+        except httpx.TimeoutException:
+            raise ServerUnreachable(
+                f"the voicecall server at {self.url} did not answer in time"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"the connection to the voicecall server at {self.url} failed "
+                f"({type(exc).__name__})"
+            ) from None
+        if response.status_code >= 400:
+            title, detail = response.reason_phrase or "error", None
+            try:
+                doc = response.json()
+            except ValueError:
+                detail = response.text[:200] or None
+            else:
+                if isinstance(doc, dict):
+                    title = str(doc.get("title") or title)
+                    detail = doc.get("detail")
+            raise ClientError(response.status_code, title, detail)
+        try:
+            return response.json()
+        except ValueError:
+            raise ClientError(
+                response.status_code,
+                "Not a voicecall server",
+                f"{method} {path} did not answer JSON; is {self.url} the voicecall server?",
+            ) from None
+
+    # ------------------------------------------------------------------ calls
+
+    async def call(self, to: str | None, message: str, mode: str | None = None) -> Call:
+        """Place a call and return its handle.
+
+        ``to`` is an E.164 number (``None``: the configured ``to_number``); ``message`` is said
+        first; ``mode`` is ``notify`` (say and hang up) or ``conversation`` (keep listening).
+        """
+        doc = await self._request(
+            "POST", "/api/calls", json_body={"to": to, "message": message, "mode": mode}
+        )
+        return Call(self, doc["call_id"])
+
+    def get(self, call_id: str) -> Call:
+        """A handle on an existing call (no request is made)."""
+        return Call(self, call_id)
+
+    async def status(self, call_id: str) -> CallInfo:
+        """The call's record and transcript."""
+        return CallInfo.from_json(await self._request("GET", f"/api/calls/{call_id}"))
+
+    async def calls(
+        self, *, limit: int = 50, cursor: str | None = None, active: bool | None = None
+    ) -> tuple[list[CallInfo], str | None]:
+        """One page of calls, newest first, and the cursor of the next page (``None``: last)."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        if active is not None:
+            params["active"] = str(active).lower()
+        doc = await self._request("GET", "/api/calls", params=params)
+        return [CallInfo.from_json(c) for c in doc["calls"]], doc.get("next_cursor")
+
+    async def all_calls(self, *, active: bool | None = None, page: int = 100) -> list[CallInfo]:
+        """Every call (following cursors), newest first."""
+        out: list[CallInfo] = []
+        cursor: str | None = None
+        while True:
+            items, cursor = await self.calls(limit=page, cursor=cursor, active=active)
+            out.extend(items)
+            if not cursor:
+                return out
+
+    async def speak(self, call_id: str, message: str) -> CallInfo:
+        """Say ``message`` on a live call without waiting for an answer."""
+        doc = await self._request(
+            "POST", f"/api/calls/{call_id}/speak", json_body={"message": message}
+        )
+        return CallInfo.from_json(doc)
+
+    async def continue_(self, call_id: str, message: str, *, timeout: float | None = None) -> str:
+        """Say ``message`` and return the caller's answer (their next final transcript).
+
+        ``timeout``: seconds to wait for the answer (default: the server's
+        ``transcript_timeout_seconds``); a timeout raises :class:`ClientError` 504.
+        """
+        body: dict[str, Any] = {"message": message}
+        if timeout is not None:
+            body["timeout_seconds"] = timeout
+        doc = await self._request(
+            "POST",
+            f"/api/calls/{call_id}/continue",
+            json_body=body,
+            timeout=(timeout or 3600.0) + 30.0,
+        )
+        return str(doc["transcript"])
+
+    async def end(self, call_id: str, message: str | None = None) -> CallInfo:
+        """Hang up, after saying ``message`` if given. Idempotent."""
+        doc = await self._request(
+            "POST",
+            f"/api/calls/{call_id}/end",
+            json_body={"message": message} if message else None,
+        )
+        return CallInfo.from_json(doc)
+
+    async def wait(
+        self,
+        call_id: str,
+        until: Callable[[CallInfo], bool],
+        *,
+        timeout: float,
+        poll_seconds: float = 1.0,
+    ) -> CallInfo:
+        """Wait until ``until(status)`` holds or the call ends; return the last status.
+
+        Wakes on the server's events for this call and re-checks every ``poll_seconds`` in
+        any case, so a missed event only delays the answer. Returns the last status when
+        ``timeout`` passes (check ``until`` again to tell).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken = asyncio.Event()
+
+        async def watch() -> None:
+            with contextlib.suppress(VoicecallError):
+                async for event in self.events():
+                    doc = event.get("call") or {}
+                    if call_id in (event.get("call_id"), doc.get("call_id")):
+                        woken.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            while True:
+                woken.clear()
+                info = await self.status(call_id)
+                left = deadline - loop.time()
+                if until(info) or info.ended or left <= 0:
+                    return info
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(poll_seconds, left))
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Server-sent events from ``/api/events`` as dicts, until the server closes.
+
+        Types: ``call.created``, ``call.updated``, ``call.ended`` (with the ``call`` document)
+        and ``transcript`` (``call_id``, ``speaker``, ``text``, ``seq``, ``turn``).
+        """
+        try:
+            async with self._http.stream(
+                "GET", "/api/events", timeout=httpx.Timeout(None, connect=5.0)
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    try:
+                        doc = response.json()
+                        title, detail = str(doc.get("title", "error")), doc.get("detail")
+                    except ValueError:
+                        title, detail = "events refused", response.text[:200] or None
+                    raise ClientError(response.status_code, title, detail)
+                data: list[str] = []
+                async for line in response.aiter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                    elif line == "" and data:
+                        try:
+                            doc = json.loads("\n".join(data))
+                        except ValueError:
+                            doc = None
+                        data = []
+                        if isinstance(doc, dict):
+                            yield doc
+        except httpx.ConnectError:
+            raise self._unreachable("no voicecall server answered") from None
+        except httpx.TransportError:
+            return  # the server went away mid-stream: the stream is over
+
+
+class Call:
+    """A handle on one call."""
+
+    def __init__(self, client: Client, call_id: str) -> None:
+        self._client = client
+        self.call_id = call_id
+
+    def __repr__(self) -> str:
+        return f"Call({self.call_id!r})"
+
+    async def status(self) -> CallInfo:
+        return await self._client.status(self.call_id)
+
+    async def say(self, text: str) -> None:
+        """Say ``text`` without waiting for an answer."""
+        await self._client.speak(self.call_id, text)
+
+    async def ask(self, text: str, *, timeout: float | None = None) -> str:
+        """Say ``text`` and return what the caller answers (their next final transcript)."""
+        return await self._client.continue_(self.call_id, text, timeout=timeout)
+
+    async def hangup(self, goodbye: str | None = None) -> CallInfo:
+        """End the call (saying ``goodbye`` first, if given). Idempotent."""
+        return await self._client.end(self.call_id, goodbye)
+
+    async def wait_answered(self, timeout: float = 120.0) -> CallInfo:
+        """Wait until the call is answered (or ends, or ``timeout`` passes)."""
+        return await self._client.wait(self.call_id, lambda i: i.answered, timeout=timeout)
+
+    async def wait_ended(self, timeout: float = 3600.0) -> CallInfo:
+        """Wait until the call is over (or ``timeout`` passes)."""
+        return await self._client.wait(self.call_id, lambda i: i.ended, timeout=timeout)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """This call's events (state changes and transcript lines) until it ends."""
+        async for event in self._client.events():
+            call = event.get("call") or {}
+            if event.get("call_id") == self.call_id or call.get("call_id") == self.call_id:
+                yield event
+                if event.get("type") == "call.ended":
+                    return
+
+
+def control_url(settings: Settings, url: str | None = None) -> str:
+    """The control API base URL for these settings (``url`` wins when given)."""
+    if url:
+        return url.rstrip("/")
+    host = settings.serve.bind
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.serve.port}"
+
+
+def _token(settings: Settings) -> str | None:
+    return settings.api.token.get_secret_value() if settings.api.token else None

@@ -1,0 +1,424 @@
+"""``voicecall mcp``: the Model Context Protocol server that lets any agent make phone calls.
+
+It is a thin client of the running ``voicecall serve`` (its control API, through
+:class:`~voicecall.agent.client.Client`); it never starts a server or owns a call itself, so
+any number of MCP sessions can share the one runtime. Two transports: stdio (the agent spawns
+``voicecall mcp``) and streamable HTTP (``voicecall mcp --transport http``, loopback by default;
+when ``api.token`` is set the HTTP endpoint requires ``Authorization: Bearer <api.token>``).
+
+Tools (names, arguments and descriptions are written for the model that calls them):
+``initiate_call``, ``continue_call``, ``speak_to_user``, ``end_call``, ``get_status``,
+``list_calls``. Failures come back as tool errors (``is_error``) whose text says what happened
+and what to do next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from voicecall import __version__
+from voicecall.agent.client import CallInfo, Client, ClientError, ServerUnreachable
+from voicecall.errors import VoicecallError
+
+log = logging.getLogger("voicecall.mcp")
+
+T = TypeVar("T")
+
+DEFAULT_HTTP_PORT = 3336
+DEFAULT_HTTP_PATH = "/mcp"
+MAX_WAIT_SECONDS = 600.0
+
+INSTRUCTIONS = """\
+This server places and controls real phone calls through the user's voicecall server.
+Typical flows:
+- Tell someone something: initiate_call(message=..., mode="notify"). It is spoken, then the
+  call hangs up by itself.
+- Talk with someone: initiate_call(message=<your opening line>, mode="conversation") returns
+  the person's first reply; then call continue_call(call_id, <your next line>) for each turn
+  (it returns what they answer), and end_call(call_id, goodbye=...) when you are done.
+Everything you send is spoken aloud by text-to-speech: write short, plain spoken sentences,
+no markdown, lists, URLs or emoji. Phone numbers are E.164 (+15551234567); omit `to` to call
+the user's configured default number. Calls cost money and reach real people: do not place
+calls the user did not ask for.
+"""
+
+Message = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=4000,
+        description="Words to speak, in plain spoken sentences (text-to-speech reads it aloud).",
+    ),
+]
+CallId = Annotated[
+    str,
+    Field(min_length=1, max_length=200, description="The call_id returned by initiate_call."),
+]
+WaitSeconds = Annotated[
+    float,
+    Field(ge=0, le=MAX_WAIT_SECONDS, description="Longest time to wait, in seconds."),
+]
+
+
+def _transcript(info: CallInfo) -> list[str]:
+    return [f"{t['speaker']}: {t['text']}" for t in info.transcript]
+
+
+def _summary(info: CallInfo) -> dict[str, Any]:
+    return {
+        "call_id": info.call_id,
+        "state": info.state,
+        "ended": info.ended,
+        "end_reason": info.end_reason,
+        "direction": info.direction,
+        "mode": info.mode,
+        "to": info.to,
+        "from": info.from_,
+        "answered": info.answered,
+        "created_at": info.raw.get("created_at"),
+    }
+
+
+def _tool_error(exc: VoicecallError, call_id: str | None = None) -> ToolError:
+    """Turn a client error into a message a model can act on."""
+    if isinstance(exc, ServerUnreachable):
+        return ToolError(
+            f"The voicecall server is not reachable ({exc}). Ask the user to start it with "
+            "`voicecall serve`; retrying now will not help."
+        )
+    if not isinstance(exc, ClientError):
+        return ToolError(str(exc))
+    detail = exc.detail or exc.title
+    which = f"call {call_id}" if call_id else "the call"
+    advice = {
+        "UnknownCall": "Check the call_id; list_calls shows the known calls.",
+        "CallNotActive": (
+            f"Use get_status to see the state of {which}: wait until it is answered, "
+            "or place a new call with initiate_call if it has ended."
+        ),
+        "TooManyCalls": "End a call you no longer need (end_call) or wait for one to finish.",
+        "TurnTimeout": (
+            f"The person did not answer in time, but {which} may still be live: ask again with "
+            "continue_call, or end it with end_call."
+        ),
+        "InvalidPhoneNumber": "Give `to` as an E.164 number such as +15551234567.",
+        "Invalid request": "Fix the arguments and try again.",
+        "InvalidRequest": "Fix the arguments and try again.",
+        "Unauthorized": (
+            "This MCP server's token does not match the voicecall server's api.token; "
+            "the user must fix the configuration (VOICECALL_API__TOKEN)."
+        ),
+    }.get(exc.title)
+    if advice is None and exc.status >= 500:
+        advice = "The telephony side failed; try again later or ask the user to check the server."
+    return ToolError(f"{detail}. {advice}" if advice else detail)
+
+
+async def _guard(op: Awaitable[T], call_id: str | None = None) -> T:
+    try:
+        return await op
+    except VoicecallError as exc:
+        raise _tool_error(exc, call_id) from None
+
+
+def _has_user_reply(info: CallInfo) -> bool:
+    return bool(info.lines("user"))
+
+
+def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]:
+    """The MCP server, with its tools bound to ``client`` (the voicecall control API)."""
+    server: MCPServer[Any] = MCPServer(
+        "voicecall",
+        title="voicecall phone calls",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        log_level="WARNING",
+    )
+
+    @server.tool(
+        title="Place a phone call",
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=True),
+    )
+    async def initiate_call(
+        message: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=4000,
+                description=(
+                    "What to say when the person picks up (spoken aloud). In notify mode this "
+                    "is the whole message; in conversation mode it is your opening line and "
+                    "usually ends with a question."
+                ),
+            ),
+        ],
+        to: Annotated[
+            str | None,
+            Field(
+                description=(
+                    "Number to call in E.164 form, e.g. +15551234567. Omit to call the "
+                    "user's configured default number."
+                ),
+            ),
+        ] = None,
+        mode: Annotated[
+            Literal["notify", "conversation"] | None,
+            Field(
+                description=(
+                    "notify: say the message, then hang up. conversation: say it and keep "
+                    "the line open for continue_call. Omit for the server's default mode."
+                )
+            ),
+        ] = None,
+        wait_seconds: Annotated[
+            float,
+            Field(
+                ge=0,
+                le=MAX_WAIT_SECONDS,
+                description=(
+                    "How long to wait for the outcome before returning: in conversation mode "
+                    "for the person's first reply, in notify mode for the call to finish. "
+                    "0 returns as soon as the call is placed."
+                ),
+            ),
+        ] = 90,
+    ) -> dict[str, Any]:
+        """Call a phone number and speak a message.
+
+        Returns call_id (needed by every other tool), the call state, and in conversation
+        mode `reply`: what the person said after your message (null if they have not answered
+        yet; then use get_status or continue_call later). In notify mode the call ends by
+        itself after the message.
+        """
+        call = await _guard(client.call(to, message, mode))
+        info = await _guard(call.status(), call.call_id)
+        conversation = info.mode == "conversation"
+        if wait_seconds > 0:
+            until = _has_user_reply if conversation else (lambda i: i.ended)
+            info = await _guard(
+                client.wait(call.call_id, until, timeout=wait_seconds, poll_seconds=poll_seconds),
+                call.call_id,
+            )
+        result = _summary(info)
+        replies = info.lines("user")
+        if conversation:
+            result["reply"] = replies[0] if replies else None
+            if info.ended:
+                result["next"] = f"The call is over ({info.end_reason or info.state})."
+            elif replies:
+                result["next"] = "Answer with continue_call, or finish with end_call."
+            elif info.answered:
+                result["next"] = "Answered but no reply yet: use continue_call or get_status."
+            else:
+                result["next"] = "Not answered yet: check again with get_status."
+        else:
+            result["next"] = (
+                f"The call is over ({info.end_reason or info.state})."
+                if info.ended
+                else "The message is spoken when they answer; get_status shows the outcome."
+            )
+        return result
+
+    @server.tool(
+        title="Say something and wait for the answer",
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=True),
+    )
+    async def continue_call(
+        call_id: CallId,
+        message: Message,
+        wait_seconds: Annotated[
+            float | None,
+            Field(
+                gt=0,
+                le=3600,
+                description=(
+                    "How long to wait for the person's answer (default: the server's "
+                    "transcript timeout, usually 180 s)."
+                ),
+            ),
+        ] = None,
+    ) -> str:
+        """Speak on a live conversation call, then wait for and return what the person says.
+
+        The return value is the transcript of their answer (their next complete utterance).
+        Use it for each turn of a conversation. The call must be answered and not ended.
+        """
+        return await _guard(client.continue_(call_id, message, timeout=wait_seconds), call_id)
+
+    @server.tool(
+        title="Say something without waiting",
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=True),
+    )
+    async def speak_to_user(call_id: CallId, message: Message) -> dict[str, Any]:
+        """Speak on a live call without waiting for an answer (for example "One moment,
+        let me check that."). The line stays open; use continue_call when you want a reply.
+        """
+        info = await _guard(client.speak(call_id, message), call_id)
+        return {"call_id": info.call_id, "state": info.state, "spoken": message}
+
+    @server.tool(
+        title="Hang up",
+        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True),
+    )
+    async def end_call(
+        call_id: CallId,
+        goodbye: Annotated[
+            str | None,
+            Field(max_length=4000, description="A closing sentence to say before hanging up."),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Hang up a call, optionally saying a goodbye first. Safe to repeat: ending an
+        ended call just returns its final state."""
+        info = await _guard(client.end(call_id, goodbye or None), call_id)
+        return {
+            "call_id": info.call_id,
+            "state": info.state,
+            "ended": info.ended,
+            "end_reason": info.end_reason,
+        }
+
+    @server.tool(
+        title="Call status and transcript",
+        annotations=ToolAnnotations(read_only_hint=True),
+    )
+    async def get_status(call_id: CallId) -> dict[str, Any]:
+        """The state of one call (initiated, ringing, answered, listening, completed,
+        no-answer, busy, hangup-user …), whether it has ended and why, and its transcript as
+        lines "bot: …" / "user: …" in order."""
+        info = await _guard(client.status(call_id), call_id)
+        return {**_summary(info), "transcript": _transcript(info)}
+
+    @server.tool(title="List calls", annotations=ToolAnnotations(read_only_hint=True))
+    async def list_calls(
+        active_only: Annotated[
+            bool, Field(description="Only calls that have not ended yet.")
+        ] = False,
+        limit: Annotated[int, Field(ge=1, le=200, description="How many, newest first.")] = 20,
+    ) -> dict[str, Any]:
+        """Recent calls, newest first, without transcripts (get_status has those)."""
+        items, cursor = await _guard(client.calls(limit=limit, active=active_only or None))
+        return {"calls": [_summary(i) for i in items], "more": cursor is not None}
+
+    return server
+
+
+# ----------------------------------------------------------------------------- transports
+
+
+async def run_stdio(client: Client) -> None:
+    """Serve MCP over stdin/stdout until the client closes the pipe."""
+    await build_server(client).run_stdio_async()
+
+
+class BearerGuard:
+    """ASGI middleware: every HTTP request needs ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = b""
+            for name, value in scope.get("headers", []):
+                if name.lower() == b"authorization":
+                    given = value
+            scheme, _, cred = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(cred.strip(), self._token):
+                body = b'{"error":"a valid bearer token (api.token) is required"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b"Bearer"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def http_app(
+    client: Client,
+    *,
+    host: str = "127.0.0.1",
+    path: str = DEFAULT_HTTP_PATH,
+    token: str | None = None,
+    poll_seconds: float = 1.0,
+) -> Any:
+    """The streamable-HTTP ASGI app (DNS-rebinding protection on loopback hosts)."""
+    server = build_server(client, poll_seconds=poll_seconds)
+    app: Any = server.streamable_http_app(streamable_http_path=path, host=host)
+    return BearerGuard(app, token) if token else app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve_http(
+    client: Client,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_HTTP_PORT,
+    path: str = DEFAULT_HTTP_PATH,
+    token: str | None = None,
+    sock: socket.socket | None = None,
+    started: Callable[[str], None] | None = None,
+) -> None:
+    """Serve MCP over streamable HTTP until cancelled. Refuses a non-loopback ``host``
+    without ``token`` (anyone who reaches it could place calls)."""
+    import uvicorn
+
+    if not is_loopback(host) and not token:
+        raise VoicecallError(
+            f"--host {host} is reachable from other machines; set api.token first "
+            "(the MCP endpoint then requires it as a bearer token)"
+        )
+    config = uvicorn.Config(
+        http_app(client, host=host, path=path, token=token),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise VoicecallError(f"the MCP HTTP server could not start on {host}:{port}")
+            await asyncio.sleep(0.02)
+        if started is not None:
+            bound = server.servers[0].sockets[0].getsockname()
+            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            started(f"http://{shown}:{bound[1]}{path}")
+        await task
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

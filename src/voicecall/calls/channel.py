@@ -1,0 +1,76 @@
+"""The seam between the call manager and a live media stream (Media Streams) of one call.
+
+The manager implements :class:`StreamHost` (it decides whether a stream may attach to a call and
+what transcripts mean); the real-time voice pipeline implements :class:`SpeechChannel` (it turns
+text into paced audio and caller audio into transcripts). Neither knows the other's internals.
+
+Flow: a verified voice webhook → the manager mints a single-use stream token (bound to the
+CallSid, expiring) and answers ``<Connect><Stream>`` with it in a ``<Parameter>`` → the stream
+endpoint verifies the upgrade signature, reads ``start`` and calls :meth:`StreamHost.claim_stream`
+→ on success it builds the pipeline and calls :meth:`StreamHost.stream_attached` → transcripts
+and DTMF flow back through :meth:`StreamHost.caller_said` / :meth:`StreamHost.caller_pressed` →
+when the socket ends, :meth:`StreamHost.stream_detached` (the manager applies the reconnect grace
+and ends the call if no stream comes back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from voicecall.errors import VoicecallError
+
+
+class StreamRejected(VoicecallError):
+    """The stream may not attach (bad/expired/used token, wrong CallSid, call over). Close 1008."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenResult:
+    """What became of one utterance: ``completed`` when its end mark was echoed (the caller heard
+    all of it), else interrupted by barge-in or a clear, with ``heard_ms`` of audio played and
+    ``heard_text`` the (approximate, proportional) words played before the cut."""
+
+    completed: bool
+    heard_ms: int
+    total_ms: int
+    heard_text: str
+
+
+class SpeechChannel(Protocol):
+    """One call's live audio path (implemented by the real-time voice pipeline)."""
+
+    async def say(self, text: str) -> SpokenResult:
+        """Queue ``text`` (utterances never overlap); return once it was played or cut off."""
+        ...
+
+    async def interrupt(self) -> None:
+        """Stop speaking now: cancel synthesis, drop queued audio, send ``clear``."""
+        ...
+
+    async def close(self, reason: str) -> None:
+        """Close the stream (the provider then runs the TwiML after ``<Connect>``, if any)."""
+        ...
+
+
+class StreamHost(Protocol):
+    """What the stream endpoint needs from the call manager."""
+
+    async def claim_stream(self, *, token: str, call_sid: str) -> str:
+        """Validate and consume ``token`` for ``call_sid``; return voicecall's call id.
+        Raise :class:`StreamRejected` with the reason otherwise."""
+        ...
+
+    async def stream_attached(self, call_id: str, channel: SpeechChannel) -> None: ...
+
+    async def stream_detached(self, call_id: str, *, reason: str) -> None: ...
+
+    async def caller_said(self, call_id: str, text: str, *, final: bool) -> None:
+        """A transcript of the caller (partials may be ignored)."""
+        ...
+
+    async def caller_pressed(self, call_id: str, digit: str) -> None: ...
+
+    async def bot_interrupted(self, call_id: str, result: SpokenResult) -> None:
+        """Barge-in cut the bot off; ``result`` says what the caller heard."""
+        ...

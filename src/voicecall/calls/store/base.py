@@ -1,0 +1,100 @@
+"""The durable store interface the call manager sees.
+
+Contract (one test suite runs it against every backend):
+
+* ``commit`` is atomic: the event's dedupe key, the call row and any transcript lines are written
+  in one transaction, or nothing is. If the dedupe key already exists nothing is written and it
+  returns ``False``: the caller acknowledges the duplicate without any side effect.
+* Writes are durable when the awaited call returns (a webhook is answered 2xx only after that).
+  Backend failures raise :class:`voicecall.errors.StoreError`; driver exceptions never escape.
+* Store growth per event is constant: the call row is updated in place; events and transcript
+  lines are appended as small rows.
+* Secrets are never written (the store only ever sees call data).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from voicecall.calls.model import CallRecord, TranscriptEntry
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """A processed provider event, kept for dedupe and history."""
+
+    dedupe_key: str
+    call_id: str
+    kind: str
+    at: float
+    detail: str | None = None  # short, non-secret (e.g. "ringing", "seq=3")
+
+
+@dataclass(frozen=True, slots=True)
+class CallPage:
+    calls: list[CallRecord]
+    next_cursor: str | None
+
+
+class Store(ABC):
+    """Abstract durable store. Implementations: SQLite (default), PostgreSQL."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and run pending schema migrations."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def commit(
+        self,
+        call: CallRecord | None,
+        *,
+        event: EventRow | None = None,
+        transcript: Sequence[TranscriptEntry] = (),
+    ) -> bool:
+        """Atomically record ``event``, upsert ``call`` and append ``transcript`` (each optional).
+
+        Returns ``False`` (and writes nothing) when ``event.dedupe_key`` was already recorded.
+        """
+
+    @abstractmethod
+    async def get_call(self, call_id: str) -> CallRecord | None: ...
+
+    @abstractmethod
+    async def get_call_by_provider_id(self, provider_call_id: str) -> CallRecord | None: ...
+
+    @abstractmethod
+    async def list_active(self) -> list[CallRecord]:
+        """Every call not in a terminal state (used at start-up to reconcile)."""
+
+    @abstractmethod
+    async def list_calls(
+        self, *, limit: int = 50, cursor: str | None = None, active: bool | None = None
+    ) -> CallPage:
+        """Newest first. ``cursor`` is opaque (from a previous page's ``next_cursor``)."""
+
+    @abstractmethod
+    async def transcript(self, call_id: str) -> list[TranscriptEntry]: ...
+
+    @abstractmethod
+    async def has_event(self, dedupe_key: str) -> bool: ...
+
+    @abstractmethod
+    async def events(self, call_id: str) -> list[EventRow]: ...
+
+
+def open_store_from_url(url: str) -> Store:
+    """Return a (not yet opened) store for ``sqlite:///path`` or ``postgresql://…``."""
+    if url.startswith("sqlite:///"):
+        from voicecall.calls.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from voicecall.calls.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ValueError(f"unsupported store url {url!r}")

@@ -1,0 +1,278 @@
+"""Row <-> value conversion shared by the SQLite and PostgreSQL stores (pure, no I/O).
+
+Both backends store the same columns in the same order; the backend modules only differ in SQL
+dialect and driver. Everything that turns a :class:`CallRecord`, :class:`EventRow` or
+:class:`TranscriptEntry` into bind parameters, or a fetched row back into a value, lives here, as
+does the opaque pagination cursor.
+
+Rows read back are checked: an unknown enum value or malformed metadata raises
+:class:`StoreError` naming the column (never the whole row, which holds phone numbers).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+from voicecall.calls.model import (
+    TERMINAL_STATES,
+    CallMode,
+    CallRecord,
+    CallState,
+    Direction,
+    EndReason,
+    Speaker,
+    TranscriptEntry,
+)
+from voicecall.calls.store.base import EventRow
+from voicecall.errors import StoreError
+
+#: Column order of the ``calls`` table as used by every statement (``call_id`` first).
+CALL_COLUMNS: tuple[str, ...] = (
+    "call_id",
+    "direction",
+    "mode",
+    "from_number",
+    "to_number",
+    "state",
+    "provider",
+    "provider_call_id",
+    "end_reason",
+    "message",
+    "created_at",
+    "updated_at",
+    "answered_at",
+    "ended_at",
+    "dial_started_at",
+    "turn",
+    "last_sequence",
+    "error",
+    "metadata",
+)
+
+#: Column order of the ``events`` table (without the backend's insertion-order column).
+EVENT_COLUMNS: tuple[str, ...] = ("dedupe_key", "call_id", "kind", "at", "detail")
+
+#: Column order of the ``transcript`` table.
+TRANSCRIPT_COLUMNS: tuple[str, ...] = ("call_id", "seq", "speaker", "text", "at", "final", "turn")
+
+#: ``list_calls`` page size bounds.
+MAX_PAGE_SIZE = 1000
+
+#: States in the order they are passed as bind parameters for the ``active`` filters.
+TERMINAL_STATE_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in TERMINAL_STATES))
+ACTIVE_STATE_VALUES: tuple[str, ...] = tuple(
+    sorted(s.value for s in CallState if s not in TERMINAL_STATES)
+)
+
+Row = Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCommit:
+    """One ``Store.commit`` call turned into bind parameters, ready for a writer."""
+
+    event: tuple[Any, ...] | None
+    call: tuple[Any, ...] | None
+    transcript: tuple[tuple[Any, ...], ...]
+
+    @property
+    def is_empty(self) -> bool:
+        return self.event is None and self.call is None and not self.transcript
+
+
+def _opt_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def encode_metadata(metadata: dict[str, Any]) -> str:
+    if not isinstance(metadata, dict):
+        raise StoreError("call metadata must be a dict")
+    try:
+        return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        # The message names the problem (e.g. "Object of type bytes is not JSON serializable"),
+        # not the value.
+        raise StoreError(f"call metadata is not JSON-serializable: {exc}") from None
+
+
+def call_to_row(call: CallRecord) -> tuple[Any, ...]:
+    if not isinstance(call, CallRecord):
+        raise TypeError(f"expected CallRecord, got {type(call).__name__}")
+    return (
+        call.call_id,
+        Direction(call.direction).value,
+        CallMode(call.mode).value,
+        call.from_number,
+        call.to_number,
+        CallState(call.state).value,
+        call.provider,
+        call.provider_call_id,
+        None if call.end_reason is None else EndReason(call.end_reason).value,
+        call.message,
+        float(call.created_at),
+        float(call.updated_at),
+        _opt_float(call.answered_at),
+        _opt_float(call.ended_at),
+        _opt_float(call.dial_started_at),
+        int(call.turn),
+        int(call.last_sequence),
+        call.error,
+        encode_metadata(call.metadata),
+    )
+
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def _enum(enum: type[_E], value: Any, column: str) -> _E:
+    try:
+        return enum(value)
+    except ValueError:
+        raise StoreError(f"unreadable stored value in column {column!r}") from None
+
+
+def row_to_call(row: Row) -> CallRecord:
+    if len(row) != len(CALL_COLUMNS):
+        raise StoreError("unexpected column count in calls row")
+    try:
+        metadata = json.loads(row[18])
+    except (TypeError, ValueError):
+        raise StoreError("unreadable stored value in column 'metadata'") from None
+    if not isinstance(metadata, dict):
+        raise StoreError("unreadable stored value in column 'metadata'")
+    return CallRecord(
+        call_id=row[0],
+        direction=_enum(Direction, row[1], "direction"),
+        mode=_enum(CallMode, row[2], "mode"),
+        from_number=row[3],
+        to_number=row[4],
+        state=_enum(CallState, row[5], "state"),
+        provider=row[6],
+        provider_call_id=row[7],
+        end_reason=None if row[8] is None else _enum(EndReason, row[8], "end_reason"),
+        message=row[9],
+        created_at=float(row[10]),
+        updated_at=float(row[11]),
+        answered_at=_opt_float(row[12]),
+        ended_at=_opt_float(row[13]),
+        dial_started_at=_opt_float(row[14]),
+        turn=int(row[15]),
+        last_sequence=int(row[16]),
+        error=row[17],
+        metadata=metadata,
+    )
+
+
+def event_to_row(event: EventRow) -> tuple[Any, ...]:
+    if not isinstance(event, EventRow):
+        raise TypeError(f"expected EventRow, got {type(event).__name__}")
+    return (event.dedupe_key, event.call_id, event.kind, float(event.at), event.detail)
+
+
+def row_to_event(row: Row) -> EventRow:
+    return EventRow(dedupe_key=row[0], call_id=row[1], kind=row[2], at=float(row[3]), detail=row[4])
+
+
+def transcript_to_row(entry: TranscriptEntry) -> tuple[Any, ...]:
+    if not isinstance(entry, TranscriptEntry):
+        raise TypeError(f"expected TranscriptEntry, got {type(entry).__name__}")
+    return (
+        entry.call_id,
+        int(entry.seq),
+        Speaker(entry.speaker).value,
+        entry.text,
+        float(entry.at),
+        bool(entry.final),
+        None if entry.turn is None else int(entry.turn),
+    )
+
+
+def row_to_transcript(row: Row) -> TranscriptEntry:
+    return TranscriptEntry(
+        call_id=row[0],
+        seq=int(row[1]),
+        speaker=_enum(Speaker, row[2], "speaker"),
+        text=row[3],
+        at=float(row[4]),
+        final=bool(row[5]),
+        turn=None if row[6] is None else int(row[6]),
+    )
+
+
+def prepare_commit(
+    call: CallRecord | None,
+    event: EventRow | None,
+    transcript: Sequence[TranscriptEntry],
+) -> PreparedCommit:
+    """Validate and encode one commit. Raises ``StoreError``/``TypeError`` before any I/O.
+
+    Text containing NUL characters and metadata that is not JSON-serializable are refused with
+    ``StoreError`` (nothing is written).
+
+    Transcript lines with the same ``(call_id, seq)`` collapse to the last one given (a line
+    that is stored again replaces the earlier version, e.g. an interim result by its final).
+    """
+    lines: dict[tuple[str, int], tuple[Any, ...]] = {}
+    for entry in transcript:
+        row = _no_nul(transcript_to_row(entry), TRANSCRIPT_COLUMNS)
+        lines[(row[0], row[1])] = row
+    return PreparedCommit(
+        event=None if event is None else _no_nul(event_to_row(event), EVENT_COLUMNS),
+        call=None if call is None else _no_nul(call_to_row(call), CALL_COLUMNS),
+        transcript=tuple(lines.values()),
+    )
+
+
+def unstorable(key: str) -> bool:
+    """True for a lookup key no row can have (so reads answer "absent" without asking)."""
+    return "\x00" in key
+
+
+def _no_nul(row: tuple[Any, ...], columns: tuple[str, ...]) -> tuple[Any, ...]:
+    """Refuse NUL characters in text (PostgreSQL cannot store them; both backends agree)."""
+    for value, column in zip(row, columns, strict=True):
+        if isinstance(value, str) and "\x00" in value:
+            raise StoreError(f"text in column {column!r} contains a NUL character")
+    return row
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError("limit must be an int")
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    return limit
+
+
+def encode_cursor(created_at: float, call_id: str) -> str:
+    """Opaque cursor pointing just after the call ``(created_at, call_id)`` (newest first)."""
+    raw = json.dumps([float(created_at), call_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Inverse of :func:`encode_cursor`; ``ValueError`` for anything it did not produce."""
+    if not isinstance(cursor, str) or not cursor or len(cursor) > 2048:
+        raise ValueError("invalid cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise ValueError("invalid cursor") from None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or isinstance(value[0], bool)
+        or not isinstance(value[0], int | float)
+        or not isinstance(value[1], str)
+        or not math.isfinite(value[0])
+    ):
+        raise ValueError("invalid cursor")
+    return float(value[0]), value[1]

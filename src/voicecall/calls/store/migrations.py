@@ -1,0 +1,179 @@
+"""Versioned schema migrations for both store backends (data only; the backends apply them).
+
+Rules every backend follows:
+
+* The applied versions are rows of ``schema_version`` (created on first open). The current
+  version is the highest row.
+* Each pending migration runs in its own transaction together with the insert of its
+  ``schema_version`` row, under the backend's write lock (SQLite ``BEGIN IMMEDIATE``,
+  PostgreSQL ``pg_advisory_xact_lock``), and the current version is re-read under that lock, so
+  several processes opening the same database at once apply each migration exactly once.
+* A database whose version is higher than :data:`LATEST_VERSION` was written by a newer voicecall;
+  it is refused with a :class:`StoreError` and left untouched.
+* Migrations are append-only: never edit a released one, add the next version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicecall.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+SQLITE_SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY NOT NULL,"
+    " description TEXT NOT NULL,"
+    " applied_at REAL NOT NULL)"
+)
+
+POSTGRES_SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version integer PRIMARY KEY,"
+    " description text NOT NULL,"
+    " applied_at double precision NOT NULL)"
+)
+
+_SQLITE_V1 = (
+    """
+    CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY NOT NULL,
+        direction TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        from_number TEXT,
+        to_number TEXT,
+        state TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        provider_call_id TEXT,
+        end_reason TEXT,
+        message TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        answered_at REAL,
+        ended_at REAL,
+        dial_started_at REAL,
+        turn INTEGER NOT NULL,
+        last_sequence INTEGER NOT NULL,
+        error TEXT,
+        metadata TEXT NOT NULL
+    )
+    """,
+    "CREATE UNIQUE INDEX calls_provider_call_id ON calls (provider_call_id)"
+    " WHERE provider_call_id IS NOT NULL",
+    "CREATE INDEX calls_state ON calls (state)",
+    "CREATE INDEX calls_created ON calls (created_at, call_id)",
+    """
+    CREATE TABLE events (
+        dedupe_key TEXT PRIMARY KEY NOT NULL,
+        call_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        detail TEXT
+    )
+    """,
+    "CREATE INDEX events_call ON events (call_id)",
+    """
+    CREATE TABLE transcript (
+        call_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        speaker TEXT NOT NULL,
+        text TEXT NOT NULL,
+        at REAL NOT NULL,
+        final INTEGER NOT NULL,
+        turn INTEGER,
+        PRIMARY KEY (call_id, seq)
+    ) WITHOUT ROWID
+    """,
+)
+
+# call ids compare bytewise ("C" collation) so keyset pagination orders like SQLite's BINARY.
+_POSTGRES_V1 = (
+    """
+    CREATE TABLE calls (
+        call_id text COLLATE "C" PRIMARY KEY,
+        direction text NOT NULL,
+        mode text NOT NULL,
+        from_number text,
+        to_number text,
+        state text NOT NULL,
+        provider text NOT NULL,
+        provider_call_id text,
+        end_reason text,
+        message text,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
+        answered_at double precision,
+        ended_at double precision,
+        dial_started_at double precision,
+        turn bigint NOT NULL,
+        last_sequence bigint NOT NULL,
+        error text,
+        metadata text NOT NULL
+    )
+    """,
+    "CREATE UNIQUE INDEX calls_provider_call_id ON calls (provider_call_id)"
+    " WHERE provider_call_id IS NOT NULL",
+    "CREATE INDEX calls_state ON calls (state)",
+    "CREATE INDEX calls_created ON calls (created_at, call_id)",
+    """
+    CREATE TABLE events (
+        id bigint GENERATED ALWAYS AS IDENTITY,
+        dedupe_key text PRIMARY KEY,
+        call_id text NOT NULL,
+        kind text NOT NULL,
+        at double precision NOT NULL,
+        detail text
+    )
+    """,
+    "CREATE INDEX events_call ON events (call_id)",
+    """
+    CREATE TABLE transcript (
+        call_id text COLLATE "C" NOT NULL,
+        seq bigint NOT NULL,
+        speaker text NOT NULL,
+        text text NOT NULL,
+        at double precision NOT NULL,
+        final boolean NOT NULL,
+        turn bigint,
+        PRIMARY KEY (call_id, seq)
+    )
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "calls, events, transcript", _SQLITE_V1, _POSTGRES_V1),
+)
+
+
+def latest_version(migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    return migrations[-1].version if migrations else 0
+
+
+LATEST_VERSION = latest_version()
+
+
+def check_sequence(migrations: tuple[Migration, ...]) -> None:
+    """Versions must be 1, 2, 3, … with no gap (a programming error otherwise)."""
+    for index, migration in enumerate(migrations, start=1):
+        if migration.version != index:
+            raise RuntimeError(f"migration #{index} has version {migration.version}")
+
+
+def pending(current: int, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[Migration]:
+    """The migrations to apply to a database at ``current``; refuses a newer database."""
+    check_sequence(migrations)
+    latest = latest_version(migrations)
+    if current > latest:
+        raise StoreError(
+            f"the database schema is version {current}, newer than this voicecall supports "
+            f"(version {latest}); upgrade voicecall or point it at another database"
+        )
+    return [m for m in migrations if m.version > current]

@@ -1,0 +1,3 @@
+from voicecall.cli.main import main
+
+main()

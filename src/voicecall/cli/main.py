@@ -1,0 +1,356 @@
+"""The ``voicecall`` command line.
+
+``serve`` runs the one runtime; every other command is a client of its control API (a CLI that
+started its own server collided on the port in the field). Errors print one line each, no
+traceback, and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from voicecall.agent.client import CallInfo, Client
+from voicecall.cli.common import ConfigOpt, UrlOpt, fail, out, settings_from
+from voicecall.config import Settings
+from voicecall.errors import ConfigError, VoicecallError
+
+app = typer.Typer(
+    name="voicecall",
+    help="Let AI agents place and take real phone calls through Twilio.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_extra_commands() -> None:
+    from voicecall.cli.agent_commands import register
+
+    register(app)  # `voicecall mcp`, `voicecall expose`
+
+
+_register_extra_commands()
+
+T = TypeVar("T")
+
+
+def _client(config: Path | None, url: str | None) -> Client:
+    return Client.from_settings(settings_from(config), url)
+
+
+def _run(make: Callable[[Client], Awaitable[T]], config: Path | None, url: str | None) -> T:
+    async def main() -> T:
+        async with _client(config, url) as client:
+            return await make(client)
+
+    try:
+        return asyncio.run(main())
+    except VoicecallError as exc:
+        raise fail([str(exc)], 1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _print_call(info: CallInfo) -> None:
+    table = Table(show_header=False, box=None)
+    for key in (
+        "call_id",
+        "state",
+        "end_reason",
+        "direction",
+        "mode",
+        "to",
+        "from",
+        "provider_call_id",
+        "error",
+    ):
+        value = info.raw.get(key)
+        if value is not None:
+            table.add_row(f"[bold]{key}[/bold]", str(value))
+    table.add_row("[bold]created[/bold]", _when(info.raw.get("created_at")))
+    table.add_row("[bold]ended[/bold]", _when(info.raw.get("ended_at")))
+    out.print(table)
+    if info.transcript:
+        out.print("[bold]transcript[/bold]")
+        for line in info.transcript:
+            who = "[cyan]bot [/cyan]" if line["speaker"] == "bot" else "[green]user[/green]"
+            out.print(f"  {who} {line['text']}", highlight=False)
+
+
+# ----------------------------------------------------------------------------- server
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the voicecall server (webhooks, media streams, control API)."""
+    import uvicorn
+
+    from voicecall import logs
+    from voicecall.server.app import VoicecallApp
+
+    settings = settings_from(config)
+    problems = serve_problems(settings)
+    if problems:
+        raise fail(problems)
+    logs.configure(log_level)
+    for secret in (settings.twilio.auth_token, settings.api.token):
+        logs.register_secret(secret.get_secret_value() if secret else None)
+    application = VoicecallApp(settings)
+    try:
+        uvicorn.run(
+            application,
+            host=settings.serve.bind,
+            port=settings.serve.port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,  # trusted proxies are handled by voicecall itself
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=3,
+            h11_max_incomplete_event_size=16 * 1024,
+            ws_per_message_deflate=False,  # μ-law does not compress; it only costs CPU
+            ws_max_size=2 * settings.streaming.max_frame_bytes,
+            lifespan="on",
+        )
+    except ConfigError as exc:
+        raise fail(exc.problems) from None
+
+
+def serve_problems(settings: Settings) -> list[str]:
+    """Reasons the server must not start with these settings."""
+    problems = []
+    if not _is_loopback(settings.serve.bind) and settings.api.token is None:
+        problems.append(
+            f"serve.bind: {settings.serve.bind} is reachable from other machines; "
+            "set api.token (VOICECALL_API__TOKEN) first"
+        )
+    if settings.provider == "twilio":
+        if not settings.twilio.account_sid:
+            problems.append("twilio.account_sid: required (or set TWILIO_ACCOUNT_SID)")
+        if settings.twilio.auth_token is None:
+            problems.append("twilio.auth_token: required (or set TWILIO_AUTH_TOKEN)")
+        if not settings.public_url:
+            problems.append("public_url: required (the https origin Twilio can reach)")
+    return problems
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the template")] = Path(
+        "voicecall.toml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file")] = False,
+) -> None:
+    """Write a commented configuration template."""
+    from voicecall.cli.template import CONFIG_TEMPLATE
+
+    if path.exists() and not force:
+        raise fail([f"{path} exists (use --force to overwrite)"])
+    path.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+    path.chmod(0o600)
+    out.print(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------- calls
+
+
+@app.command()
+def call(
+    message: Annotated[str, typer.Option("--message", "-m", help="What to say")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="E.164 number (default: to_number)")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(help="notify or conversation")] = None,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Place an outbound call."""
+    if mode not in (None, "notify", "conversation"):
+        raise fail([f"--mode: {mode!r} is not notify or conversation"])
+
+    async def go(c: Client) -> Any:
+        handle = await c.call(to, message, mode)
+        return await handle.status()
+
+    info = _run(go, config, url)
+    out.print(f"call [bold]{info.call_id}[/bold] {info.state}")
+
+
+@app.command("continue")
+def continue_(
+    call_id: Annotated[str, typer.Option("--call-id", help="The call")],
+    message: Annotated[str, typer.Option("--message", "-m", help="What to say")],
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the answer")] = None,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Say something and print the caller's answer."""
+    text = _run(lambda c: c.continue_(call_id, message, timeout=timeout), config, url)
+    out.print(text, highlight=False)
+
+
+@app.command()
+def speak(
+    call_id: Annotated[str, typer.Option("--call-id")],
+    message: Annotated[str, typer.Option("--message", "-m")],
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Say something on a live call without waiting for an answer."""
+    info = _run(lambda c: c.speak(call_id, message), config, url)
+    out.print(f"call {info.call_id} {info.state}")
+
+
+@app.command()
+def end(
+    call_id: Annotated[str, typer.Option("--call-id")],
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Goodbye first")] = None,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Hang up a call (idempotent)."""
+    info = _run(lambda c: c.end(call_id, message), config, url)
+    out.print(f"call {info.call_id} {info.state}")
+
+
+@app.command()
+def status(
+    call_id: Annotated[str | None, typer.Option("--call-id")] = None,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Show one call with its transcript, or the active calls."""
+    if call_id:
+        _print_call(_run(lambda c: c.status(call_id), config, url))
+        return
+    calls_, _ = _run(lambda c: c.calls(active=True, limit=100), config, url)
+    if not calls_:
+        out.print("no active calls")
+        return
+    _table(calls_)
+
+
+@app.command()
+def calls(
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Call history, newest first."""
+    items, _ = _run(lambda c: c.calls(limit=limit), config, url)
+    _table(items)
+
+
+def _table(items: list[CallInfo]) -> None:
+    table = Table("call id", "created", "dir", "mode", "to / from", "state", "end reason")
+    for info in items:
+        who = info.to if info.direction == "outbound" else info.from_
+        table.add_row(
+            info.call_id,
+            _when(info.raw.get("created_at")),
+            info.direction,
+            info.mode,
+            who or "anonymous",
+            info.state,
+            info.end_reason or "",
+        )
+    out.print(table)
+
+
+@app.command()
+def tail(config: ConfigOpt = None, url: UrlOpt = None) -> None:
+    """Follow live call events and transcript lines."""
+
+    async def go(c: Client) -> None:
+        async for event in c.events():
+            kind = event.get("type", "?")
+            if kind == "transcript":
+                who = "[cyan]bot [/cyan]" if event["speaker"] == "bot" else "[green]user[/green]"
+                out.print(f"{event['call_id'][:8]} {who} {event['text']}", highlight=False)
+            else:
+                call_doc = event.get("call", {})
+                out.print(
+                    f"{call_doc.get('call_id', '')[:8]} [bold]{kind}[/bold] "
+                    f"{call_doc.get('state', '')} {call_doc.get('end_reason') or ''}"
+                )
+
+    _run(go, config, url)
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+@app.command()
+def doctor(config: ConfigOpt = None) -> None:
+    """Check the configuration, the credentials and what would make webhooks fail."""
+    from voicecall.cli.doctor import run_doctor
+
+    settings = settings_from(config)
+    ok = asyncio.run(run_doctor(settings, out))
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def emulator(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 3335,
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    account_sid: Annotated[str, typer.Option(envvar="TWILIO_ACCOUNT_SID")] = "AC" + "0" * 32,
+    auth_token: Annotated[str, typer.Option(envvar="TWILIO_AUTH_TOKEN")] = "emulator-token",  # noqa: S107 - the emulator's own local token
+) -> None:
+    """Run the local Twilio emulator (REST, signed webhooks, TwiML, Media Streams)."""
+    from voicecall.emulator import serve as emulator_serve
+
+    emulator_serve(port=port, account_sid=account_sid, auth_token=auth_token, host=host)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Where to keep the demo's database and recording (default: a temp dir)"),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="voice (Media Streams, local TTS/STT), gather, or auto")
+    ] = "auto",
+) -> None:
+    """Run a whole simulated call offline: emulator + server + a short conversation."""
+    from voicecall.cli.demo import run_demo
+
+    if mode not in ("auto", "voice", "gather"):
+        raise fail([f"--mode: {mode!r} is not auto, voice or gather"])
+    try:
+        result = asyncio.run(run_demo(out, workdir, mode=mode))
+    except (VoicecallError, RuntimeError) as exc:
+        raise fail([str(exc)], 1) from None
+    raise typer.Exit(0 if result.end_reason == "hangup-bot" else 1)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,434 @@
+"""Settings: a TOML file, overridden by ``VOICECALL_*`` environment variables, validated.
+
+Precedence (highest first): environment ``VOICECALL_<KEY>`` (nested with ``__``, e.g.
+``VOICECALL_TWILIO__AUTH_TOKEN``), the TOML file, ``TWILIO_ACCOUNT_SID`` / ``TWILIO_AUTH_TOKEN``
+(and ``OPENAI_API_KEY`` …) as fallbacks, then the defaults below.
+
+:func:`load_config` raises :class:`~voicecall.errors.ConfigError` with one line per problem
+(``key.path: what is wrong``); the CLI prints those lines and exits non-zero, no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from voicecall.errors import ConfigError, InvalidPhoneNumber
+from voicecall.phone import parse_e164
+
+DEFAULT_CONFIG_PATH = Path("voicecall.toml")
+DEFAULT_HOME = Path.home() / ".voicecall"
+
+
+class InboundPolicy(StrEnum):
+    DISABLED = "disabled"
+    ALLOWLIST = "allowlist"
+    OPEN = "open"
+
+
+class CallMode(StrEnum):
+    NOTIFY = "notify"
+    CONVERSATION = "conversation"
+
+
+def _e164(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return parse_e164(value)
+    except InvalidPhoneNumber as exc:
+        # pydantic turns ValueError into a located validation error
+        raise ValueError(exc.message.split(": ", 1)[-1]) from None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TwilioSettings(_Section):
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    api_base_url: str = "https://api.twilio.com"
+    request_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("account_sid")
+    @classmethod
+    def _sid(cls, v: str | None) -> str | None:
+        if v is not None and v != "" and not (v.startswith("AC") and len(v) == 34):
+            raise ValueError("must look like AC followed by 32 hex characters")
+        return v or None
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://api.twilio.com")
+        return v.rstrip("/")
+
+
+class OutboundSettings(_Section):
+    default_mode: CallMode = CallMode.NOTIFY
+    notify_hangup_delay_seconds: float = Field(3.0, ge=0, le=60)
+
+
+class ServeSettings(_Section):
+    bind: str = "127.0.0.1"
+    port: int = Field(3334, ge=1, le=65535)
+    webhook_path: str = "/voice/webhook"
+    stream_path: str = "/voice/stream"
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("webhook_path", "stream_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or "?" in v or "#" in v or " " in v:
+            raise ValueError("must be an absolute path like /voice/webhook, no query or fragment")
+        return v
+
+
+class StoreSettings(_Section):
+    url: str = Field(default_factory=lambda: f"sqlite:///{DEFAULT_HOME / 'voicecall.db'}")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not (v.startswith("sqlite:///") or v.startswith(("postgresql://", "postgres://"))):
+            raise ValueError("must be sqlite:///path or postgresql://…")
+        return v
+
+
+class ApiSettings(_Section):
+    token: SecretStr | None = None
+
+
+# --- real-time voice (Media Streams) ------------------------------------------------------------
+
+
+class StreamingSettings(_Section):
+    """``[streaming]``: answered calls talk over ``<Connect><Stream>`` when enabled."""
+
+    enabled: bool = False
+    start_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    max_frame_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    max_pending_per_ip: int = Field(16, ge=1, le=10_000)
+    """WebSocket connections from one address that have not sent a valid ``start`` yet."""
+    max_pending_total: int = Field(256, ge=1, le=100_000)
+    max_streams: int = Field(1000, ge=1, le=100_000)
+    """Open Media Streams sockets (attached or not) before new upgrades are refused."""
+    max_queued_utterances: int = Field(8, ge=1, le=1000)
+
+
+class TtsOpenAiSettings(_Section):
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini-tts"
+    voice: str = "alloy"
+    instructions: str | None = None
+
+
+class TtsElevenLabsSettings(_Section):
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.elevenlabs.io"
+    voice_id: str | None = None
+    model_id: str | None = None
+
+
+class TtsPiperSettings(_Section):
+    model_path: str | None = None
+    length_scale: float = Field(1.0, gt=0.1, le=5.0)
+
+
+class TtsEspeakSettings(_Section):
+    voice: str = "en-us"
+    rate_wpm: int = Field(170, ge=80, le=500)
+
+
+class TtsSettings(_Section):
+    """``[tts]``: ``provider`` unset chooses automatically (cloud key → local → ``<Say>``)."""
+
+    provider: Literal["openai", "elevenlabs", "piper", "espeak", "twilio"] | None = None
+    openai: TtsOpenAiSettings = Field(default_factory=TtsOpenAiSettings)
+    elevenlabs: TtsElevenLabsSettings = Field(default_factory=TtsElevenLabsSettings)
+    piper: TtsPiperSettings = Field(default_factory=TtsPiperSettings)
+    espeak: TtsEspeakSettings = Field(default_factory=TtsEspeakSettings)
+
+
+class SttOpenAiRealtimeSettings(_Section):
+    api_key: SecretStr | None = None
+    base_url: str = "wss://api.openai.com/v1/realtime?intent=transcription"
+    model: str = "gpt-4o-transcribe"
+    language: str | None = None
+
+
+class SttDeepgramSettings(_Section):
+    api_key: SecretStr | None = None
+    base_url: str = "wss://api.deepgram.com/v1/listen"
+    model: str = "nova-2"
+    language: str | None = None
+    endpointing_ms: int | None = Field(None, ge=10, le=10_000)
+
+
+class SttWhisperSettings(_Section):
+    model_path: str | None = None
+    language: str | None = "en"
+
+
+class SttSettings(_Section):
+    """``[stt]``: ``provider`` unset chooses automatically (cloud key → whisper → ``<Gather>``)."""
+
+    provider: Literal["openai-realtime", "deepgram", "whisper", "twilio"] | None = None
+    openai_realtime: SttOpenAiRealtimeSettings = Field(default_factory=SttOpenAiRealtimeSettings)
+    deepgram: SttDeepgramSettings = Field(default_factory=SttDeepgramSettings)
+    whisper: SttWhisperSettings = Field(default_factory=SttWhisperSettings)
+
+
+class VadSettings(_Section):
+    """``[vad]``: caller speech detection for barge-in."""
+
+    engine: Literal["webrtc", "silero"] = "webrtc"
+    aggressiveness: int = Field(2, ge=0, le=3)
+    """webrtcvad only: 0 (lenient) … 3 (filters non-speech hardest)."""
+    threshold: float = Field(0.5, gt=0, lt=1)
+    """silero only: speech probability threshold."""
+    min_speech_ms: int = Field(60, ge=20, le=2000)
+    """Speech must last this long before it counts (barge-in)."""
+    min_silence_ms: int = Field(400, ge=20, le=5000)
+    barge_in: bool = True
+    echo_guard_ms: int = Field(300, ge=0, le=5000)
+    """Caller speech starting within this long after the bot's audio started is not a barge-in
+    (the bot's own echo, and webrtcvad's noise-floor transient at stream start)."""
+    echo_energy_ratio: float | None = Field(None, gt=0, le=100)
+    """If set, caller speech must be at least this many times the RMS of the bot audio playing
+    to count as a barge-in while the bot speaks (rejects loud echo)."""
+
+
+class PacerSettings(_Section):
+    """``[pacer]``: outbound audio scheduling."""
+
+    lead_ms: int = Field(120, ge=0, le=2000)
+    message_ms: int = Field(20, ge=20, le=1000)
+    mark_every_ms: int | None = Field(200, ge=20, le=10_000)
+    """Periodic marks (what the caller heard, for barge-in); unset: only utterance-end marks."""
+    max_queue_ms: int = Field(60_000, ge=1000, le=600_000)
+
+    @model_validator(mode="after")
+    def _multiples(self) -> PacerSettings:
+        if self.message_ms % 20:
+            raise ValueError("message_ms must be a multiple of 20")
+        if self.mark_every_ms is not None and self.mark_every_ms % self.message_ms:
+            raise ValueError("mark_every_ms must be a multiple of message_ms")
+        return self
+
+
+class ResponderSettings(_Section):
+    """``[responder]``: who answers a conversation turn when no agent is waiting on it.
+
+    ``none`` (agents drive every turn via ``continue``), ``scripted`` (a small built-in bot),
+    ``chat`` (any OpenAI-compatible chat endpoint, streamed), or ``hook`` (``package.module:fn``).
+    """
+
+    kind: Literal["none", "scripted", "chat", "hook"] = "none"
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key: SecretStr | None = None
+    system_prompt: str | None = None
+    hook: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    memory_path: str | None = None  # JSON file of per-caller summaries (None: in memory only)
+
+
+class Settings(BaseSettings):
+    """Every setting voicecall reads. Secrets are :class:`SecretStr`: masked in every repr."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOICECALL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    provider: Literal["twilio", "mock"] = "twilio"
+    from_number: str | None = None
+    to_number: str | None = None
+    public_url: str | None = None
+    inbound_policy: InboundPolicy = InboundPolicy.DISABLED
+    allow_from: list[str] = Field(default_factory=list)
+    inbound_greeting: str = "Hello, you have reached voicecall. How can I help?"
+    max_concurrent_calls: int = Field(1, ge=1, le=10_000)
+    max_duration_seconds: float = Field(300, gt=0, le=4 * 3600)
+    ring_timeout_seconds: int = Field(30, ge=5, le=600)
+    transcript_timeout_seconds: float = Field(180, gt=0, le=3600)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    tts: TtsSettings = Field(default_factory=TtsSettings)
+    stt: SttSettings = Field(default_factory=SttSettings)
+    vad: VadSettings = Field(default_factory=VadSettings)
+    pacer: PacerSettings = Field(default_factory=PacerSettings)
+    responder: ResponderSettings = Field(default_factory=ResponderSettings)
+
+    @field_validator("from_number", "to_number")
+    @classmethod
+    def _number(cls, v: str | None) -> str | None:
+        return _e164(v)
+
+    @field_validator("allow_from")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        out = []
+        for i, raw in enumerate(v):
+            try:
+                out.append(parse_e164(raw))
+            except InvalidPhoneNumber as exc:
+                raise ValueError(f"entry {i}: {exc.message.split(': ', 1)[-1]}") from None
+        return out
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) origin such as https://voice.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query string or fragment")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _cross(self) -> Settings:
+        if self.inbound_policy is InboundPolicy.ALLOWLIST and not self.allow_from:
+            raise ValueError("inbound_policy is allowlist but allow_from is empty")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the TOML file, merged with fallbacks by load_config) < environment
+        return (env_settings, init_settings)
+
+    # --- derived values -------------------------------------------------------------------
+    @property
+    def webhook_url(self) -> str | None:
+        """The public webhook URL Twilio requests (and signs)."""
+        if not self.public_url:
+            return None
+        return self.public_url + self.serve.webhook_path
+
+    @property
+    def stream_url(self) -> str | None:
+        """The public ``wss://`` (``ws://`` for plain-http origins) Media Streams URL."""
+        if not self.public_url:
+            return None
+        parts = urlsplit(self.public_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{self.serve.stream_path}"
+
+
+def _format_error(err: Any) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+    msg = str(err.get("msg", "invalid"))
+    msg = msg.removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _fallbacks(env: dict[str, str]) -> dict[str, Any]:
+    twilio: dict[str, str] = {}
+    if env.get("TWILIO_ACCOUNT_SID"):
+        twilio["account_sid"] = env["TWILIO_ACCOUNT_SID"]
+    if env.get("TWILIO_AUTH_TOKEN"):
+        twilio["auth_token"] = env["TWILIO_AUTH_TOKEN"]
+    return {"twilio": twilio} if twilio else {}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def config_path(explicit: str | Path | None = None, env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("VOICECALL_CONFIG"):
+        return Path(env["VOICECALL_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Load settings from the TOML file and the environment.
+
+    A missing file is fine only when it was not asked for explicitly. Raises
+    :class:`ConfigError` with one line per problem.
+    """
+    env_map = dict(os.environ) if env is None else env
+    explicit = path is not None or bool(env_map.get("VOICECALL_CONFIG"))
+    file = config_path(path, env_map)
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{file}: not valid TOML ({exc})"]) from None
+        except OSError as exc:
+            raise ConfigError([f"{file}: cannot be read ({exc.strerror})"]) from None
+    elif explicit:
+        raise ConfigError([f"{file}: no such config file (run `voicecall init` to write one)"])
+    data.pop("config", None)
+    merged = _merge(_fallbacks(env_map), data)
+    if overrides:
+        merged = _merge(merged, overrides)
+    saved = dict(os.environ)
+    try:
+        if env is not None:
+            # pydantic-settings reads os.environ; give it exactly the mapping we were handed
+            os.environ.clear()
+            os.environ.update(env_map)
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError([_format_error(e) for e in exc.errors()]) from None
+    finally:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(saved)

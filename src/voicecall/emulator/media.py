@@ -1,0 +1,622 @@
+"""Media Streams for the emulator: the pure session plus a thin WebSocket runner.
+
+:class:`MediaSession` (pure) produces Twilio's messages (``connected``, ``start``, ``media``,
+``dtmf``, ``mark``, ``stop``; ``sequenceNumber``/``chunk``/``timestamp`` as strings, the
+sequence starting at 1 on ``start``) and consumes the app's (``media``, ``mark``, ``clear``):
+outbound audio goes into a playback buffer drained 160 bytes per 20 ms tick; a ``mark`` is echoed
+when all audio sent before it has played (at once if nothing is buffered); ``clear`` drops the
+buffer and echoes every pending mark. Malformed JSON, binary frames and a wrong ``streamSid``
+are counted and ignored, as Twilio does.
+
+Underruns: an *utterance* is the app's audio between two marks/clears. When the buffer runs dry
+inside an utterance and more audio of the same utterance arrives later, that gap is an underrun
+(counted, with its length). Apps that mark the end of each utterance get no false underruns.
+
+The callee's speech comes from text (``espeak-ng`` when installed, else a tone of the same length)
+and is queued on the inbound track; the session records the exact sample where each utterance
+starts, so barge-in latency (``clear`` time minus onset) is measured from it.
+
+:func:`run_stream` is the I/O edge: it opens the WebSocket with ``X-Twilio-Signature`` over the
+stream URL exactly as given in the TwiML, paces frames on an absolute monotonic schedule and
+records its own send lateness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import math
+import shutil
+import time
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voicecall.audio.g711 import ulaw_decode, ulaw_encode
+from voicecall.emulator.lateness import LatenessHistogram
+from voicecall.emulator.ticker import FrameTicker
+from voicecall.emulator.wsclient import WebSocketClient, WebSocketConnectError, open_websocket
+
+__all__ = [
+    "FRAME_BYTES",
+    "FRAME_MS",
+    "MediaSession",
+    "MediaStats",
+    "StreamPlan",
+    "cached_speech",
+    "run_stream",
+    "speech_ulaw",
+    "wav_bytes",
+]
+
+FRAME_BYTES = 160
+FRAME_MS = 20
+SAMPLE_RATE = 8000
+SILENCE = b"\xff" * FRAME_BYTES
+SILENCE_B64 = base64.b64encode(SILENCE).decode("ascii")
+MAX_MESSAGE_CHARS = 1 << 20
+
+
+@dataclass(slots=True)
+class MediaStats:
+    frames_sent: int = 0  # inbound media messages sent to the app
+    media_received: int = 0  # media messages from the app
+    bytes_received: int = 0
+    frames_played: int = 0  # 20 ms ticks with app audio
+    underruns: int = 0
+    underrun_ms: float = 0.0
+    marks_received: int = 0
+    marks_echoed: int = 0
+    clears: int = 0
+    malformed: int = 0
+    ignored: int = 0
+    dtmf_sent: int = 0
+    max_lateness_ms: float = 0.0
+    late_frames: int = 0  # sent more than one frame late
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(slots=True)
+class _Utterance:
+    text: str
+    sample: int  # first sample on the inbound track
+    ms: float
+
+
+@dataclass
+class MediaSession:
+    account_sid: str
+    call_sid: str
+    stream_sid: str
+    custom_parameters: dict[str, str] = field(default_factory=dict)
+    tracks: tuple[str, ...] = ("inbound",)
+    stats: MediaStats = field(default_factory=MediaStats)
+    onsets: list[dict[str, Any]] = field(default_factory=list)
+    clear_latencies_ms: list[float] = field(default_factory=list)
+    app_utterances: list[dict[str, float]] = field(default_factory=list)
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    lateness: LatenessHistogram = field(default_factory=LatenessHistogram)  # per sent frame
+
+    def __post_init__(self) -> None:
+        self._seq = 0
+        self._chunk = 0
+        self._buffer = bytearray()
+        self._enqueued = 0
+        self._played = 0
+        self._pending_marks: list[tuple[int, str]] = []
+        self._utterance_open = False
+        self._dry_since: float | None = None
+        self._playing = False
+        self._inbound = bytearray()
+        self._inbound_queue: list[tuple[bytes, str]] = []
+        self._last_onset_ms: float | None = None
+        self.heard = bytearray()  # outbound track as the callee hears it (silence included)
+        self.spoken = bytearray()  # inbound track: what the callee said (silence included)
+        self._sid_json = json.dumps(self.stream_sid)
+
+    # ---------------------------------------------------------------- Twilio -> app
+
+    def _next_seq(self) -> str:
+        self._seq += 1
+        return str(self._seq)
+
+    def connected(self) -> str:
+        return json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+
+    def start(self) -> str:
+        return json.dumps(
+            {
+                "event": "start",
+                "sequenceNumber": self._next_seq(),
+                "streamSid": self.stream_sid,
+                "start": {
+                    "accountSid": self.account_sid,
+                    "streamSid": self.stream_sid,
+                    "callSid": self.call_sid,
+                    "tracks": list(self.tracks),
+                    "mediaFormat": {
+                        "encoding": "audio/x-mulaw",
+                        "sampleRate": SAMPLE_RATE,
+                        "channels": 1,
+                    },
+                    "customParameters": dict(self.custom_parameters),
+                },
+            }
+        )
+
+    def say(self, ulaw: bytes, label: str) -> None:
+        """Queue callee speech on the inbound track (its onset is recorded when it starts)."""
+        if ulaw:
+            self._inbound_queue.append((ulaw, label))
+
+    @property
+    def callee_speaking(self) -> bool:
+        return bool(self._inbound) or bool(self._inbound_queue)
+
+    def media(self) -> str:
+        """The next inbound frame (callee speech or silence) as a ``media`` message."""
+        if not self._inbound and self._inbound_queue:
+            ulaw, label = self._inbound_queue.pop(0)
+            sample = self._chunk * FRAME_BYTES
+            ms = self._chunk * FRAME_MS
+            self.onsets.append({"text": label, "sample": sample, "ms": ms})
+            self._last_onset_ms = float(ms)
+            self._inbound += ulaw
+        if self._inbound:
+            frame = bytes(self._inbound[:FRAME_BYTES])
+            del self._inbound[:FRAME_BYTES]
+            if len(frame) < FRAME_BYTES:
+                frame += SILENCE[len(frame) :]
+            payload = base64.b64encode(frame).decode("ascii")
+            self.spoken += frame
+        else:
+            payload = SILENCE_B64
+            self.spoken += SILENCE
+        timestamp = self._chunk * FRAME_MS
+        self._chunk += 1
+        self.stats.frames_sent += 1
+        self._seq += 1
+        # Byte for byte what json.dumps gives for the message dict (tested), without building
+        # and encoding a dict per frame: every value here is a digit string or base64.
+        return (
+            f'{{"event": "media", "sequenceNumber": "{self._seq}", "streamSid": '
+            f'{self._sid_json}, "media": {{"track": "inbound", "chunk": "{self._chunk}", '
+            f'"timestamp": "{timestamp}", "payload": "{payload}"}}}}'
+        )
+
+    def dtmf(self, digit: str) -> str:
+        self.stats.dtmf_sent += 1
+        return json.dumps(
+            {
+                "event": "dtmf",
+                "sequenceNumber": self._next_seq(),
+                "streamSid": self.stream_sid,
+                "dtmf": {"track": "inbound_track", "digit": digit},
+            }
+        )
+
+    def _mark_message(self, name: str) -> str:
+        self.stats.marks_echoed += 1
+        return json.dumps(
+            {
+                "event": "mark",
+                "sequenceNumber": self._next_seq(),
+                "streamSid": self.stream_sid,
+                "mark": {"name": name},
+            }
+        )
+
+    def stop(self) -> str:
+        return json.dumps(
+            {
+                "event": "stop",
+                "sequenceNumber": self._next_seq(),
+                "streamSid": self.stream_sid,
+                "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
+            }
+        )
+
+    # ---------------------------------------------------------------- app -> Twilio
+
+    def receive(self, message: str | bytes, now_ms: float) -> list[str]:
+        """Handle one message from the app; return messages to send back (mark echoes)."""
+        if isinstance(message, bytes) or len(message) > MAX_MESSAGE_CHARS:
+            self.stats.ignored += 1
+            return []
+        try:
+            data = json.loads(message)
+        except ValueError:
+            self.stats.malformed += 1
+            return []
+        if not isinstance(data, dict):
+            self.stats.malformed += 1
+            return []
+        event = data.get("event")
+        if data.get("streamSid") != self.stream_sid:
+            self.stats.ignored += 1
+            return []
+        if event == "media":
+            media = data.get("media")
+            payload = media.get("payload") if isinstance(media, dict) else None
+            if not isinstance(payload, str):
+                self.stats.malformed += 1
+                return []
+            try:
+                audio = base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                self.stats.malformed += 1
+                return []
+            self.stats.media_received += 1
+            self.stats.bytes_received += len(audio)
+            if not audio:
+                return []
+            if self._utterance_open and self._dry_since is not None:
+                self.stats.underruns += 1
+                self.stats.underrun_ms += max(0.0, now_ms - self._dry_since)
+            self._dry_since = None
+            self._utterance_open = True
+            self._buffer += audio
+            self._enqueued += len(audio)
+            return []
+        if event == "mark":
+            mark = data.get("mark")
+            name = mark.get("name") if isinstance(mark, dict) else None
+            if not isinstance(name, str):
+                self.stats.malformed += 1
+                return []
+            self.stats.marks_received += 1
+            self._utterance_open = False
+            self._dry_since = None
+            self.marks.append({"name": name, "received_ms": now_ms, "echoed_ms": None})
+            if self._played >= self._enqueued:
+                self.marks[-1]["echoed_ms"] = now_ms
+                return [self._mark_message(name)]
+            self._pending_marks.append((self._enqueued, name))
+            return []
+        if event == "clear":
+            self.stats.clears += 1
+            if self._last_onset_ms is not None:
+                self.clear_latencies_ms.append(now_ms - self._last_onset_ms)
+                self._last_onset_ms = None
+            self._buffer.clear()
+            self._enqueued = self._played
+            self._utterance_open = False
+            self._dry_since = None
+            out = [self._echo(name, now_ms) for _, name in self._pending_marks]
+            self._pending_marks.clear()
+            return out
+        self.stats.ignored += 1
+        return []
+
+    def _echo(self, name: str, now_ms: float) -> str:
+        for m in self.marks:
+            if m["name"] == name and m["echoed_ms"] is None:
+                m["echoed_ms"] = now_ms
+                break
+        return self._mark_message(name)
+
+    def play(self, now_ms: float) -> list[str]:
+        """One 20 ms playback tick: drain a frame to the callee; return mark echoes due."""
+        if self._buffer:
+            frame = bytes(self._buffer[:FRAME_BYTES])
+            del self._buffer[:FRAME_BYTES]
+            self._played += len(frame)
+            self.heard += frame + SILENCE[len(frame) :]
+            self.stats.frames_played += 1
+            if not self._playing:
+                self._playing = True
+                self.app_utterances.append({"start_ms": now_ms, "end_ms": now_ms})
+            self.app_utterances[-1]["end_ms"] = now_ms + FRAME_MS
+        else:
+            self.heard += SILENCE
+            if self._playing:
+                self._playing = False
+                if self._utterance_open:
+                    self._dry_since = now_ms
+        out: list[str] = []
+        while self._pending_marks and self._pending_marks[0][0] <= self._played:
+            _, name = self._pending_marks.pop(0)
+            out.append(self._echo(name, now_ms))
+        return out
+
+    @property
+    def app_playing(self) -> bool:
+        return bool(self._buffer)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "stream_sid": self.stream_sid,
+            "stats": self.stats.to_dict(),
+            "onsets": list(self.onsets),
+            "clear_latencies_ms": list(self.clear_latencies_ms),
+            "app_utterances": list(self.app_utterances),
+            "marks": list(self.marks),
+            "lateness_ms": self.lateness.summary(),
+        }
+
+
+# -------------------------------------------------------------------- audio helpers
+
+
+def wav_bytes(ulaw: bytes) -> bytes:
+    """A 16-bit 8 kHz mono WAV of μ-law audio."""
+    pcm = ulaw_decode(ulaw)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def stereo_wav_bytes(left_ulaw: bytes, right_ulaw: bytes) -> bytes:
+    """A 16-bit 8 kHz stereo WAV: ``left`` and ``right`` μ-law tracks, padded to one length."""
+    left, right = ulaw_decode(left_ulaw), ulaw_decode(right_ulaw)
+    n = max(len(left), len(right))
+    frames = np.zeros((n, 2), dtype="<i2")
+    frames[: len(left), 0] = left
+    frames[: len(right), 1] = right
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(frames.tobytes())
+    return buf.getvalue()
+
+
+def _tone(seconds: float) -> npt.NDArray[np.int16]:
+    n = max(1, int(seconds * SAMPLE_RATE))
+    t = np.arange(n) / SAMPLE_RATE
+    envelope = 0.5 * (1 + np.sin(2 * math.pi * 3.0 * t - math.pi / 2))  # syllable-ish bursts
+    wave_ = np.sin(2 * math.pi * 220.0 * t) + 0.5 * np.sin(2 * math.pi * 660.0 * t)
+    return (wave_ * envelope * 6000).astype(np.int16)
+
+
+async def speech_ulaw(text: str, words_per_minute: float = 150.0) -> bytes:
+    """Callee speech for ``text``: espeak-ng if installed, else a tone of the same length."""
+    exe = shutil.which("espeak-ng")
+    if exe is not None:
+        proc = await asyncio.create_subprocess_exec(
+            exe,
+            "--stdout",
+            "-s",
+            str(int(words_per_minute)),
+            "-v",
+            "en-us",
+            "--",
+            text,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode == 0 and out:
+            try:
+                with wave.open(io.BytesIO(out), "rb") as w:
+                    rate = w.getframerate()
+                    frames = w.readframes(w.getnframes())
+                pcm = np.frombuffer(frames, dtype="<i2")
+                if rate != SAMPLE_RATE:
+                    import soxr
+
+                    pcm = soxr.resample(pcm, rate, SAMPLE_RATE).astype(np.int16)
+                return ulaw_encode(np.ascontiguousarray(pcm, dtype=np.int16))
+            except (wave.Error, EOFError):
+                pass
+    seconds = max(0.3, len(text.split()) * 60.0 / words_per_minute)
+    return ulaw_encode(_tone(seconds))
+
+
+# -------------------------------------------------------------------- the I/O edge
+
+
+@dataclass
+class StreamPlan:
+    """What the callee does on the stream (from the script), in ms after the stream starts."""
+
+    say_at: list[tuple[int, str]] = field(default_factory=list)
+    replies: list[tuple[str, str]] = field(default_factory=list)  # ("speech"|"digits", value)
+    reply_delay_ms: int = 400
+    drop_after_s: float | None = None
+    words_per_minute: float = 150.0
+
+
+_SPEECH_CACHE: dict[tuple[str, float], bytes] = {}
+_SPEECH_CACHE_MAX = 256
+
+
+async def cached_speech(text: str, words_per_minute: float) -> bytes:
+    """:func:`speech_ulaw`, synthesised once per process for each (text, rate)."""
+    key = (text, words_per_minute)
+    audio = _SPEECH_CACHE.get(key)
+    if audio is None:
+        audio = await speech_ulaw(text, words_per_minute)
+        if len(_SPEECH_CACHE) >= _SPEECH_CACHE_MAX:
+            _SPEECH_CACHE.pop(next(iter(_SPEECH_CACHE)))
+        _SPEECH_CACHE[key] = audio
+    return audio
+
+
+class _StreamDriver:
+    """One stream's per-frame work, called by the shared :class:`FrameTicker` (no awaits)."""
+
+    def __init__(
+        self,
+        client: WebSocketClient,
+        session: MediaSession,
+        plan: StreamPlan,
+        record: Callable[..., None],
+        ticker: FrameTicker,
+    ) -> None:
+        self.ticker = ticker
+        self.client = client
+        self.session = session
+        self.plan = plan
+        self.record = record
+        self.due = 0.0
+        self.t0 = time.monotonic()
+        self.n = 0
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.finished = False
+        self._say_at = sorted(plan.say_at)
+        self._replies = list(plan.replies)
+        self._quiet_since: float | None = None
+        self._heard_app = False
+        self._say_queue: list[str] = []
+        self._say_task: asyncio.Task[None] | None = None
+        self._drop_ms = None if plan.drop_after_s is None else plan.drop_after_s * 1000.0
+
+    def now_ms(self) -> float:
+        return (time.monotonic() - self.t0) * 1000.0
+
+    def started(self, first_due: float) -> None:
+        self.t0 = first_due - FRAME_MS / 1000.0
+
+    def on_message(self, message: str | bytes) -> None:
+        for reply in self.session.receive(message, self.now_ms()):
+            self.client.send_text(reply)
+
+    def _say(self, text: str) -> None:
+        audio = _SPEECH_CACHE.get((text, self.plan.words_per_minute))
+        if audio is not None and self._say_task is None:
+            self.session.say(audio, text)
+            self.record("callee-stream-speech", text=text, stream_sid=self.session.stream_sid)
+            return
+        self._say_queue.append(text)  # synthesise off the ticker, in order
+        if self._say_task is None:
+            self._say_task = asyncio.get_running_loop().create_task(self._say_later())
+
+    async def _say_later(self) -> None:
+        try:
+            while self._say_queue:
+                text = self._say_queue[0]
+                audio = await cached_speech(text, self.plan.words_per_minute)
+                self._say_queue.pop(0)
+                self.session.say(audio, text)
+                self.record("callee-stream-speech", text=text, stream_sid=self.session.stream_sid)
+        finally:
+            self._say_task = None
+
+    def tick(self) -> None:
+        session, client = self.session, self.client
+        now = time.monotonic()
+        lateness = (now - self.due) * 1000.0
+        self.n += 1
+        self.due = self.t0 + (self.n + 1) * (FRAME_MS / 1000.0)
+        if self.finished or not client.is_open:
+            return
+        stats = session.stats
+        session.lateness.add(lateness)
+        self.ticker.window.add(lateness)
+        if lateness > stats.max_lateness_ms:
+            stats.max_lateness_ms = lateness
+            if lateness > FRAME_MS:
+                stats.late_frames += 1
+        elif lateness > FRAME_MS:
+            stats.late_frames += 1
+        t = (now - self.t0) * 1000.0
+        say_at = self._say_at
+        while say_at and say_at[0][0] <= t:
+            self._say(say_at.pop(0)[1])
+        client.send_text(session.media())
+        for echo in session.play(t):
+            client.send_text(echo)
+        # Turn taking: reply once the app has spoken and gone quiet for reply_delay_ms.
+        if session.app_playing:
+            self._heard_app, self._quiet_since = True, None
+        elif self._heard_app and self._replies and not session.callee_speaking:
+            if self._quiet_since is None:
+                self._quiet_since = t
+            if t - self._quiet_since >= self.plan.reply_delay_ms:
+                kind, value = self._replies.pop(0)
+                self._heard_app, self._quiet_since = False, None
+                if kind == "speech":
+                    self._say(value)
+                elif kind == "digits":
+                    for digit in value:
+                        if digit != "w":
+                            client.send_text(session.dtmf(digit))
+        if self._drop_ms is not None and t >= self._drop_ms:
+            self.record("fault", fault="ws-drop", stream_sid=session.stream_sid)
+            client.abort()
+            self._finish("fault: websocket dropped")
+
+    def _finish(self, reason: str) -> None:
+        if not self.finished:
+            self.finished = True
+            self.done.set_result(reason)
+
+    def tick_failed(self, exc: Exception) -> None:
+        self._finish(f"emulator error: {type(exc).__name__}: {exc}")
+
+    def cancel_speech(self) -> None:
+        if self._say_task is not None:
+            self._say_task.cancel()
+
+
+async def run_stream(
+    *,
+    url: str,
+    signature: str,
+    session: MediaSession,
+    plan: StreamPlan,
+    stop: asyncio.Event,
+    record: Callable[..., None],
+) -> str:
+    """Run one stream until the app closes it, ``stop`` is set, or a drop fault fires.
+
+    Frames are sent by the loop's shared :class:`~voicecall.emulator.ticker.FrameTicker` on an
+    absolute 20 ms schedule; each frame's send lateness goes into ``session.lateness``.
+    Returns why the stream ended. Any connection failure is returned as a reason, never raised.
+    """
+    holder: list[_StreamDriver] = []
+
+    def on_message(message: str | bytes) -> None:
+        if holder:
+            holder[0].on_message(message)
+        else:
+            session.receive(message, 0.0)
+
+    try:
+        client = await open_websocket(
+            url,
+            headers={"X-Twilio-Signature": signature},
+            on_message=on_message,
+            max_size=MAX_MESSAGE_CHARS,
+            timeout=5.0,
+        )
+    except WebSocketConnectError as exc:
+        return f"connect failed: {exc}"
+    ticker = FrameTicker.for_loop()
+    driver = _StreamDriver(client, session, plan, record, ticker)
+    holder.append(driver)
+    stop_wait = asyncio.ensure_future(stop.wait())
+    try:
+        client.send_text(session.connected())
+        client.send_text(session.start())
+        driver.started(ticker.add(driver))
+        waits: set[asyncio.Future[Any]] = {stop_wait, client.closed, driver.done}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        ticker.remove(driver)
+        if driver.done.done():
+            return driver.done.result()
+        if stop.is_set() and client.is_open:
+            client.send_text(session.stop())
+            await client.close(1000)
+            return "call ended"
+        return "app closed the stream"
+    finally:
+        ticker.remove(driver)
+        stop_wait.cancel()
+        driver.cancel_speech()
+        client.abort()

@@ -1,0 +1,249 @@
+"""Callee (and inbound caller) scripts: what the person on the emulated phone does (pure).
+
+A script is a mapping (from Python, JSON or YAML)::
+
+    answer_after_ms: 1500        # ring this long, then answer (default 1000)
+    outcome: answer              # or busy | no-answer | failed (the call is never answered)
+    answered_by: human           # AnsweredBy reported when MachineDetection was asked for
+    reply_delay_ms: 400          # silence between the end of a prompt and the callee speaking
+    replies:                     # one per <Gather>, in order
+      - "I'd like a table for two"          # speech -> SpeechResult (+ Confidence)
+      - {speech: "yes", confidence: 0.7}
+      - {digits: "1234#"}                   # DTMF -> Digits
+      - null                                # stays silent for that Gather (same as {silence: true})
+    say_at:                      # lines spoken at times after answer (Media Streams)
+      - {at_ms: 2000, text: "hello?"}
+    hangup_after_ms: 30000       # the callee hangs up this long after answering
+
+Unknown keys are refused (:class:`ScriptError`), so a typo cannot silently change a test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "DEFAULT_SCRIPT",
+    "CalleeScript",
+    "DigitsReply",
+    "Outcome",
+    "Reply",
+    "ScriptError",
+    "SilenceReply",
+    "SpeechReply",
+    "TimedLine",
+    "parse_script",
+]
+
+_DTMF = frozenset("0123456789*#w")
+
+
+class ScriptError(ValueError):
+    """A script is malformed (the test or operator who wrote it is at fault)."""
+
+
+class Outcome(StrEnum):
+    ANSWER = "answer"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechReply:
+    text: str
+    confidence: float = 0.92
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ScriptError("a speech reply needs non-empty text (use null for silence)")
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ScriptError("confidence must be within 0..1")
+
+
+@dataclass(frozen=True, slots=True)
+class DigitsReply:
+    digits: str
+
+    def __post_init__(self) -> None:
+        if not self.digits or not set(self.digits) <= _DTMF:
+            raise ScriptError(f"digits must be made of 0-9 * # w, got {self.digits!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceReply:
+    pass
+
+
+Reply = SpeechReply | DigitsReply | SilenceReply
+
+
+@dataclass(frozen=True, slots=True)
+class TimedLine:
+    at_ms: int
+    text: str
+
+    def __post_init__(self) -> None:
+        if self.at_ms < 0:
+            raise ScriptError("say_at.at_ms must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class CalleeScript:
+    answer_after_ms: int = 1000
+    outcome: Outcome = Outcome.ANSWER
+    answered_by: str = "human"
+    reply_delay_ms: int = 400
+    replies: tuple[Reply, ...] = ()
+    say_at: tuple[TimedLine, ...] = field(default=())
+    hangup_after_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.answer_after_ms < 0:
+            raise ScriptError("answer_after_ms must be >= 0")
+        if self.reply_delay_ms < 0:
+            raise ScriptError("reply_delay_ms must be >= 0")
+        if self.hangup_after_ms is not None and self.hangup_after_ms < 0:
+            raise ScriptError("hangup_after_ms must be >= 0")
+        allowed = {"human", "machine_start", "machine_end_beep", "machine_end_silence"}
+        allowed |= {"machine_end_other", "fax", "unknown"}
+        if self.answered_by not in allowed:
+            raise ScriptError(f"answered_by must be one of {sorted(allowed)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        replies: list[Any] = []
+        for r in self.replies:
+            if isinstance(r, SpeechReply):
+                replies.append({"speech": r.text, "confidence": r.confidence})
+            elif isinstance(r, DigitsReply):
+                replies.append({"digits": r.digits})
+            else:
+                replies.append(None)
+        return {
+            "answer_after_ms": self.answer_after_ms,
+            "outcome": self.outcome.value,
+            "answered_by": self.answered_by,
+            "reply_delay_ms": self.reply_delay_ms,
+            "replies": replies,
+            "say_at": [{"at_ms": s.at_ms, "text": s.text} for s in self.say_at],
+            "hangup_after_ms": self.hangup_after_ms,
+        }
+
+
+DEFAULT_SCRIPT = CalleeScript()
+
+_KEYS = frozenset(
+    {
+        "answer_after_ms",
+        "outcome",
+        "answered_by",
+        "reply_delay_ms",
+        "replies",
+        "say_at",
+        "hangup_after_ms",
+    }
+)
+
+
+def _int(data: Mapping[str, Any], key: str, default: int | None) -> int | None:
+    value = data.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ScriptError(f"{key} must be a number of milliseconds")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ScriptError(f"{key} must be finite")
+    return int(value)
+
+
+def _reply(item: Any) -> Reply:
+    if item is None:
+        return SilenceReply()
+    if isinstance(item, str):
+        return SpeechReply(item)
+    if isinstance(item, Mapping):
+        keys = set(item)
+        if keys == {"silence"}:
+            return SilenceReply()
+        if keys == {"digits"}:
+            digits = item["digits"]
+            if isinstance(digits, int) and not isinstance(digits, bool):
+                digits = str(digits)
+            if not isinstance(digits, str):
+                raise ScriptError("digits must be a string")
+            return DigitsReply(digits)
+        if "speech" in keys and keys <= {"speech", "confidence"}:
+            text = item["speech"]
+            conf = item.get("confidence", 0.92)
+            if not isinstance(text, str):
+                raise ScriptError("speech must be a string")
+            if isinstance(conf, bool) or not isinstance(conf, int | float):
+                raise ScriptError("confidence must be a number")
+            return SpeechReply(text, float(conf))
+    raise ScriptError(f"cannot understand reply {item!r}")
+
+
+def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) -> CalleeScript:
+    """Build a script from a mapping, a JSON or YAML text, or return it if already built."""
+    if source is None:
+        return DEFAULT_SCRIPT
+    if isinstance(source, CalleeScript):
+        return source
+    data: Any
+    if isinstance(source, str | bytes):
+        text = source.decode("utf-8") if isinstance(source, bytes) else source
+        try:
+            data = json.loads(text)
+        except ValueError:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ScriptError(f"script is neither JSON nor YAML: {exc}") from None
+        if data is None:
+            return DEFAULT_SCRIPT
+    else:
+        data = source
+    if not isinstance(data, Mapping):
+        raise ScriptError("a script must be a mapping")
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise ScriptError(f"unknown script keys: {sorted(map(str, unknown))}")
+    outcome_raw = data.get("outcome", "answer")
+    try:
+        outcome = Outcome(outcome_raw)
+    except ValueError:
+        raise ScriptError(
+            f"outcome must be one of {[o.value for o in Outcome]}, got {outcome_raw!r}"
+        ) from None
+    replies_raw = data.get("replies", [])
+    if not isinstance(replies_raw, list):
+        raise ScriptError("replies must be a list")
+    say_raw = data.get("say_at", [])
+    if not isinstance(say_raw, list):
+        raise ScriptError("say_at must be a list")
+    lines: list[TimedLine] = []
+    for item in say_raw:
+        if not isinstance(item, Mapping) or set(item) != {"at_ms", "text"}:
+            raise ScriptError("say_at items are {at_ms: N, text: '...'}")
+        at = _int(item, "at_ms", 0)
+        if not isinstance(item["text"], str):
+            raise ScriptError("say_at text must be a string")
+        lines.append(TimedLine(at or 0, item["text"]))
+    answered_by = data.get("answered_by", "human")
+    if not isinstance(answered_by, str):
+        raise ScriptError("answered_by must be a string")
+    return CalleeScript(
+        answer_after_ms=_int(data, "answer_after_ms", 1000) or 0,
+        outcome=outcome,
+        answered_by=answered_by,
+        reply_delay_ms=_int(data, "reply_delay_ms", 400) or 0,
+        replies=tuple(_reply(r) for r in replies_raw),
+        say_at=tuple(sorted(lines, key=lambda line: line.at_ms)),
+        hangup_after_ms=_int(data, "hangup_after_ms", None),
+    )

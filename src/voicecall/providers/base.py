@@ -1,0 +1,164 @@
+"""The small provider interface the call manager sees.
+
+A provider turns the manager's provider-neutral *replies* (say this then hang up, ask this and
+listen, reject…) into its own markup, verifies and parses its own webhooks into normalized
+:class:`~voicecall.events.CallEvent` values, and performs the few REST operations a call needs.
+Twilio is the first provider; Telnyx and Plivo fit the same shape.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from voicecall.calls.model import EndReason
+from voicecall.events import CallEvent
+
+# --------------------------------------------------------------------------- replies (intents)
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where a caller's next utterance must be posted: the turn and its one-time token."""
+
+    call_id: str
+    turn: int
+    token: str
+    timeout_seconds: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to tell the provider to do next on a call, provider-neutral.
+
+    ``say`` is spoken first (if any); then exactly one of: ``listen`` for the caller's answer,
+    ``stream`` (connect the media stream with ``stream_token``), ``hangup``, ``reject`` (inbound
+    only, instead of answering), or nothing (``hold``: keep the line open for the next
+    instruction, e.g. while the agent thinks).
+    """
+
+    say: str | None = None
+    pause_after_seconds: float = 0.0
+    listen: Listen | None = None
+    hangup: bool = False
+    reject: bool = False
+    hold_call_id: str | None = None
+    stream_call_id: str | None = None
+    stream_token: str | None = None
+    voice: str | None = None
+    language: str | None = None
+
+    @staticmethod
+    def empty() -> Reply:
+        return Reply()
+
+
+# ----------------------------------------------------------------------------- webhooks
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An inbound webhook as the server saw it; ``url`` is already the public URL the provider
+    signed (rebuilt from ``public_url`` or trusted proxy headers)."""
+
+    method: str
+    url: str
+    query_string: str  # raw, as received (it is part of what the provider signed)
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+
+
+class WebhookKind(StrEnum):
+    VOICE = "voice"  # the provider asks what to do (TwiML fetch)
+    STATUS = "status"  # a call-progress callback; the answer's body is ignored
+    GATHER = "gather"  # a speech / DTMF result for a turn
+    HOLD = "hold"  # a keep-alive redirect while the bot has nothing to say
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedWebhook:
+    kind: WebhookKind
+    provider_call_id: str
+    call_id: str | None
+    events: tuple[CallEvent, ...]
+    inbound: bool
+    from_number: str | None
+    to_number: str | None
+    turn: int | None = None
+    token: str | None = None
+    answered_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResponse:
+    status: int
+    body: bytes
+    content_type: str = "application/xml"
+
+
+# ----------------------------------------------------------------------------- REST side
+
+
+@dataclass(frozen=True, slots=True)
+class DialRequest:
+    call_id: str
+    to: str
+    from_: str
+    ring_timeout_seconds: int
+    time_limit_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStatus:
+    """The provider's view of a call: ``live`` or ended with ``end_reason``."""
+
+    live: bool
+    end_reason: EndReason | None = None
+    answered: bool = False
+    raw_status: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(ABC):
+    name: str
+    #: the (lower-case) header carrying the webhook signature; requests without it are refused
+    #: before their body is read
+    signature_header: str
+
+    # webhooks (pure)
+    @abstractmethod
+    def verify_webhook(self, request: HttpRequest) -> None:
+        """Raise :class:`~voicecall.errors.WebhookRejected` (401 missing / 403 forged)."""
+
+    @abstractmethod
+    def parse_webhook(self, request: HttpRequest) -> ParsedWebhook:
+        """Raise :class:`~voicecall.errors.WebhookRejected` (400) on malformed input."""
+
+    def read_webhook(self, request: HttpRequest) -> ParsedWebhook:
+        """Verify, then parse (providers may override to share work between the two)."""
+        self.verify_webhook(request)
+        return self.parse_webhook(request)
+
+    @abstractmethod
+    def render(self, reply: Reply) -> ProviderResponse: ...
+
+    # REST (I/O)
+    @abstractmethod
+    async def initiate(self, request: DialRequest) -> str:
+        """Place the call; return the provider's call id."""
+
+    @abstractmethod
+    async def hangup(self, provider_call_id: str) -> bool:
+        """End the call. ``False`` when it was already over (idempotent, never raises for that)."""
+
+    @abstractmethod
+    async def redirect(self, provider_call_id: str, reply: Reply) -> None:
+        """Replace what a live call is doing with ``reply`` (say, listen, hang up)."""
+
+    @abstractmethod
+    async def fetch_status(self, provider_call_id: str) -> RemoteStatus: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (the shared HTTP client is owned by the app, not the provider)."""

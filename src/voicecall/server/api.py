@@ -1,0 +1,249 @@
+"""The control API: JSON over HTTP with OpenAPI, bearer-token auth and RFC 9457 errors.
+
+Every voicecall client (the CLI, the MCP server, the Python ``Client``) talks to this API; the
+server is the only runtime that owns calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from voicecall import __version__
+from voicecall.calls.manager import CallManager
+from voicecall.calls.model import CallRecord, TranscriptEntry
+from voicecall.config import Settings
+from voicecall.errors import VoicecallError
+
+PROBLEM_JSON = "application/problem+json"
+SSE_KEEPALIVE_SECONDS = 15.0
+
+
+# ----------------------------------------------------------------------------- schemas
+
+
+class PlaceCall(BaseModel):
+    to: str | None = Field(
+        None, description="E.164 number to call; default: the configured to_number"
+    )
+    message: str = Field(..., min_length=1, max_length=4000, description="What to say first")
+    mode: Literal["notify", "conversation"] | None = Field(
+        None, description="notify: say and hang up; conversation: talk back and forth"
+    )
+
+
+class SayMessage(BaseModel):
+    message: str = Field(..., min_length=1, max_length=4000)
+
+
+class EndCall(BaseModel):
+    message: str | None = Field(
+        None, max_length=4000, description="A goodbye said before hanging up"
+    )
+
+
+class ContinueCall(BaseModel):
+    message: str = Field(..., min_length=1, max_length=4000)
+    timeout_seconds: float | None = Field(None, gt=0, le=3600)
+
+
+class CallCreated(BaseModel):
+    call_id: str
+    status: str
+
+
+class TranscriptLine(BaseModel):
+    seq: int
+    speaker: str
+    text: str
+    at: float
+    final: bool
+    turn: int | None
+
+
+class CallOut(BaseModel):
+    call_id: str
+    direction: str
+    mode: str
+    from_: str | None = Field(None, alias="from")
+    to: str | None
+    state: str
+    end_reason: str | None
+    provider: str
+    provider_call_id: str | None
+    message: str | None
+    created_at: float
+    updated_at: float
+    answered_at: float | None
+    ended_at: float | None
+    turn: int
+    error: str | None
+    transcript: list[TranscriptLine] | None = None
+
+    model_config = {"populate_by_name": True}
+
+
+class CallList(BaseModel):
+    calls: list[CallOut]
+    next_cursor: str | None
+
+
+class ContinueResult(BaseModel):
+    call_id: str
+    transcript: str
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+
+
+def _call_out(record: CallRecord, transcript: list[TranscriptEntry] | None = None) -> CallOut:
+    data: dict[str, Any] = record.to_json()
+    if transcript is not None:
+        data["transcript"] = [t.to_json() for t in transcript]
+    return CallOut.model_validate(data)
+
+
+def problem(status: int, title: str, detail: str | None = None) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+# ----------------------------------------------------------------------------- dependencies
+
+
+async def authorize(request: Request) -> None:
+    token: str | None = request.app.state.token
+    if token is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise _Unauthorized
+
+
+def current_manager(request: Request) -> CallManager:
+    manager: CallManager = request.app.state.get_manager()
+    return manager
+
+
+Auth = Annotated[None, Depends(authorize)]
+Manager = Annotated[CallManager, Depends(current_manager)]
+
+# ----------------------------------------------------------------------------- app
+
+
+def build_api(settings: Settings, get_manager: Any) -> FastAPI:
+    """Build the control API. ``get_manager()`` returns the running :class:`CallManager`."""
+    api = FastAPI(
+        title="voicecall control API",
+        version=__version__,
+        description="Place, steer and watch phone calls. Errors are RFC 9457 problem+json.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    api.state.token = settings.api.token.get_secret_value() if settings.api.token else None
+    api.state.get_manager = get_manager
+
+    @api.exception_handler(VoicecallError)
+    async def _voicecall_error(request: Request, exc: VoicecallError) -> JSONResponse:
+        return problem(exc.http_status, type(exc).__name__, str(exc))
+
+    @api.exception_handler(_Unauthorized)
+    async def _unauth(request: Request, exc: _Unauthorized) -> JSONResponse:
+        resp = problem(401, "Unauthorized", "a valid bearer token (api.token) is required")
+        resp.headers["www-authenticate"] = "Bearer"
+        return resp
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            lines.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+        return problem(422, "Invalid request", "; ".join(lines))
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail))
+
+    @api.post("/api/calls", status_code=201, response_model=CallCreated)
+    async def place_call(body: PlaceCall, _: Auth, m: Manager) -> CallCreated:
+        record = await m.place_call(to=body.to, message=body.message, mode=body.mode)
+        return CallCreated(call_id=record.call_id, status=record.state.value)
+
+    @api.get("/api/calls", response_model=CallList)
+    async def list_calls(
+        _: Auth,
+        m: Manager,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+        active: bool | None = None,
+    ) -> CallList:
+        page = await m.list_calls(limit=limit, cursor=cursor, active=active)
+        return CallList(calls=[_call_out(c) for c in page.calls], next_cursor=page.next_cursor)
+
+    @api.get("/api/calls/{call_id}", response_model=CallOut, response_model_by_alias=True)
+    async def get_call(call_id: str, _: Auth, m: Manager) -> CallOut:
+        record = await m.get_call(call_id)
+        return _call_out(record, await m.transcript(call_id))
+
+    @api.post("/api/calls/{call_id}/speak", response_model=CallOut, response_model_by_alias=True)
+    async def speak(call_id: str, body: SayMessage, _: Auth, m: Manager) -> CallOut:
+        return _call_out(await m.speak(call_id, body.message))
+
+    @api.post("/api/calls/{call_id}/continue", response_model=ContinueResult)
+    async def continue_call(
+        call_id: str, body: ContinueCall, _: Auth, m: Manager
+    ) -> ContinueResult:
+        text = await m.continue_call(call_id, body.message, wait_seconds=body.timeout_seconds)
+        return ContinueResult(call_id=call_id, transcript=text)
+
+    @api.post("/api/calls/{call_id}/end", response_model=CallOut, response_model_by_alias=True)
+    async def end_call(call_id: str, _: Auth, m: Manager, body: EndCall | None = None) -> CallOut:
+        return _call_out(await m.end_call(call_id, message=body.message if body else None))
+
+    @api.get("/api/events", response_class=StreamingResponse)
+    async def events(request: Request, _: Auth, m: Manager) -> StreamingResponse:
+        """Server-sent events: call.created / call.updated / call.ended / transcript."""
+
+        async def stream() -> AsyncIterator[bytes]:
+            async with m.bus.subscribe() as queue:
+                yield b": connected\n\n"
+                while True:
+                    try:
+                        item = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_SECONDS)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield b": keepalive\n\n"
+                        continue
+                    data = json.dumps(item, separators=(",", ":"))
+                    yield f"event: {item.get('type', 'message')}\ndata: {data}\n\n".encode()
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    return api
+
+
+class _Unauthorized(Exception):
+    pass

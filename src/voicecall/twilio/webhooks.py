@@ -1,0 +1,461 @@
+"""Twilio voice webhooks: strict form parsing, typed requests, normalized events. Pure.
+
+Three kinds of request reach voicecall, told apart by query parameters *we* put in the URL
+(they are part of the signed URL, hence signed; see :func:`build_webhook_url`):
+
+* ``kind=voice`` (or no ``kind``): Twilio fetches TwiML (call answered, or an inbound call).
+* ``kind=status``: a status callback (``CallbackSource=call-progress-events``).
+* ``kind=gather``: a ``<Gather>`` action with ``turn=<n>&tok=<turn token>``.
+* ``kind=hold``: a keep-alive ``<Redirect>`` while the bot has nothing new to say (no event).
+
+Untrusted input never raises anything but :class:`~voicecall.errors.WebhookRejected` (HTTP 400).
+
+Event mapping (:func:`to_events`), decided here and relied on by the call manager:
+
+==========  ==============================  ====================================================
+kind        CallStatus                      events
+==========  ==============================  ====================================================
+status      queued                          none (nothing happened yet worth a transition)
+status      initiated / ringing             INITIATED / RINGING
+status      in-progress                     ANSWERED (``answered_by`` carried: ``machine_*``
+                                            lets the manager end the call as voicemail)
+status      completed/busy/no-answer/       ENDED with end_reason completed / busy / no-answer /
+            failed/canceled                 failed / canceled (``duration_seconds`` if sent)
+voice       ringing                         RINGING (an inbound call: ``call_id`` is None)
+voice       in-progress                     ANSWERED (outbound call answered, TwiML fetched)
+voice       anything else                   none
+gather      (any)                           SPEECH if SpeechResult is non-blank, else DTMF if
+                                            Digits is non-empty, else none; with ``turn``
+==========  ==============================  ====================================================
+
+Dedupe keys come only from signed material (CallSid, CallStatus, SequenceNumber, our query
+parameters), never from ``I-Twilio-Idempotency-Token`` (unsigned) or randomness::
+
+    twilio:{CallSid}:status:{SequenceNumber or "_"}:{CallStatus}
+    twilio:{CallSid}:voice:{CallStatus}
+    twilio:{CallSid}:gather:{turn}:{tok}
+
+A voice fetch and the ``answered`` status callback both yield ANSWERED under different keys;
+the state machine treats a repeated ANSWERED as a no-op.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from urllib.parse import quote, unquote_to_bytes
+
+from voicecall.calls.model import Direction, EndReason
+from voicecall.errors import WebhookRejected
+from voicecall.events import CallEvent, EventKind
+
+__all__ = [
+    "CALL_SID_RE",
+    "MAX_FORM_FIELDS",
+    "MAX_SPEECH_CHARS",
+    "CallDirection",
+    "CallStatus",
+    "WebhookKind",
+    "WebhookRequest",
+    "build_webhook_url",
+    "parse_form",
+    "parse_query",
+    "parse_webhook",
+    "to_events",
+]
+
+MAX_FORM_FIELDS = 200
+MAX_SPEECH_CHARS = 8192  # SpeechResult
+MAX_FIELD_CHARS = 512  # every other text field we read
+MAX_DIGITS_CHARS = 128
+MAX_TOKEN_CHARS = 256
+
+CALL_SID_RE = re.compile(r"CA[0-9a-f]{32}")
+_ACCOUNT_SID_RE = re.compile(r"AC[0-9a-f]{32}")
+_CALL_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_.~-]{1,256}")
+_UINT_RE = re.compile(r"[0-9]{1,9}")
+_DIGITS_RE = re.compile(r"[0-9*#]*")
+_BAD_PERCENT_RE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+class WebhookKind(StrEnum):
+    VOICE = "voice"
+    STATUS = "status"
+    GATHER = "gather"
+    HOLD = "hold"  # a keep-alive <Redirect> while the bot has nothing new to say: no event
+
+
+class CallStatus(StrEnum):
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+
+
+class CallDirection(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND_API = "outbound-api"
+    OUTBOUND_DIAL = "outbound-dial"
+
+    @property
+    def normalized(self) -> Direction:
+        return Direction.INBOUND if self is CallDirection.INBOUND else Direction.OUTBOUND
+
+
+_END_REASONS: dict[CallStatus, EndReason] = {
+    CallStatus.COMPLETED: EndReason.COMPLETED,
+    CallStatus.BUSY: EndReason.BUSY,
+    CallStatus.NO_ANSWER: EndReason.NO_ANSWER,
+    CallStatus.FAILED: EndReason.FAILED,
+    CallStatus.CANCELED: EndReason.CANCELED,
+}
+_STATUS_EVENTS: dict[CallStatus, EventKind] = {
+    CallStatus.INITIATED: EventKind.INITIATED,
+    CallStatus.RINGING: EventKind.RINGING,
+    CallStatus.IN_PROGRESS: EventKind.ANSWERED,
+    **dict.fromkeys(_END_REASONS, EventKind.ENDED),
+}
+_VOICE_EVENTS: dict[CallStatus, EventKind] = {
+    CallStatus.RINGING: EventKind.RINGING,
+    CallStatus.IN_PROGRESS: EventKind.ANSWERED,
+}
+
+
+def _reject(message: str) -> WebhookRejected:
+    return WebhookRejected(message, http_status=400)
+
+
+# -- application/x-www-form-urlencoded ------------------------------------------------------------
+
+
+def _decode_component(raw: bytes, what: str) -> str:
+    if b"%" not in raw:  # the common case for Twilio's fields: no percent-decoding needed
+        try:
+            return raw.replace(b"+", b" ").decode("utf-8")
+        except UnicodeDecodeError:
+            raise _reject(f"form {what} is not valid UTF-8") from None
+    if _BAD_PERCENT_RE.search(raw):
+        raise _reject(f"invalid percent-encoding in form {what}")
+    try:
+        return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _reject(f"form {what} is not valid UTF-8") from None
+
+
+def parse_form(body: bytes, *, max_fields: int = MAX_FORM_FIELDS) -> tuple[tuple[str, str], ...]:
+    """Parse an ``application/x-www-form-urlencoded`` body strictly, keeping order and repeats.
+
+    ``+`` is a space; ``%XX`` must be two hex digits; the result must be UTF-8; a field needs a
+    non-empty name; empty segments (``a=1&&b=2``) are skipped. More than ``max_fields`` fields,
+    or anything malformed, raises :class:`WebhookRejected` (400), and nothing else is raised.
+    """
+    if not body:
+        return ()
+    segments = [seg for seg in body.split(b"&") if seg]
+    if len(segments) > max_fields:
+        raise _reject(f"too many form fields ({len(segments)} > {max_fields})")
+    fields: list[tuple[str, str]] = []
+    for seg in segments:
+        raw_name, _, raw_value = seg.partition(b"=")
+        name = _decode_component(raw_name, "name")
+        if not name:
+            raise _reject("form field with an empty name")
+        fields.append((name, _decode_component(raw_value, "value")))
+    return tuple(fields)
+
+
+def parse_query(query_string: bytes | str, *, max_fields: int = 32) -> tuple[tuple[str, str], ...]:
+    """Parse a raw URL query string with the same strict rules as :func:`parse_form`."""
+    raw = (
+        query_string.encode("utf-8", "surrogatepass")
+        if isinstance(query_string, str)
+        else query_string
+    )
+    return parse_form(raw, max_fields=max_fields)
+
+
+# -- our webhook URLs -----------------------------------------------------------------------------
+
+
+def build_webhook_url(
+    base_url: str,
+    *,
+    call_id: str | None,
+    kind: str,
+    turn: int | None = None,
+    token: str | None = None,
+) -> str:
+    """``base_url`` plus our signed routing parameters, in a fixed (alphabetical) order.
+
+    Parameters are emitted in byte order (``callId``, ``kind``, ``tok``, ``turn``): Twilio has
+    been seen to re-sort query parameters before requesting a URL, and a sorted URL is immune
+    to that. A fragment on ``base_url`` (Twilio's ``#rc=…`` retry settings) stays at the end.
+    """
+    webhook_kind = WebhookKind(kind)
+    if call_id is not None and not _CALL_ID_RE.fullmatch(call_id):
+        raise ValueError("call_id must match [A-Za-z0-9_.-]{1,128}")
+    if (turn is None) != (token is None):
+        raise ValueError("turn and token go together")
+    if webhook_kind is WebhookKind.GATHER and turn is None:
+        raise ValueError("a gather URL needs turn and token")
+    if turn is not None and turn < 0:
+        raise ValueError("turn must be >= 0")
+    if token is not None and not _TOKEN_RE.fullmatch(token):
+        raise ValueError("token must match [A-Za-z0-9_.~-]{1,256}")
+    params: list[tuple[str, str]] = []
+    if call_id is not None:
+        params.append(("callId", call_id))
+    params.append(("kind", webhook_kind.value))
+    if token is not None and turn is not None:
+        params.append(("tok", token))
+        params.append(("turn", str(turn)))
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params)
+    head, hash_, fragment = base_url.partition("#")
+    sep = "&" if "?" in head else "?"
+    if head.endswith(("?", "&")):
+        sep = ""
+    return f"{head}{sep}{query}{hash_}{fragment}"
+
+
+# -- the typed request ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A parsed Twilio voice webhook. Build it with :func:`parse_webhook`."""
+
+    kind: WebhookKind
+    call_sid: str
+    call_status: CallStatus
+    call_id: str | None = None
+    turn: int | None = None
+    turn_token: str | None = None
+    account_sid: str | None = None
+    direction: CallDirection | None = None
+    from_: str | None = None
+    to: str | None = None
+    caller: str | None = None
+    called: str | None = None
+    sequence_number: int | None = None
+    timestamp: float | None = None
+    call_duration: int | None = None
+    answered_by: str | None = None
+    speech_result: str | None = None
+    confidence: float | None = None
+    digits: str | None = None
+    callback_source: str | None = None
+
+
+class _Fields:
+    """Single-valued access to a multi-dict: a name repeated with different values is refused."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], where: str) -> None:
+        self._values: dict[str, str] = {}
+        self._where = where
+        for name, value in pairs:
+            previous = self._values.setdefault(name, value)
+            if previous != value:
+                raise _reject(f"{where} field {name} repeated with different values")
+
+    def text(self, name: str, *, limit: int = MAX_FIELD_CHARS) -> str | None:
+        value = self._values.get(name)
+        if value is not None and len(value) > limit:
+            raise _reject(f"{self._where} field {name} longer than {limit} characters")
+        return value
+
+    def uint(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None or value == "":
+            return None
+        if not _UINT_RE.fullmatch(value):
+            raise _reject(f"{self._where} field {name} is not a non-negative integer")
+        return int(value)
+
+
+def _parse_timestamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+        if parsed.tzinfo is None:  # "-0000": UTC with the zone unknown; never local time
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _parse_confidence(value: str | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise _reject("Confidence is not a number") from None
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise _reject("Confidence is not within 0..1")
+    return number
+
+
+def parse_webhook(
+    query: Sequence[tuple[str, str]], form: Sequence[tuple[str, str]]
+) -> WebhookRequest:
+    """Validate and type one webhook from its (verified) query and form parameters.
+
+    Raises only :class:`WebhookRejected` (400): bad ``CallSid``, unknown ``CallStatus`` or
+    ``Direction``, non-numeric ``SequenceNumber``/``CallDuration``, a field over its size cap,
+    a gather request without ``turn``/``tok``, or a routing parameter that is malformed.
+    An unparsable ``Timestamp`` becomes ``None`` (it only orders, it never decides).
+    """
+    q = _Fields(query, "query")
+    f = _Fields(form, "form")
+
+    kind_raw = q.text("kind")
+    try:
+        kind = WebhookKind(kind_raw) if kind_raw else WebhookKind.VOICE
+    except ValueError:
+        raise _reject("unknown webhook kind") from None
+
+    call_id = q.text("callId")
+    if call_id is not None and not _CALL_ID_RE.fullmatch(call_id):
+        raise _reject("malformed callId")
+    turn = q.uint("turn")
+    turn_token = q.text("tok", limit=MAX_TOKEN_CHARS)
+    if turn_token is not None and not _TOKEN_RE.fullmatch(turn_token):
+        raise _reject("malformed turn token")
+    if kind is WebhookKind.GATHER and (turn is None or turn_token is None):
+        raise _reject("gather webhook without turn and tok")
+
+    call_sid = f.text("CallSid")
+    if call_sid is None or not CALL_SID_RE.fullmatch(call_sid):
+        raise _reject("missing or malformed CallSid")
+    status_raw = f.text("CallStatus")
+    try:
+        call_status = CallStatus(status_raw or "")
+    except ValueError:
+        raise _reject("missing or unknown CallStatus") from None
+    account_sid = f.text("AccountSid")
+    if account_sid is not None and not _ACCOUNT_SID_RE.fullmatch(account_sid):
+        raise _reject("malformed AccountSid")
+    direction_raw = f.text("Direction")
+    try:
+        direction = CallDirection(direction_raw) if direction_raw else None
+    except ValueError:
+        raise _reject("unknown Direction") from None
+    digits = f.text("Digits", limit=MAX_DIGITS_CHARS)
+    if digits is not None and not _DIGITS_RE.fullmatch(digits):
+        raise _reject("Digits contains characters other than 0-9 * #")
+
+    return WebhookRequest(
+        kind=kind,
+        call_sid=call_sid,
+        call_status=call_status,
+        call_id=call_id,
+        turn=turn,
+        turn_token=turn_token,
+        account_sid=account_sid,
+        direction=direction,
+        from_=f.text("From"),
+        to=f.text("To"),
+        caller=f.text("Caller"),
+        called=f.text("Called"),
+        sequence_number=f.uint("SequenceNumber"),
+        timestamp=_parse_timestamp(f.text("Timestamp")),
+        call_duration=f.uint("CallDuration"),
+        answered_by=f.text("AnsweredBy"),
+        speech_result=f.text("SpeechResult", limit=MAX_SPEECH_CHARS),
+        confidence=_parse_confidence(f.text("Confidence")),
+        digits=digits,
+        callback_source=f.text("CallbackSource"),
+    )
+
+
+# -- normalized events ----------------------------------------------------------------------------
+
+
+def _event(
+    req: WebhookRequest,
+    kind: EventKind,
+    dedupe_key: str,
+    *,
+    end_reason: EndReason | None = None,
+    duration_seconds: int | None = None,
+    transcript: str | None = None,
+    confidence: float | None = None,
+    digits: str | None = None,
+    turn: int | None = None,
+) -> CallEvent:
+    return CallEvent(
+        kind=kind,
+        dedupe_key=dedupe_key,
+        provider_call_id=req.call_sid,
+        call_id=req.call_id,
+        direction=req.direction.normalized if req.direction is not None else None,
+        from_number=req.from_ or None,
+        to_number=req.to or None,
+        sequence=req.sequence_number,
+        timestamp=req.timestamp,
+        end_reason=end_reason,
+        transcript=transcript,
+        confidence=confidence,
+        digits=digits,
+        turn=turn,
+        duration_seconds=duration_seconds,
+        answered_by=req.answered_by or None,
+    )
+
+
+def to_events(req: WebhookRequest) -> list[CallEvent]:
+    """The normalized events one webhook means (see the module docstring's table)."""
+    sid = req.call_sid
+    if req.kind is WebhookKind.STATUS:
+        kind = _STATUS_EVENTS.get(req.call_status)
+        if kind is None:
+            return []
+        seq = "_" if req.sequence_number is None else str(req.sequence_number)
+        key = f"twilio:{sid}:status:{seq}:{req.call_status.value}"
+        if kind is EventKind.ENDED:
+            return [
+                _event(
+                    req,
+                    kind,
+                    key,
+                    end_reason=_END_REASONS[req.call_status],
+                    duration_seconds=req.call_duration,
+                )
+            ]
+        return [_event(req, kind, key)]
+    if req.kind is WebhookKind.HOLD:
+        return []
+    if req.kind is WebhookKind.VOICE:
+        kind = _VOICE_EVENTS.get(req.call_status)
+        if kind is None:
+            return []
+        return [_event(req, kind, f"twilio:{sid}:voice:{req.call_status.value}")]
+    # GATHER: parse_webhook guarantees turn and token.
+    key = f"twilio:{sid}:gather:{req.turn}:{req.turn_token}"
+    speech = (req.speech_result or "").strip()
+    if speech:
+        return [
+            _event(
+                req,
+                EventKind.SPEECH,
+                key,
+                transcript=speech,
+                confidence=req.confidence,
+                turn=req.turn,
+            )
+        ]
+    if req.digits:
+        return [_event(req, EventKind.DTMF, key, digits=req.digits, turn=req.turn)]
+    return []

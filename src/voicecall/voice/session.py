@@ -1,0 +1,545 @@
+"""One call's live speech over a Media Stream: :class:`VoiceSession` is its ``SpeechChannel``.
+
+Built by the stream endpoint once ``start`` was verified and the manager claimed the stream.
+
+Outbound: :meth:`VoiceSession.say` queues an utterance (bounded queue; utterances never
+overlap). The speaker task synthesizes it and pushes μ-law into the :class:`Pacer` as the TTS
+bytes arrive; the :class:`Player` task sends what is due. Each utterance is framed by a start
+mark and an end mark (plus the pacer's periodic marks), and ``say()`` returns when Twilio echoes
+the end mark: what the caller heard, never a timer.
+
+Inbound: every media payload goes to the STT session (which buffers while it connects) and to
+the :class:`Listener` (VAD). Caller speech while the bot's audio plays, past the echo guard, is a
+barge-in: ``clear`` is sent at once, synthesis and the queue are cancelled, the cut utterance's
+``say()`` returns ``completed=False`` with what was heard (from the mark echoes), and the host
+hears about it through ``bot_interrupted``. Transcripts and DTMF go to the host in order through
+one notifier task, so a slow host never stalls the audio path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from voicecall.audio.g711 import BYTES_PER_SECOND, ulaw_decode
+from voicecall.audio.pacer import Chunk, Item, MarkPoint
+from voicecall.calls.channel import SpokenResult, StreamHost
+from voicecall.errors import VoicecallError
+from voicecall.speech.errors import SpeechError
+from voicecall.speech.stt.base import SttSession
+from voicecall.speech.tts.base import TtsProvider
+from voicecall.twilio.media import (
+    CloseCode,
+    Dtmf,
+    Malformed,
+    Mark,
+    MarkStatus,
+    Media,
+    MediaEvent,
+    MediaSession,
+    SessionState,
+    Stop,
+)
+from voicecall.voice.bargein import (
+    BargeInDetector,
+    estimate_total_ms,
+    frame_rms,
+    heard_bytes,
+    heard_text,
+)
+from voicecall.voice.listener import Listener
+from voicecall.voice.player import Player, drive
+from voicecall.voice.settings import VoiceTuning
+
+__all__ = [
+    "ChannelClosed",
+    "SpeechQueueFull",
+    "Transport",
+    "VoiceObserver",
+    "VoiceSession",
+]
+
+log = logging.getLogger("voicecall.voice")
+
+_BYTES_PER_MS: Final = BYTES_PER_SECOND // 1000
+_REPORT_EVERY: Final = 50  # inbound frames per metrics update (one second of caller audio)
+
+
+class SpeechQueueFull(VoicecallError):
+    """Too many utterances are already queued on this call (``streaming.max_queued_utterances``)."""
+
+    http_status = 429
+
+
+class ChannelClosed(VoicecallError):
+    """The media stream of this call is gone."""
+
+    http_status = 409
+
+
+class Transport(Protocol):
+    """The socket, as the session sees it (the endpoint implements it over ASGI)."""
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class VoiceObserver:
+    """Hooks for metrics; every method is a no-op here (the endpoint overrides them)."""
+
+    def frames_in(self, count: int) -> None:
+        """Inbound media frames processed."""
+
+    def frames_out(self, count: int) -> None:
+        """Outbound media messages sent."""
+
+    def lateness(self, seconds: float) -> None:
+        """How late one outbound message was sent relative to its schedule."""
+
+    def barge_in(self) -> None: ...
+
+    def underrun(self, count: int) -> None: ...
+
+    def malformed(self, reason: str) -> None: ...
+
+
+@dataclass(eq=False)
+class _Utterance:
+    number: int
+    text: str
+    future: asyncio.Future[SpokenResult]
+    start_pos: int | None = None  # pacer position where its audio starts (start mark)
+    sent_pos: int = 0  # pacer position after its last chunk sent
+    bytes_pushed: int = 0
+    audio_sent: bool = False
+    synth_done: bool = False
+    failed: bool = False
+    played_pos: int | None = None  # last echoed mark position within this utterance
+    played_at: float = 0.0
+    synth_task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def start_mark(self) -> str:
+        return f"u{self.number}s"
+
+    @property
+    def end_mark(self) -> str:
+        return f"u{self.number}e"
+
+
+class VoiceSession:
+    """The ``SpeechChannel`` of one call; see the module docs.
+
+    The endpoint calls :meth:`start` once, then :meth:`handle` for every event after ``start``
+    and :meth:`shutdown` when the socket is gone. The host calls :meth:`say`,
+    :meth:`interrupt` and :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        media: MediaSession,
+        transport: Transport,
+        host: StreamHost,
+        tts: TtsProvider,
+        stt: SttSession | None,
+        tuning: VoiceTuning,
+        observer: VoiceObserver | None = None,
+        vad_enabled: bool = True,
+    ) -> None:
+        if media.state is not SessionState.STREAMING:
+            raise ValueError("the media session must have accepted start")
+        self.call_id: Final = call_id
+        self.media: Final = media
+        self.tuning: Final = tuning
+        self._transport = transport
+        self._host = host
+        self._tts = tts
+        self._stt = stt
+        self._obs = observer or VoiceObserver()
+        self.detector: Final = BargeInDetector(
+            echo_guard_ms=tuning.echo_guard_ms, energy_ratio=tuning.echo_energy_ratio
+        )
+        vad = tuning.vad_factory()() if vad_enabled and tuning.barge_in else None
+        self.listener: Final = Listener(vad, self.detector)
+        self.player: Final = Player(tuning.make_pacer(), self._emit)
+        self._queue: asyncio.Queue[_Utterance] = asyncio.Queue(tuning.max_queued_utterances)
+        self._current: _Utterance | None = None
+        self._numbers = 0
+        self._mark_pos: dict[str, int] = {}
+        self._bot_levels: deque[float] = deque(
+            maxlen=max(1, math.ceil((tuning.lead_ms + 200) / tuning.message_ms))
+        )
+        self._writer: asyncio.Task[None] | None = None  # finishing a send that had to wait
+        self._spurt_start = 0.0
+        self._space = asyncio.Event()
+        self._notices: asyncio.Queue[Coroutine[Any, Any, None] | None] = asyncio.Queue()
+        self._notices_closed = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._broken = False
+        self.detach_reason: str | None = None
+        self.barge_ins = 0
+        self.frames_in = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def speaking(self) -> bool:
+        """The bot's audio is playing (sent, end mark not yet echoed)."""
+        return self.detector.bot_speaking
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.player.start()
+        self._tasks.append(loop.create_task(self._speak_loop(), name="voice-speaker"))
+        self._tasks.append(loop.create_task(self._notify_loop(), name="voice-notifier"))
+        if self._stt is not None:
+            self._tasks.append(loop.create_task(self._stt_loop(), name="voice-stt"))
+
+    async def shutdown(self, reason: str) -> str:
+        """The stream is over (socket gone, ``stop``, or closed): resolve every pending
+        ``say()``, stop the tasks, close STT. Idempotent; returns the first reason given."""
+        if self.detach_reason is None:
+            self.detach_reason = reason
+        if self._closed:
+            return self.detach_reason
+        self._closed = True
+        self._obs.frames_in(self.frames_in % _REPORT_EVERY)
+        self._abandon_all(self.player.now())
+        await self.player.aclose()
+        if self._writer is not None:
+            self._writer.cancel()
+        speaker, notifier, *rest = self._tasks
+        speaker.cancel()
+        if self._stt is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._stt.aclose(), 5.0)  # flushes the last transcript
+        if rest:
+            (stt_task,) = rest
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(stt_task, 2.0)
+        self._notices.put_nowait(None)  # the notifier drains what is queued, then ends
+        self._notices_closed = True
+        if asyncio.current_task() is not notifier:  # a host callback may be closing us
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(notifier), 10.0)
+        with contextlib.suppress(asyncio.CancelledError):
+            await speaker
+        self._tasks.clear()
+        return self.detach_reason
+
+    # -- SpeechChannel -----------------------------------------------------------------------
+
+    async def say(self, text: str) -> SpokenResult:
+        """Queue ``text``; return once its end mark was echoed (heard) or it was cut off.
+
+        Cancelling the caller of ``say()`` does not cancel the utterance (use
+        :meth:`interrupt`). Raises :class:`SpeechQueueFull`, :class:`ChannelClosed`, or the
+        TTS provider's :class:`SpeechError` when it produced no audio at all.
+        """
+        if self._closed:
+            raise ChannelClosed(f"call {self.call_id}: the media stream is closed")
+        if not text.strip():
+            return SpokenResult(True, 0, 0, "")
+        self._numbers += 1
+        utt = _Utterance(self._numbers, text, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(utt)
+        except asyncio.QueueFull:
+            raise SpeechQueueFull(
+                f"call {self.call_id}: {self._queue.maxsize} utterances already queued"
+            ) from None
+        return await asyncio.shield(utt.future)
+
+    async def interrupt(self) -> None:
+        """Stop speaking now: cancel synthesis, drop queued audio and utterances, ``clear``."""
+        if not self._closed:
+            self._cut(notify=False)
+
+    async def close(self, reason: str) -> None:
+        """Close the socket normally (Twilio then runs the TwiML after ``<Connect>``)."""
+        if self.detach_reason is None:
+            self.detach_reason = f"closed: {reason}" if reason else "closed"
+        if self.media.state in (SessionState.STREAMING, SessionState.STOPPED):
+            self.media.close(CloseCode.NORMAL_CLOSURE, reason)
+        if not self._broken and self.media.close_code is not None:
+            with contextlib.suppress(Exception):
+                await self._transport.close(self.media.close_code, self.media.close_reason)
+        await self.shutdown(self.detach_reason)
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    async def handle(self, event: MediaEvent) -> None:
+        """One event from the media session (after ``start``)."""
+        if self._closed:
+            return
+        if type(event) is Media:  # ~50 a second: no further dispatch, no extra coroutine
+            self._on_media(event.payload)
+            if self._stt is not None:
+                await self._stt.send(event.payload)  # never blocks: buffers while connecting
+        elif isinstance(event, Mark):
+            self._on_mark(event)
+        elif isinstance(event, Dtmf):
+            self._notify(self._host.caller_pressed(self.call_id, event.digit))
+        elif isinstance(event, Malformed):
+            self._obs.malformed(event.reason)
+        elif isinstance(event, Stop):
+            self.detach_reason = self.detach_reason or "stream stopped"
+
+    def _on_media(self, payload: bytes) -> None:
+        self.frames_in += 1
+        if self.frames_in % _REPORT_EVERY == 0:  # batched: metrics cost per frame adds up
+            self._obs.frames_in(_REPORT_EVERY)
+        bot_levels = self._bot_levels
+        onset = self.listener.feed(payload, bot_rms=max(bot_levels) if bot_levels else 0.0)
+        if onset is not None and self.tuning.barge_in and self.detector.bot_speaking:
+            self.barge_ins += 1
+            self._obs.barge_in()
+            self._cut(notify=True)
+
+    def _on_mark(self, mark: Mark) -> None:
+        position = self._mark_pos.pop(mark.name, None)
+        utt = self._current
+        if utt is None or mark.status is not MarkStatus.PLAYED or position is None:
+            return
+        if utt.start_pos is not None and position >= utt.start_pos:
+            utt.played_pos = position
+            utt.played_at = self.player.now()
+        if mark.name == utt.end_mark:
+            self.detector.bot_stopped()
+            total_ms = utt.bytes_pushed // _BYTES_PER_MS
+            result = (
+                SpokenResult(True, total_ms, total_ms, utt.text)
+                if not utt.failed
+                else SpokenResult(
+                    False,
+                    total_ms,
+                    estimate_total_ms(utt.text, total_ms, False),
+                    heard_text(utt.text, total_ms, estimate_total_ms(utt.text, total_ms, False)),
+                )
+            )
+            if not utt.future.done():
+                utt.future.set_result(result)
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    def _emit(self, items: list[Item], now: float) -> None:
+        """Player callback: put due chunks and marks on the wire."""
+        if self.media.state is not SessionState.STREAMING:
+            return
+        utt = self._current
+        chunks = 0
+        track_levels = self.tuning.echo_energy_ratio is not None
+        for item in items:
+            if isinstance(item, Chunk):
+                self.media.send_media(item.payload)
+                chunks += 1
+                if utt is not None and not utt.audio_sent:
+                    utt.audio_sent = True
+                    self.detector.bot_started(self.listener.samples)
+                    self._spurt_start = now  # the lead's messages are due before this
+                # late against the schedule, but never before the audio existed (a chunk the
+                # TTS delivered after its due time is the producer's delay, not the sender's)
+                ready = max(item.due, self._spurt_start, self.player.last_push)
+                self._obs.lateness(max(0.0, now - ready))
+                if utt is not None:
+                    utt.sent_pos = item.position + len(item.payload)
+                if track_levels:
+                    self._bot_levels.append(frame_rms(ulaw_decode(item.payload)))
+            elif isinstance(item, MarkPoint):
+                self.media.send_mark(item.name)
+                self._mark_pos[item.name] = item.position
+                if utt is not None and item.name == utt.start_mark:
+                    utt.start_pos = item.position
+        if chunks:
+            self._obs.frames_out(chunks)
+            self._space.set()
+        self._flush()
+        if self.player.underruns:
+            self._obs.underrun(self.player.underruns)
+            self.player.underruns = 0
+
+    def _flush(self) -> None:
+        """Write the queued frames now, in order, without awaiting: each ``send_text`` runs
+        synchronously (:func:`drive`); one that has to wait (full socket buffer) finishes in a
+        writer task, which then sends everything queued meanwhile."""
+        if self._writer is not None or self._broken:
+            return  # the writer task sends what is queued, in order
+        frames = self.media.data_to_send()
+        for i, frame in enumerate(frames):
+            try:
+                pending = drive(self._transport.send_text(frame))
+            except Exception as exc:  # the socket is gone; the reader will see it
+                self._send_failed(exc)
+                return
+            if pending is not None:
+                self._writer = asyncio.get_running_loop().create_task(
+                    self._write_rest(pending, frames[i + 1 :]), name="voice-writer"
+                )
+                return
+
+    async def _write_rest(self, pending: asyncio.Task[None], frames: list[str]) -> None:
+        try:
+            await pending
+            while not self._broken:
+                for frame in frames:
+                    await self._transport.send_text(frame)
+                frames = self.media.data_to_send()
+                if not frames:
+                    break
+        except Exception as exc:
+            self._send_failed(exc)
+        finally:
+            self._writer = None
+
+    def _send_failed(self, exc: Exception) -> None:
+        self._broken = True
+        log.debug("call %s: send failed: %r", self.call_id, exc)
+
+    async def _speak_loop(self) -> None:
+        while True:
+            utt = await self._queue.get()
+            if utt.future.done():
+                continue
+            self._current = utt
+            utt.synth_task = asyncio.get_running_loop().create_task(
+                self._synthesize(utt), name="voice-tts"
+            )
+            try:
+                await asyncio.wait([utt.future])
+            finally:
+                if not utt.synth_task.done():
+                    utt.synth_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await utt.synth_task
+                self._current = None
+
+    async def _synthesize(self, utt: _Utterance) -> None:
+        pacer = self.player.pacer
+        self.player.push(b"", mark=utt.start_mark)
+        audio = self._tts.synthesize(utt.text)
+        try:
+            async for chunk in audio:
+                if not chunk:
+                    continue
+                while pacer.free_bytes < len(chunk):  # back-pressure: wait for the sender
+                    self._space.clear()
+                    await self._space.wait()
+                utt.bytes_pushed += len(chunk)
+                self.player.push(chunk)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            utt.failed = True
+            log.warning("call %s: speech synthesis failed: %s", self.call_id, exc)
+            if utt.bytes_pushed == 0:
+                if not utt.future.done():
+                    utt.future.set_exception(
+                        exc
+                        if isinstance(exc, SpeechError)
+                        else SpeechError(f"synthesis failed: {type(exc).__name__}", provider="tts")
+                    )
+                return
+        finally:
+            closer = getattr(audio, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+        utt.synth_done = True
+        self.player.push(b"", mark=utt.end_mark)
+
+    # -- cutting ---------------------------------------------------------------------------
+
+    def _cut(self, *, notify: bool) -> None:
+        for name in self.player.clear():
+            self._mark_pos.pop(name, None)
+        if self.media.state is SessionState.STREAMING:
+            for name in self.media.send_clear():
+                self._mark_pos.pop(name, None)
+            self._flush()
+        self.detector.bot_stopped()
+        now = self.player.now()
+        utt = self._current
+        if utt is not None and not utt.future.done():
+            if utt.synth_task is not None:
+                utt.synth_task.cancel()
+            result = self._result_at(utt, now)
+            utt.future.set_result(result)
+            if notify:
+                self._notify(self._host.bot_interrupted(self.call_id, result))
+        self._drop_queued()
+
+    def _result_at(self, utt: _Utterance, now: float) -> SpokenResult:
+        every = self.tuning.mark_every_ms
+        cap = math.inf if every is None else every * 1.5
+        heard = (
+            0
+            if utt.start_pos is None
+            else heard_bytes(
+                start_pos=utt.start_pos,
+                sent_pos=utt.sent_pos,
+                played_pos=utt.played_pos,
+                since_played_ms=(now - utt.played_at) * 1000.0,
+                max_extrapolate_ms=cap,
+            )
+        )
+        heard_ms = heard // _BYTES_PER_MS
+        total_ms = estimate_total_ms(utt.text, utt.bytes_pushed // _BYTES_PER_MS, utt.synth_done)
+        return SpokenResult(False, heard_ms, total_ms, heard_text(utt.text, heard_ms, total_ms))
+
+    def _drop_queued(self) -> None:
+        while not self._queue.empty():
+            queued = self._queue.get_nowait()
+            if not queued.future.done():
+                total = estimate_total_ms(queued.text, 0, False)
+                queued.future.set_result(SpokenResult(False, 0, total, ""))
+
+    def _abandon_all(self, now: float) -> None:
+        utt = self._current
+        if utt is not None and not utt.future.done():
+            if utt.synth_task is not None:
+                utt.synth_task.cancel()
+            utt.future.set_result(self._result_at(utt, now))
+        self._drop_queued()
+        self.detector.bot_stopped()
+
+    # -- host notifications ----------------------------------------------------------------
+
+    def _notify(self, call: Coroutine[Any, Any, None]) -> None:
+        if self._notices_closed:
+            call.close()
+            return
+        self._notices.put_nowait(call)
+
+    async def _notify_loop(self) -> None:
+        while (call := await self._notices.get()) is not None:
+            try:
+                await call
+            except Exception as exc:
+                log.warning("call %s: stream host callback failed: %r", self.call_id, exc)
+
+    async def _stt_loop(self) -> None:
+        assert self._stt is not None
+        try:
+            async for transcript in self._stt.events():
+                if transcript.text.strip():
+                    self._notify(
+                        self._host.caller_said(
+                            self.call_id, transcript.text, final=transcript.final
+                        )
+                    )
+        except SpeechError as exc:
+            log.warning("call %s: speech recognition failed: %s", self.call_id, exc)

@@ -1,0 +1,133 @@
+"""The CLI as a person uses it: a subprocess against a real server on loopback (mock provider)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from voicecall.config import load_config
+from voicecall.server.app import VoicecallApp
+
+
+async def run_cli(
+    *args: str, config: Path | None = None, url: str | None = None
+) -> tuple[int, str, str]:
+    cmd = [sys.executable, "-m", "voicecall.cli", *args]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    if url is not None:
+        cmd += ["--url", url]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@contextlib.asynccontextmanager
+async def server(
+    tmp_path: Path, token: str | None = None
+) -> AsyncIterator[tuple[VoicecallApp, str, Path]]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    config = tmp_path / "voicecall.toml"
+    lines = [
+        'provider = "mock"',
+        'from_number = "+14155550199"',
+        "max_concurrent_calls = 3",
+        f"[serve]\nport = {port}",
+        f'[store]\nurl = "sqlite:///{tmp_path / "c.db"}"',
+    ]
+    if token:
+        lines.append(f'[api]\ntoken = "{token}"')
+    config.write_text("\n".join(lines) + "\n")
+    app = VoicecallApp(load_config(config, env={}))
+    srv = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
+    while not srv.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield app, f"http://127.0.0.1:{port}", config
+    finally:
+        srv.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def test_init_writes_a_template_that_loads(tmp_path: Path) -> None:
+    target = tmp_path / "v.toml"
+    code, _, _ = await run_cli("init", str(target))
+    assert code == 0 and target.exists()
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    settings = load_config(target, env={})
+    assert settings.from_number == "+14155550100"
+    code, _, err = await run_cli("init", str(target))
+    assert code != 0 and "exists" in err
+
+
+async def test_call_status_calls_end_through_the_api(tmp_path: Path) -> None:
+    async with server(tmp_path, token="s3cret-token-123") as (app, url, config):
+        code, out, err = await run_cli(
+            "call", "--to", "+14155550123", "--message", "Hello there", config=config
+        )
+        assert code == 0, err
+        call_id = out.split()[1]
+        assert len(call_id) == 32
+        code, out, _ = await run_cli("status", "--call-id", call_id, config=config)
+        assert code == 0 and "Hello there" in out and "initiated" in out
+        code, out, _ = await run_cli("calls", config=config)
+        assert code == 0 and call_id in out
+        code, out, _ = await run_cli("end", "--call-id", call_id, config=config)
+        assert code == 0 and "hangup-bot" in out
+        # bad input: one clear line, no traceback, nothing stored
+        code, _, err = await run_cli("call", "--to", "12345", "--message", "x", config=config)
+        assert code == 1 and "Traceback" not in err and "E.164" in err
+        code, _, err = await run_cli("speak", "--call-id", "nope", "--message", "x", config=config)
+        assert code == 1 and "no call" in err
+        page = await app.manager.list_calls()
+        assert len(page.calls) == 1
+        # a wrong token is refused with a clear message
+        code, _, err = await run_cli("calls", url=url)
+        assert code == 1 and "Unauthorized" in err
+        assert "s3cret-token-123" not in err
+
+
+async def test_unreachable_server_message(tmp_path: Path) -> None:
+    code, _, err = await run_cli("calls", url="http://127.0.0.1:9")
+    assert code == 1 and "voicecall serve" in err and "Traceback" not in err
+
+
+async def test_serve_refuses_public_bind_without_token(tmp_path: Path) -> None:
+    cfg = tmp_path / "v.toml"
+    cfg.write_text('provider = "mock"\n[serve]\nbind = "0.0.0.0"\n')
+    code, _, err = await run_cli("serve", config=cfg)
+    assert code == 2 and "api.token" in err
+
+
+async def test_doctor_reports_problems(tmp_path: Path) -> None:
+    cfg = tmp_path / "v.toml"
+    cfg.write_text('provider = "mock"\npublic_url = "http://example.com:8443/x"\n')
+    code, out, _ = await run_cli("doctor", config=cfg)
+    assert code == 1
+    assert "FAIL public_url uses https" in out and "FAIL public_url has no explicit port" in out
+
+
+@pytest.mark.parametrize("bad", ["[serve]\nport = 'x'\n", "nonsense = 1\n"])
+async def test_bad_config_one_line(tmp_path: Path, bad: str) -> None:
+    cfg = tmp_path / "v.toml"
+    cfg.write_text(bad)
+    code, _, err = await run_cli("calls", config=cfg)
+    assert code == 2 and len(err.strip().splitlines()) == 1

@@ -1,0 +1,188 @@
+"""SQLite-only behaviour: files, pragmas, group commit, broken databases, failed migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from voicecall.calls.model import CallMode, CallRecord, Direction
+from voicecall.calls.store import migrations
+from voicecall.calls.store.base import EventRow
+from voicecall.calls.store.sqlite import SQLiteStore
+from voicecall.errors import StoreError
+
+
+def _call(call_id: str, turn: int = 0) -> CallRecord:
+    return CallRecord(call_id, Direction.INBOUND, CallMode.CONVERSATION, "+1", "+2", turn=turn)
+
+
+def _versions(path: Path) -> list[int]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+    finally:
+        conn.close()
+
+
+async def test_creates_parent_directories_and_a_private_file(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "calls.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        assert await store.commit(_call("c1"))
+    finally:
+        await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for sibling in (path.with_name("calls.db-wal"), path.with_name("calls.db-shm")):
+        if sibling.exists():
+            assert stat.S_IMODE(sibling.stat().st_mode) & 0o077 == 0
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.db"
+    path.write_bytes(b"this is not an SQLite database, just some text\n" * 100)
+    with pytest.raises(StoreError, match="SQLite store"):
+        await SQLiteStore(str(path)).open()
+    # left as it was
+    assert path.read_bytes().startswith(b"this is not")
+
+
+async def test_a_directory_in_place_of_the_file_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError):
+        await SQLiteStore(str(tmp_path / "dir.db")).open()
+
+
+async def test_an_unwritable_parent_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create"):
+        await SQLiteStore(str(blocker / "sub" / "calls.db")).open()
+
+
+def test_memory_and_uri_paths_are_refused() -> None:
+    with pytest.raises(ValueError, match="memory"):
+        SQLiteStore(":memory:")
+    with pytest.raises(ValueError):
+        SQLiteStore("file:x.db?mode=memory")
+    with pytest.raises(ValueError):
+        SQLiteStore("x.db", synchronous="OFF")  # type: ignore[arg-type]
+
+
+async def test_queued_commits_share_one_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        # hold the write lock so the writer stalls on its first BEGIN while 60 commits queue up
+        blocker.execute("BEGIN IMMEDIATE")
+        tasks = [
+            asyncio.create_task(
+                store.commit(_call(f"c{i}", i), event=EventRow(f"k{i % 50}", f"c{i}", "x", 1.0))
+            )
+            for i in range(60)
+        ]
+        await asyncio.sleep(0)  # every task runs up to its await: all 60 are queued
+        assert store.stats.submitted == 60
+        before = store.stats.batches
+        blocker.execute("COMMIT")
+        results = await asyncio.gather(*tasks)
+    finally:
+        blocker.close()
+        await store.close()
+    # keys k0..k9 were used twice: the later ones are duplicates
+    assert results == [True] * 50 + [False] * 10
+    assert store.stats.items == 60
+    assert store.stats.batches - before <= 2
+
+
+async def test_writer_waits_for_another_process_lock_then_fails_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path), busy_timeout_ms=50)
+    await store.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked"):
+            await store.commit(_call("c1"))
+        blocker.execute("ROLLBACK")
+        # the store is still usable afterwards
+        assert await store.commit(_call("c1"))
+        assert await store.get_call("c1") == _call("c1")
+    finally:
+        blocker.close()
+        await store.close()
+
+
+async def test_normal_synchronous_mode_works(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "calls.db"), synchronous="NORMAL")
+    await store.open()
+    try:
+        assert await store.commit(_call("c1"), event=EventRow("k", "c1", "x", 1.0))
+        assert await store.has_event("k")
+    finally:
+        await store.close()
+
+
+async def test_a_failing_migration_is_rolled_back_entirely(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    await store.close()
+
+    broken = migrations.Migration(
+        2,
+        "half good, half broken",
+        ("CREATE TABLE extra (x INTEGER)", "THIS IS NOT SQL"),
+        (),
+    )
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, broken))
+    with pytest.raises(StoreError, match="SQLite store"):
+        await SQLiteStore(str(path)).open()
+    assert _versions(path) == [1]
+    conn = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    assert "extra" not in tables
+
+    fixed = migrations.Migration(2, "fixed", ("CREATE TABLE extra (x INTEGER)",), ())
+    monkeypatch.setattr(migrations, "MIGRATIONS", (migrations.MIGRATIONS[0], fixed))
+    for _ in range(2):
+        store = SQLiteStore(str(path))
+        await store.open()
+        await store.close()
+    assert _versions(path) == [1, 2]
+
+
+async def test_close_is_idempotent_and_reopen_works(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "calls.db"))
+    await store.open()
+    await store.open()
+    assert await store.commit(_call("c1"))
+    await store.close()
+    await store.close()
+    await store.open()
+    try:
+        assert await store.get_call("c1") == _call("c1")
+    finally:
+        await store.close()
+
+
+def test_repr_names_the_path_only(tmp_path: Path) -> None:
+    path = str(tmp_path / "calls.db")
+    assert repr(SQLiteStore(path)) == f"SQLiteStore({os.path.abspath(path)!r}, synchronous='FULL')"

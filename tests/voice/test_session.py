@@ -1,0 +1,398 @@
+"""VoiceSession against an in-memory Twilio peer: say() on mark echoes, no overlap, barge-in,
+echo guard, interrupt, DTMF, STT over the Deepgram fake, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from voice_harness import (
+    SILENCE_FRAME,
+    FakeHost,
+    ToneTts,
+    TwilioPeer,
+    espeak_ulaw,
+    needs_espeak,
+    start_message,
+)
+
+from voicecall.speech.errors import SpeechError
+from voicecall.speech.tts.base import TtsProvider
+from voicecall.twilio.media import MediaSession
+from voicecall.voice.session import ChannelClosed, SpeechQueueFull, VoiceSession
+from voicecall.voice.settings import VoiceTuning
+
+INTERRUPTION = "Wait, stop, I have a question about my booking please."
+
+
+@dataclass
+class Rig:
+    host: FakeHost
+    peer: TwilioPeer
+    session: VoiceSession
+    tts: ToneTts
+
+
+async def make_rig(
+    tts: ToneTts | None = None,
+    *,
+    tuning: VoiceTuning | None = None,
+    hold_marks: bool = False,
+    stt: object = None,
+) -> Rig:
+    host = FakeHost()
+    peer = TwilioPeer(hold_marks=hold_marks)
+    media = MediaSession()
+    media.receive_text(start_message())
+    tone_tts = tts or ToneTts()
+    tts_provider: TtsProvider = tone_tts
+    session = VoiceSession(
+        call_id="call-1",
+        media=media,
+        transport=peer,
+        host=host,
+        tts=tts_provider,
+        stt=stt,  # type: ignore[arg-type]
+        tuning=tuning or VoiceTuning(lead_ms=60, mark_every_ms=100),
+    )
+    peer.session, peer.media = session, media
+    session.start()
+    return Rig(host, peer, session, tone_tts)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    r = await make_rig()
+    yield r
+    await r.session.shutdown("test over")
+
+
+def names(peer: TwilioPeer) -> list[str]:
+    """The outbound event kinds in order, media runs collapsed, marks by name (periodic marks
+    left out)."""
+    out: list[str] = []
+    for _, m in peer.log:
+        item = m["mark"]["name"] if m["event"] == "mark" else m["event"]
+        if item.startswith("vc-tick"):
+            continue
+        if item == "media" and out and out[-1] == "media":
+            continue
+        out.append(item)
+    return out
+
+
+async def test_say_plays_all_audio_then_returns_on_the_end_mark_echo(rig: Rig) -> None:
+    result = await rig.session.say("one two three")
+    assert result.completed and result.heard_text == "one two three"
+    assert result.total_ms == result.heard_ms == 300
+    assert rig.peer.media_bytes() == rig.tts.total_bytes("one two three")
+    seq = names(rig.peer)
+    assert seq == ["u1s", "media", "u1e"]
+    # every outbound media message is one 20 ms frame
+    assert {len(m["media"]["payload"]) for m in rig.peer.events("media")} == {216}
+
+
+async def test_say_waits_for_the_echo_not_for_a_timer() -> None:
+    r = await make_rig(hold_marks=True)
+    try:
+        task = asyncio.create_task(r.session.say("one two"))
+        await r.peer.wait_for(
+            lambda: any(m["mark"]["name"] == "u1e" for m in r.peer.events("mark"))
+        )
+        for _ in range(40):
+            await asyncio.sleep(0.01)  # past the nominal 200 ms playout: a timer would fire
+        assert not task.done()  # all audio sent, no echo yet: the caller has not heard it
+        r.peer.release_marks()
+        result = await task
+        assert result.completed
+    finally:
+        await r.session.shutdown("test over")
+
+
+async def test_utterances_queue_and_never_overlap(rig: Rig) -> None:
+    first = asyncio.create_task(rig.session.say("alpha beta"))
+    second = asyncio.create_task(rig.session.say("gamma delta epsilon"))
+    r1, r2 = await asyncio.gather(first, second)
+    assert r1.completed and r2.completed
+    seq = names(rig.peer)
+    assert seq == ["u1s", "media", "u1e", "u2s", "media", "u2e"]
+    # the second utterance's audio went out only after the first one's end mark was echoed
+    log = rig.peer.log
+    u2_start = next(i for i, (_, m) in enumerate(log) if m.get("mark", {}).get("name") == "u2s")
+    assert rig.tts.started == ["alpha beta", "gamma delta epsilon"]
+    assert sum(1 for _, m in log[:u2_start] if m["event"] == "media") == 2 * 100 * 8 // 160
+
+
+async def test_queue_is_bounded() -> None:
+    r = await make_rig(tuning=VoiceTuning(lead_ms=60, max_queued_utterances=1), hold_marks=True)
+    try:
+        first = asyncio.create_task(r.session.say("one"))
+        await r.peer.wait_for(lambda: bool(r.peer.events("media")))
+        second = asyncio.create_task(r.session.say("two"))
+        await asyncio.sleep(0)
+        with pytest.raises(SpeechQueueFull):
+            await r.session.say("three")
+        await r.session.interrupt()
+        assert not (await first).completed
+        assert (await second) == type(await second)(False, 0, (await second).total_ms, "")
+    finally:
+        await r.session.shutdown("test over")
+
+
+async def test_empty_text_is_spoken_at_once(rig: Rig) -> None:
+    result = await rig.session.say("   ")
+    assert result.completed and result.total_ms == 0
+    assert rig.peer.log == []
+
+
+async def test_interrupt_clears_drops_the_queue_and_does_not_call_the_host() -> None:
+    r = await make_rig(ToneTts(ms_per_word=200))
+    try:
+        long = asyncio.create_task(r.session.say("one two three four five six seven eight"))
+        queued = asyncio.create_task(r.session.say("never spoken"))
+        await r.peer.wait_for(lambda: len(r.peer.events("media")) >= 20)
+        await r.session.interrupt()
+        cut, dropped = await long, await queued
+        assert not cut.completed and cut.heard_ms < cut.total_ms == 1600
+        assert not dropped.completed and dropped.heard_ms == 0
+        assert r.peer.events("clear")
+        assert r.host.interrupted == []
+        assert "never spoken" not in r.tts.started
+        media_after_clear = [
+            m
+            for m in r.peer.log[[m for _, m in r.peer.log].index(r.peer.events("clear")[0]) :]
+            if m[1]["event"] == "media"
+        ]
+        assert media_after_clear == []
+    finally:
+        await r.session.shutdown("test over")
+
+
+async def test_tts_failure_without_audio_raises_from_say() -> None:
+    r = await make_rig(ToneTts(fail_after=0))
+    try:
+        with pytest.raises(SpeechError, match="tone engine broke"):
+            await r.session.say("hello there")
+        # the channel keeps working for the next utterance
+        r.tts.fail_after = None
+        assert (await r.session.say("hello again")).completed
+    finally:
+        await r.session.shutdown("test over")
+
+
+async def test_tts_failure_midway_plays_what_it_had_and_reports_incomplete() -> None:
+    r = await make_rig(ToneTts(ms_per_word=100, chunk_ms=100, fail_after=2))
+    try:
+        result = await r.session.say("one two three four five")
+        assert not result.completed
+        assert result.heard_ms == 200 and r.peer.media_bytes() == 1600
+    finally:
+        await r.session.shutdown("test over")
+
+
+async def test_dtmf_reaches_the_host_in_order(rig: Rig) -> None:
+    for digit in "12#":
+        await rig.peer.deliver(rig.peer.wire.dtmf(digit))
+    await rig.host.wait_for(lambda: len(rig.host.pressed) == 3)
+    assert rig.host.pressed == [("call-1", "1"), ("call-1", "2"), ("call-1", "#")]
+
+
+async def test_malformed_frames_are_skipped(rig: Rig) -> None:
+    await rig.peer.deliver("{not json")
+    await rig.peer.deliver('{"event":"media","sequenceNumber":"9"}')
+    await rig.peer.deliver(rig.peer.wire.dtmf("5"))
+    await rig.host.wait_for(lambda: rig.host.pressed == [("call-1", "5")])
+    assert rig.session.media.malformed_count == 2
+
+
+async def test_shutdown_resolves_pending_speech_and_closes_the_channel() -> None:
+    r = await make_rig(hold_marks=True)
+    task = asyncio.create_task(r.session.say("one two three"))
+    await r.peer.wait_for(lambda: bool(r.peer.events("media")))
+    assert await r.session.shutdown("stream disconnected (1006)") == "stream disconnected (1006)"
+    result = await task
+    assert not result.completed
+    with pytest.raises(ChannelClosed):
+        await r.session.say("too late")
+    assert await r.session.shutdown("again") == "stream disconnected (1006)"
+
+
+async def test_close_closes_the_socket_normally(rig: Rig) -> None:
+    await rig.session.close("goodbye")
+    assert rig.peer.closed == (1000, "goodbye")
+    assert rig.session.closed and rig.session.detach_reason == "closed: goodbye"
+
+
+# -- barge-in (real webrtcvad on espeak-ng speech) ------------------------------------------------
+
+
+async def speak_over_bot(r: Rig, words: int = 40) -> asyncio.Task[object]:
+    text = " ".join(f"word{i}" for i in range(words))
+    task: asyncio.Task[object] = asyncio.create_task(r.session.say(text))
+    # caller line noise floor while waiting: digital silence frames, 20 ms apart
+    while len(r.peer.events("media")) < 40:  # ~800 ms of bot audio sent
+        await r.peer.deliver(r.peer.wire.media(SILENCE_FRAME))
+        await asyncio.sleep(0.02)
+    return task
+
+
+@needs_espeak
+async def test_barge_in_clears_cancels_and_reports_what_was_heard() -> None:
+    r = await make_rig(
+        ToneTts(ms_per_word=100),
+        tuning=VoiceTuning(lead_ms=60, mark_every_ms=100, echo_guard_ms=200),
+    )
+    try:
+        task = await speak_over_bot(r)
+        queued = asyncio.create_task(r.session.say("this was queued"))
+        await r.peer.speak(await espeak_ulaw(INTERRUPTION))
+        result = await task
+        assert not result.completed  # type: ignore[attr-defined]
+        assert 0 < result.heard_ms < result.total_ms == 4000  # type: ignore[attr-defined]
+        spoken = " ".join(f"word{i}" for i in range(40))
+        assert spoken.startswith(result.heard_text)  # type: ignore[attr-defined]
+        assert result.heard_text  # type: ignore[attr-defined]
+        assert r.host.interrupted == [("call-1", result)]
+        assert len(r.peer.events("clear")) == 1
+        assert not (await queued).completed
+        assert r.session.barge_ins == 1
+        # nothing was sent after the clear, and synthesis was stopped early
+        kinds = [m["event"] for _, m in r.peer.log]
+        assert "media" not in kinds[kinds.index("clear") :]
+        assert r.tts.finished == [spoken] or r.tts.closed_early
+    finally:
+        await r.session.shutdown("test over")
+
+
+@needs_espeak
+async def test_speech_inside_the_echo_guard_is_not_a_barge_in() -> None:
+    r = await make_rig(
+        ToneTts(ms_per_word=100),
+        tuning=VoiceTuning(lead_ms=60, mark_every_ms=100, echo_guard_ms=60_000),
+    )
+    try:
+        task = await speak_over_bot(r, words=30)
+        await r.peer.speak(await espeak_ulaw(INTERRUPTION))
+        assert (await task).completed  # type: ignore[attr-defined]
+        assert r.peer.events("clear") == [] and r.host.interrupted == []
+        assert r.session.listener.speech_starts >= 1  # the VAD did hear the caller
+    finally:
+        await r.session.shutdown("test over")
+
+
+@needs_espeak
+async def test_caller_speech_while_the_bot_is_silent_is_not_a_barge_in(rig: Rig) -> None:
+    await rig.peer.speak(SILENCE_FRAME * 10 + await espeak_ulaw(INTERRUPTION))
+    assert rig.session.listener.speech_starts >= 1
+    assert rig.peer.events("clear") == [] and rig.host.interrupted == []
+
+
+@needs_espeak
+async def test_barge_in_can_be_switched_off() -> None:
+    r = await make_rig(
+        ToneTts(ms_per_word=100),
+        tuning=VoiceTuning(lead_ms=60, mark_every_ms=100, echo_guard_ms=200, barge_in=False),
+    )
+    try:
+        task = await speak_over_bot(r, words=30)
+        await r.peer.speak(await espeak_ulaw(INTERRUPTION))
+        assert (await task).completed  # type: ignore[attr-defined]
+        assert r.peer.events("clear") == []
+    finally:
+        await r.session.shutdown("test over")
+
+
+# -- speech recognition through the Deepgram fake --------------------------------------------------
+
+
+@needs_espeak
+@pytest.mark.parametrize("service", ["deepgram", "openai-realtime"])
+async def test_transcripts_from_stt_reach_the_host(service: str) -> None:
+    from fake_serve import serve
+
+    from voicecall.speech.stt.base import SttProvider
+
+    script = ["i would like a table for two"]
+    provider: SttProvider
+    if service == "deepgram":
+        from deepgram_server import FakeDeepgram
+
+        from voicecall.speech.stt.deepgram import DeepgramStt
+
+        fake: object = FakeDeepgram(script=list(script))
+    else:
+        from openai_server import FakeOpenAI
+
+        from voicecall.speech.stt.openai_realtime import OpenAiRealtimeStt, ServerVad
+
+        fake = FakeOpenAI(script=list(script))
+    async with serve(fake.app()) as hostport:  # type: ignore[attr-defined]
+        if service == "deepgram":
+            provider = DeepgramStt(fake.api_key, base_url=f"ws://{hostport}/v1/listen")  # type: ignore[attr-defined]
+        else:
+            provider = OpenAiRealtimeStt(
+                fake.api_key,  # type: ignore[attr-defined]
+                base_url=f"ws://{hostport}/v1/realtime?intent=transcription",
+                vad=ServerVad(silence_duration_ms=300),
+            )
+        stt = await provider.open_session()  # frames sent before it connects are buffered
+        r = await make_rig(stt=stt)
+        try:
+            speech = await espeak_ulaw("I would like a table for two.")
+            await r.peer.speak(speech + SILENCE_FRAME * 40, realtime=False)
+            await r.host.wait_for(lambda: any(final for _, _, final in r.host.said))
+            finals = [text for _, text, final in r.host.said if final]
+            assert finals == script
+        finally:
+            await r.session.shutdown("test over")
+            await provider.aclose()
+
+
+class SlowPeer(TwilioPeer):
+    """A socket whose write buffer fills now and then: every 7th send waits a little."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends = 0
+        self.waited = 0
+
+    async def send_text(self, text: str) -> None:
+        self.sends += 1
+        if self.sends % 7 == 0:
+            self.waited += 1
+            await asyncio.sleep(0.015)
+        await super().send_text(text)
+
+
+async def test_sends_that_have_to_wait_keep_every_frame_in_order() -> None:
+    peer = SlowPeer()
+    media = MediaSession()
+    media.receive_text(start_message())
+    session = VoiceSession(
+        call_id="call-1",
+        media=media,
+        transport=peer,
+        host=FakeHost(),
+        tts=ToneTts(),
+        stt=None,
+        tuning=VoiceTuning(lead_ms=60, mark_every_ms=100),
+    )
+    peer.session, peer.media = session, media
+    session.start()
+    try:
+        first = asyncio.create_task(session.say("one two three four five"))
+        second = asyncio.create_task(session.say("six seven"))
+        # (a lost frame would lose an end mark: say() would never return)
+        r1, r2 = await asyncio.wait_for(asyncio.gather(first, second), 30)
+        assert r1.completed and r2.completed
+        assert peer.waited >= 3
+        assert names(peer) == ["u1s", "media", "u1e", "u2s", "media", "u2e"]
+        assert peer.media_bytes() == ToneTts().total_bytes("one two three four five six seven")
+        ticks = [
+            m["mark"]["name"] for m in peer.events("mark") if m["mark"]["name"].startswith("vc")
+        ]
+        assert ticks == sorted(ticks, key=lambda n: int(n.rsplit("-", 1)[1]))
+    finally:
+        await session.shutdown("test over")
