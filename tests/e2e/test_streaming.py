@@ -68,7 +68,7 @@ async def test_streamed_conversation(streaming_server: RunningServer, emulator: 
         {
             "answer_after_ms": 200,
             "reply_delay_ms": 300,
-            "replies": ["Yes, this is Sam speaking.", "Thursday at seven works for me."],
+            "replies": ["Hello, yes, I am here.", "That sounds great, thank you."],
             "hangup_after_ms": 60000,
         },
     )
@@ -79,14 +79,17 @@ async def test_streamed_conversation(streaming_server: RunningServer, emulator: 
     call_id = r.json()["call_id"]
     lines = await wait_user_lines(server, call_id, 1)
     first = next(ln["text"] for ln in lines if ln["speaker"] == "user").lower()
-    assert "speaking" in first, first  # tiny.en on 8 kHz espeak: check robust words only
+    # tiny.en on 8 kHz espeak is fragile ("Yes, this is Sam speaking" came back as "live in Pam
+    # speaking" and "it's in sand beacon"): these phrases were chosen because they come back the
+    # same with dither noise, other leading silences and thread counts (checked offline)
+    assert "hello" in first and "here" in first, first
     r = await server.http.post(
         f"/api/calls/{call_id}/continue",
         json={"message": "Does Thursday at seven work for dinner?", "timeout_seconds": 40},
     )
     assert r.status_code == 200, r.text
     answer = r.json()["transcript"].lower()
-    assert "works for me" in answer, answer
+    assert "sounds great" in answer and "thank you" in answer, answer
     r = await server.http.post(f"/api/calls/{call_id}/end", json={"message": "Great, goodbye!"})
     assert r.json()["state"] == "hangup-bot"
     doc = (await server.http.get(f"/api/calls/{call_id}")).json()
