@@ -16,6 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from voicecall.twilio.signature import (
     VerifyReason,
+    _params_bytes,
     compute_signature,
     rebuild_public_url,
     signed_url_variants,
@@ -433,3 +434,28 @@ def test_divergence_wss_default_port_is_443() -> None:
     sig = compute_signature("wss://h:443/s", [], TOKEN)
     assert verify_websocket_signature("wss://h/s", sig, TOKEN).ok
     assert not RequestValidator(TOKEN).validate("wss://h/s", {}, sig)
+
+
+@given(
+    params=st.lists(
+        st.tuples(
+            st.text(alphabet=st.characters(blacklist_categories=()), max_size=4),
+            st.text(alphabet=st.characters(blacklist_categories=()), max_size=4),
+        ),
+        max_size=8,
+    ),
+    dedupe=st.booleans(),
+)
+def test_params_sorted_as_utf8_bytes_also_with_surrogates(
+    params: list[tuple[str, str]], dedupe: bool
+) -> None:
+    """Sorting the ``str`` pairs equals sorting their UTF-8 (surrogatepass) bytes."""
+
+    def enc(s: str) -> bytes:
+        return s.encode("utf-8", "surrogatepass")
+
+    pairs = [(enc(n), enc(v)) for n, v in params]
+    if dedupe:
+        pairs = list(set(pairs))
+    expected = b"".join(n + v for n, v in sorted(pairs))
+    assert _params_bytes(params, dedupe=dedupe) == expected

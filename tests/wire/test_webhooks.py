@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 import pytest
@@ -21,6 +23,7 @@ from voicecall.twilio.webhooks import (
     CallStatus,
     WebhookKind,
     WebhookRequest,
+    _parse_segments,
     build_webhook_url,
     parse_form,
     parse_query,
@@ -138,6 +141,57 @@ def test_parse_form_any_bytes_parse_or_reject(body: bytes) -> None:
 def test_parse_form_roundtrips_stdlib_urlencode(pairs: list[tuple[str, str]]) -> None:
     body = urlencode(pairs).encode()
     assert parse_form(body) == tuple(pairs)
+
+
+def _reference_parse_form(body: bytes) -> tuple[tuple[str, str], ...]:
+    """The plain field-by-field reading of the rules (what the fast path must equal)."""
+    segments = [seg for seg in body.split(b"&") if seg]
+    return _parse_segments(segments)
+
+
+_FORM_BYTES = st.lists(
+    st.sampled_from(
+        [
+            b"a",
+            b"Z",
+            b"0",
+            b"9",
+            b"f",
+            b"F",
+            b"=",
+            b"&",
+            b"+",
+            b"%",
+            b"%2",
+            b"%2B",
+            b"%C3",
+            b"%A9",
+            b"%zz",
+            b"%26",
+            b"%3D",
+            "é".encode(),
+            b"\xc3",
+            b"\xa9",
+            b"\xff",
+            b" ",
+            b"~",
+        ]
+    ),
+    max_size=40,
+).map(b"".join)
+
+
+@given(_FORM_BYTES)
+def test_parse_form_fast_path_equals_the_field_by_field_reading(body: bytes) -> None:
+    try:
+        expected: tuple[tuple[str, str], ...] | str = _reference_parse_form(body)
+    except WebhookRejected as exc:
+        expected = exc.message
+    try:
+        got: tuple[tuple[str, str], ...] | str = parse_form(body)
+    except WebhookRejected as exc:
+        got = exc.message
+    assert got == expected
 
 
 # -- build_webhook_url ----------------------------------------------------------------------------
@@ -373,6 +427,30 @@ def test_identical_repeat_is_accepted_and_limits_are_inclusive() -> None:
 )
 def test_bad_timestamp_is_none(value: str) -> None:
     assert parse_webhook((), (*BASE_FORM, ("Timestamp", value))).timestamp is None
+
+
+@given(
+    st.sampled_from(["Mon", "Fri", "Sun"]),
+    st.integers(0, 32),
+    st.sampled_from(["Jan", "Feb", "Jun", "Dec"]),
+    st.integers(1000, 9999),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["+0000", "-0000", "+0100", "-0830", "GMT"]),
+)
+def test_timestamp_fast_path_equals_the_rfc2822_parser(
+    day_name: str, day: int, month: str, year: int, h: int, m: int, s: int, zone: str
+) -> None:
+    value = f"{day_name}, {day:02d} {month} {year} {h:02d}:{m:02d}:{s:02d} {zone}"
+    try:
+        parsed = parsedate_to_datetime(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        expected: float | None = parsed.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        expected = None
+    assert parse_webhook((), (*BASE_FORM, ("Timestamp", value))).timestamp == expected
 
 
 def test_timestamp_minus_zero_zone_is_utc() -> None:

@@ -98,11 +98,11 @@ def _enc(s: str) -> bytes:
 
 
 def _params_bytes(params: Iterable[tuple[str, str]], *, dedupe: bool) -> bytes:
-    pairs = [(_enc(name), _enc(value)) for name, value in params]
-    if dedupe:
-        pairs = list(set(pairs))
-    pairs.sort()  # bytes compare: byte order on the name, then on the value
-    return b"".join(name + value for name, value in pairs)
+    # Sorting the ``str`` pairs gives the same order as sorting their UTF-8 bytes (UTF-8, also
+    # with surrogatepass, preserves code-point order), and the encoding is injective, so
+    # deduplicating before encoding is the same too: encode once, at the end.
+    pairs = sorted(set(params) if dedupe else params)
+    return _enc("".join([name + value for name, value in pairs]))
 
 
 def _signing_bytes(url: str, params: Iterable[tuple[str, str]], *, dedupe: bool) -> bytes:
@@ -110,6 +110,8 @@ def _signing_bytes(url: str, params: Iterable[tuple[str, str]], *, dedupe: bool)
 
 
 def _digest(token: bytes, data: bytes) -> str:
+    # Not hmac.digest(): its one-shot C path releases the GIL on every call, and on the pinned
+    # server that hands the core to the SQLite writer thread mid-request.
     return base64.b64encode(hmac.new(token, data, hashlib.sha1).digest()).decode("ascii")
 
 

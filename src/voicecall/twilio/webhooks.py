@@ -45,7 +45,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from urllib.parse import quote, unquote_to_bytes
@@ -162,9 +162,44 @@ def parse_form(body: bytes, *, max_fields: int = MAX_FORM_FIELDS) -> tuple[tuple
     """
     if not body:
         return ()
-    segments = [seg for seg in body.split(b"&") if seg]
+    segments = body.split(b"&")
+    if b"" in segments:
+        segments = [seg for seg in segments if seg]
     if len(segments) > max_fields:
         raise _reject(f"too many form fields ({len(segments)} > {max_fields})")
+    # Fast path for the common, well-formed body: decode it as a whole, split the text. A body
+    # that is not UTF-8 as a whole (its percent escapes may still complete a character), has a
+    # bad escape, or has any other problem goes to the field-by-field parser below, which finds
+    # the same answer and raises the precise error.
+    if b"%" in body and _BAD_PERCENT_RE.search(body):
+        return _parse_segments(segments)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _parse_segments(segments)
+    if "+" in text:
+        text = text.replace("+", " ")
+    fields: list[tuple[str, str]] = []
+    append = fields.append
+    try:
+        for seg in text.split("&"):
+            if not seg:
+                continue
+            name, _, value = seg.partition("=")
+            if "%" in name:
+                name = unquote_to_bytes(name).decode("utf-8")
+            if not name:
+                return _parse_segments(segments)
+            if "%" in value:
+                value = unquote_to_bytes(value).decode("utf-8")
+            append((name, value))
+    except UnicodeDecodeError:
+        return _parse_segments(segments)
+    return tuple(fields)
+
+
+def _parse_segments(segments: list[bytes]) -> tuple[tuple[str, str], ...]:
+    """The field-by-field parser: every rule checked in order, the first problem raised."""
     fields: list[tuple[str, str]] = []
     for seg in segments:
         raw_name, _, raw_value = seg.partition(b"=")
@@ -261,8 +296,11 @@ class _Fields:
     """Single-valued access to a multi-dict: a name repeated with different values is refused."""
 
     def __init__(self, pairs: Sequence[tuple[str, str]], where: str) -> None:
-        self._values: dict[str, str] = {}
         self._where = where
+        self._values: dict[str, str] = dict(pairs)
+        if len(self._values) == len(pairs):  # no name repeated (the usual case)
+            return
+        self._values = {}
         for name, value in pairs:
             previous = self._values.setdefault(name, value)
             if previous != value:
@@ -283,9 +321,39 @@ class _Fields:
         return int(value)
 
 
+# The form Twilio sends ("Fri, 08 Jan 2016 17:18:38 +0000"), read without the general
+# RFC 2822 parser; anything else (other zones, layouts, invalid dates) takes the general path.
+_UTC_TIMESTAMP_RE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), ([0-9]{2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([1-9][0-9]{3}) "
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) [+-]0000"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
 def _parse_timestamp(value: str | None) -> float | None:
     if not value:
         return None
+    match = _UTC_TIMESTAMP_RE.fullmatch(value)
+    if match is not None:
+        day, month, year, hour, minute, second = match.groups()
+        try:
+            return datetime(
+                int(year),
+                _MONTHS[month],
+                int(day),
+                int(hour),
+                int(minute),
+                int(second),
+                tzinfo=UTC,
+            ).timestamp()
+        except ValueError:
+            pass  # e.g. 31 Feb: the general parser decides (it refuses it too)
     try:
         parsed = parsedate_to_datetime(value)
         if parsed.tzinfo is None:  # "-0000": UTC with the zone unknown; never local time
