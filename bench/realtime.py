@@ -52,7 +52,7 @@ AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 STREAM_PATH = "/voice/stream"
 ROOT = Path(__file__).resolve().parents[1]
 TICK = 0.02
-WS_IMPL = ["websockets-sansio"]  # uvicorn's WebSocket protocol in the server (--ws)
+WS_IMPL = ["direct"]  # uvicorn's WebSocket protocol in the server (--ws)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,6 +84,7 @@ def run_server(
     from voicecall.config import load_config
     from voicecall.server.metrics import Metrics
     from voicecall.server.streams import StreamEndpoint, StreamMetrics, StreamObserver
+    from voicecall.server.ws_protocol import DirectWebSocketProtocol
 
     pin(cpu)
     profile = None
@@ -272,7 +273,7 @@ def run_server(
         lifespan="off",
         backlog=4096,
         ws_per_message_deflate=False,
-        ws=ws,  # type: ignore[arg-type]
+        ws=DirectWebSocketProtocol if ws == "direct" else ws,  # type: ignore[arg-type]
     )
     if os.environ.get("BENCH_TIMESEND"):  # CPU spent inside uvicorn's websocket send
         from uvicorn.protocols.websockets import websockets_sansio_impl as impl
@@ -666,10 +667,10 @@ async def bench_first_audio(background: int, trials: int) -> dict[str, Any]:
     class TimedPeer(TwilioPeer):
         first_media: float | None = None
 
-        async def send_text(self, text: str) -> None:
+        def take(self, text: str) -> None:  # every frame, sent with or without waiting
             if self.first_media is None and text.startswith('{"event":"media"'):
                 self.first_media = time.perf_counter()
-            await super().send_text(text)
+            super().take(text)
 
     async def session(tts: Any, peer: TwilioPeer) -> VoiceSession:
         media = MediaSession()
@@ -899,9 +900,10 @@ def main() -> None:
     )
     ap.add_argument(
         "--ws",
-        default="websockets-sansio",
-        choices=["websockets-sansio", "websockets", "wsproto"],
-        help="uvicorn's WebSocket implementation in the server",
+        default="direct",
+        choices=["direct", "websockets-sansio", "websockets", "wsproto"],
+        help="uvicorn's WebSocket implementation in the server "
+        "(direct: voicecall's, as `voicecall serve` runs it)",
     )
     ap.add_argument("--streams", default=None)
     ap.add_argument("--seconds", type=float, default=None)

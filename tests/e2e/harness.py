@@ -14,6 +14,7 @@ import uvicorn
 
 from voicecall.config import Settings, load_config
 from voicecall.server.app import VoicecallApp
+from voicecall.server.runner import uvicorn_options
 
 FROM = "+14155550199"
 CALLEE = "+14155550100"
@@ -72,9 +73,7 @@ class RunningServer:
 @contextlib.asynccontextmanager
 async def serve_app(app: VoicecallApp, sock: socket.socket) -> AsyncIterator[RunningServer]:
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, lifespan="on", access_log=False, timeout_graceful_shutdown=1
-    )
+    config = uvicorn.Config(app, **uvicorn_options(app.settings, timeout_graceful_shutdown=1))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
+async def serve(app: ASGIApp, ws: Any = "websockets-sansio", **options: Any) -> AsyncIterator[str]:
     """Yield ``host:port`` of the running server; stop it on exit."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="websockets-sansio"
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws=ws, **options
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -5,6 +5,7 @@ limits, and a whole conversation (say on mark echo, DTMF, barge-in, STT, detach)
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib.util
 import json
@@ -38,6 +39,7 @@ from voice_harness import (
 from voicecall.config import Settings, load_config
 from voicecall.server.metrics import Metrics
 from voicecall.server.streams import StreamEndpoint
+from voicecall.server.ws_protocol import DirectWebSocketProtocol
 from voicecall.speech.stt.base import SttProvider
 from voicecall.twilio.signature import compute_signature
 from voicecall.voice.settings import VoiceTuning
@@ -73,6 +75,18 @@ class Server:
         return connect(f"ws://{self.hostport}{path}", additional_headers=headers, compression=None)
 
 
+_PROTOCOL: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True, params=["generic", "direct"])
+def ws_protocol(request: pytest.FixtureRequest) -> Any:
+    """Every test runs on uvicorn's own protocol (plain ASGI) and on the direct lane."""
+    _PROTOCOL["ws"] = DirectWebSocketProtocol if request.param == "direct" else "websockets-sansio"
+    _PROTOCOL["direct"] = request.param == "direct"
+    yield request.param
+    _PROTOCOL.clear()
+
+
 @contextlib.asynccontextmanager
 async def running(
     streaming: dict[str, Any] | None = None,
@@ -90,7 +104,8 @@ async def running(
             await send({"type": "websocket.close", "code": 1008})
 
     host, metrics, tts = FakeHost(), Metrics(), ToneTts()
-    async with serve(app) as hostport:
+    options = {"ws_per_message_deflate": False} if _PROTOCOL.get("direct") else {}
+    async with serve(app, ws=_PROTOCOL.get("ws", "websockets-sansio"), **options) as hostport:
         settings: Settings = load_config(
             env={},
             overrides={
@@ -293,14 +308,17 @@ async def test_say_dtmf_and_detach_over_the_socket() -> None:
             result = await channel.say("hello from the bot")
             assert result.completed and result.heard_text == "hello from the bot"
             media = [m for m in twilio.received if m["event"] == "media"]
-            assert len(media) == 4 * 100 // 20
+            # 400 ms of speech in 100 ms messages (the default pacer.message_ms)
+            assert [len(base64.b64decode(m["media"]["payload"])) for m in media] == [800] * 4
             assert all(m["streamSid"] == json.loads(start_message())["streamSid"] for m in media)
             await ws.send(twilio.wire.dtmf("4"))
             await srv.host.wait_for(lambda: srv.host.pressed == [("call-1", "4")])
+            direct = srv.sample("voicecall_stream_direct_lane_total")
+            assert direct == (1 if _PROTOCOL["direct"] else 0)
             await ws.send(twilio.wire.stop())
         await srv.host.wait_for(lambda: bool(srv.host.detached))
         assert srv.host.detached == [("call-1", "stream stopped")]
-        assert srv.sample("voicecall_stream_frames_total", {"direction": "out"}) == 20
+        assert srv.sample("voicecall_stream_frames_total", {"direction": "out"}) == 4
         assert srv.sample("voicecall_stream_connections") == 0
 
 

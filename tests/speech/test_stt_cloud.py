@@ -40,7 +40,7 @@ def utterance() -> list[bytes]:
 
 async def send_all(session: SttSession, frames: list[bytes]) -> None:
     for frame in frames:
-        await session.send(frame)
+        session.send(frame)
 
 
 async def take(session: SttSession, *, finals: int) -> list[Transcript]:

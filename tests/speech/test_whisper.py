@@ -125,7 +125,7 @@ async def test_whisper_transcribes_espeak_speech_over_the_phone_path() -> None:
     stt = WhisperStt(vad_factory=WebRtcVad)
     session = await stt.open_session()
     for i in range(0, len(audio), FRAME_BYTES):
-        await session.send(audio[i : i + FRAME_BYTES])
+        session.send(audio[i : i + FRAME_BYTES])
     async with asyncio.timeout(120):
         transcripts = []
         async for t in session.events():

@@ -55,7 +55,7 @@ async def make_rig(
         host=host,
         tts=tts_provider,
         stt=stt,  # type: ignore[arg-type]
-        tuning=tuning or VoiceTuning(lead_ms=60, mark_every_ms=100),
+        tuning=tuning or VoiceTuning(lead_ms=60, message_ms=20, mark_every_ms=100),
     )
     peer.session, peer.media = session, media
     session.start()
@@ -126,7 +126,9 @@ async def test_utterances_queue_and_never_overlap(rig: Rig) -> None:
 
 
 async def test_queue_is_bounded() -> None:
-    r = await make_rig(tuning=VoiceTuning(lead_ms=60, max_queued_utterances=1), hold_marks=True)
+    r = await make_rig(
+        tuning=VoiceTuning(lead_ms=60, message_ms=20, max_queued_utterances=1), hold_marks=True
+    )
     try:
         first = asyncio.create_task(r.session.say("one"))
         await r.peer.wait_for(lambda: bool(r.peer.events("media")))
@@ -242,7 +244,7 @@ async def speak_over_bot(r: Rig, words: int = 40) -> asyncio.Task[object]:
 async def test_barge_in_clears_cancels_and_reports_what_was_heard() -> None:
     r = await make_rig(
         ToneTts(ms_per_word=100),
-        tuning=VoiceTuning(lead_ms=60, mark_every_ms=100, echo_guard_ms=200),
+        tuning=VoiceTuning(lead_ms=60, message_ms=20, mark_every_ms=100, echo_guard_ms=200),
     )
     try:
         task = await speak_over_bot(r)
@@ -270,7 +272,7 @@ async def test_barge_in_clears_cancels_and_reports_what_was_heard() -> None:
 async def test_speech_inside_the_echo_guard_is_not_a_barge_in() -> None:
     r = await make_rig(
         ToneTts(ms_per_word=100),
-        tuning=VoiceTuning(lead_ms=60, mark_every_ms=100, echo_guard_ms=60_000),
+        tuning=VoiceTuning(lead_ms=60, message_ms=20, mark_every_ms=100, echo_guard_ms=60_000),
     )
     try:
         task = await speak_over_bot(r, words=30)
@@ -293,7 +295,9 @@ async def test_caller_speech_while_the_bot_is_silent_is_not_a_barge_in(rig: Rig)
 async def test_barge_in_can_be_switched_off() -> None:
     r = await make_rig(
         ToneTts(ms_per_word=100),
-        tuning=VoiceTuning(lead_ms=60, mark_every_ms=100, echo_guard_ms=200, barge_in=False),
+        tuning=VoiceTuning(
+            lead_ms=60, message_ms=20, mark_every_ms=100, echo_guard_ms=200, barge_in=False
+        ),
     )
     try:
         task = await speak_over_bot(r, words=30)
@@ -354,7 +358,7 @@ class SlowPeer(TwilioPeer):
     """A socket whose write buffer fills now and then: every 7th send waits a little."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(nowait=False)  # every frame through send_text, some of which wait
         self.sends = 0
         self.waited = 0
 
@@ -377,7 +381,7 @@ async def test_sends_that_have_to_wait_keep_every_frame_in_order() -> None:
         host=FakeHost(),
         tts=ToneTts(),
         stt=None,
-        tuning=VoiceTuning(lead_ms=60, mark_every_ms=100),
+        tuning=VoiceTuning(lead_ms=60, message_ms=20, mark_every_ms=100),
     )
     peer.session, peer.media = session, media
     session.start()

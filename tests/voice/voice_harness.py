@@ -238,7 +238,8 @@ class TwilioPeer:
     through the session's own :class:`MediaSession`, like frames off the socket would.
     """
 
-    def __init__(self, *, hold_marks: bool = False) -> None:
+    def __init__(self, *, hold_marks: bool = False, nowait: bool = True) -> None:
+        self.nowait = nowait  # take frames synchronously, as the server's direct lane does
         self.loop = asyncio.get_running_loop()
         self.session: Any = None
         self.media: MediaSession | None = None
@@ -251,7 +252,15 @@ class TwilioPeer:
         self.changed = asyncio.Event()
 
     # Transport
+    def send_text_nowait(self, text: str) -> bool:
+        if self.nowait:
+            self.take(text)
+        return self.nowait
+
     async def send_text(self, text: str) -> None:
+        self.take(text)
+
+    def take(self, text: str) -> None:
         now = self.loop.time()
         msg = json.loads(text)
         self.log.append((now, msg))
@@ -291,7 +300,7 @@ class TwilioPeer:
     async def deliver(self, text: str) -> None:
         assert self.media is not None and self.session is not None
         for event in self.media.receive_text(text):
-            await self.session.handle(event)
+            self.session.handle(event)
 
     async def speak(self, ulaw: bytes, *, realtime: bool = True) -> None:
         """Send caller audio in 20 ms frames (paced in real time unless told otherwise)."""

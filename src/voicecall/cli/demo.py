@@ -39,6 +39,7 @@ from voicecall.config import load_config
 from voicecall.emulator.media import FRAME_MS
 from voicecall.emulator.runtime import Emulator
 from voicecall.server.app import VoicecallApp
+from voicecall.server.runner import uvicorn_options
 
 DEMO_ACCOUNT = "AC" + "d" * 32
 DEMO_TOKEN = "demo-auth-token-not-a-secret"  # noqa: S105 - local emulator only
@@ -135,9 +136,7 @@ def _loopback_socket() -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def _serve(app: VoicecallApp, sock: socket.socket) -> AsyncIterator[str]:
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=1
-    )
+    config = uvicorn.Config(app, **uvicorn_options(app.settings, timeout_graceful_shutdown=1))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

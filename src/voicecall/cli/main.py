@@ -103,6 +103,7 @@ def serve(
 
     from voicecall import logs
     from voicecall.server.app import VoicecallApp
+    from voicecall.server.runner import uvicorn_options
 
     settings = settings_from(config)
     problems = serve_problems(settings)
@@ -117,15 +118,7 @@ def serve(
             application,
             host=settings.serve.bind,
             port=settings.serve.port,
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,  # trusted proxies are handled by voicecall itself
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=3,
-            h11_max_incomplete_event_size=16 * 1024,
-            ws_per_message_deflate=False,  # μ-law does not compress; it only costs CPU
-            ws_max_size=2 * settings.streaming.max_frame_bytes,
-            lifespan="on",
+            **uvicorn_options(settings),
         )
     except ConfigError as exc:
         raise fail(exc.problems) from None

@@ -34,6 +34,7 @@ from voicecall.calls.channel import StreamHost, StreamRejected
 from voicecall.config import Settings
 from voicecall.server.metrics import Metrics
 from voicecall.server.webhooks import Receive, Scope, Send
+from voicecall.server.ws_protocol import DIRECT_EXTENSION, DirectLane
 from voicecall.speech.registry import build_stt, build_tts
 from voicecall.speech.stt.base import SttProvider, SttSession
 from voicecall.speech.tts.base import TtsProvider
@@ -117,6 +118,11 @@ class StreamMetrics:
             "Outbound audio that ran dry mid-utterance (TTS slower than real time).",
             registry=r,
         )
+        self.direct = Counter(
+            "voicecall_stream_direct_lane_total",
+            "Streams whose frames were read on the server's direct lane (no ASGI queue).",
+            registry=r,
+        )
         self.lateness = Histogram(
             "voicecall_stream_send_lateness_seconds",
             "How late outbound audio messages were sent relative to their schedule.",
@@ -153,10 +159,18 @@ class _Observer(VoiceObserver):
 StreamObserver = _Observer
 
 
+def _never(text: str) -> bool:
+    return False
+
+
 class _AsgiTransport:
-    def __init__(self, send: Send) -> None:
+    """ASGI ``send``, plus the server's :class:`DirectLane` when it offers one."""
+
+    def __init__(self, send: Send, lane: DirectLane | None = None) -> None:
         self._send = send
+        self.lane = lane
         self.closed = False
+        self.send_text_nowait = lane.send_text_nowait if lane is not None else _never
 
     async def send_text(self, text: str) -> None:
         await self._send({"type": "websocket.send", "text": text})
@@ -277,7 +291,8 @@ class StreamEndpoint:
         self._pending_by_ip[ip] += 1
         pending = True
         self.metrics.connections.inc()
-        transport = _AsgiTransport(send)
+        lane = scope.get("extensions", {}).get(DIRECT_EXTENSION)
+        transport = _AsgiTransport(send, lane if isinstance(lane, DirectLane) else None)
 
         def release() -> None:
             nonlocal pending
@@ -340,10 +355,31 @@ class StreamEndpoint:
         session = await self._attach(call_id, media, transport)
         if session is None:
             return
-        # Phase 2: the call's audio.
+        # Phase 2: the call's audio. With the server's direct lane, text frames are handled
+        # right where they are read (no queue, no task switch); receive() then only brings
+        # what the lane does not carry (binary frames, the disconnect).
         reason = "disconnected"
+        lane = transport.lane
+        closing: list[asyncio.Task[None]] = []
+
+        def on_text(text: str) -> None:
+            for event in media.receive_text(text):
+                session.handle(event)
+            if not closing and media.state is not SessionState.STREAMING and media.close_expected():
+                assert media.close_code is not None
+                closing.append(
+                    loop.create_task(transport.close(media.close_code, media.close_reason))
+                )
+
         try:
             while True:
+                if (
+                    lane is not None
+                    and not lane.active
+                    and not closing
+                    and lane.receive_text_directly(on_text)
+                ):
+                    self.metrics.direct.inc()
                 message = await receive()
                 text = message.get("text")
                 if type(text) is str:  # the common case: a text frame, most of them media
@@ -351,22 +387,25 @@ class StreamEndpoint:
                 elif message["type"] == "websocket.disconnect":
                     media.connection_lost()
                     code = message.get("code", 1005)
-                    reason = (
-                        "stream stopped"
-                        if media.state is SessionState.STOPPED
-                        else (f"stream disconnected ({code})")
-                    )
+                    if closing:
+                        reason = f"closed ({media.close_code})"
+                    elif media.state is SessionState.STOPPED:
+                        reason = "stream stopped"
+                    else:
+                        reason = f"stream disconnected ({code})"
                     break
                 else:
                     events = _feed(media, message)
                 for event in events:
-                    await session.handle(event)
+                    session.handle(event)
                 if media.state is not SessionState.STREAMING and media.close_expected():
                     assert media.close_code is not None
                     await transport.close(media.close_code, media.close_reason)
                     reason = f"closed ({media.close_code})"
                     break
         finally:
+            for task in closing:
+                await task  # transport.close() never raises
             self.sessions.pop(call_id, None)
             reason = await session.shutdown(reason)
             try:

@@ -88,6 +88,10 @@ class Transport(Protocol):
 
     async def send_text(self, text: str) -> None: ...
 
+    def send_text_nowait(self, text: str) -> bool:
+        """Write ``text`` now if the socket can take it at once; ``False``: use ``send_text``."""
+        ...
+
     async def close(self, code: int, reason: str) -> None: ...
 
 
@@ -282,14 +286,14 @@ class VoiceSession:
 
     # -- inbound ---------------------------------------------------------------------------
 
-    async def handle(self, event: MediaEvent) -> None:
-        """One event from the media session (after ``start``)."""
+    def handle(self, event: MediaEvent) -> None:
+        """One event from the media session (after ``start``); never blocks."""
         if self._closed:
             return
         if type(event) is Media:  # ~50 a second: no further dispatch, no extra coroutine
             self._on_media(event.payload)
             if self._stt is not None:
-                await self._stt.send(event.payload)  # never blocks: buffers while connecting
+                self._stt.send(event.payload)  # never blocks: buffers while connecting
         elif isinstance(event, Mark):
             self._on_mark(event)
         elif isinstance(event, Dtmf):
@@ -379,8 +383,11 @@ class VoiceSession:
         if self._writer is not None or self._broken:
             return  # the writer task sends what is queued, in order
         frames = self.media.data_to_send()
+        nowait = self._transport.send_text_nowait
         for i, frame in enumerate(frames):
             try:
+                if nowait(frame):
+                    continue
                 pending = drive(self._transport.send_text(frame))
             except Exception as exc:  # the socket is gone; the reader will see it
                 self._send_failed(exc)

@@ -125,7 +125,7 @@ class WebSocketSttSession:
             self._task = asyncio.create_task(self._run(), name=f"stt-{self.provider}")
         return self
 
-    async def send(self, ulaw_frame: bytes) -> None:
+    def send(self, ulaw_frame: bytes) -> None:
         if self._closing or not ulaw_frame:
             return  # an empty binary frame means "close" to some services: never send one
         self._pending.push(ulaw_frame)

@@ -61,7 +61,7 @@ class SttNotice:
 class SttSession(Protocol):
     """One caller's audio stream to one STT service connection."""
 
-    async def send(self, ulaw_frame: bytes) -> None:
+    def send(self, ulaw_frame: bytes) -> None:
         """Queue one μ-law 8 kHz frame; returns at once, even while still connecting."""
         ...
 

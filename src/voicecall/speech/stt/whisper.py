@@ -233,7 +233,7 @@ class WhisperSession:
             self._task = asyncio.create_task(self._work(), name="stt-whisper")
         return self
 
-    async def send(self, ulaw_frame: bytes) -> None:
+    def send(self, ulaw_frame: bytes) -> None:
         if self._closing:
             return
         for utterance in self._collector.feed(ulaw_frame):
