@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import operator
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -1232,9 +1233,22 @@ class CallManager:
         )
 
 
+# every field the record's == compares, except the bookkeeping ones (read in one C call)
+_NOT_BOOKKEEPING = operator.attrgetter(
+    *(
+        f.name
+        for f in dataclasses.fields(CallRecord)
+        if f.compare and f.name not in ("last_sequence", "updated_at")
+    )
+)
+
+
 def _differs(new: CallRecord, old: CallRecord) -> bool:
-    """Whether ``new`` changes anything beyond bookkeeping (the highest sequence number seen)."""
-    return new.copy(last_sequence=old.last_sequence, updated_at=old.updated_at) != old
+    """Whether ``new`` changes anything beyond bookkeeping (the highest sequence number seen).
+
+    The same as ``new.copy(last_sequence=old.last_sequence, updated_at=old.updated_at) != old``
+    without building that copy (it ran for every status callback)."""
+    return bool(_NOT_BOOKKEEPING(new) != _NOT_BOOKKEEPING(old))
 
 
 def _check_message(message: str) -> str:

@@ -54,6 +54,10 @@ _KIND = {
 
 HOLD_PAUSE_SECONDS = 20
 
+_EMPTY_REPLY = Reply()
+# what twiml_for(Reply()) renders: an empty <Response/> (pinned by a test)
+_EMPTY_RESPONSE = ProviderResponse(200, twiml.Response().to_xml().encode())
+
 
 class TwilioProvider(Provider):
     name = "twilio"
@@ -120,6 +124,8 @@ class TwilioProvider(Provider):
         )
 
     def render(self, reply: Reply) -> ProviderResponse:
+        if reply == _EMPTY_REPLY:  # every status callback: render it once
+            return _EMPTY_RESPONSE
         return ProviderResponse(200, self.twiml_for(reply).encode())
 
     def twiml_for(self, reply: Reply) -> str:

@@ -13,13 +13,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from voicecall.calls.manager import CallManager
 from voicecall.config import Settings
 from voicecall.errors import StoreError, WebhookRejected
-from voicecall.providers.base import HttpRequest, Provider
+from voicecall.providers.base import HttpRequest, Provider, ProviderResponse
 from voicecall.server.metrics import Metrics
 from voicecall.twilio.signature import rebuild_public_url
 
@@ -42,35 +42,45 @@ class WebhookEndpoint:
     metrics: Metrics
     max_body_bytes: int = MAX_BODY_BYTES
     read_timeout_seconds: float = BODY_READ_TIMEOUT_SECONDS
+    # per-request savings on the hot path: the labelled counters looked up once per
+    # (kind, outcome), and the response headers of the last (usually the same) provider answer
+    _counters: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
+    _last_response: ProviderResponse | None = field(default=None, init=False, repr=False)
+    _last_headers: tuple[tuple[bytes, bytes], ...] = field(default=(), init=False, repr=False)
+
+    def _count(self, kind: str, outcome: str) -> None:
+        counter = self._counters.get((kind, outcome))
+        if counter is None:
+            counter = self._counters[(kind, outcome)] = self.metrics.webhooks.labels(kind, outcome)
+        counter.inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         kind = "unknown"
         if scope["method"] != "POST":
             await _respond(send, 405, b"method not allowed\n", extra=[(b"allow", b"POST")])
-            self.metrics.webhooks.labels(kind, "rejected_method").inc()
+            self._count(kind, "rejected_method")
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if not headers.get(self.provider.signature_header):
             await _respond(send, 401, b"missing signature\n")
-            self.metrics.webhooks.labels(kind, "rejected_unsigned").inc()
+            self._count(kind, "rejected_unsigned")
             return
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await _respond(send, 413, b"body too large\n")
-            self.metrics.webhooks.labels(kind, "rejected_size").inc()
+            self._count(kind, "rejected_size")
             return
         try:
-            body = await asyncio.wait_for(
-                _read_body(receive, self.max_body_bytes), self.read_timeout_seconds
-            )
+            async with asyncio.timeout(self.read_timeout_seconds):
+                body = await _read_body(receive, self.max_body_bytes)
         except _TooLarge:
             await _respond(send, 413, b"body too large\n")
-            self.metrics.webhooks.labels(kind, "rejected_size").inc()
+            self._count(kind, "rejected_size")
             return
         except TimeoutError:
             await _respond(send, 408, b"request body timed out\n")
-            self.metrics.webhooks.labels(kind, "rejected_timeout").inc()
+            self._count(kind, "rejected_timeout")
             return
         except _Disconnected:
             return
@@ -99,7 +109,7 @@ class WebhookEndpoint:
             outcome = {401: "rejected_unsigned", 403: "rejected_signature"}.get(
                 exc.http_status, "rejected_malformed"
             )
-            self.metrics.webhooks.labels(kind, outcome).inc()
+            self._count(kind, outcome)
             log.warning("webhook refused (%s): %s", exc.http_status, exc.message)
             await _respond(send, exc.http_status, (exc.message + "\n").encode())
             return
@@ -108,14 +118,22 @@ class WebhookEndpoint:
             reply = await self.manager.handle_webhook(parsed)
         except StoreError as exc:
             log.error("webhook not persisted, asking the provider to retry: %s", exc)
-            self.metrics.webhooks.labels(kind, "store_error").inc()
+            self._count(kind, "store_error")
             await _respond(send, 503, b"temporarily unable to store the event\n")
             return
         response = self.provider.render(reply)
-        await _respond(
-            send, response.status, response.body, content_type=response.content_type.encode()
+        if response is not self._last_response:
+            self._last_headers = tuple(_headers(response.body, response.content_type.encode()))
+            self._last_response = response
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": self._last_headers,
+            }
         )
-        self.metrics.webhooks.labels(kind, "ok").inc()
+        await send({"type": "http.response.body", "body": response.body})
+        self._count(kind, "ok")
         self.metrics.webhook_seconds.observe(time.perf_counter() - started)
 
 
@@ -151,8 +169,12 @@ async def _respond(
     content_type: bytes = b"text/plain; charset=utf-8",
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    headers = _headers(body, content_type)
     if extra:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _headers(body: bytes, content_type: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]

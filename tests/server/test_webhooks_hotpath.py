@@ -1,0 +1,77 @@
+"""The webhook hot path's shortcuts give exactly the answers of the plain path."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx
+
+from voicecall.calls.manager import _differs
+from voicecall.calls.model import CallMode, CallRecord, CallState, Direction, EndReason
+from voicecall.config import load_config
+from voicecall.providers.base import ProviderResponse, Reply
+from voicecall.providers.twilio import TwilioProvider
+
+
+def provider() -> TwilioProvider:
+    settings = load_config(
+        env={},
+        overrides={
+            "public_url": "https://voice.example.com",
+            "twilio": {"account_sid": "AC" + "1" * 32, "auth_token": "t0ken"},
+        },
+    )
+    return TwilioProvider(settings, httpx.AsyncClient())
+
+
+def test_empty_reply_rendered_once_is_what_twiml_for_renders() -> None:
+    p = provider()
+    plain = ProviderResponse(200, p.twiml_for(Reply()).encode())
+    assert p.render(Reply.empty()) == plain
+    assert p.render(Reply()) is p.render(Reply.empty())  # cached
+    assert p.render(Reply(hangup=True)) == ProviderResponse(
+        200, p.twiml_for(Reply(hangup=True)).encode()
+    )
+
+
+def _reference_differs(new: CallRecord, old: CallRecord) -> bool:
+    return new.copy(last_sequence=old.last_sequence, updated_at=old.updated_at) != old
+
+
+def test_differs_ignores_only_bookkeeping_fields() -> None:
+    old = CallRecord(
+        "c1",
+        Direction.INBOUND,
+        CallMode.CONVERSATION,
+        "+14155550100",
+        "+14155550199",
+        state=CallState.LISTENING,
+        provider_call_id="CA" + "0" * 32,
+        created_at=1.0,
+        updated_at=2.0,
+        metadata={"turn_token": "abc"},
+    )
+    changes: list[dict[str, object]] = [
+        {},
+        {"last_sequence": 7},
+        {"updated_at": 9.0},
+        {"last_sequence": 7, "updated_at": 9.0},
+        {"state": CallState.COMPLETED},
+        {"end_reason": EndReason.COMPLETED},
+        {"metadata": {"turn_token": "abd"}},
+        {"metadata": {"turn_token": "abc"}},  # equal, not identical
+        {"turn": 2},
+        {"answered_at": 3.0},
+        {"error": "x"},
+    ]
+    for change in changes:
+        new = dataclasses.replace(old, **change)
+        assert _differs(new, old) == _reference_differs(new, old), change
+    # every compared field but the two bookkeeping ones counts
+    for f in dataclasses.fields(CallRecord):
+        if f.name in ("last_sequence", "updated_at", "call_id"):
+            continue
+        value = getattr(old, f.name)
+        other = {"x": 1} if isinstance(value, dict) else ("zz" if isinstance(value, str) else 99)
+        new = dataclasses.replace(old, **{f.name: other})
+        assert _differs(new, old) and _reference_differs(new, old), f.name
