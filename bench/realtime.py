@@ -287,6 +287,23 @@ def run_server(
             send_cpu[1] += 1
 
         impl.WebSocketsSansIOProtocol.send = timed_send  # type: ignore[method-assign]
+    if os.environ.get("BENCH_TRACE_VAD"):  # every VAD start/end and the detector's state
+        from voicecall.voice.bargein import BargeInDetector
+
+        original_update = BargeInDetector.update
+
+        def traced_update(self: Any, event: Any, **kw: Any) -> Any:
+            got = original_update(self, event, **kw)
+            if event is not None:
+                print(
+                    f"vad {id(self) % 10000} {event.kind.value} at {event.sample} "
+                    f"guard_until={self._guard_until} -> {got}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return got
+
+        BargeInDetector.update = traced_update  # type: ignore[method-assign]
     if os.environ.get("BENCH_GC"):
         import gc
 

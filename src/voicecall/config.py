@@ -213,6 +213,9 @@ class VadSettings(_Section):
     min_speech_ms: int = Field(60, ge=20, le=2000)
     """Speech must last this long before it counts (barge-in)."""
     min_silence_ms: int = Field(400, ge=20, le=5000)
+    min_peak_dbfs: float | None = Field(-45.0, ge=-96, le=0)
+    """Frames quieter than this peak level are silence whatever the VAD model says (line hum
+    kept webrtcvad "in speech" for seconds after the caller spoke); unset: no gate."""
     barge_in: bool = True
     echo_guard_ms: int = Field(300, ge=0, le=5000)
     """Caller speech starting within this long after the bot's audio started is not a barge-in

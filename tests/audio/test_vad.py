@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from voicecall.audio.g711 import ulaw_decode, ulaw_encode
 from voicecall.audio.resample import StreamResampler
 from voicecall.audio.vad import (
     FRAME_SAMPLES,
+    LevelGate,
     Segmenter,
     SileroVad,
     UlawVad,
@@ -23,6 +26,7 @@ from voicecall.audio.vad import (
     VadEvent,
     VadEventKind,
     WebRtcVad,
+    dbfs_to_peak,
     ulaw_to_pcm16,
 )
 from voicecall.errors import ConfigError
@@ -190,9 +194,54 @@ def test_webrtc_silence_and_noise_floor_give_no_event(noise_std: float) -> None:
 
 def test_webrtc_short_min_speech_trips_on_noise_onset_negative_control() -> None:
     """Why min_speech_ms defaults to 100: at 60 ms, webrtcvad's adaptation transient on a new
-    noise floor is reported as speech."""
+    noise floor is reported as speech (without the level gate, which also stops it)."""
     x = np.clip(noise(2 * RATE, 30.0, seed=1), -32768, 32767).astype(np.int16)
-    assert [e.kind for e, _ in run(WebRtcVad(min_speech_ms=60), x)][:1] == [START]
+    ungated = WebRtcVad(min_speech_ms=60, min_peak_dbfs=None)
+    assert [e.kind for e, _ in run(ungated, x)][:1] == [START]
+    assert run(WebRtcVad(min_speech_ms=60), x) == []  # quiet noise never passes the gate
+
+
+def hum(seconds: float, seed: int = 7) -> npt.NDArray[np.int16]:
+    """A quiet line hum (180 Hz + noise, about −53 dBFS peak), as in the barge-in benchmark."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    x = 40.0 * (0.6 * np.sin(2 * np.pi * 180 * t) + 0.4 * rng.standard_normal(t.size))
+    return x.astype(np.int16)
+
+
+@needs_espeak
+@pytest.mark.parametrize("aggressiveness", [1, 2])
+def test_speech_ends_on_time_when_a_line_hum_follows(
+    speech: list[npt.NDArray[np.int16]], aggressiveness: int
+) -> None:
+    """The bug the level gate fixes: after speech, webrtcvad's adapted model flagged this hum as
+    speech for seconds (end reported 2.8 s late at aggressiveness 2), so the next barge-in,
+    which needs a fresh start, was missed."""
+    x = np.concatenate([hum(2.0), speech[0], hum(8.0)])
+    offset = 2 * RATE + speech[0].size
+
+    def events(vad: WebRtcVad) -> list[tuple[VadEventKind, int]]:
+        return [(e.kind, at) for e, at in run(vad, x)]
+
+    late = events(WebRtcVad(aggressiveness, min_peak_dbfs=None))
+    assert late[-1][0] is END and late[-1][1] - offset > 1.5 * RATE  # the negative control
+    got = events(WebRtcVad(aggressiveness))
+    assert [k for k, _ in got] == [START, END]
+    assert got[-1][1] - offset <= 0.4 * RATE + 0.15 * RATE  # min_silence_ms + a little
+
+
+def test_segmenter_tolerates_a_one_block_dip_inside_a_run() -> None:
+    seg = Segmenter(min_speech_samples=500, min_silence_samples=400, max_gap_samples=100)
+    pattern = [True, True, False, True, True, True]  # 100-sample blocks; one dip
+    got = [seg.update(s, i * 100, 100) for i, s in enumerate(pattern)]
+    assert [e for e in got if e is not None] == [VadEvent(START, 0)]
+    strict = Segmenter(min_speech_samples=500, min_silence_samples=400)
+    got = [strict.update(s, i * 100, 100) for i, s in enumerate(pattern)]
+    assert [e for e in got if e is not None] == []
+    two_dips = Segmenter(min_speech_samples=500, min_silence_samples=400, max_gap_samples=100)
+    pattern = [True, True, False, False, True, True, True]
+    got = [two_dips.update(s, i * 100, 100) for i, s in enumerate(pattern)]
+    assert [e for e in got if e is not None] == []  # a longer dip restarts the run
 
 
 @needs_espeak
@@ -258,3 +307,16 @@ def test_silero_noise_floor_gives_no_event() -> None:
     assert run(vad, x) == []
     vad.reset()
     assert run(vad, np.zeros(RATE, np.int16)) == []
+
+
+@given(st.binary(min_size=FRAME_SAMPLES, max_size=FRAME_SAMPLES), st.floats(-80, -1))
+def test_level_gate_agrees_on_ulaw_and_pcm(frame: bytes, dbfs: float) -> None:
+    gate = LevelGate(dbfs)
+    pcm = ulaw_decode(frame)
+    assert gate.loud_ulaw(frame) == gate.loud_pcm(pcm)
+    assert gate.loud_pcm(pcm) == (int(np.abs(pcm.astype(np.int32)).max()) >= dbfs_to_peak(dbfs))
+
+
+def test_level_gate_off_passes_everything() -> None:
+    gate = LevelGate(None)
+    assert gate.loud_ulaw(b"\xff" * FRAME_SAMPLES) and gate.loud_pcm(np.zeros(160, np.int16))

@@ -12,7 +12,11 @@ count, the detection latency.
   is upsampled to 16 kHz and judged in 32 ms windows.
 
 Both share :class:`Segmenter`, the pure hysteresis that turns per-frame speech decisions into
-events.
+events, and a level gate: a frame whose peak is below ``min_peak_dbfs`` is silence, whatever
+the model says. Why (measured, ``tests/audio/test_vad.py``): after a caller speaks, webrtcvad's
+adaptive noise model goes on flagging a quiet line hum (−53 dBFS peak) as speech for seconds
+(2.8 s at aggressiveness 2), so the end of the caller's turn came late and the next barge-in,
+which needs a fresh speech start, was missed. Speech on a phone line peaks far above −45 dBFS.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from voicecall.errors import ConfigError
 
 __all__ = [
     "FRAME_SAMPLES",
+    "LevelGate",
     "Segmenter",
     "SileroVad",
     "UlawVad",
@@ -39,6 +44,7 @@ __all__ = [
     "VadEvent",
     "VadEventKind",
     "WebRtcVad",
+    "dbfs_to_peak",
     "ulaw_to_pcm16",
 ]
 
@@ -85,6 +91,35 @@ class UlawVad(Vad, Protocol):
     def feed_ulaw(self, ulaw_frame: bytes) -> VadEvent | None: ...
 
 
+def dbfs_to_peak(dbfs: float) -> int:
+    """A peak level in dBFS → the int16 amplitude (0 dBFS = 32768)."""
+    return round(32768 * 10 ** (dbfs / 20))
+
+
+def _quiet_ulaw_bytes(peak: int) -> bytes:
+    """The μ-law byte values whose sample magnitude is below ``peak``."""
+    mags = np.abs(ulaw_decode(bytes(range(256))).astype(np.int32))
+    return bytes(int(b) for b in np.flatnonzero(mags < peak))
+
+
+class LevelGate:
+    """True when a 20 ms frame's peak reaches the threshold (cheap on μ-law: one C call)."""
+
+    def __init__(self, min_peak_dbfs: float | None) -> None:
+        self.min_peak: Final = 0 if min_peak_dbfs is None else dbfs_to_peak(min_peak_dbfs)
+        self._quiet = _quiet_ulaw_bytes(self.min_peak)
+
+    def loud_ulaw(self, ulaw: bytes) -> bool:
+        return not self.min_peak or bool(ulaw.translate(None, self._quiet))
+
+    def loud_pcm(
+        self, pcm: npt.NDArray[np.int16] | npt.NDArray[np.float32], scale: float = 1.0
+    ) -> bool:
+        if not self.min_peak or pcm.size == 0:
+            return bool(self.min_peak == 0)
+        return float(np.max(np.abs(pcm))) * scale >= self.min_peak
+
+
 def _pcm_tables() -> tuple[bytes, bytes]:
     pcm = ulaw_decode(bytes(range(256))).astype("<i2").view(np.uint8).reshape(256, 2)
     return bytes(pcm[:, 0]), bytes(pcm[:, 1])
@@ -108,24 +143,39 @@ def ulaw_to_pcm16(ulaw: bytes) -> bytearray:
 class Segmenter:
     """Pure hysteresis: per-block speech decisions in, start/end events out.
 
-    Speech starts once ``min_speech_samples`` of consecutive speech blocks accumulate, and ends
-    once ``min_silence_samples`` of consecutive non-speech blocks do.
+    Speech starts once ``min_speech_samples`` of speech blocks accumulate, and ends once
+    ``min_silence_samples`` of non-speech blocks do. A run survives a dip of at most
+    ``max_gap_samples`` back to the current state (the dip counts toward the run): one quiet
+    20 ms frame inside a word ("ex-cuse", a stop consonant's closure) does not restart the onset,
+    and one click does not restart the end-of-turn silence.
     """
 
-    def __init__(self, min_speech_samples: int, min_silence_samples: int) -> None:
+    def __init__(
+        self, min_speech_samples: int, min_silence_samples: int, max_gap_samples: int = 0
+    ) -> None:
         if min_speech_samples <= 0 or min_silence_samples <= 0:
             raise ValueError("minimum speech and silence durations must be > 0")
+        if max_gap_samples < 0:
+            raise ValueError("max_gap_samples must be >= 0")
         self.min_speech_samples: Final = min_speech_samples
         self.min_silence_samples: Final = min_silence_samples
+        self.max_gap_samples: Final = max_gap_samples
         self.speaking = False
         self._run_start = 0  # first sample of the current run of "other state" blocks
         self._run_len = 0
+        self._gap = 0  # samples of the current dip back to the current state, inside a run
 
     def update(self, is_speech: bool, start: int, n_samples: int) -> VadEvent | None:
         """Account for a block of ``n_samples`` starting at sample ``start``."""
         if is_speech == self.speaking:
+            if self._run_len and self._gap + n_samples <= self.max_gap_samples:
+                self._gap += n_samples
+                self._run_len += n_samples
+                return None
             self._run_len = 0
+            self._gap = 0
             return None
+        self._gap = 0
         if self._run_len == 0:
             self._run_start = start
         self._run_len += n_samples
@@ -143,6 +193,7 @@ class Segmenter:
         self.speaking = False
         self._run_start = 0
         self._run_len = 0
+        self._gap = 0
 
 
 def _check_frame(frame: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
@@ -173,15 +224,21 @@ class WebRtcVad:
     """
 
     def __init__(
-        self, aggressiveness: int = 2, min_speech_ms: int = 100, min_silence_ms: int = 400
+        self,
+        aggressiveness: int = 2,
+        min_speech_ms: int = 100,
+        min_silence_ms: int = 400,
+        min_peak_dbfs: float | None = -45.0,
     ) -> None:
         if aggressiveness not in (0, 1, 2, 3):
             raise ValueError("aggressiveness must be 0, 1, 2 or 3")
         self.aggressiveness: Final = aggressiveness
+        self.gate: Final = LevelGate(min_peak_dbfs)
         self._vad = webrtcvad.Vad(aggressiveness)
         self._seg = Segmenter(
             _ms_to_samples(min_speech_ms, "min_speech_ms"),
             _ms_to_samples(min_silence_ms, "min_silence_ms"),
+            max_gap_samples=FRAME_SAMPLES,
         )
         self._offset = 0
 
@@ -192,7 +249,9 @@ class WebRtcVad:
     def is_speech(self, pcm16_8k_frame: npt.NDArray[np.int16]) -> bool:
         """The raw per-frame decision (no hysteresis, no state change)."""
         frame = _check_frame(pcm16_8k_frame)
-        return bool(self._vad.is_speech(frame.astype("<i2").tobytes(), SAMPLE_RATE))
+        # the model sees every frame (its noise estimate adapts on the quiet ones), then the gate
+        speech = bool(self._vad.is_speech(frame.astype("<i2").tobytes(), SAMPLE_RATE))
+        return speech and self.gate.loud_pcm(frame)
 
     def feed(self, pcm16_8k_frame: npt.NDArray[np.int16]) -> VadEvent | None:
         speech = self.is_speech(pcm16_8k_frame)
@@ -205,6 +264,7 @@ class WebRtcVad:
         if len(ulaw_frame) != FRAME_BYTES:
             raise ValueError(f"expected {FRAME_BYTES} μ-law bytes (20 ms), got {len(ulaw_frame)}")
         speech = bool(self._vad.is_speech(ulaw_to_pcm16(ulaw_frame), SAMPLE_RATE))
+        speech = speech and self.gate.loud_ulaw(ulaw_frame)
         start = self._offset
         self._offset += FRAME_SAMPLES
         return self._seg.update(speech, start, FRAME_SAMPLES)
@@ -242,9 +302,11 @@ class SileroVad:
         min_speech_ms: int = 64,
         min_silence_ms: int = 400,
         model_path: str | None = None,
+        min_peak_dbfs: float | None = -45.0,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError("threshold must be between 0 and 1")
+        self.gate: Final = LevelGate(min_peak_dbfs)
         module = _load_silero()
         self.threshold: Final = threshold
         self._model = (
@@ -257,6 +319,7 @@ class SileroVad:
         self._seg = Segmenter(
             _ms_to_samples(min_speech_ms, "min_speech_ms"),
             _ms_to_samples(min_silence_ms, "min_silence_ms"),
+            max_gap_samples=self._WINDOW_8K,
         )
         # Quick (cubic) quality: HQ holds ~90 ms of 16 kHz output back in streaming mode, which
         # would delay every decision; the VAD does not care about imaging above 4 kHz.
@@ -275,7 +338,9 @@ class SileroVad:
         event: VadEvent | None = None
         while self._buf.size >= self._WINDOW_16K:
             window, self._buf = self._buf[: self._WINDOW_16K], self._buf[self._WINDOW_16K :]
-            prob = float(self._model.process_samples(window.tolist()))
+            prob = float(self._model.process_samples(window.tolist()))  # keeps its state
+            if not self.gate.loud_pcm(window, 32767.0):
+                prob = 0.0
             start = self._window_start
             self._window_start += self._WINDOW_8K
             got = self._seg.update(prob >= self.threshold, start, self._WINDOW_8K)

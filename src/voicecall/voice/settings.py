@@ -131,6 +131,7 @@ class VoiceTuning:
     vad_threshold: float = 0.5
     min_speech_ms: int = 60
     min_silence_ms: int = 400
+    min_peak_dbfs: float | None = -45.0
     barge_in: bool = True
     echo_guard_ms: int = 300
     echo_energy_ratio: float | None = None
@@ -157,6 +158,7 @@ class VoiceTuning:
             vad_threshold=v.threshold,
             min_speech_ms=v.min_speech_ms,
             min_silence_ms=v.min_silence_ms,
+            min_peak_dbfs=v.min_peak_dbfs,
             barge_in=v.barge_in,
             echo_guard_ms=v.echo_guard_ms,
             echo_energy_ratio=v.echo_energy_ratio,
@@ -177,9 +179,11 @@ class VoiceTuning:
                 threshold=self.vad_threshold,
                 min_speech_ms=self.min_speech_ms,
                 min_silence_ms=self.min_silence_ms,
+                min_peak_dbfs=self.min_peak_dbfs,
             )
         return lambda: WebRtcVad(
             aggressiveness=self.vad_aggressiveness,
             min_speech_ms=self.min_speech_ms,
             min_silence_ms=self.min_silence_ms,
+            min_peak_dbfs=self.min_peak_dbfs,
         )
