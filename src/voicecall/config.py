@@ -108,6 +108,9 @@ class ServeSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = Field(default_factory=lambda: f"sqlite:///{DEFAULT_HOME / 'voicecall.db'}")
+    standby_poll_seconds: float = Field(2.0, gt=0, le=60)
+    """How often a standby instance tries to take the store lease (and the active one checks
+    it still holds it)."""
 
     @field_validator("url")
     @classmethod

@@ -37,6 +37,7 @@ trusted_proxies = []                # IPs/CIDRs whose X-Forwarded-* headers are 
 
 [store]
 # url = "sqlite:///home/me/.voicecall/voicecall.db"   # or postgresql://user@host/db
+# standby_poll_seconds = 2.0   # several instances on one store: one acts, the others wait
 
 [api]
 # token = "a long random string"    # bearer token for the control API

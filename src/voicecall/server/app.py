@@ -4,12 +4,22 @@ The webhook and stream paths are matched exactly (never by prefix) and handled b
 code; everything under ``/api`` goes to the FastAPI control API. The lifespan opens the store,
 the one shared httpx client and the provider, then reconciles calls left over from a previous
 run before the first request is served.
+
+Only the instance holding the store's lease (:mod:`voicecall.calls.lease`) acts. Another one
+started on the same store is a *standby*: ``/healthz`` is 503 ``{"status":"standby"}``, webhooks,
+the control API and streams are refused with 503 (1013 on the socket), and it polls the lease
+every ``store.standby_poll_seconds``; when it gets it, it starts the manager, which restores and
+reconciles every live call. An active instance that loses its lease (its PostgreSQL connection
+died) stops acting at once and shuts the process down, so a supervisor restarts it as a standby.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +32,7 @@ from voicecall.agent.responder import (
     responder_from_settings,
 )
 from voicecall.calls.bus import EventBus
+from voicecall.calls.lease import Lease, lease_for
 from voicecall.calls.manager import CallManager
 from voicecall.calls.store.base import Store, open_store_from_url
 from voicecall.config import Settings
@@ -43,6 +54,24 @@ async def _warm(load: Callable[[], Awaitable[None]]) -> None:
         await load()
     except Exception as exc:  # the first call will report it properly
         log.warning("could not preload a speech model: %s", exc)
+
+
+def _terminate_process() -> None:
+    """Ask the server to shut down gracefully (uvicorn handles SIGTERM)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _respond_standby(send: Send, path: str) -> None:
+    if path == "/healthz":
+        await _respond(send, 503, b'{"status":"standby"}', content_type=b"application/json")
+    elif path == "/api" or path.startswith("/api/"):
+        body = (
+            b'{"type":"about:blank","title":"Standby","status":503,"detail":"this voicecall '
+            b'instance is a standby: another instance holds the store lease; use that one"}'
+        )
+        await _respond(send, 503, body, content_type=b"application/problem+json")
+    else:
+        await _respond(send, 503, b"standby: another voicecall instance is active\n")
 
 
 def _stream_secret(settings: Settings) -> str | None:
@@ -88,6 +117,7 @@ class VoicecallApp:
         provider_factory: Callable[[Settings, httpx.AsyncClient], Provider] | None = None,
         http: httpx.AsyncClient | None = None,
         reaper_interval_seconds: float = 60.0,
+        on_lease_lost: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -104,6 +134,11 @@ class VoicecallApp:
         self._warmups: list[asyncio.Task[None]] = []
         self.api = build_api(settings, self._get_manager)
         self.started = False
+        self.lease: Lease | None = None
+        self.active = False
+        """Holds the store lease and runs the manager (``False``: standby, or fenced)."""
+        self._lease_task: asyncio.Task[None] | None = None
+        self._on_lease_lost = on_lease_lost or _terminate_process
 
     def _get_manager(self) -> CallManager:
         if self.manager is None:
@@ -120,6 +155,23 @@ class VoicecallApp:
         self._store = store
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS)
+        self.lease = lease_for(store)
+        if await self.lease.try_acquire():
+            await self._activate()
+        else:
+            log.warning(
+                "standby: another voicecall instance holds the store lease (%s); "
+                "taking over when it is free",
+                self.lease.where,
+            )
+            self._lease_task = asyncio.create_task(self._await_lease(), name="voicecall-standby")
+        self.metrics.lease_held.set(1 if self.active else 0)
+        self.started = True
+
+    async def _activate(self) -> None:
+        """Start acting on the store (the lease is ours): provider, manager, endpoints."""
+        assert self._store is not None and self._http is not None and self.lease is not None
+        store = self._store
         self.provider = self._provider_factory(self.settings, self._http)
         self.manager = CallManager(
             self.settings,
@@ -142,12 +194,62 @@ class VoicecallApp:
                 load = getattr(engine, "load", None)
                 if load is not None:
                     self._warmups.append(asyncio.create_task(_warm(load)))
-        self.started = True
+        self.active = True
+        self.metrics.lease_held.set(1)
+        self._lease_task = asyncio.create_task(self._watch_lease(), name="voicecall-lease")
+
+    async def _await_lease(self) -> None:
+        assert self.lease is not None
+        while True:
+            await asyncio.sleep(self.settings.store.standby_poll_seconds)
+            try:
+                if not await self.lease.try_acquire():
+                    continue
+                log.warning("store lease %s acquired: taking over", self.lease.where)
+                await self._activate()
+                return
+            except Exception as exc:
+                log.error("taking over failed, still standby: %s", exc)
+                await self._stand_down()
+                await self.lease.release()
+
+    async def _watch_lease(self) -> None:
+        assert self.lease is not None
+        while True:
+            await asyncio.sleep(self.settings.store.standby_poll_seconds)
+            if await self.lease.held():
+                continue
+            log.error(
+                "store lease %s lost (connection gone): no longer acting on the store; "
+                "shutting down so a supervisor restarts this instance as a standby",
+                self.lease.where,
+            )
+            await self._stand_down()
+            self._on_lease_lost()
+            return
+
+    async def _stand_down(self) -> None:
+        """Stop acting at once: no timer, reaper or webhook touches the store after this."""
+        self.active = False
+        self.metrics.lease_held.set(0)
+        for task in self._warmups:
+            task.cancel()
+        if self.streams is not None:
+            with contextlib.suppress(Exception):
+                await self.streams.aclose()
+        if self.manager is not None:
+            with contextlib.suppress(Exception):
+                await self.manager.stop()
 
     async def shutdown(self) -> None:
         if not self.started:
             return
         self.started = False
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._lease_task
+            self._lease_task = None
         for task in self._warmups:
             task.cancel()
         if self.streams is not None:
@@ -156,6 +258,9 @@ class VoicecallApp:
             await self.manager.stop()
         if self.provider is not None:
             await self.provider.aclose()
+        if self.lease is not None:
+            await self.lease.release()
+        self.active = False
         if self._store is not None:
             await self._store.close()
         if self._owns_http and self._http is not None:
@@ -181,7 +286,10 @@ class VoicecallApp:
             return
         path = scope.get("path", "")
         if kind == "websocket":
-            if self.streams is not None and path == self.settings.serve.stream_path:
+            if not self.active:
+                await receive()  # websocket.connect; 1013: try again later (another instance)
+                await send({"type": "websocket.close", "code": 1013, "reason": "standby"})
+            elif self.streams is not None and path == self.settings.serve.stream_path:
                 await self.streams(scope, receive, send)
             else:
                 await receive()  # websocket.connect; refused below with HTTP 403
@@ -191,6 +299,9 @@ class VoicecallApp:
             return
         if not self.started:
             await _respond(send, 503, b"starting\n")
+            return
+        if not self.active and path != "/metrics":
+            await _respond_standby(send, path)
             return
         if path == self.settings.serve.webhook_path:
             assert self._webhook is not None

@@ -27,6 +27,11 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+        self.lease_held = Gauge(
+            "voicecall_store_lease_held",
+            "1 when this instance holds the store lease and acts; 0 on a standby.",
+            registry=r,
+        )
         self.calls_active = Gauge(
             "voicecall_calls_active", "Calls not yet in a terminal state.", registry=r
         )

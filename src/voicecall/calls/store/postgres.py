@@ -170,6 +170,11 @@ class PostgresStore(Store):
         return f"PostgresStore({self._where!r})"
 
     @property
+    def url(self) -> str:
+        """The connection URL (it may carry a password: never log it; see ``redact_url``)."""
+        return self._url
+
+    @property
     def stats(self) -> WriterStats:
         return WriterStats(self._submitted, self._batches, self._items)
 
