@@ -131,3 +131,90 @@ async def test_bad_config_one_line(tmp_path: Path, bad: str) -> None:
     cfg.write_text(bad)
     code, _, err = await run_cli("calls", config=cfg)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+async def _start_emulator(port: int, env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "voicecall.cli",
+        "emulator",
+        "--port",
+        str(port),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**env, "NO_COLOR": "1"},
+    )
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> tuple[str, str]:
+    import signal
+
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+    return out.decode(), err.decode()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("token_from", ["env", "default"])
+async def test_emulator_command_serves_on_loopback(token_from: str) -> None:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
+    sid = "AC" + "5" * 32
+    if token_from == "env":
+        token = "emu-secret-tok-42"
+        env |= {"EMULATOR_ACCOUNT_SID": sid, "EMULATOR_AUTH_TOKEN": token}
+    else:
+        sid, token = "AC" + "0" * 32, "emulator-token"
+    proc = await _start_emulator(port, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as c:
+            health = None
+            for _ in range(300):  # bounded: up to ~30 s for the process to start
+                if proc.returncode is not None:
+                    break
+                try:
+                    health = await c.get("/_emulator/health", auth=(sid, token))
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert health is not None and health.status_code == 200, await _stop(proc)
+            assert health.json()["ok"] is True
+            bad = await c.get(f"/2010-04-01/Accounts/{sid}/Calls.json", auth=(sid, "wrong"))
+            assert bad.status_code == 401
+            body = bad.json()
+            assert body["code"] == 20003 and body["status"] == 401
+            assert set(body) >= {"code", "message", "more_info", "status"}
+            assert bad.headers["www-authenticate"].lower().startswith("basic")
+            ok = await c.get(f"/2010-04-01/Accounts/{sid}/Calls.json", auth=(sid, token))
+            assert ok.status_code == 200 and ok.json()["calls"] == []
+    finally:
+        out, err = await _stop(proc)
+    assert f"listening on {base}" in out
+    assert f"credentials: account {sid}" in err and "Traceback" not in err
+    if token_from == "env":
+        assert "auth token from EMULATOR_AUTH_TOKEN" in err and token not in err + out
+    else:
+        assert "WELL-KNOWN default auth token 'emulator-token'" in err
+
+
+async def test_emulator_command_refuses_default_token_off_loopback() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
+    proc = await _start_emulator(9, env, "--host", "0.0.0.0")  # refused, never bound
+    _, err_b = await asyncio.wait_for(proc.communicate(), 60)  # exits by itself
+    err = err_b.decode()
+    assert proc.returncode == 2 and "refusing the well-known auth token" in err
+    code, out, _ = await run_cli("emulator", "load", "--help")
+    assert code == 0 and "voicecall emulator load" in out and "--streams" in out

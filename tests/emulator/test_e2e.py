@@ -223,3 +223,34 @@ async def test_control_endpoints(fast, receiver, emulator_credentials):
         assert fast.faults.config.seed == 3
         assert (await c.put("/faults", json={"nope": 1})).status_code == 400
         assert (await c.get("/calls/CA" + "0" * 32)).status_code == 404
+
+
+async def test_webhook_delay_fault_delays_delivery(fast, receiver, emulator_credentials):
+    fast.faults.configure(webhook_delay_rate=1.0, webhook_delay_ms=400)
+    receiver.on("/voice", "<Response/>")
+    sid = await create(
+        fast,
+        emulator_credentials,
+        To="+15551230001",
+        From="+15557654321",
+        Url=receiver.url("/voice"),
+        StatusCallback=receiver.url("/status"),
+        StatusCallbackEvent=["initiated"],
+    )
+    await fast.wait_for_call_end(sid, timeout=10)
+    await fast.wait_idle()
+    timeline = fast.timeline(sid)
+    created = next(e for e in timeline if e["kind"] == "created")["t"]
+    initiated = next(
+        e for e in timeline if e["kind"] == "status" and e.get("status") == "initiated"
+    )
+    delays = [e for e in timeline if e["kind"] == "fault" and e["fault"] == "webhook-delay"]
+    webhooks = [e for e in timeline if e["kind"] == "webhook"]
+    assert len(delays) == len(webhooks) == 2  # the initiated callback and the voice request
+    assert all(d["seconds"] == 0.4 for d in delays)
+    status_cb = next(w for w in webhooks if w["params"]["CallStatus"] == "initiated")
+    # Sent (and so received) no earlier than the delay after the status change (lower bound only).
+    assert status_cb["t"] - initiated["t"] >= 0.35
+    voice = next(w for w in webhooks if w["purpose"] != "status-callback")
+    assert voice["t"] - created >= 0.35
+    assert receiver.at("/voice") and all(r.signature_valid for r in receiver.requests)

@@ -307,17 +307,19 @@ def doctor(config: ConfigOpt = None) -> None:
     raise typer.Exit(0 if ok else 1)
 
 
-@app.command()
-def emulator(
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 3335,
-    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
-    account_sid: Annotated[str, typer.Option(envvar="TWILIO_ACCOUNT_SID")] = "AC" + "0" * 32,
-    auth_token: Annotated[str, typer.Option(envvar="TWILIO_AUTH_TOKEN")] = "emulator-token",  # noqa: S107 - the emulator's own local token
-) -> None:
-    """Run the local Twilio emulator (REST, signed webhooks, TwiML, Media Streams)."""
-    from voicecall.emulator import serve as emulator_serve
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def emulator(ctx: typer.Context) -> None:
+    """Run the local Twilio emulator (REST, signed webhooks, TwiML, Media Streams).
 
-    emulator_serve(port=port, account_sid=account_sid, auth_token=auth_token, host=host)
+    Same as `python -m voicecall.emulator` (same options, EMULATOR_* variables and defaults;
+    subcommands `load` and `sink`): see `voicecall emulator --help`.
+    """
+    from voicecall.emulator.__main__ import main as emulator_main
+
+    raise typer.Exit(emulator_main(list(ctx.args), prog="voicecall emulator"))
 
 
 @app.command()

@@ -1,10 +1,12 @@
-"""The emulator from the command line.
+"""The emulator from the command line (``voicecall emulator …`` runs exactly this).
 
     python -m voicecall.emulator --port 8765 --account-sid AC… --auth-token …   # the server
     python -m voicecall.emulator load --app http://127.0.0.1:8780/voice --streams 500 --hold 20
     python -m voicecall.emulator sink --port 8780      # a minimal Media Streams app to load
 
-``load`` and ``sink`` are loopback-only tools; see docs/emulator.md ("Load generator").
+Credentials: ``--account-sid`` / ``--auth-token``, else ``EMULATOR_ACCOUNT_SID`` /
+``EMULATOR_AUTH_TOKEN``, else the well-known local defaults (printed at start; refused on a
+non-loopback address). ``load`` and ``sink`` are loopback-only tools; see docs/emulator.md.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import ipaddress
 import json
 import os
 import sys
@@ -21,32 +24,86 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+DEFAULT_PORT = 8765
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
+DEFAULT_AUTH_TOKEN = "emulator-token"  # noqa: S105 - the well-known local default, printed
+ENV_ACCOUNT_SID = "EMULATOR_ACCOUNT_SID"
+ENV_AUTH_TOKEN = "EMULATOR_AUTH_TOKEN"  # noqa: S105 - a variable name
 
-def main(argv: list[str] | None = None) -> int:
+
+def main(argv: list[str] | None = None, prog: str = "python -m voicecall.emulator") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "load":
-        return load_main(argv[1:])
+        return load_main(argv[1:], prog=f"{prog} load")
     if argv and argv[0] == "sink":
-        return sink_main(argv[1:])
-    return server_main(argv)
+        return sink_main(argv[1:], prog=f"{prog} sink")
+    return server_main(argv, prog=prog)
 
 
-def server_main(argv: list[str]) -> int:
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_credentials(
+    account_sid: str | None, auth_token: str | None, environ: dict[str, str] | None = None
+) -> tuple[str, str, str]:
+    """(account_sid, auth_token, one line saying which credentials are in use and from where)."""
+    env = dict(os.environ) if environ is None else environ
+    if account_sid:
+        sid, sid_from = account_sid, "--account-sid"
+    elif env.get(ENV_ACCOUNT_SID):
+        sid, sid_from = env[ENV_ACCOUNT_SID], ENV_ACCOUNT_SID
+    else:
+        sid, sid_from = DEFAULT_ACCOUNT_SID, "default"
+    if auth_token:
+        token, token_note = auth_token, "auth token from --auth-token"
+    elif env.get(ENV_AUTH_TOKEN):
+        token, token_note = env[ENV_AUTH_TOKEN], f"auth token from {ENV_AUTH_TOKEN}"
+    else:
+        token = DEFAULT_AUTH_TOKEN
+        token_note = (
+            f"the WELL-KNOWN default auth token {DEFAULT_AUTH_TOKEN!r} "
+            f"(set {ENV_AUTH_TOKEN} or --auth-token for your own)"
+        )
+    if token == DEFAULT_AUTH_TOKEN and token_note.startswith("auth token from"):
+        token_note += f" (it is the well-known default {DEFAULT_AUTH_TOKEN!r})"
+    return sid, token, f"credentials: account {sid} ({sid_from}), {token_note}"
+
+
+def server_main(argv: list[str], prog: str = "python -m voicecall.emulator") -> int:
     from voicecall.emulator.runtime import serve
 
-    parser = argparse.ArgumentParser(prog="python -m voicecall.emulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--account-sid", default=os.environ.get("EMULATOR_ACCOUNT_SID"))
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="The local Twilio emulator (REST, signed webhooks, TwiML, Media Streams). "
+        f"Subcommands: '{prog} load --help' (load generator), '{prog} sink --help' "
+        "(a minimal Media Streams app).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--account-sid", default=None, help=f"or set {ENV_ACCOUNT_SID} (default AC000…0)"
+    )
     parser.add_argument(
         "--auth-token",
-        default=os.environ.get("EMULATOR_AUTH_TOKEN"),
-        help="or set EMULATOR_AUTH_TOKEN (keeps the token out of the process list)",
+        default=None,
+        help=f"or set {ENV_AUTH_TOKEN} (keeps the token out of the process list); default: "
+        f"the well-known {DEFAULT_AUTH_TOKEN!r}, loopback only",
     )
     args = parser.parse_args(argv)
-    if not args.account_sid or not args.auth_token:
-        parser.error("--account-sid and --auth-token (or EMULATOR_* variables) are required")
-    serve(args.port, args.account_sid, args.auth_token, host=args.host)
+    sid, token, note = resolve_credentials(args.account_sid, args.auth_token)
+    if token == DEFAULT_AUTH_TOKEN and not _is_loopback(args.host):
+        parser.error(
+            f"refusing the well-known auth token on non-loopback --host {args.host}: "
+            f"set {ENV_AUTH_TOKEN} or --auth-token"
+        )
+    print(note, file=sys.stderr, flush=True)
+    serve(args.port, sid, token, host=args.host)
     return 0
 
 
@@ -63,11 +120,11 @@ def _run(coro: Coroutine[Any, Any, T], loop: str) -> T:
     return asyncio.run(coro)
 
 
-def load_main(argv: list[str]) -> int:
+def load_main(argv: list[str], prog: str = "python -m voicecall.emulator load") -> int:
     from voicecall.emulator.load import LoadConfig, LoadError, run_load
 
     parser = argparse.ArgumentParser(
-        prog="python -m voicecall.emulator load",
+        prog=prog,
         description="N concurrent inbound calls with Media Streams against a loopback app; "
         "reports the emulator's own send lateness, frames, underruns, marks and CPU time.",
     )
@@ -229,11 +286,11 @@ def _streams_table(report: Any) -> Any:
     return t
 
 
-def sink_main(argv: list[str]) -> int:
+def sink_main(argv: list[str], prog: str = "python -m voicecall.emulator sink") -> int:
     from voicecall.emulator.sink import run_sink
 
     parser = argparse.ArgumentParser(
-        prog="python -m voicecall.emulator sink",
+        prog=prog,
         description="A minimal Media Streams app for load runs: answers /voice with "
         "<Connect><Stream>, counts frames, sends utterances + marks, GET /stats.",
     )

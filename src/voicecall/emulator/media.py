@@ -12,8 +12,9 @@ Underruns: an *utterance* is the app's audio between two marks/clears. When the 
 inside an utterance and more audio of the same utterance arrives later, that gap is an underrun
 (counted, with its length). Apps that mark the end of each utterance get no false underruns.
 
-The callee's speech comes from text (``espeak-ng`` when installed, else a tone of the same length)
-and is queued on the inbound track; the session records the exact sample where each utterance
+The callee's speech comes from WAV files or from text (``espeak-ng`` when installed, else a tone
+of the same length; or Piper), see :mod:`voicecall.emulator.voices`, and is queued on the inbound
+track; the session records the exact sample where each utterance
 starts, so barge-in latency (``clear`` time minus onset) is measured from it.
 
 :func:`run_stream` is the I/O edge: it opens the WebSocket with ``X-Twilio-Signature`` over the
@@ -28,8 +29,6 @@ import base64
 import binascii
 import io
 import json
-import math
-import shutil
 import time
 import wave
 from collections.abc import Callable
@@ -37,11 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from voicecall.audio.g711 import ulaw_decode, ulaw_encode
+from voicecall.audio.g711 import ulaw_decode
 from voicecall.emulator.lateness import LatenessHistogram
 from voicecall.emulator.ticker import FrameTicker
+from voicecall.emulator.voices import Voice, cached_wav, espeak_ulaw, load_wav, piper_ulaw
 from voicecall.emulator.wsclient import WebSocketClient, WebSocketConnectError, open_websocket
 
 __all__ = [
@@ -50,6 +49,7 @@ __all__ = [
     "MediaSession",
     "MediaStats",
     "StreamPlan",
+    "Utterance",
     "cached_speech",
     "run_stream",
     "speech_ulaw",
@@ -375,76 +375,88 @@ def stereo_wav_bytes(left_ulaw: bytes, right_ulaw: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _tone(seconds: float) -> npt.NDArray[np.int16]:
-    n = max(1, int(seconds * SAMPLE_RATE))
-    t = np.arange(n) / SAMPLE_RATE
-    envelope = 0.5 * (1 + np.sin(2 * math.pi * 3.0 * t - math.pi / 2))  # syllable-ish bursts
-    wave_ = np.sin(2 * math.pi * 220.0 * t) + 0.5 * np.sin(2 * math.pi * 660.0 * t)
-    return (wave_ * envelope * 6000).astype(np.int16)
-
-
 async def speech_ulaw(text: str, words_per_minute: float = 150.0) -> bytes:
     """Callee speech for ``text``: espeak-ng if installed, else a tone of the same length."""
-    exe = shutil.which("espeak-ng")
-    if exe is not None:
-        proc = await asyncio.create_subprocess_exec(
-            exe,
-            "--stdout",
-            "-s",
-            str(int(words_per_minute)),
-            "-v",
-            "en-us",
-            "--",
-            text,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        out, _ = await proc.communicate()
-        if proc.returncode == 0 and out:
-            try:
-                with wave.open(io.BytesIO(out), "rb") as w:
-                    rate = w.getframerate()
-                    frames = w.readframes(w.getnframes())
-                pcm = np.frombuffer(frames, dtype="<i2")
-                if rate != SAMPLE_RATE:
-                    import soxr
-
-                    pcm = soxr.resample(pcm, rate, SAMPLE_RATE).astype(np.int16)
-                return ulaw_encode(np.ascontiguousarray(pcm, dtype=np.int16))
-            except (wave.Error, EOFError):
-                pass
-    seconds = max(0.3, len(text.split()) * 60.0 / words_per_minute)
-    return ulaw_encode(_tone(seconds))
+    return await espeak_ulaw(text, words_per_minute)
 
 
 # -------------------------------------------------------------------- the I/O edge
 
 
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """One thing the callee says: a WAV file's audio if ``wav`` is set, else ``text`` spoken."""
+
+    text: str
+    wav: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the utterance is named in ``onsets`` and the timeline."""
+        return self.text or f"wav:{self.wav}"
+
+
 @dataclass
 class StreamPlan:
-    """What the callee does on the stream (from the script), in ms after the stream starts."""
+    """What the callee does on the stream (from the script), in ms after the stream starts.
 
-    say_at: list[tuple[int, str]] = field(default_factory=list)
-    replies: list[tuple[str, str]] = field(default_factory=list)  # ("speech"|"digits", value)
+    ``say_at`` and ``replies`` take plain strings too (spoken text), for convenience.
+    """
+
+    say_at: list[tuple[int, Utterance | str]] = field(default_factory=list)
+    # ("speech", Utterance | text) | ("digits", "123#") | ("silence", "")
+    replies: list[tuple[str, Utterance | str]] = field(default_factory=list)
     reply_delay_ms: int = 400
     drop_after_s: float | None = None
     words_per_minute: float = 150.0
+    voice: Voice = Voice.ESPEAK
 
 
-_SPEECH_CACHE: dict[tuple[str, float], bytes] = {}
+_SPEECH_CACHE: dict[tuple[str, str, float], bytes] = {}
 _SPEECH_CACHE_MAX = 256
 
 
-async def cached_speech(text: str, words_per_minute: float) -> bytes:
-    """:func:`speech_ulaw`, synthesised once per process for each (text, rate)."""
-    key = (text, words_per_minute)
+def _utterance(item: Utterance | str) -> Utterance:
+    return item if isinstance(item, Utterance) else Utterance(item)
+
+
+def _cache_key(u: Utterance, voice: Voice, wpm: float) -> tuple[str, str, float]:
+    # espeak's output depends on the rate; Piper's does not (it speaks at its own pace).
+    return (str(voice), u.text, wpm if voice == Voice.ESPEAK else 0.0)
+
+
+def peek_speech(u: Utterance, words_per_minute: float, voice: Voice = Voice.ESPEAK) -> bytes | None:
+    """The utterance's audio if it is ready without any work (cached), else None."""
+    if u.wav is not None:
+        return cached_wav(u.wav)
+    return _SPEECH_CACHE.get(_cache_key(u, voice, words_per_minute))
+
+
+async def utterance_ulaw(
+    u: Utterance, words_per_minute: float, voice: Voice = Voice.ESPEAK
+) -> bytes:
+    """The utterance's 8 kHz μ-law audio; synthesised speech is cached per process."""
+    if u.wav is not None:
+        audio = cached_wav(u.wav)
+        if audio is None:
+            audio = (await asyncio.to_thread(load_wav, u.wav)).ulaw
+        return audio
+    key = _cache_key(u, voice, words_per_minute)
     audio = _SPEECH_CACHE.get(key)
     if audio is None:
-        audio = await speech_ulaw(text, words_per_minute)
+        if voice == Voice.PIPER:
+            audio = await piper_ulaw(u.text)
+        else:
+            audio = await espeak_ulaw(u.text, words_per_minute)
         if len(_SPEECH_CACHE) >= _SPEECH_CACHE_MAX:
             _SPEECH_CACHE.pop(next(iter(_SPEECH_CACHE)))
         _SPEECH_CACHE[key] = audio
     return audio
+
+
+async def cached_speech(text: str, words_per_minute: float, voice: Voice = Voice.ESPEAK) -> bytes:
+    """Speech for ``text`` (espeak-ng or Piper), synthesised once per process."""
+    return await utterance_ulaw(Utterance(text), words_per_minute, voice)
 
 
 class _StreamDriver:
@@ -468,11 +480,13 @@ class _StreamDriver:
         self.n = 0
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.finished = False
-        self._say_at = sorted(plan.say_at)
+        self._say_at = sorted(
+            ((at, _utterance(item)) for at, item in plan.say_at), key=lambda x: x[0]
+        )
         self._replies = list(plan.replies)
         self._quiet_since: float | None = None
         self._heard_app = False
-        self._say_queue: list[str] = []
+        self._say_queue: list[Utterance] = []
         self._say_task: asyncio.Task[None] | None = None
         self._drop_ms = None if plan.drop_after_s is None else plan.drop_after_s * 1000.0
 
@@ -486,24 +500,40 @@ class _StreamDriver:
         for reply in self.session.receive(message, self.now_ms()):
             self.client.send_text(reply)
 
-    def _say(self, text: str) -> None:
-        audio = _SPEECH_CACHE.get((text, self.plan.words_per_minute))
+    def _say(self, item: Utterance | str) -> None:
+        u = _utterance(item)
+        audio = peek_speech(u, self.plan.words_per_minute, self.plan.voice)
         if audio is not None and self._say_task is None:
-            self.session.say(audio, text)
-            self.record("callee-stream-speech", text=text, stream_sid=self.session.stream_sid)
+            self._spoken(u, audio)
             return
-        self._say_queue.append(text)  # synthesise off the ticker, in order
+        self._say_queue.append(u)  # load/synthesise off the ticker, in order
         if self._say_task is None:
             self._say_task = asyncio.get_running_loop().create_task(self._say_later())
+
+    def _spoken(self, u: Utterance, audio: bytes) -> None:
+        self.session.say(audio, u.label)
+        extra = {"wav": u.wav} if u.wav is not None else {"voice": str(self.plan.voice)}
+        self.record(
+            "callee-stream-speech", text=u.label, stream_sid=self.session.stream_sid, **extra
+        )
 
     async def _say_later(self) -> None:
         try:
             while self._say_queue:
-                text = self._say_queue[0]
-                audio = await cached_speech(text, self.plan.words_per_minute)
+                u = self._say_queue[0]
+                try:
+                    audio = await utterance_ulaw(u, self.plan.words_per_minute, self.plan.voice)
+                except Exception as exc:  # a file gone since load, a broken voice: not fatal
+                    self._say_queue.pop(0)
+                    self.record(
+                        "callee-speech-error",
+                        text=u.label,
+                        error=f"{type(exc).__name__}: {exc}",
+                        stream_sid=self.session.stream_sid,
+                    )
+                    continue
                 self._say_queue.pop(0)
-                self.session.say(audio, text)
-                self.record("callee-stream-speech", text=text, stream_sid=self.session.stream_sid)
+                self._spoken(u, audio)
         finally:
             self._say_task = None
 
@@ -542,7 +572,7 @@ class _StreamDriver:
                 self._heard_app, self._quiet_since = False, None
                 if kind == "speech":
                     self._say(value)
-                elif kind == "digits":
+                elif kind == "digits" and isinstance(value, str):
                     for digit in value:
                         if digit != "w":
                             client.send_text(session.dtmf(digit))

@@ -27,6 +27,7 @@ from voicecall.emulator.ids import IdSource
 from voicecall.emulator.media import (
     MediaSession,
     StreamPlan,
+    Utterance,
     run_stream,
     stereo_wav_bytes,
     wav_bytes,
@@ -572,9 +573,9 @@ class Emulator:
             tracks=("inbound",),
         )
         plan = StreamPlan(
-            say_at=[(line.at_ms, line.text) for line in sim.script.say_at],
+            say_at=[(line.at_ms, Utterance(line.text, line.wav)) for line in sim.script.say_at],
             replies=[
-                ("speech", r.text)
+                ("speech", Utterance(r.text, r.wav))
                 if isinstance(r, SpeechReply)
                 else ("digits", r.digits)
                 if isinstance(r, DigitsReply)
@@ -585,6 +586,7 @@ class Emulator:
             drop_after_s=self.faults.ws_drop_after(),
             # Real-sounding speech whatever the TwiML timing model says (TTS cannot go 10x).
             words_per_minute=160.0,
+            voice=sim.script.voice,
         )
         stop = asyncio.Event()
         self._media[action.stream_sid] = (session, stop)

@@ -9,11 +9,21 @@ A script is a mapping (from Python, JSON or YAML)::
     replies:                     # one per <Gather>, in order
       - "I'd like a table for two"          # speech -> SpeechResult (+ Confidence)
       - {speech: "yes", confidence: 0.7}
+      - {wav: "caller/yes.wav"}              # a recording (on streams); see below
+      - {wav: "caller/table.wav", speech: "a table for two"}  # ... and its transcript
       - {digits: "1234#"}                   # DTMF -> Digits
       - null                                # stays silent for that Gather (same as {silence: true})
     say_at:                      # lines spoken at times after answer (Media Streams)
       - {at_ms: 2000, text: "hello?"}
+      - {at_ms: 6000, wav: "caller/hello.wav"}
+    voice: espeak                # how text is spoken on streams: espeak (default) or piper
     hangup_after_ms: 30000       # the callee hangs up this long after answering
+
+WAV files (16-bit PCM, mono or stereo, any rate; resampled to 8 kHz μ-law) are read and checked
+when the script is parsed, so a missing or unsupported file is a :class:`ScriptError` then, not a
+silent gap mid-call. Relative paths are resolved against the emulator's working directory. On a
+``<Gather>`` (no stream) a WAV reply lasts as long as the file; its ``speech`` text, if given, is
+the SpeechResult, else the Gather hears nothing it can recognise (no input).
 
 Unknown keys are refused (:class:`ScriptError`), so a typo cannot silently change a test.
 """
@@ -28,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from voicecall.emulator.voices import Voice, VoiceError, load_wav, piper_missing
+
 __all__ = [
     "DEFAULT_SCRIPT",
     "CalleeScript",
@@ -38,6 +50,7 @@ __all__ = [
     "SilenceReply",
     "SpeechReply",
     "TimedLine",
+    "Voice",
     "parse_script",
 ]
 
@@ -55,16 +68,31 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+def _wav_seconds(path: str) -> float:
+    try:
+        return load_wav(path).seconds
+    except VoiceError as exc:
+        raise ScriptError(str(exc)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class SpeechReply:
+    """Speech: ``text`` (spoken by the script's voice; the Gather's SpeechResult) and/or ``wav``
+    (a recording played instead on streams). ``seconds`` is the WAV's length, when there is one.
+    """
+
     text: str
     confidence: float = 0.92
+    wav: str | None = None
+    seconds: float | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.text.strip():
+        if self.wav is None and not self.text.strip():
             raise ScriptError("a speech reply needs non-empty text (use null for silence)")
         if not 0.0 <= self.confidence <= 1.0:
             raise ScriptError("confidence must be within 0..1")
+        if self.wav is not None:
+            object.__setattr__(self, "seconds", _wav_seconds(self.wav))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +115,16 @@ Reply = SpeechReply | DigitsReply | SilenceReply
 @dataclass(frozen=True, slots=True)
 class TimedLine:
     at_ms: int
-    text: str
+    text: str = ""
+    wav: str | None = None
 
     def __post_init__(self) -> None:
         if self.at_ms < 0:
             raise ScriptError("say_at.at_ms must be >= 0")
+        if self.wav is None and not self.text.strip():
+            raise ScriptError("a say_at line needs text or wav")
+        if self.wav is not None:
+            _wav_seconds(self.wav)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +136,13 @@ class CalleeScript:
     replies: tuple[Reply, ...] = ()
     say_at: tuple[TimedLine, ...] = field(default=())
     hangup_after_ms: int | None = None
+    voice: Voice = Voice.ESPEAK
 
     def __post_init__(self) -> None:
+        if self.voice == Voice.PIPER:
+            missing = piper_missing()
+            if missing is not None:
+                raise ScriptError(missing)
         if self.answer_after_ms < 0:
             raise ScriptError("answer_after_ms must be >= 0")
         if self.reply_delay_ms < 0:
@@ -120,7 +158,12 @@ class CalleeScript:
         replies: list[Any] = []
         for r in self.replies:
             if isinstance(r, SpeechReply):
-                replies.append({"speech": r.text, "confidence": r.confidence})
+                item: dict[str, Any] = {"confidence": r.confidence}
+                if r.text:
+                    item["speech"] = r.text
+                if r.wav is not None:
+                    item["wav"] = r.wav
+                replies.append(item)
             elif isinstance(r, DigitsReply):
                 replies.append({"digits": r.digits})
             else:
@@ -131,9 +174,19 @@ class CalleeScript:
             "answered_by": self.answered_by,
             "reply_delay_ms": self.reply_delay_ms,
             "replies": replies,
-            "say_at": [{"at_ms": s.at_ms, "text": s.text} for s in self.say_at],
+            "say_at": [_line_dict(s) for s in self.say_at],
             "hangup_after_ms": self.hangup_after_ms,
+            "voice": self.voice.value,
         }
+
+
+def _line_dict(line: TimedLine) -> dict[str, Any]:
+    out: dict[str, Any] = {"at_ms": line.at_ms}
+    if line.text:
+        out["text"] = line.text
+    if line.wav is not None:
+        out["wav"] = line.wav
+    return out
 
 
 DEFAULT_SCRIPT = CalleeScript()
@@ -147,6 +200,7 @@ _KEYS = frozenset(
         "replies",
         "say_at",
         "hangup_after_ms",
+        "voice",
     }
 )
 
@@ -178,14 +232,17 @@ def _reply(item: Any) -> Reply:
             if not isinstance(digits, str):
                 raise ScriptError("digits must be a string")
             return DigitsReply(digits)
-        if "speech" in keys and keys <= {"speech", "confidence"}:
-            text = item["speech"]
+        if keys & {"speech", "wav"} and keys <= {"speech", "confidence", "wav"}:
+            text = item.get("speech", "")
             conf = item.get("confidence", 0.92)
+            wav = item.get("wav")
             if not isinstance(text, str):
                 raise ScriptError("speech must be a string")
+            if wav is not None and not isinstance(wav, str):
+                raise ScriptError("wav must be a file path")
             if isinstance(conf, bool) or not isinstance(conf, int | float):
                 raise ScriptError("confidence must be a number")
-            return SpeechReply(text, float(conf))
+            return SpeechReply(text, float(conf), wav)
     raise ScriptError(f"cannot understand reply {item!r}")
 
 
@@ -229,12 +286,28 @@ def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) 
         raise ScriptError("say_at must be a list")
     lines: list[TimedLine] = []
     for item in say_raw:
-        if not isinstance(item, Mapping) or set(item) != {"at_ms", "text"}:
-            raise ScriptError("say_at items are {at_ms: N, text: '...'}")
+        if (
+            not isinstance(item, Mapping)
+            or "at_ms" not in item
+            or not set(item) & {"text", "wav"}
+            or not set(item) <= {"at_ms", "text", "wav"}
+        ):
+            raise ScriptError("say_at items are {at_ms: N, text: '...'} or {at_ms: N, wav: path}")
         at = _int(item, "at_ms", 0)
-        if not isinstance(item["text"], str):
+        text = item.get("text", "")
+        wav = item.get("wav")
+        if not isinstance(text, str):
             raise ScriptError("say_at text must be a string")
-        lines.append(TimedLine(at or 0, item["text"]))
+        if wav is not None and not isinstance(wav, str):
+            raise ScriptError("say_at wav must be a file path")
+        lines.append(TimedLine(at or 0, text, wav))
+    voice_raw = data.get("voice", "espeak")
+    try:
+        voice = Voice(voice_raw)
+    except ValueError:
+        raise ScriptError(
+            f"voice must be one of {[v.value for v in Voice]}, got {voice_raw!r}"
+        ) from None
     answered_by = data.get("answered_by", "human")
     if not isinstance(answered_by, str):
         raise ScriptError("answered_by must be a string")
@@ -246,4 +319,5 @@ def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) 
         replies=tuple(_reply(r) for r in replies_raw),
         say_at=tuple(sorted(lines, key=lambda line: line.at_ms)),
         hangup_after_ms=_int(data, "hangup_after_ms", None),
+        voice=voice,
     )

@@ -830,15 +830,20 @@ class CallSim:
         delay = self.script.reply_delay_ms / 1000.0
         if isinstance(reply, SpeechReply) and "speech" in verb.input:
             start = now + delay
-            end = start + self._say_seconds(reply.text)
+            wav_seconds = reply.seconds
+            end = start + (self._say_seconds(reply.text) if wav_seconds is None else wav_seconds)
             tail = verb.speech_timeout
             tail = self.config.speech_auto_endpoint if tail is None else tail
             self.callee_inputs.append({"start": start, "end": end, "speech": reply.text})
-            self.record(now, "callee-speech", start=start, end=end, text=reply.text)
-            state.result = (
-                ("SpeechResult", reply.text),
-                ("Confidence", f"{reply.confidence:.8f}".rstrip("0").rstrip(".") or "0"),
-            )
+            extra = {"wav": reply.wav} if reply.wav is not None else {}
+            self.record(now, "callee-speech", start=start, end=end, text=reply.text, **extra)
+            if not reply.text:  # a recording without a transcript: nothing recognised
+                state.result = None
+            else:
+                state.result = (
+                    ("SpeechResult", reply.text),
+                    ("Confidence", f"{reply.confidence:.8f}".rstrip("0").rstrip(".") or "0"),
+                )
             return [self._timer("gather", end + tail)]
         if isinstance(reply, DigitsReply) and "dtmf" in verb.input:
             return self._gather_digits(now + delay, reply.digits, verb)
