@@ -32,6 +32,7 @@ from typing import Any
 
 import uvicorn
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from voicecall.agent.client import Client
@@ -178,8 +179,12 @@ async def run_demo(
             f"[dim]emulated Twilio at {emulator.base_url}; voicecall at "
             f"http://127.0.0.1:{port}; data in {workdir}[/dim]"
         )
-        async with _serve(VoicecallApp(settings), sock) as url, Client(url) as client:
-            watcher = asyncio.create_task(_show_events(client, console))
+        async with (
+            _serve(VoicecallApp(settings), sock) as url,
+            Client(url) as client,
+            _progress(console, "dialing") as progress,
+        ):
+            watcher = asyncio.create_task(_show_events(client, console, progress))
             await asyncio.sleep(0.2)  # let the event stream attach before the call starts
             call = await client.call(PERSON_NUMBER, BOT_LINES[0], "conversation")
             console.print(f"[bold]calling[/bold] {PERSON_NUMBER} (call {call.call_id[:8]})")
@@ -231,7 +236,51 @@ async def _wait_ended(client: Client, call_id: str) -> Any:
     raise RuntimeError("the call did not end")
 
 
-async def _show_events(client: Client, console: Console) -> None:
+class _Progress:
+    """A spinner line under the transcript: what the demo is doing now and for how long."""
+
+    def __init__(self, status: Status) -> None:
+        self._status = status
+        self._since = time.perf_counter()
+        self._what = ""
+
+    def update(self, what: str) -> None:
+        self._what = what
+        self._since = time.perf_counter()
+        self._status.update(f"[bold]{what}[/bold]")
+
+    async def tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            elapsed = time.perf_counter() - self._since
+            self._status.update(f"[bold]{self._what}[/bold] [dim]{elapsed:.0f}s[/dim]")
+
+
+@contextlib.asynccontextmanager
+async def _progress(console: Console, what: str) -> AsyncIterator[_Progress]:
+    with console.status(f"[bold]{what}[/bold]") as status:
+        progress = _Progress(status)
+        progress.update(what)
+        ticker = asyncio.create_task(progress.tick())
+        try:
+            yield progress
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+
+_PHASES = {
+    "initiated": "dialing",
+    "ringing": "ringing",
+    "answered": "answered",
+    "active": "on the call",
+    "speaking": "on the call · assistant speaking",
+    "listening": "on the call · listening to Sam",
+}
+
+
+async def _show_events(client: Client, console: Console, progress: _Progress) -> None:
     async for event in client.events():
         kind = event.get("type")
         if kind == "transcript":
@@ -241,6 +290,7 @@ async def _show_events(client: Client, console: Console) -> None:
             call = event["call"]
             extra = f" ({call['end_reason']})" if call.get("end_reason") else ""
             console.print(f"  [dim]· {call['state']}{extra}[/dim]")
+            progress.update(_PHASES.get(call["state"], "call ended, collecting the results"))
 
 
 def _responder_settings() -> dict[str, Any]:
@@ -274,10 +324,15 @@ async def run_voice_demo(console: Console, workdir: Path) -> DemoResult:
             f"data in {workdir}[/dim]"
         )
         app = VoicecallApp(settings)
-        async with _serve(app, sock) as url, Client(url) as client:
+        async with (
+            _progress(console, "starting voicecall and loading the speech models") as progress,
+            _serve(app, sock) as url,
+            Client(url) as client,
+        ):
+            progress.update("dialing")
             if app.streams is None:
                 raise RuntimeError("the voice pipeline did not start (see the log above)")
-            watcher = asyncio.create_task(_show_events(client, console))
+            watcher = asyncio.create_task(_show_events(client, console, progress))
             await asyncio.sleep(0.2)
             call = await client.call(PERSON_NUMBER, VOICE_OPENING, "conversation")
             console.print(f"[bold]calling[/bold] {PERSON_NUMBER} (call {call.call_id[:8]})")
