@@ -454,3 +454,51 @@ def test_retry_policy_validation() -> None:
     policy = RetryPolicy(random=lambda: 1.0, jitter=1.0)
     assert policy.backoff(3) == 0.0  # full jitter can remove the whole delay
     assert RetryPolicy(random=lambda: 0.0).backoff(10) == 4.0  # capped at max_delay
+
+
+def paged_calls(n: int) -> Handler:
+    """A Calls.json list endpoint over ``n`` calls, paged the way Twilio (and the emulator) do."""
+    from voicecall.emulator.resources import page_body
+
+    rows = [call_json("completed", sid=f"CA{i:032x}") for i in range(n)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = request.url.params
+        size, page = int(q["PageSize"]), int(q.get("Page", "0"))
+        chunk = rows[page * size : (page + 1) * size]
+        return httpx.Response(
+            200,
+            json=page_body(ACCOUNT, chunk, page=page, page_size=size, total=n, query="To=%2B1555"),
+        )
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("limit", "want", "pages"), [(None, 3, 1), (5, 5, 2), (7, 7, 3), (50, 7, 3)]
+)
+async def test_list_calls_follows_next_page_uri_up_to_the_limit(
+    limit: int | None, want: int, pages: int
+) -> None:
+    rest, rec, _ = make(paged_calls(7))
+    calls = await rest.list_calls(page_size=3, limit=limit)
+    assert [c.sid for c in calls] == [f"CA{i:032x}" for i in range(want)]
+    assert len(rec.requests) == pages
+    for n, req in enumerate(rec.requests):
+        assert req.url.path == f"{CALLS}.json"
+        assert req.url.params.get("Page", "0") == str(n)
+        assert req.url.params["PageSize"] == "3"
+
+
+async def test_list_calls_never_follows_a_next_page_elsewhere() -> None:
+    evil = {"calls": [call_json()], "next_page_uri": "https://evil.example/steal?PageSize=3"}
+    rest, rec, _ = make(httpx.Response(200, json=evil))
+    with pytest.raises(ProviderError, match="outside this account"):
+        await rest.list_calls(page_size=1, limit=5)
+    assert len(rec.requests) == 1  # the credentials went nowhere else
+    other = {"calls": [call_json()], "next_page_uri": "/2010-04-01/Accounts/ACother/Calls.json?P=1"}
+    rest, rec, _ = make(httpx.Response(200, json=other))
+    with pytest.raises(ProviderError):
+        await rest.list_calls(page_size=1, limit=5)
+    with pytest.raises(ValueError):
+        await rest.list_calls(limit=0)

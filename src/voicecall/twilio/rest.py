@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 from pydantic import SecretStr
@@ -319,10 +319,19 @@ class TwilioRest:
         from_: str | None = None,
         status: str | None = None,
         page_size: int = 50,
+        limit: int | None = None,
     ) -> list[CallResource]:
-        """The first page of calls matching the filters, newest first (Twilio's order)."""
+        """Up to ``limit`` calls matching the filters (default: one page), newest first.
+
+        Pages are followed through Twilio's ``next_page_uri``, but only while it stays on this
+        account's ``Calls.json`` (our credentials are never sent anywhere else).
+        """
         if isinstance(page_size, bool) or not 1 <= page_size <= 1000:
             raise ValueError("page_size must be within 1..1000")
+        if limit is None:
+            limit = page_size
+        if isinstance(limit, bool) or not 1 <= limit <= 100_000:
+            raise ValueError("limit must be within 1..100000")
         if status is not None:
             status = CallStatus(status).value
         params: list[tuple[str, str]] = []
@@ -333,11 +342,20 @@ class TwilioRest:
         if status is not None:
             params.append(("Status", status))
         params.append(("PageSize", str(page_size)))
-        data = await self._call("list calls", "GET", "/Calls.json", params=params)
-        calls = data.get("calls") if isinstance(data, dict) else None
-        if not isinstance(calls, list):
-            raise ProviderError("Twilio returned a call list without 'calls'")
-        return [CallResource.from_json(item) for item in calls]
+        out: list[CallResource] = []
+        own = f"/2010-04-01/Accounts/{self._account_sid}/Calls.json?"
+        while True:
+            data = await self._call("list calls", "GET", "/Calls.json", params=params)
+            calls = data.get("calls") if isinstance(data, dict) else None
+            if not isinstance(calls, list):
+                raise ProviderError("Twilio returned a call list without 'calls'")
+            out.extend(CallResource.from_json(item) for item in calls[: limit - len(out)])
+            following = data.get("next_page_uri")
+            if len(out) >= limit or not calls or not isinstance(following, str) or not following:
+                return out
+            if not following.startswith(own):
+                raise ProviderError("Twilio returned a next page outside this account's calls")
+            params = parse_qsl(following[len(own) :], keep_blank_values=True)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
