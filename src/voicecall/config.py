@@ -263,7 +263,9 @@ class ResponderSettings(_Section):
     system_prompt: str | None = None
     hook: str | None = None
     timeout_seconds: float = Field(10.0, gt=0, le=120)
-    memory_path: str | None = None  # JSON file of per-caller summaries (None: in memory only)
+    # Caller memory lives in the store (table caller_memory). A JSON file from an older voicecall
+    # given here is imported into the store once at start-up, then renamed to <file>.imported.
+    memory_path: str | None = None
 
 
 class Settings(BaseSettings):

@@ -37,6 +37,7 @@ from voicecall.agent.responder import (
     split_sentences,
     summarize_exchange,
 )
+from voicecall.calls.store.sqlite import SQLiteStore
 from voicecall.errors import ConfigError
 
 KEY = "sk-test-chat"
@@ -326,32 +327,99 @@ def test_splitter_loses_no_words_however_text_is_chunked(pieces: list[str]) -> N
 # ----------------------------------------------------------------------------- memory
 
 
-def test_caller_memory_is_bounded_and_persisted(tmp_path: Path) -> None:
-    path = tmp_path / "mem" / "memory.json"
-    mem = CallerMemory(path, max_entries=2, max_chars=20, max_callers=2)
-    mem.remember("+14155550100", "first call summary", now=1)
-    mem.remember("+14155550100", "second", now=2)
-    mem.remember("+14155550100", "third call, with a very long summary text", now=3)
-    assert mem.recall("+14155550100") == ["second", "third call, with a v"]
-    mem.remember(None, "anonymous")
-    mem.remember("anonymous", "x")
-    assert mem.recall(None) == [] and mem.recall("anonymous") == []
-    mem.remember("+14155550101", "b", now=4)
-    mem.remember("+14155550102", "c", now=5)  # evicts the least recently updated caller
-    again = CallerMemory(path, max_entries=2, max_chars=20, max_callers=2)
-    assert again.recall("+14155550100") == []
-    assert again.recall("+14155550102") == ["c"]
-    assert json.loads(path.read_text())["version"] == 1
-    assert path.stat().st_mode & 0o777 == 0o600
+@pytest.fixture
+async def mem_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(str(tmp_path / "state" / "voicecall.db"))
+    await store.open()
+    yield store
+    await store.close()
 
 
-def test_caller_memory_survives_a_corrupt_file(tmp_path: Path) -> None:
+async def test_caller_memory_is_bounded_and_kept_in_the_store(tmp_path: Path) -> None:
+    path = str(tmp_path / "state" / "voicecall.db")
+    store = SQLiteStore(path)
+    await store.open()
+    mem = CallerMemory(store, max_entries=2, max_chars=20, max_callers=2)
+    await mem.remember("+14155550100", "first call summary", now=1)
+    await mem.remember("+14155550100", "second", now=2)
+    await mem.remember("+14155550100", "third call,   with a very long summary text", now=3)
+    assert await mem.recall("+14155550100") == ["second", "third call, with a v"]
+    for anonymous in (None, "", "anonymous", "unknown", "restricted"):
+        await mem.remember(anonymous, "never stored")
+        assert await mem.recall(anonymous) == []
+    await mem.remember("+14155550100", "   ")  # nothing to remember
+    await mem.remember("+14155550101", "b", now=4)
+    await mem.remember("+14155550102", "c", now=5)  # evicts the least recently updated caller
+    await store.close()
+    # a restart (or a standby taking over the same store) recalls the same memory
+    again_store = SQLiteStore(path)
+    await again_store.open()
+    try:
+        again = CallerMemory(again_store, max_entries=2, max_chars=20, max_callers=2)
+        assert await again.recall("+14155550100") == []
+        assert await again.recall("+14155550101") == ["b"]
+        assert await again.recall("+14155550102") == ["c"]
+        assert await again.forget("+14155550102") is True
+        assert await again.forget("anonymous") is False
+        assert await again.recall("+14155550102") == []
+    finally:
+        await again_store.close()
+    # nothing but the store: no memory file is written anywhere
+    assert sorted(p.name for p in (tmp_path / "state").iterdir() if "memory" in p.name) == []
+
+
+def test_caller_memory_refuses_bad_bounds(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "x.db"))
+    with pytest.raises(ValueError, match="max_"):
+        CallerMemory(store, max_entries=0)
+
+
+def _old_memory_file(path: Path, callers: dict[str, dict[str, Any]]) -> None:
+    path.write_text(json.dumps({"version": 1, "callers": callers}), encoding="utf-8")
+
+
+async def test_an_old_memory_file_is_imported_once(
+    mem_store: SQLiteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "memory.json"
+    _old_memory_file(
+        path,
+        {
+            "+14155550100": {"notes": ["n1", "n2", "n3"], "updated": 30.0},
+            "+14155550101": {"notes": ["old"], "updated": 10.0},
+            "+14155550102": {"notes": ["mid"], "updated": 20.0},
+            "anonymous": {"notes": ["x"], "updated": 40.0},
+            "+14155550103": {"notes": "not a list", "updated": 50.0},
+        },
+    )
+    mem = CallerMemory(mem_store, max_entries=2, max_callers=2)
+    await mem.remember("+14155550102", "already in the store", now=100.0)
+    with caplog.at_level(logging.WARNING, logger="voicecall.responder"):
+        assert await mem.import_file(path) == 2
+    assert "remove responder.memory_path" in caplog.text
+    assert await mem.recall("+14155550100") == ["n2", "n3"]  # bounded like any remember
+    assert await mem.recall("+14155550102") == ["already in the store"]  # store wins
+    assert await mem.recall("+14155550101") == []  # the least recently updated: pruned
+    assert await mem.recall("anonymous") == []
+    assert not path.exists() and (tmp_path / "memory.json.imported").exists()
+    # the file is gone: the next start has nothing to import and changes nothing
+    assert await mem.import_file(path) == 0
+    assert await mem.recall("+14155550100") == ["n2", "n3"]
+
+
+async def test_a_corrupt_memory_file_is_left_alone(
+    mem_store: SQLiteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "memory.json"
     path.write_text("{not json")
-    mem = CallerMemory(path)
-    assert mem.recall("+14155550100") == []
-    mem.remember("+14155550100", "ok")
-    assert CallerMemory(path).recall("+14155550100") == ["ok"]
+    mem = CallerMemory(mem_store)
+    with caplog.at_level(logging.WARNING, logger="voicecall.responder"):
+        assert await mem.import_file(path) == 0
+    assert "not valid" in caplog.text
+    assert path.read_text() == "{not json"  # kept for the user to look at
+    await mem.remember("+14155550100", "ok")
+    assert await mem.recall("+14155550100") == ["ok"]
+    assert await mem.import_file(tmp_path / "missing.json") == 0
 
 
 def test_summarize_exchange() -> None:

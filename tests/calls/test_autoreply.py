@@ -92,7 +92,7 @@ async def settle(provider: MockProvider, sid: str, n: int) -> None:
 
 async def test_gather_path_scripted_responder(store: SQLiteStore, tmp_path: Path) -> None:
     provider = MockProvider()
-    memory = CallerMemory(tmp_path / "memory.json")
+    memory = CallerMemory(store)
     manager = CallManager(
         settings(),
         store,
@@ -154,10 +154,11 @@ async def test_gather_path_scripted_responder(store: SQLiteStore, tmp_path: Path
     )
     assert (await manager.get_call(rec.call_id)).state is CallState.HANGUP_BOT
     for _ in range(100):
-        if memory.recall(CALLER):
+        if await memory.recall(CALLER):
             break
         await asyncio.sleep(0.01)
-    assert memory.recall(CALLER) and "table" in memory.recall(CALLER)[0]
+    notes = await memory.recall(CALLER)
+    assert notes and "table" in notes[0]
     await manager.stop()
 
 

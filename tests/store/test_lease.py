@@ -6,6 +6,7 @@ on its own connection, in this test's own schema)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -117,6 +118,43 @@ async def test_a_second_instance_is_a_standby_until_the_first_stops(
             doc = await http.get(f"{url2}/api/calls/{call_id}", headers=AUTH)
             assert doc.status_code == 200 and doc.json()["call_id"] == call_id
             assert "voicecall_store_lease_held 1.0" in (await http.get(f"{url2}/metrics")).text
+
+
+async def test_caller_memory_is_in_the_store_and_follows_the_lease(
+    backend: Backend, tmp_path: Path
+) -> None:
+    caller = "+14155550100"
+    old_file = tmp_path / "memory.json"  # written by a voicecall that kept memory in a file
+    old_file.write_text(
+        json.dumps({"version": 1, "callers": {caller: {"notes": ["from the file"], "updated": 1}}})
+    )
+    settings = mock_settings(
+        tmp_path,
+        store={"url": backend.url, "standby_poll_seconds": 0.1},
+        responder={"kind": "scripted", "memory_path": str(old_file)},
+    )
+    first, second = VoicecallApp(settings), VoicecallApp(settings)
+    try:
+        await first.startup()
+        assert first.manager is not None and first.manager.memory is not None
+        # imported into the store once at activation; the file is not used any more
+        assert await first.manager.memory.recall(caller) == ["from the file"]
+        assert not old_file.exists() and (tmp_path / "memory.json.imported").exists()
+        await first.manager.memory.remember(caller, "second call", now=2.0)
+
+        await second.startup()
+        assert second.manager is None  # standby
+        await first.shutdown()
+
+        async def taken_over() -> bool:
+            return second.active
+
+        await wait_for(taken_over)
+        assert second.manager is not None and second.manager.memory is not None
+        assert await second.manager.memory.recall(caller) == ["from the file", "second call"]
+    finally:
+        await first.shutdown()
+        await second.shutdown()
 
 
 async def test_an_instance_that_loses_its_postgres_lease_stops_acting(

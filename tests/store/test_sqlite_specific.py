@@ -143,16 +143,18 @@ async def test_a_failing_migration_is_rolled_back_entirely(
     await store.open()
     await store.close()
 
+    released = migrations.MIGRATIONS
+    latest = migrations.LATEST_VERSION
     broken = migrations.Migration(
-        2,
+        latest + 1,
         "half good, half broken",
         ("CREATE TABLE extra (x INTEGER)", "THIS IS NOT SQL"),
         (),
     )
-    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, broken))
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*released, broken))
     with pytest.raises(StoreError, match="SQLite store"):
         await SQLiteStore(str(path)).open()
-    assert _versions(path) == [1]
+    assert _versions(path) == list(range(1, latest + 1))
     conn = sqlite3.connect(path)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -160,13 +162,13 @@ async def test_a_failing_migration_is_rolled_back_entirely(
         conn.close()
     assert "extra" not in tables
 
-    fixed = migrations.Migration(2, "fixed", ("CREATE TABLE extra (x INTEGER)",), ())
-    monkeypatch.setattr(migrations, "MIGRATIONS", (migrations.MIGRATIONS[0], fixed))
+    fixed = migrations.Migration(latest + 1, "fixed", ("CREATE TABLE extra (x INTEGER)",), ())
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*released, fixed))
     for _ in range(2):
         store = SQLiteStore(str(path))
         await store.open()
         await store.close()
-    assert _versions(path) == [1, 2]
+    assert _versions(path) == list(range(1, latest + 2))
 
 
 async def test_close_is_idempotent_and_reopen_works(tmp_path: Path) -> None:

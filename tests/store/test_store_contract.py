@@ -239,6 +239,140 @@ async def test_nul_characters_are_refused_by_every_backend(store: Store) -> None
     assert await store.get_call(call.call_id) is None
 
 
+# -- caller memory -----------------------------------------------------------------------------
+
+ALICE, BOB, CAROL = "+14155550100", "+14155550101", "+14155550102"
+LIMITS: dict[str, int] = {"max_entries": 3, "max_chars": 10, "max_callers": 2}
+
+
+async def test_caller_notes_append_in_order_and_are_bounded(store: Store) -> None:
+    assert await store.caller_notes(ALICE) == []
+    for n, note in enumerate(["one", "two", "three", "four", "a rather long fifth note"]):
+        await store.remember_caller(ALICE, note, now=100.0 + n, **LIMITS)
+    # the newest max_entries notes, oldest first, each cut to max_chars
+    assert await store.caller_notes(ALICE) == ["three", "four", "a rather l"]
+    assert await store.caller_notes(BOB) == []
+    assert await store.caller_notes("nul\x00") == []
+
+
+async def test_caller_memory_drops_the_least_recently_updated_callers(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        await store.remember_caller(ALICE, "a", now=1.0, **LIMITS)
+        await store.remember_caller(BOB, "b", now=2.0, **LIMITS)
+        await store.remember_caller(ALICE, "a2", now=3.0, **LIMITS)  # ALICE is now the newest
+        await store.remember_caller(CAROL, "c", now=4.0, **LIMITS)  # one too many: BOB goes
+        assert await store.caller_notes(BOB) == []
+        assert await store.caller_notes(ALICE) == ["a", "a2"]
+        assert await store.caller_notes(CAROL) == ["c"]
+        # the caller just written is always kept, even with an older timestamp (an import)
+        await store.remember_caller(BOB, "old", now=0.5, **LIMITS)
+        assert await store.caller_notes(BOB) == ["old"]
+        assert await store.caller_notes(ALICE) == []  # older than CAROL: dropped
+        await store.remember_caller(CAROL, "c2", now=5.0, **{**LIMITS, "max_callers": 1})
+    finally:
+        await store.close()
+    assert backend.sql("SELECT caller FROM caller_memory") == [(CAROL,)]
+
+
+async def test_forget_caller(store: Store) -> None:
+    await store.remember_caller(ALICE, "a", now=1.0, **LIMITS)
+    await store.remember_caller(BOB, "b", now=1.0, **LIMITS)
+    assert await store.forget_caller(ALICE) is True
+    assert await store.forget_caller(ALICE) is False
+    assert await store.forget_caller("nul\x00") is False
+    assert await store.caller_notes(ALICE) == []
+    assert await store.caller_notes(BOB) == ["b"]
+    await store.remember_caller(ALICE, "again", now=2.0, **LIMITS)
+    assert await store.caller_notes(ALICE) == ["again"]
+
+
+async def test_concurrent_notes_for_one_caller_are_all_kept(store: Store) -> None:
+    notes = [f"note {i}" for i in range(40)]
+    await asyncio.gather(
+        *(
+            store.remember_caller(ALICE, n, max_entries=100, max_chars=50, max_callers=10, now=1.0)
+            for n in notes
+        )
+    )
+    assert sorted(await store.caller_notes(ALICE)) == sorted(notes)
+
+
+async def test_caller_memory_survives_reopen_and_is_seen_by_another_store(
+    backend: Backend,
+) -> None:
+    first = await backend.open()
+    other = await backend.open()  # e.g. a standby on the same database
+    try:
+        await first.remember_caller(
+            ALICE, "booked a table, ünïcode ✓", now=1.0, **{**LIMITS, "max_chars": 100}
+        )
+        assert await other.caller_notes(ALICE) == ["booked a table, ünïcode ✓"]
+    finally:
+        await first.close()
+        await other.close()
+    again = await backend.open()
+    try:
+        assert await again.caller_notes(ALICE) == ["booked a table, ünïcode ✓"]
+    finally:
+        await again.close()
+
+
+async def test_caller_memory_refuses_bad_input_and_writes_nothing(store: Store) -> None:
+    with pytest.raises(StoreError, match="NUL"):
+        await store.remember_caller(ALICE, "x\x00y", now=1.0, **LIMITS)
+    with pytest.raises(StoreError, match="NUL"):
+        await store.remember_caller("+1\x00", "x", now=1.0, **LIMITS)
+    for bad in ("max_entries", "max_chars", "max_callers"):
+        with pytest.raises(ValueError, match=bad):
+            await store.remember_caller(ALICE, "x", now=1.0, **{**LIMITS, bad: 0})
+    with pytest.raises(ValueError, match="caller"):
+        await store.remember_caller("", "x", now=1.0, **LIMITS)
+    with pytest.raises(ValueError, match="finite"):
+        await store.remember_caller(ALICE, "x", now=float("nan"), **LIMITS)
+    assert await store.caller_notes(ALICE) == []
+
+
+async def test_stored_garbage_notes_are_a_store_error(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        await store.remember_caller(ALICE, "a", now=1.0, **LIMITS)
+        backend.sql(f"UPDATE caller_memory SET notes = '\"not a list\"' WHERE caller = '{ALICE}'")
+        with pytest.raises(StoreError, match="notes"):
+            await store.caller_notes(ALICE)
+        with pytest.raises(StoreError):
+            await store.remember_caller(ALICE, "b", now=2.0, **LIMITS)
+        # a failing memory write fails alone: the store keeps working
+        await store.remember_caller(BOB, "b", now=2.0, **LIMITS)
+        assert await store.caller_notes(BOB) == ["b"]
+    finally:
+        await store.close()
+
+
+async def test_a_version_1_database_is_upgraded_and_keeps_its_calls(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released = migrations.MIGRATIONS
+    monkeypatch.setattr(migrations, "MIGRATIONS", released[:1])
+    call = make_call()
+    old = await backend.open()
+    try:
+        assert await old.commit(call, event=event("v1", call.call_id))
+    finally:
+        await old.close()
+    assert backend.sql("SELECT max(version) FROM schema_version") == [(1,)]
+    monkeypatch.setattr(migrations, "MIGRATIONS", released)
+    store = await backend.open()
+    try:
+        assert await store.get_call(call.call_id) == call
+        await store.remember_caller(ALICE, "a", now=1.0, **LIMITS)
+        assert await store.caller_notes(ALICE) == ["a"]
+    finally:
+        await store.close()
+    rows = backend.sql("SELECT version FROM schema_version ORDER BY version")
+    assert [r[0] for r in rows] == list(range(1, migrations.LATEST_VERSION + 1))
+
+
 # -- concurrency, durability -------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ Implementations:
 
 Failures never mean silence: a timeout, an HTTP error or a broken hook yields
 :data:`FALLBACK_LINE` (and the error is logged, without secrets). :class:`CallerMemory` keeps
-short summaries of past calls per caller number, which the manager passes in as ``memory``.
+short summaries of past calls per caller number in the durable store, which the manager passes in
+as ``memory``.
 
 :class:`SentenceSplitter` is sans-I/O: feed it text deltas, it returns finished sentences.
 """
@@ -28,18 +29,21 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import httpx
 
 from voicecall.errors import ConfigError
+
+if TYPE_CHECKING:
+    from voicecall.calls.store.base import Store
 
 log = logging.getLogger("voicecall.responder")
 
@@ -221,83 +225,123 @@ def split_sentences(text: str) -> list[str]:
 
 
 class CallerMemory:
-    """Short summaries of past calls, per caller (E.164), optionally persisted to a JSON file.
+    """Short summaries of past calls, per caller (E.164), kept in the durable store.
 
-    Bounded: at most ``max_entries`` summaries per caller (oldest dropped), each at most
-    ``max_chars``, and at most ``max_callers`` callers (least recently updated dropped).
-    Anonymous callers (``None``, ``""``, ``anonymous``) are never remembered.
+    The notes live in the store's ``caller_memory`` table (:meth:`Store.remember_caller`), so they
+    survive a restart and a standby that takes over the store recalls what the previous active
+    instance remembered. Bounded: at most ``max_entries`` summaries per caller (oldest dropped),
+    each at most ``max_chars``, and at most ``max_callers`` callers (least recently updated
+    dropped). Anonymous callers (``None``, ``""``, ``anonymous``, ``unknown``, ``restricted``)
+    are never remembered. Store failures raise :class:`voicecall.errors.StoreError`.
     """
 
     def __init__(
         self,
-        path: str | Path | None = None,
+        store: Store,
         *,
         max_entries: int = 10,
         max_chars: int = 400,
         max_callers: int = 1000,
     ) -> None:
-        self.path = Path(path) if path else None
+        if min(max_entries, max_chars, max_callers) < 1:
+            raise ValueError("max_entries, max_chars and max_callers must be >= 1")
+        self.store = store
         self.max_entries = max_entries
         self.max_chars = max_chars
         self.max_callers = max_callers
-        self._data: dict[str, dict[str, Any]] = {}
-        if self.path is not None and self.path.exists():
-            try:
-                doc = json.loads(self.path.read_text(encoding="utf-8"))
-                callers = doc.get("callers", {}) if isinstance(doc, dict) else {}
-                for number, entry in callers.items():
-                    notes = entry.get("notes") if isinstance(entry, dict) else None
-                    if isinstance(notes, list):
-                        self._data[str(number)] = {
-                            "notes": [str(n)[: self.max_chars] for n in notes][-max_entries:],
-                            "updated": float(entry.get("updated", 0.0)),
-                        }
-            except (OSError, ValueError, AttributeError, TypeError) as exc:
-                log.warning("caller memory %s unreadable, starting empty (%s)", self.path, exc)
 
     @staticmethod
     def _known(caller: str | None) -> bool:
         return bool(caller) and caller not in ("anonymous", "unknown", "restricted")
 
-    def recall(self, caller: str | None) -> list[str]:
+    async def recall(self, caller: str | None) -> list[str]:
+        """This caller's summaries, oldest first (``[]`` for an anonymous caller)."""
         if not self._known(caller):
             return []
         assert caller is not None
-        return list(self._data.get(caller, {}).get("notes", []))
+        return await self.store.caller_notes(caller)
 
-    def remember(self, caller: str | None, summary: str, *, now: float | None = None) -> None:
+    async def remember(self, caller: str | None, summary: str, *, now: float | None = None) -> None:
+        """Append one summary (durable when this returns); anonymous callers are ignored."""
         summary = _clean(summary)[: self.max_chars]
         if not self._known(caller) or not summary:
             return
         assert caller is not None
-        entry = self._data.setdefault(caller, {"notes": [], "updated": 0.0})
-        entry["notes"] = [*entry["notes"], summary][-self.max_entries :]
-        entry["updated"] = time.time() if now is None else now
-        if len(self._data) > self.max_callers:
-            oldest = sorted(self._data, key=lambda k: self._data[k]["updated"])
-            for key in oldest[: len(self._data) - self.max_callers]:
-                del self._data[key]
-        self._save()
+        await self.store.remember_caller(
+            caller,
+            summary,
+            max_entries=self.max_entries,
+            max_chars=self.max_chars,
+            max_callers=self.max_callers,
+            now=time.time() if now is None else now,
+        )
 
-    def forget(self, caller: str) -> None:
-        if self._data.pop(caller, None) is not None:
-            self._save()
+    async def forget(self, caller: str) -> bool:
+        """Drop everything remembered about ``caller``; ``True`` if there was something."""
+        if not self._known(caller):
+            return False
+        return await self.store.forget_caller(caller)
 
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = json.dumps({"version": 1, "callers": self._data}, ensure_ascii=False, indent=1)
-        fd, tmp = tempfile.mkstemp(prefix=".memory-", dir=self.path.parent)
+    async def import_file(self, path: str | Path) -> int:
+        """One-time import of a memory file written by voicecall before the store kept memory.
+
+        Callers the store does not know yet get the file's notes (with their original update
+        times, so pruning keeps the most recent); callers the store already knows are left as
+        they are, so running it again never duplicates a note. After a successful
+        import the file is renamed to ``<name>.imported`` and never read or written again. A
+        missing file is nothing to do; an unreadable one is logged and left in place. Returns
+        the number of callers imported.
+        """
+        src = await asyncio.to_thread(lambda: Path(path).expanduser())
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(doc)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
+            raw = await asyncio.to_thread(src.read_text, encoding="utf-8")
+        except FileNotFoundError:
+            return 0
         except OSError as exc:
-            log.warning("caller memory %s not saved (%s)", self.path, exc)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            log.warning("caller memory file %s unreadable, not imported (%s)", src, exc)
+            return 0
+        try:
+            entries = _parse_memory_file(raw)
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("caller memory file %s is not valid, not imported (%s)", src, exc)
+            return 0
+        imported = 0
+        for number, notes, updated in sorted(entries, key=lambda e: e[2]):
+            if not self._known(number) or await self.store.caller_notes(number):
+                continue
+            for note in notes[-self.max_entries :]:
+                await self.remember(number, note, now=updated)
+            imported += 1
+        done = src.with_name(src.name + ".imported")
+        try:
+            await asyncio.to_thread(os.replace, src, done)
+        except OSError as exc:
+            log.warning("caller memory file %s imported but not renamed (%s)", src, exc)
+        log.warning(
+            "caller memory: imported %d caller(s) from %s into the store; the file is no longer "
+            "used (renamed to %s); remove responder.memory_path from the configuration",
+            imported,
+            src,
+            done.name,
+        )
+        return imported
+
+
+def _parse_memory_file(raw: str) -> list[tuple[str, list[str], float]]:
+    """``(caller, notes, updated)`` of a version-1 memory file ``{"callers": {number: {…}}}``."""
+    doc = json.loads(raw)
+    if not isinstance(doc, dict) or not isinstance(doc.get("callers", {}), dict):
+        raise ValueError("expected an object with a 'callers' object")
+    out: list[tuple[str, list[str], float]] = []
+    for number, entry in doc.get("callers", {}).items():
+        notes = entry.get("notes") if isinstance(entry, dict) else None
+        if not isinstance(notes, list):
+            continue
+        updated = float(entry.get("updated", 0.0))
+        if not math.isfinite(updated):
+            updated = 0.0
+        out.append((str(number), [str(n) for n in notes], updated))
+    return out
 
 
 def summarize_exchange(

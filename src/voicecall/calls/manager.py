@@ -747,12 +747,18 @@ class CallManager:
         rec = live.record
         caller = rec.from_number if rec.direction is Direction.INBOUND else rec.to_number
         lines = await self.store.transcript(rec.call_id)
+        memory: list[str] = []
+        if self.memory is not None:
+            try:
+                memory = await self.memory.recall(caller)
+            except StoreError as exc:  # a reply without memory beats no reply
+                log.warning("caller memory unavailable for call %s: %s", rec.call_id, exc)
         ctx = ConversationContext(
             call_id=rec.call_id,
             direction=rec.direction.value,
             caller=caller,
             transcript=[(ln.speaker.value, ln.text) for ln in lines],
-            memory=self.memory.recall(caller) if self.memory is not None else [],
+            memory=memory,
         )
         sentences: list[str] = []
         goodbye: EndCall | None = None
@@ -1166,9 +1172,12 @@ class CallManager:
         caller = record.from_number if record.direction is Direction.INBOUND else record.to_number
         if self.memory is None or caller is None:
             return
-        lines = await self.store.transcript(record.call_id)
-        summary = summarize_exchange([(ln.speaker.value, ln.text) for ln in lines])
-        self.memory.remember(caller, summary)
+        try:
+            lines = await self.store.transcript(record.call_id)
+            summary = summarize_exchange([(ln.speaker.value, ln.text) for ln in lines])
+            await self.memory.remember(caller, summary, now=self._clock())
+        except StoreError as exc:
+            log.error("could not remember call %s for its caller: %s", record.call_id, exc)
 
     async def _store_terminal(self, record: CallRecord, reason: EndReason, *, error: str) -> None:
         t = states.apply(record.state, Signal.ENDED, reason)

@@ -36,6 +36,7 @@ from voicecall.calls.lease import Lease, lease_for
 from voicecall.calls.manager import CallManager
 from voicecall.calls.store.base import Store, open_store_from_url
 from voicecall.config import Settings
+from voicecall.errors import StoreError
 from voicecall.providers.base import Provider
 from voicecall.providers.registry import build_provider
 from voicecall.server.api import build_api
@@ -83,8 +84,9 @@ def _stream_secret(settings: Settings) -> str | None:
 
 
 def build_responder(
-    settings: Settings, http: httpx.AsyncClient
+    settings: Settings, http: httpx.AsyncClient, store: Store
 ) -> tuple[Responder | None, CallerMemory | None]:
+    """The configured responder and, with it, the caller memory kept in ``store``."""
     cfg = settings.responder
     kwargs: dict[str, Any] = {}
     if cfg.system_prompt:
@@ -103,7 +105,7 @@ def build_responder(
     )
     if responder is None:
         return None, None
-    return responder, CallerMemory(cfg.memory_path)
+    return responder, CallerMemory(store)
 
 
 class VoicecallApp:
@@ -185,7 +187,10 @@ class VoicecallApp:
         self.streams = build_stream_endpoint(self.settings, self.manager, self.metrics, self._http)
         # speech goes over Media Streams only when a stream endpoint could be built
         self.manager.streaming = self.streams is not None
-        self.manager.responder, self.manager.memory = build_responder(self.settings, self._http)
+        self.manager.responder, self.manager.memory = build_responder(
+            self.settings, self._http, store
+        )
+        await self._import_memory_file()
         await self.manager.start()
         self._webhook = WebhookEndpoint(self.settings, self.provider, self.manager, self.metrics)
         if self.streams is not None:
@@ -197,6 +202,17 @@ class VoicecallApp:
         self.active = True
         self.metrics.lease_held.set(1)
         self._lease_task = asyncio.create_task(self._watch_lease(), name="voicecall-lease")
+
+    async def _import_memory_file(self) -> None:
+        """Move a pre-store ``responder.memory_path`` file into the store, once."""
+        path = self.settings.responder.memory_path
+        memory = self.manager.memory if self.manager is not None else None
+        if memory is None or not path:
+            return
+        try:
+            await memory.import_file(path)
+        except StoreError as exc:  # the file stays in place: the next start tries again
+            log.error("caller memory file %s not imported: %s", path, exc)
 
     async def _await_lease(self) -> None:
         assert self.lease is not None

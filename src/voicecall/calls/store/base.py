@@ -9,7 +9,11 @@ Contract (one test suite runs it against every backend):
   Backend failures raise :class:`voicecall.errors.StoreError`; driver exceptions never escape.
 * Store growth per event is constant: the call row is updated in place; events and transcript
   lines are appended as small rows.
-* Secrets are never written (the store only ever sees call data).
+* Secrets are never written (the store only ever sees call data and caller memory).
+* Caller memory (``caller_notes``/``remember_caller``/``forget_caller``) goes through the same
+  writer as ``commit``: durable when the awaited call returns, ordered with every other write,
+  and read back by any instance on the same database (a standby that takes over recalls what the
+  previous active instance remembered).
 """
 
 from __future__ import annotations
@@ -85,6 +89,33 @@ class Store(ABC):
 
     @abstractmethod
     async def events(self, call_id: str) -> list[EventRow]: ...
+
+    @abstractmethod
+    async def caller_notes(self, caller: str) -> list[str]:
+        """The notes remembered about ``caller``, oldest first (``[]`` if none)."""
+
+    @abstractmethod
+    async def remember_caller(
+        self,
+        caller: str,
+        note: str,
+        *,
+        max_entries: int,
+        max_chars: int,
+        max_callers: int,
+        now: float,
+    ) -> None:
+        """Append ``note`` (cut to ``max_chars``) to ``caller``'s notes, atomically.
+
+        Keeps the newest ``max_entries`` notes of the caller and sets its ``updated_at`` to
+        ``now``; then, if more than ``max_callers`` callers are remembered, drops the least
+        recently updated *other* callers (the caller just written is always kept). Bounds below 1
+        or an empty caller are a ``ValueError``; NUL characters a ``StoreError``.
+        """
+
+    @abstractmethod
+    async def forget_caller(self, caller: str) -> bool:
+        """Drop everything remembered about ``caller``; ``True`` if there was something."""
 
 
 def open_store_from_url(url: str) -> Store:

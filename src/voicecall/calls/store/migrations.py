@@ -148,8 +148,33 @@ _POSTGRES_V1 = (
     """,
 )
 
+# Per-caller memory (short summaries of earlier calls, keyed by the caller's E.164 number): notes
+# is a JSON array of strings, oldest first; updated_at orders callers for pruning.
+_SQLITE_V2 = (
+    """
+    CREATE TABLE caller_memory (
+        caller TEXT PRIMARY KEY NOT NULL,
+        notes TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX caller_memory_updated ON caller_memory (updated_at, caller)",
+)
+
+_POSTGRES_V2 = (
+    """
+    CREATE TABLE caller_memory (
+        caller text COLLATE "C" PRIMARY KEY,
+        notes jsonb NOT NULL,
+        updated_at double precision NOT NULL
+    )
+    """,
+    "CREATE INDEX caller_memory_updated ON caller_memory (updated_at, caller)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls, events, transcript", _SQLITE_V1, _POSTGRES_V1),
+    Migration(2, "caller_memory", _SQLITE_V2, _POSTGRES_V2),
 )
 
 

@@ -12,6 +12,8 @@ Design (``psycopg_pool`` is not a dependency, so the pooling here is deliberatel
 * Each job is one statement: data-modifying CTEs insert the event with
   ``ON CONFLICT (dedupe_key) DO NOTHING`` and upsert the call row and transcript lines only
   ``WHERE EXISTS`` the event row was inserted, so a duplicate writes nothing and returns false.
+* Caller memory (``remember_caller``, ``forget_caller``) is one statement per job on the same
+  writer, so it is ordered with every other write and acknowledged only once committed.
 * **Reads** use a pool of ``read_pool_size`` autocommit connections (an ``asyncio.Queue`` of
   them); a connection found broken is replaced and the read retried once.
 * **Migrations** run once per open, each in its own transaction holding
@@ -107,6 +109,29 @@ def _commit_params(prepared: codec.PreparedCommit) -> tuple[str, list[Any]]:
     if prepared.transcript:
         params.extend(list(column) for column in zip(*prepared.transcript, strict=True))
     return _COMMIT_SQL[key], params
+
+
+# Caller memory: append the note and keep the newest max_entries in one statement (the row is
+# locked by the upsert, so concurrent notes for one caller never lose each other), then drop the
+# other callers beyond the newest max_callers - 1. Sibling CTEs share one snapshot: the prune
+# cannot see (or delete) the row written next to it, hence "other callers".
+_REMEMBER_SQL = (
+    "WITH up AS (INSERT INTO caller_memory AS m (caller, notes, updated_at)"
+    " VALUES (%s::text, jsonb_build_array(%s::text), %s::float8)"
+    " ON CONFLICT (caller) DO UPDATE SET"
+    " notes = (SELECT jsonb_agg(x.e ORDER BY x.i)"
+    " FROM jsonb_array_elements(m.notes || EXCLUDED.notes) WITH ORDINALITY AS x(e, i)"
+    " WHERE x.i > jsonb_array_length(m.notes) + 1 - %s::int),"
+    " updated_at = EXCLUDED.updated_at"
+    " RETURNING 1),"
+    " pruned AS (DELETE FROM caller_memory WHERE caller IN (SELECT caller FROM caller_memory"
+    " WHERE caller <> %s::text ORDER BY updated_at DESC, caller DESC OFFSET %s::int))"
+    " SELECT EXISTS (SELECT 1 FROM up)"
+)
+_FORGET_SQL = (
+    "WITH d AS (DELETE FROM caller_memory WHERE caller = %s RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM d)"
+)
 
 
 def redact_url(url: str) -> str:
@@ -406,6 +431,12 @@ class PostgresStore(Store):
         if prepared.is_empty:
             return True
         sql, params = _commit_params(prepared)
+        return await self._submit(sql, params)
+
+    async def _submit(self, sql: str, params: list[Any]) -> bool:
+        """Queue one statement for the writer; resolves after its transaction committed."""
+        if not self._open or self._queue is None:
+            raise StoreError("PostgreSQL store is not open")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._submitted += 1
         self._queue.put_nowait(_Job(sql, params, future))
@@ -484,3 +515,35 @@ class PostgresStore(Store):
             (call_id,),
         )
         return [codec.row_to_event(r) for r in rows]
+
+    async def caller_notes(self, caller: str) -> list[str]:
+        if codec.unstorable(caller):
+            return []
+        rows = await self._fetch("SELECT notes FROM caller_memory WHERE caller = %s", (caller,))
+        return codec.decode_notes(rows[0][0]) if rows else []
+
+    async def remember_caller(
+        self,
+        caller: str,
+        note: str,
+        *,
+        max_entries: int,
+        max_chars: int,
+        max_callers: int,
+        now: float,
+    ) -> None:
+        w = codec.prepare_caller_note(
+            caller,
+            note,
+            max_entries=max_entries,
+            max_chars=max_chars,
+            max_callers=max_callers,
+            now=now,
+        )
+        params: list[Any] = [w.caller, w.note, w.now, w.max_entries, w.caller, w.max_callers - 1]
+        await self._submit(_REMEMBER_SQL, params)
+
+    async def forget_caller(self, caller: str) -> bool:
+        if codec.unstorable(caller):
+            return False
+        return await self._submit(_FORGET_SQL, [caller])

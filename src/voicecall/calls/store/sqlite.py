@@ -9,6 +9,10 @@ Design
   after ``COMMIT`` has returned are the callers' futures resolved: persist before acknowledge.
   Under concurrency many commits share one transaction (group commit); a lone commit still takes
   a single short transaction.
+* Caller-memory writes (``remember_caller``, ``forget_caller``) are jobs on the same queue: a
+  caller's notes are read, appended to, trimmed and written back inside the writer's
+  transaction, so two notes for one caller never lose each other, and they are acknowledged only
+  once committed, like ``commit()``.
 * **Reads** run on a separate read-only connection in a dedicated reader thread; WAL lets them
   proceed while the writer commits, and they always see every acknowledged commit.
 * **Durability**: ``journal_mode=WAL`` with ``synchronous=FULL`` (default): the WAL is fsynced
@@ -73,6 +77,17 @@ _UPSERT_TRANSCRIPT = (
     " ON CONFLICT (call_id, seq) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in codec.TRANSCRIPT_COLUMNS[2:])
 )
+_SELECT_NOTES = "SELECT notes FROM caller_memory WHERE caller = ?"
+_UPSERT_NOTES = (
+    "INSERT INTO caller_memory (caller, notes, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (caller) DO UPDATE SET notes = excluded.notes, updated_at = excluded.updated_at"
+)
+# every other caller beyond the newest max_callers - 1 (the caller just written is kept)
+_PRUNE_CALLERS = (
+    "DELETE FROM caller_memory WHERE caller IN (SELECT caller FROM caller_memory"
+    " WHERE caller <> ? ORDER BY updated_at DESC, caller DESC LIMIT -1 OFFSET ?)"
+)
+_DELETE_CALLER = "DELETE FROM caller_memory WHERE caller = ?"
 _TERMINAL_IN = ", ".join("?" * len(codec.TERMINAL_STATE_VALUES))
 _ACTIVE_IN = ", ".join("?" * len(codec.ACTIVE_STATE_VALUES))
 
@@ -88,9 +103,12 @@ class WriterStats:
     items: int  # jobs applied in those transactions
 
 
+_Write = codec.PreparedCommit | codec.CallerNote | codec.ForgetCaller
+
+
 @dataclass(slots=True)
 class _Job:
-    prepared: codec.PreparedCommit
+    prepared: _Write
     future: asyncio.Future[bool]
     loop: asyncio.AbstractEventLoop
 
@@ -104,7 +122,11 @@ def _translate(exc: BaseException, doing: str) -> StoreError:
     return StoreError(f"SQLite store: {doing} failed: {type(exc).__name__}: {exc}")
 
 
-def _statements(prepared: codec.PreparedCommit) -> int:
+def _statements(prepared: _Write) -> int:
+    if isinstance(prepared, codec.CallerNote):
+        return 3  # read, upsert, prune: under a savepoint
+    if isinstance(prepared, codec.ForgetCaller):
+        return 1
     return (
         (prepared.event is not None)
         + (prepared.call is not None)
@@ -242,7 +264,17 @@ class SQLiteStore(Store):
             conn.close()
 
     def _configure_writer(self, conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        # Switching a new file to WAL answers SQLITE_BUSY at once, without the busy handler,
+        # while another process opening the same file holds a lock: retry within busy_timeout.
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
         if mode is None or str(mode[0]).lower() != "wal":
             raise StoreError(f"SQLite store: cannot enable WAL mode on {self._path}")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -324,9 +356,11 @@ class SQLiteStore(Store):
                 conn.execute("SAVEPOINT item")
                 try:
                     ok = self._apply_one(conn, prepared)
-                except sqlite3.Error as exc:
+                except (sqlite3.Error, StoreError) as exc:
                     conn.execute("ROLLBACK TO item")
-                    outcomes.append(_translate(exc, "commit"))
+                    outcomes.append(
+                        exc if isinstance(exc, StoreError) else _translate(exc, "commit")
+                    )
                 else:
                     outcomes.append(ok)
                 conn.execute("RELEASE item")
@@ -339,7 +373,16 @@ class SQLiteStore(Store):
         return outcomes
 
     @staticmethod
-    def _apply_one(conn: sqlite3.Connection, prepared: codec.PreparedCommit) -> bool:
+    def _apply_one(conn: sqlite3.Connection, prepared: _Write) -> bool:
+        if isinstance(prepared, codec.CallerNote):
+            row = conn.execute(_SELECT_NOTES, (prepared.caller,)).fetchone()
+            old = codec.decode_notes(row[0]) if row is not None else []
+            notes = codec.append_note(old, prepared.note, prepared.max_entries)
+            conn.execute(_UPSERT_NOTES, (prepared.caller, codec.encode_notes(notes), prepared.now))
+            conn.execute(_PRUNE_CALLERS, (prepared.caller, prepared.max_callers - 1))
+            return True
+        if isinstance(prepared, codec.ForgetCaller):
+            return conn.execute(_DELETE_CALLER, (prepared.caller,)).rowcount > 0
         if prepared.event is not None:
             cur = conn.execute(_INSERT_EVENT, prepared.event)
             if cur.rowcount == 0:
@@ -403,6 +446,12 @@ class SQLiteStore(Store):
             raise StoreError("SQLite store is not open")
         if prepared.is_empty:
             return True
+        return await self._submit(prepared)
+
+    async def _submit(self, prepared: _Write) -> bool:
+        """Queue one write for the writer thread; resolves after its transaction committed."""
+        if not self._open:
+            raise StoreError("SQLite store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._submitted += 1
@@ -498,6 +547,37 @@ class SQLiteStore(Store):
             ).fetchall()
         )
         return [codec.row_to_event(r) for r in rows]
+
+    async def caller_notes(self, caller: str) -> list[str]:
+        if codec.unstorable(caller):
+            return []
+        row = await self._read(lambda c: c.execute(_SELECT_NOTES, (caller,)).fetchone())
+        return [] if row is None else codec.decode_notes(row[0])
+
+    async def remember_caller(
+        self,
+        caller: str,
+        note: str,
+        *,
+        max_entries: int,
+        max_chars: int,
+        max_callers: int,
+        now: float,
+    ) -> None:
+        prepared = codec.prepare_caller_note(
+            caller,
+            note,
+            max_entries=max_entries,
+            max_chars=max_chars,
+            max_callers=max_callers,
+            now=now,
+        )
+        await self._submit(prepared)
+
+    async def forget_caller(self, caller: str) -> bool:
+        if codec.unstorable(caller):
+            return False
+        return await self._submit(codec.ForgetCaller(caller))
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], _Outcome]]) -> None:
