@@ -218,3 +218,21 @@ async def test_emulator_command_refuses_default_token_off_loopback() -> None:
     assert proc.returncode == 2 and "refusing the well-known auth token" in err
     code, out, _ = await run_cli("emulator", "load", "--help")
     assert code == 0 and "voicecall emulator load" in out and "--streams" in out
+
+
+async def test_forget_erases_a_callers_memory_through_the_api(tmp_path: Path) -> None:
+    caller = "+14155550123"
+    async with server(tmp_path, token="s3cret-token-123") as (app, _url, config):
+        assert app.manager is not None
+        store = app.manager.store
+        limits = {"max_entries": 10, "max_chars": 400, "max_callers": 100, "now": 1.0}
+        await store.remember_caller(caller, "2026-11-20: asked about a table", **limits)
+        await store.remember_caller("+14155550124", "someone else", **limits)
+        code, out, err = await run_cli("forget", "--caller", caller, config=config)
+        assert code == 0 and f"forgot {caller}" in out, err
+        assert await store.caller_notes(caller) == []
+        assert await store.caller_notes("+14155550124") == ["someone else"]  # only that caller
+        code, out, _ = await run_cli("forget", "--caller", caller, config=config)
+        assert code == 0 and "nothing was remembered" in out
+        code, _, err = await run_cli("forget", "--caller", "12345", config=config)
+        assert code == 1 and "Traceback" not in err and "E.164" in err

@@ -20,6 +20,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 
@@ -271,6 +272,11 @@ class Client:
             timeout=(timeout or 3600.0) + 30.0,
         )
         return str(doc["transcript"])
+
+    async def forget_caller(self, number: str) -> bool:
+        """Erase what the responder remembers about a caller (E.164); ``True`` if it knew them."""
+        doc = await self._request("DELETE", f"/api/callers/{quote(number, safe='+')}/memory")
+        return bool(doc["forgotten"])
 
     async def end(self, call_id: str, message: str | None = None) -> CallInfo:
         """Hang up, after saying ``message`` if given. Idempotent."""

@@ -805,6 +805,14 @@ class CallManager:
             live.transcript_seq += 1
         self._publish_line(line)
 
+    async def forget_caller(self, number: str) -> bool:
+        """Erase what is remembered about a caller (E.164); ``True`` if there was something.
+
+        Works whether or not a responder is configured: memory written earlier is erased too.
+        """
+        caller = parse_e164(number, field="caller")
+        return await self.store.forget_caller(caller)
+
     async def end_call(self, call_id: str, *, message: str | None = None) -> CallRecord:
         """Hang up (after saying ``message``, if given). Idempotent."""
         live = self._live.get(call_id)

@@ -231,6 +231,17 @@ def end(
 
 
 @app.command()
+def forget(
+    caller: Annotated[str, typer.Option("--caller", help="E.164 number, e.g. +14155550123")],
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Erase what the responder remembers about a caller."""
+    known = _run(lambda c: c.forget_caller(caller), config, url)
+    out.print(f"forgot {caller}" if known else f"nothing was remembered about {caller}")
+
+
+@app.command()
 def status(
     call_id: Annotated[str | None, typer.Option("--call-id")] = None,
     config: ConfigOpt = None,

@@ -102,6 +102,11 @@ class ContinueResult(BaseModel):
     transcript: str
 
 
+class Forgotten(BaseModel):
+    caller: str
+    forgotten: bool = Field(description="False when nothing was remembered about this caller")
+
+
 class Problem(BaseModel):
     type: str = "about:blank"
     title: str
@@ -217,6 +222,11 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
     @api.post("/api/calls/{call_id}/end", response_model=CallOut, response_model_by_alias=True)
     async def end_call(call_id: str, _: Auth, m: Manager, body: EndCall | None = None) -> CallOut:
         return _call_out(await m.end_call(call_id, message=body.message if body else None))
+
+    @api.delete("/api/callers/{number}/memory", response_model=Forgotten)
+    async def forget_caller(number: str, _: Auth, m: Manager) -> Forgotten:
+        """Erase the responder's memory of a caller (summaries of past calls)."""
+        return Forgotten(caller=number, forgotten=await m.forget_caller(number))
 
     @api.get("/api/events", response_class=StreamingResponse)
     async def events(request: Request, _: Auth, m: Manager) -> StreamingResponse:
