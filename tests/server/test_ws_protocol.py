@@ -191,3 +191,42 @@ async def test_without_the_protocol_the_app_gets_plain_asgi() -> None:
         async with asyncio.timeout(5):
             await app.done.wait()
     assert app.lane is None and app.got == [("asgi", "hello")]
+
+
+async def test_texts_after_the_peers_close_frame_in_the_same_read_are_dropped() -> None:
+    """A raw client writes text, close, text in one segment: only the first text is delivered."""
+    import base64
+    import os as _os
+
+    from websockets.frames import Close, Frame, Opcode
+
+    app = LaneApp()
+    async with serve(app, ws=DirectWebSocketProtocol, ws_per_message_deflate=False) as hostport:
+        host, port = hostport.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = base64.b64encode(_os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /stream HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        await asyncio.sleep(0.1)  # the app has opened the lane
+
+        def frame(op: Opcode, data: bytes) -> bytes:
+            return Frame(op, data).serialize(mask=True)
+
+        writer.write(
+            frame(Opcode.TEXT, b"first")
+            + frame(Opcode.CLOSE, Close(1000, "bye").serialize())
+            + frame(Opcode.TEXT, b"after close")
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):
+            await app.done.wait()
+        writer.close()
+    assert app.got == [("lane", "first")]
+    assert app.disconnect is not None and app.disconnect["code"] == 1000

@@ -136,8 +136,8 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
                 return
 
     def _deliver_text(self, text: str) -> None:
-        if self.close_sent:
-            return  # the app is past websocket.close: discard, as uvicorn does
+        if self.close_sent or self.conn.state is not State.OPEN:
+            return  # past a close (ours or the peer's, earlier in this read): discard
         on_text = self._on_text
         if on_text is None or not self.queue.empty():  # behind a queued message: queue it too
             self.queue.put_nowait({"type": "websocket.receive", "text": text})
