@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from voicecall.calls.model import CallRecord, TranscriptEntry
+from voicecall.calls.store import codec
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +91,10 @@ class Store(ABC):
     @abstractmethod
     async def events(self, call_id: str) -> list[EventRow]: ...
 
-    @abstractmethod
     async def caller_notes(self, caller: str) -> list[str]:
         """The notes remembered about ``caller``, oldest first (``[]`` if none)."""
+        return [] if codec.unstorable(caller) else await self._caller_notes(caller)
 
-    @abstractmethod
     async def remember_caller(
         self,
         caller: str,
@@ -112,10 +112,31 @@ class Store(ABC):
         recently updated *other* callers (the caller just written is always kept). Bounds below 1
         or an empty caller are a ``ValueError``; NUL characters a ``StoreError``.
         """
+        await self._remember_caller(
+            codec.prepare_caller_note(
+                caller,
+                note,
+                max_entries=max_entries,
+                max_chars=max_chars,
+                max_callers=max_callers,
+                now=now,
+            )
+        )
 
-    @abstractmethod
     async def forget_caller(self, caller: str) -> bool:
         """Drop everything remembered about ``caller``; ``True`` if there was something."""
+        return False if codec.unstorable(caller) else await self._forget_caller(caller)
+
+    # Backends implement only the I/O; the checks above run once, before it, for both.
+
+    @abstractmethod
+    async def _caller_notes(self, caller: str) -> list[str]: ...
+
+    @abstractmethod
+    async def _remember_caller(self, write: codec.CallerNote) -> None: ...
+
+    @abstractmethod
+    async def _forget_caller(self, caller: str) -> bool: ...
 
 
 def open_store_from_url(url: str) -> Store:

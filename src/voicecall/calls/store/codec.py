@@ -30,7 +30,7 @@ from voicecall.calls.model import (
     Speaker,
     TranscriptEntry,
 )
-from voicecall.calls.store.base import EventRow
+from voicecall.calls.store import base  # base uses codec too: attribute access at call time only
 from voicecall.errors import StoreError
 
 #: Column order of the ``calls`` table as used by every statement (``call_id`` first).
@@ -170,14 +170,16 @@ def row_to_call(row: Row) -> CallRecord:
     )
 
 
-def event_to_row(event: EventRow) -> tuple[Any, ...]:
-    if not isinstance(event, EventRow):
+def event_to_row(event: base.EventRow) -> tuple[Any, ...]:
+    if not isinstance(event, base.EventRow):
         raise TypeError(f"expected EventRow, got {type(event).__name__}")
     return (event.dedupe_key, event.call_id, event.kind, float(event.at), event.detail)
 
 
-def row_to_event(row: Row) -> EventRow:
-    return EventRow(dedupe_key=row[0], call_id=row[1], kind=row[2], at=float(row[3]), detail=row[4])
+def row_to_event(row: Row) -> base.EventRow:
+    return base.EventRow(
+        dedupe_key=row[0], call_id=row[1], kind=row[2], at=float(row[3]), detail=row[4]
+    )
 
 
 def transcript_to_row(entry: TranscriptEntry) -> tuple[Any, ...]:
@@ -208,7 +210,7 @@ def row_to_transcript(row: Row) -> TranscriptEntry:
 
 def prepare_commit(
     call: CallRecord | None,
-    event: EventRow | None,
+    event: base.EventRow | None,
     transcript: Sequence[TranscriptEntry],
 ) -> PreparedCommit:
     """Validate and encode one commit. Raises ``StoreError``/``TypeError`` before any I/O.

@@ -516,34 +516,13 @@ class PostgresStore(Store):
         )
         return [codec.row_to_event(r) for r in rows]
 
-    async def caller_notes(self, caller: str) -> list[str]:
-        if codec.unstorable(caller):
-            return []
+    async def _caller_notes(self, caller: str) -> list[str]:
         rows = await self._fetch("SELECT notes FROM caller_memory WHERE caller = %s", (caller,))
         return codec.decode_notes(rows[0][0]) if rows else []
 
-    async def remember_caller(
-        self,
-        caller: str,
-        note: str,
-        *,
-        max_entries: int,
-        max_chars: int,
-        max_callers: int,
-        now: float,
-    ) -> None:
-        w = codec.prepare_caller_note(
-            caller,
-            note,
-            max_entries=max_entries,
-            max_chars=max_chars,
-            max_callers=max_callers,
-            now=now,
-        )
+    async def _remember_caller(self, w: codec.CallerNote) -> None:
         params: list[Any] = [w.caller, w.note, w.now, w.max_entries, w.caller, w.max_callers - 1]
         await self._submit(_REMEMBER_SQL, params)
 
-    async def forget_caller(self, caller: str) -> bool:
-        if codec.unstorable(caller):
-            return False
+    async def _forget_caller(self, caller: str) -> bool:
         return await self._submit(_FORGET_SQL, [caller])

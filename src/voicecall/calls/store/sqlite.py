@@ -548,35 +548,14 @@ class SQLiteStore(Store):
         )
         return [codec.row_to_event(r) for r in rows]
 
-    async def caller_notes(self, caller: str) -> list[str]:
-        if codec.unstorable(caller):
-            return []
+    async def _caller_notes(self, caller: str) -> list[str]:
         row = await self._read(lambda c: c.execute(_SELECT_NOTES, (caller,)).fetchone())
         return [] if row is None else codec.decode_notes(row[0])
 
-    async def remember_caller(
-        self,
-        caller: str,
-        note: str,
-        *,
-        max_entries: int,
-        max_chars: int,
-        max_callers: int,
-        now: float,
-    ) -> None:
-        prepared = codec.prepare_caller_note(
-            caller,
-            note,
-            max_entries=max_entries,
-            max_chars=max_chars,
-            max_callers=max_callers,
-            now=now,
-        )
-        await self._submit(prepared)
+    async def _remember_caller(self, write: codec.CallerNote) -> None:
+        await self._submit(write)
 
-    async def forget_caller(self, caller: str) -> bool:
-        if codec.unstorable(caller):
-            return False
+    async def _forget_caller(self, caller: str) -> bool:
         return await self._submit(codec.ForgetCaller(caller))
 
 
