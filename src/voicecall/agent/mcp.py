@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from pydantic import Field
 from voicecall import __version__
 from voicecall.agent.client import CallInfo, Client, ClientError, ServerUnreachable
 from voicecall.errors import VoicecallError
+from voicecall.netaddr import is_loopback
 
 log = logging.getLogger("voicecall.mcp")
 
@@ -366,15 +366,6 @@ def http_app(
     server = build_server(client, poll_seconds=poll_seconds)
     app: Any = server.streamable_http_app(streamable_http_path=path, host=host)
     return BearerGuard(app, token) if token else app
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 async def serve_http(

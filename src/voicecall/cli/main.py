@@ -8,7 +8,6 @@ traceback, and exit non-zero.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -22,6 +21,7 @@ from voicecall.agent.client import CallInfo, Client
 from voicecall.cli.common import ConfigOpt, UrlOpt, fail, out, settings_from
 from voicecall.config import Settings
 from voicecall.errors import ConfigError, VoicecallError
+from voicecall.netaddr import is_loopback
 
 app = typer.Typer(
     name="voicecall",
@@ -127,7 +127,7 @@ def serve(
 def serve_problems(settings: Settings) -> list[str]:
     """Reasons the server must not start with these settings."""
     problems = []
-    if not _is_loopback(settings.serve.bind) and settings.api.token is None:
+    if not is_loopback(settings.serve.bind) and settings.api.token is None:
         problems.append(
             f"serve.bind: {settings.serve.bind} is reachable from other machines; "
             "set api.token (VOICECALL_API__TOKEN) first"
@@ -140,15 +140,6 @@ def serve_problems(settings: Settings) -> list[str]:
         if not settings.public_url:
             problems.append("public_url: required (the https origin Twilio can reach)")
     return problems
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @app.command()

@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import ipaddress
 import json
 import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
+
+from voicecall.netaddr import is_loopback
 
 T = TypeVar("T")
 
@@ -38,15 +39,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m voicecall.emulato
     if argv and argv[0] == "sink":
         return sink_main(argv[1:], prog=f"{prog} sink")
     return server_main(argv, prog=prog)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def resolve_credentials(
@@ -97,7 +89,7 @@ def server_main(argv: list[str], prog: str = "python -m voicecall.emulator") -> 
     )
     args = parser.parse_args(argv)
     sid, token, note = resolve_credentials(args.account_sid, args.auth_token)
-    if token == DEFAULT_AUTH_TOKEN and not _is_loopback(args.host):
+    if token == DEFAULT_AUTH_TOKEN and not is_loopback(args.host):
         parser.error(
             f"refusing the well-known auth token on non-loopback --host {args.host}: "
             f"set {ENV_AUTH_TOKEN} or --auth-token"

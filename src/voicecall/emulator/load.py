@@ -15,7 +15,6 @@ and the stream URLs it answers with: the run is aborted when one points elsewher
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import resource
 import secrets
 import time
@@ -28,6 +27,7 @@ from voicecall.emulator.lateness import LatenessHistogram
 from voicecall.emulator.runtime import Emulator
 from voicecall.emulator.sim import TERMINAL, CallStatus
 from voicecall.emulator.ticker import FrameTicker
+from voicecall.netaddr import is_loopback
 
 __all__ = [
     "MAX_STREAMS",
@@ -54,12 +54,7 @@ def is_loopback_url(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https", "ws", "wss"} or not parts.hostname:
         return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(parts.hostname)
 
 
 @dataclass(frozen=True, slots=True)
