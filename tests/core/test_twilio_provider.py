@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
-import httpx
 from twilio.twiml.voice_response import Connect, Gather, VoiceResponse
 
-from voicecall.config import load_config
 from voicecall.providers.base import Listen, Reply
-from voicecall.providers.twilio import TwilioProvider
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
-def provider() -> TwilioProvider:
-    settings = load_config(
-        env={},
-        overrides={
-            "public_url": "https://voice.example.com",
-            "twilio": {"account_sid": "AC" + "1" * 32, "auth_token": "t0ken"},
-        },
-    )
-    return TwilioProvider(settings, httpx.AsyncClient())
+from twilio_provider import provider
 
 
 def tree(xml: str) -> list[tuple[str, dict[str, str], str]]:

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-
-import httpx
+import sys
+from pathlib import Path
 
 from voicecall.calls.manager import _differs
 from voicecall.calls.model import CallMode, CallRecord, CallState, Direction, EndReason
-from voicecall.config import load_config
 from voicecall.providers.base import ProviderResponse, Reply
-from voicecall.providers.twilio import TwilioProvider
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
-def provider() -> TwilioProvider:
-    settings = load_config(
-        env={},
-        overrides={
-            "public_url": "https://voice.example.com",
-            "twilio": {"account_sid": "AC" + "1" * 32, "auth_token": "t0ken"},
-        },
-    )
-    return TwilioProvider(settings, httpx.AsyncClient())
+from twilio_provider import provider
 
 
 def test_empty_reply_rendered_once_is_what_twiml_for_renders() -> None:
