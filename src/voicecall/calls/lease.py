@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import logging
 import os
+from abc import ABC, abstractmethod
 from typing import Any, Final
 
 from voicecall.calls.store.base import Store
@@ -33,25 +34,34 @@ log = logging.getLogger("voicecall.lease")
 _LEASE_CLASS: Final = 0x766F6C73  # "vols": first key of pg_try_advisory_lock(int, int)
 
 
-class Lease:
-    """Held by at most one process at a time. The base class is :class:`SoleLease`'s behaviour."""
+class Lease(ABC):
+    """Held by at most one process at a time."""
 
     where = "this process"
 
+    @abstractmethod
     async def try_acquire(self) -> bool:
         """Take the lease if it is free (``True`` also when already held by us)."""
-        return True
 
+    @abstractmethod
     async def held(self) -> bool:
         """Whether we still hold it (a lost database connection means we do not)."""
-        return True
 
-    async def release(self) -> None:
-        return None
+    @abstractmethod
+    async def release(self) -> None: ...
 
 
 class SoleLease(Lease):
     """For stores no other process can reach: always held."""
+
+    async def try_acquire(self) -> bool:
+        return True
+
+    async def held(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        return None
 
 
 class FileLease(Lease):
