@@ -18,6 +18,7 @@ def test_public_names_match_all() -> None:
         "voice",
         "cli",
         "emulator",
+        "netaddr",
     }
     assert public | {"__version__"} == set(voicecall.__all__)
     for name in voicecall.__all__:
