@@ -63,14 +63,17 @@ def _why_not_e164(raw: str) -> str:
     stripped = raw.strip()
     if stripped != raw and _E164.fullmatch(stripped):
         return "has spaces around the number: give exactly the E.164 number, e.g. +14155550100"
+    if not raw.startswith("+") and stripped.startswith("+"):
+        return "has spaces before the +: give exactly the E.164 number, e.g. +14155550100"
     if not raw.startswith("+"):
         return "is not in E.164 form (it must start with + and the country code, e.g. +14155550100)"
     run = _DIGIT_RUN.match(raw)
     rest = raw[run.end() :] if run else raw[1:]
-    if run and rest and not any(ch in "0123456789" for ch in rest):
+    if run and rest and (_valid(run.group()) or not any(ch in "0123456789" for ch in rest)):
         if rest.strip(" ") == "" or _REPAIRABLE.fullmatch(rest):
             return "has something after the number: nothing may follow it"
-        return f"has {_shown(rest)} after the number: nothing may follow it (no extension)"
+        letters = "; letters are not converted to digits" if any(c.isalpha() for c in rest) else ""
+        return f"has {_shown(rest)} after the number: nothing may follow it (no extension{letters})"
     if any(ch.isalpha() for ch in raw):
         return "contains letters: write the digits (letters are not converted), e.g. +14155550100"
     if _REPAIRABLE.fullmatch(raw):
@@ -84,6 +87,13 @@ def _why_not_e164(raw: str) -> str:
         hint = f"; did you mean +{digits}?" if _E164.fullmatch("+" + digits) else ""
         return f"is not in E.164 form: only digits may follow the + (no spaces, punctuation){hint}"
     return "is not in E.164 form: + and 2-15 ASCII digits, nothing before or after"
+
+
+def _valid(e164: str) -> bool:
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def normalize_caller_id(raw: str | None) -> str | None:

@@ -170,8 +170,13 @@ async def test_outbound_counts_windows_and_talk_time(store: Store) -> None:
     assert await store.outbound_counts(ALICE, now=NOW) == OutboundCounts(0, 0, 0.0)
     calls = [
         # to ALICE, 2 h ago, talked 60 s
-        outbound(ALICE, NOW - 7200, answered_at=NOW - 7190, ended_at=NOW - 7130,
-                 state=CallState.COMPLETED),
+        outbound(
+            ALICE,
+            NOW - 7200,
+            answered_at=NOW - 7190,
+            ended_at=NOW - 7130,
+            state=CallState.COMPLETED,
+        ),
         # to ALICE, 10 min ago, answered 30 s before now and still up: 30 s so far
         outbound(ALICE, NOW - 600, answered_at=NOW - 30, state=CallState.ANSWERED),
         # to BOB, 5 min ago, never answered

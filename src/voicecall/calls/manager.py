@@ -47,6 +47,7 @@ from voicecall.calls.model import (
     TranscriptEntry,
     new_call_id,
 )
+from voicecall.calls.outbound import OutboundGate, Requester
 from voicecall.calls.states import Action, Signal
 from voicecall.calls.store.base import CallPage, EventRow, Store
 from voicecall.config import InboundPolicy, Settings
@@ -56,7 +57,6 @@ from voicecall.errors import (
     InvalidRequest,
     ProviderError,
     StoreError,
-    TooManyCalls,
     TurnTimeout,
     UnknownCall,
 )
@@ -137,6 +137,8 @@ class CallManager:
         self.memory = memory
         #: how long a dial whose create response was lost waits for a confirming webhook
         self.unconfirmed_dial_seconds = UNCONFIRMED_DIAL_SECONDS
+        #: the outbound policy and audit trail every dialled number goes through
+        self.outbound = OutboundGate(settings, store, clock=clock)
         self.counters: dict[str, int] = {
             "calls_placed": 0,
             "calls_finalized": 0,
@@ -236,10 +238,30 @@ class CallManager:
 
     # ------------------------------------------------------------------ outbound
 
+    async def check_outbound(
+        self,
+        number: str,
+        *,
+        surface: str = "api",
+        token_fingerprint: str | None = None,
+        field: str = "to",
+    ) -> str:
+        """The outbound policy for a number dialled within a call that is up (a transfer):
+        returns it in E.164 or raises (and audits) the refusal. See :class:`OutboundGate`."""
+        return await self.outbound.check_outbound(
+            number, surface=surface, token_fingerprint=token_fingerprint, field=field
+        )
+
     async def place_call(
-        self, *, to: str | None, message: str, mode: CallMode | str | None = None
+        self,
+        *,
+        to: str | None,
+        message: str,
+        mode: CallMode | str | None = None,
+        requester: Requester | None = None,
     ) -> CallRecord:
-        """Store the call, then dial it. Returns the stored record (state ``initiated``)."""
+        """Check the outbound policy, store the call, audit it, then dial it. Returns the
+        stored record (state ``initiated``)."""
         to_number = parse_e164(to, field="to") if to else self.settings.to_number
         if not to_number:
             raise InvalidPhoneNumber("to: no number given and no default to_number configured")
@@ -247,33 +269,48 @@ class CallManager:
             raise InvalidPhoneNumber("from_number is not configured")
         message = _check_message(message)
         call_mode = CallMode(mode) if mode else CallMode(self.settings.outbound.default_mode.value)
-        if self.active_count >= self.settings.max_concurrent_calls:
-            raise TooManyCalls(
-                f"{self.active_count} call(s) active; max_concurrent_calls is "
-                f"{self.settings.max_concurrent_calls}"
+        who = requester or Requester()
+        async with self.outbound.lock:  # from the policy's counts to the stored call row
+            await self.outbound.check_outbound(
+                to_number,
+                surface=who.surface,
+                token_fingerprint=who.token_fingerprint,
+                active_calls=self.active_count,
             )
-        now = self._clock()
-        record = CallRecord(
-            call_id=new_call_id(),
-            direction=Direction.OUTBOUND,
-            mode=call_mode,
-            from_number=self.settings.from_number,
-            to_number=to_number,
-            provider=self.provider.name,
-            message=message,
-            created_at=now,
-            updated_at=now,
-            dial_started_at=now,
-        )
-        self._pending_dials += 1
+            now = self._clock()
+            record = CallRecord(
+                call_id=new_call_id(),
+                direction=Direction.OUTBOUND,
+                mode=call_mode,
+                from_number=self.settings.from_number,
+                to_number=to_number,
+                provider=self.provider.name,
+                message=message,
+                created_at=now,
+                updated_at=now,
+                dial_started_at=now,
+            )
+            self._pending_dials += 1
+            try:
+                await self.store.commit(
+                    record, transcript=[self._line(record, 0, Speaker.BOT, message, turn=0)]
+                )
+            finally:
+                self._pending_dials -= 1
+            live = self._register(record)
+            live.transcript_seq = 1
         try:
-            await self.store.commit(
-                record, transcript=[self._line(record, 0, Speaker.BOT, message, turn=0)]
+            await self.outbound.record_placed(
+                to_number,
+                record.call_id,
+                surface=who.surface,
+                token_fingerprint=who.token_fingerprint,
             )
-        finally:
-            self._pending_dials -= 1
-        live = self._register(record)
-        live.transcript_seq = 1
+        except StoreError as exc:  # a call the audit trail does not know is never dialled
+            await self._finalize(
+                record.call_id, EndReason.FAILED, error=f"not dialled: audit trail: {exc}"
+            )
+            raise
         self._arm(
             live,
             "ring",

@@ -332,9 +332,11 @@ def _quiet(facts: NumberFacts, quiet: QuietHours, now: float, field: str) -> Ref
                 f"outbound.quiet_hours {quiet} cannot be respected",
             )
         if quiet.contains(local.hour * 60 + local.minute):
-            several = f" (one of its {len(facts.time_zones)} time zones)" if len(
-                facts.time_zones
-            ) > 1 else ""
+            several = (
+                f" (one of its {len(facts.time_zones)} time zones)"
+                if len(facts.time_zones) > 1
+                else ""
+            )
             return Refusal(
                 rule,
                 FORBIDDEN,
