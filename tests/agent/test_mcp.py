@@ -24,7 +24,15 @@ from voicecall.agent.client import Client
 from voicecall.agent.mcp import serve_http
 from voicecall.errors import VoicecallError
 
-TOOLS = {"initiate_call", "continue_call", "speak_to_user", "end_call", "get_status", "list_calls"}
+TOOLS = {
+    "initiate_call",
+    "continue_call",
+    "speak_to_user",
+    "end_call",
+    "get_status",
+    "list_calls",
+    "block_number",
+}
 
 
 @contextlib.asynccontextmanager

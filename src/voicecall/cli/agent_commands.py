@@ -29,7 +29,7 @@ def mcp(
     url: UrlOpt = None,
 ) -> None:
     """Run the MCP server (tools: initiate_call, continue_call, speak_to_user, end_call,
-    get_status, list_calls). It talks to the running `voicecall serve`."""
+    get_status, list_calls, block_number). It talks to the running `voicecall serve`."""
     from voicecall import logs
     from voicecall.agent.client import Client
     from voicecall.agent.mcp import run_stdio, serve_http
@@ -42,7 +42,7 @@ def mcp(
     logs.register_secret(token)
 
     async def main() -> None:
-        async with Client.from_settings(settings, url, timeout=60.0) as client:
+        async with Client.from_settings(settings, url, timeout=60.0, surface="mcp") as client:
             if transport == "stdio":
                 await run_stdio(client)
             else:

@@ -33,9 +33,10 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
-    from voicecall.cli.agent_commands import register
+    from voicecall.cli import agent_commands, policy_commands
 
-    register(app)  # `voicecall mcp`, `voicecall expose`
+    agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
+    policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
 
 
 _register_extra_commands()
@@ -44,7 +45,7 @@ T = TypeVar("T")
 
 
 def _client(config: Path | None, url: str | None) -> Client:
-    return Client.from_settings(settings_from(config), url)
+    return Client.from_settings(settings_from(config), url, surface="cli")
 
 
 def _run(make: Callable[[Client], Awaitable[T]], config: Path | None, url: str | None) -> T:
