@@ -164,6 +164,15 @@ class Client:
     def __repr__(self) -> str:  # never shows the token
         return f"Client({self.url!r})"
 
+    @property
+    def surface(self) -> str:
+        """Which client this is for the server's audit trail (``X-Voicecall-Client``)."""
+        return str(self._http.headers["x-voicecall-client"])
+
+    @surface.setter
+    def surface(self, value: str) -> None:
+        self._http.headers["x-voicecall-client"] = value
+
     @classmethod
     def from_settings(
         cls,

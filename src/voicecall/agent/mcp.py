@@ -147,7 +147,9 @@ def _has_user_reply(info: CallInfo) -> bool:
 
 
 def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]:
-    """The MCP server, with its tools bound to ``client`` (the voicecall control API)."""
+    """The MCP server, with its tools bound to ``client`` (the voicecall control API; its
+    requests are marked as coming from MCP for the audit trail)."""
+    client.surface = "mcp"
     server: MCPServer[Any] = MCPServer(
         "voicecall",
         title="voicecall phone calls",
