@@ -21,6 +21,8 @@ ANONYMOUS_CALLER_IDS = frozenset(
 # E.164 exactly as written: "+", a country code that does not start with 0, at most 15 digits
 # in all. ASCII digits only ("\u0661" is a digit to str.isdigit(), not to a phone network).
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}", re.ASCII)
+#: the shape of an E.164 number as a JSON Schema ``pattern`` (validity needs phonenumbers)
+E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
 _DIGIT_RUN = re.compile(r"\+[0-9]+", re.ASCII)
 _REPAIRABLE = re.compile(r"[0-9+\s().\-/]+", re.ASCII)
 _SHOWN_CHARS = 40

@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -27,7 +27,8 @@ from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.calls.outbound import Requester, Surface, token_fingerprint
 from voicecall.config import Settings
 from voicecall.errors import VoicecallError
-from voicecall.server.api_docs import Problem, install_openapi, problems
+from voicecall.phone import E164_PATTERN
+from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
 from voicecall.textrules import SpokenText
@@ -46,7 +47,8 @@ PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
 class PlaceCall(BaseModel):
     to: str | None = Field(
         None,
-        max_length=32,
+        max_length=16,
+        json_schema_extra={"pattern": E164_PATTERN},
         description="E.164 number to call, exactly as written (e.g. +14155550100: no spaces, "
         "letters or extension); default: the configured to_number",
     )
@@ -157,13 +159,13 @@ def current_manager(request: Request) -> CallManager:
 def requester(
     request: Request,
     x_voicecall_client: Annotated[
-        Surface | None,
-        Header(description="Which client asks (for the audit trail); default api"),
-    ] = None,
+        Surface,
+        Header(description="Which client asks (for the audit trail)"),
+    ] = Surface.API,
 ) -> Requester:
     """Who asks: the client surface and the fingerprint of the token that authenticated."""
     return Requester(
-        surface=(x_voicecall_client or Surface.API).value,
+        surface=x_voicecall_client.value,
         token_fingerprint=request.app.state.token_fingerprint,
     )
 
@@ -191,7 +193,11 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
     api.state.token_fingerprint = token_fingerprint(token)
     api.state.get_manager = get_manager
     api.add_middleware(
-        ApiGuard, token=token, public_paths=PUBLIC_PATHS, routes=api.router.routes
+        ApiGuard,
+        token=token,
+        public_paths=PUBLIC_PATHS,
+        routes=api.router.routes,
+        query_names=lambda: query_names(api),
     )
     install_openapi(api, public_paths=PUBLIC_PATHS)
 
@@ -208,11 +214,12 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid":  # syntax, not content: 400
+            why = errors[0].get("ctx", {}).get("error", "invalid")
+            return problem(400, "Malformed request", f"body: not valid JSON ({why})")
         lines = []
-        for err in exc.errors():
-            if err.get("type") == "json_invalid":
-                lines.append(f"body: not valid JSON ({err.get('ctx', {}).get('error', 'invalid')})")
-                continue
+        for err in errors:
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             lines.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
         return problem(422, "Invalid request", "; ".join(lines))
@@ -229,7 +236,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         "/api/calls",
         status_code=201,
         response_model=CallCreated,
-        responses=problems(403, 415, 422, 429, 502),
+        responses=problems(400, 403, 415, 422, 429, 502),
     )
     async def place_call(body: PlaceCall, _: Auth, m: Manager, who: Who) -> CallCreated:
         """Place a call. The number must pass the outbound policy (403/429 naming the rule)."""
@@ -263,7 +270,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         "/api/calls/{call_id}/speak",
         response_model=CallOut,
         response_model_by_alias=True,
-        responses=problems(404, 409, 415, 422, 502),
+        responses=problems(400, 404, 409, 415, 422, 502),
     )
     async def speak(call_id: str, body: SayMessage, _: Auth, m: Manager) -> CallOut:
         return _call_out(await m.speak(call_id, body.message))
@@ -271,7 +278,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
     @api.post(
         "/api/calls/{call_id}/continue",
         response_model=ContinueResult,
-        responses=problems(404, 409, 415, 422, 502, 504),
+        responses=problems(400, 404, 409, 415, 422, 502, 504),
     )
     async def continue_call(
         call_id: str, body: ContinueCall, _: Auth, m: Manager
@@ -283,7 +290,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         "/api/calls/{call_id}/end",
         response_model=CallOut,
         response_model_by_alias=True,
-        responses=problems(404, 409, 415, 422, 502),
+        responses=problems(400, 404, 409, 415, 422, 502),
     )
     async def end_call(call_id: str, _: Auth, m: Manager, body: EndCall | None = None) -> CallOut:
         return _call_out(await m.end_call(call_id, message=body.message if body else None))
@@ -291,7 +298,13 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
     @api.delete(
         "/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422)
     )
-    async def forget_caller(number: str, _: Auth, m: Manager) -> Forgotten:
+    async def forget_caller(
+        number: Annotated[
+            str, Path(max_length=16, pattern=None, json_schema_extra={"pattern": E164_PATTERN})
+        ],
+        _: Auth,
+        m: Manager,
+    ) -> Forgotten:
         """Erase the responder's memory of a caller (summaries of past calls)."""
         return Forgotten(caller=number, forgotten=await m.forget_caller(number))
 

@@ -19,7 +19,7 @@ PROBLEM_JSON = "application/problem+json"
 _REF = "#/components/schemas/Problem"
 
 _WHY: dict[int, str] = {
-    400: "Malformed request",
+    400: "The body is not valid JSON (or not UTF-8)",
     401: "Missing or wrong bearer token (api.token)",
     403: "Refused by the outbound policy (`rule` names the setting or list)",
     404: "No such call, number or route",
@@ -100,3 +100,13 @@ def install_openapi(api: FastAPI, *, public_paths: frozenset[str]) -> None:
         return doc
 
     api.openapi = openapi  # type: ignore[method-assign]
+
+
+def query_names(api: FastAPI) -> dict[tuple[str, str], frozenset[str]]:
+    """``(METHOD, path template) -> query parameter names`` from the OpenAPI document."""
+    out: dict[tuple[str, str], frozenset[str]] = {}
+    for path, operations in api.openapi().get("paths", {}).items():
+        for method, op in operations.items():
+            names = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
+            out[(method.upper(), path)] = frozenset(names)
+    return out

@@ -8,6 +8,8 @@
 2. **Bodies must be JSON.** A request with a body to an operation that takes one gets 415 unless
    its ``Content-Type`` is ``application/json`` (or ``…+json``), instead of a confusing 422 about
    a "dictionary". Requests whose method the route does not allow fall through to the 405.
+3. **No unknown query parameters.** ``?actve=true`` is a 422 naming the parameter, not silently
+   ignored (the operation's parameters come from the OpenAPI document).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi.routing import APIRoute
 from starlette.routing import Match
@@ -95,11 +98,14 @@ class ApiGuard:
         token: str | None,
         public_paths: Iterable[str],
         routes: list[Any],
+        query_names: Callable[[], dict[tuple[str, str], frozenset[str]]],
     ) -> None:
         self.app = app
         self._token = token.encode() if token else None
         self._public = frozenset(public_paths)
         self._routes = routes  # the router's own list: routes added later are seen too
+        self._query_names = query_names
+        self._known: dict[tuple[str, str], frozenset[str]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,22 +124,43 @@ class ApiGuard:
                 [(b"www-authenticate", b"Bearer")],
             )
             return
-        if scope.get("method", "GET") in _BODY_METHODS and _has_body(scope):
-            route = self._route(scope)
-            if (
-                route is not None
-                and route.body_field is not None
-                and not _is_json(_header(scope, b"content-type"))
-            ):
-                await send_problem(
-                    send,
-                    415,
-                    "Unsupported Media Type",
-                    "the request body must be JSON (Content-Type: application/json)",
-                    [(b"accept-post", b"application/json")],
-                )
-                return
+        route = self._route(scope)
+        if route is None:  # 404 or 405: FastAPI answers
+            await self.app(scope, receive, send)
+            return
+        method = scope.get("method", "GET")
+        if (
+            method in _BODY_METHODS
+            and _has_body(scope)
+            and route.body_field is not None
+            and not _is_json(_header(scope, b"content-type"))
+        ):
+            await send_problem(
+                send,
+                415,
+                "Unsupported Media Type",
+                "the request body must be JSON (Content-Type: application/json)",
+                [(b"accept-post", b"application/json")],
+            )
+            return
+        unknown = self._unknown_query(scope, method, route.path)
+        if unknown is not None:
+            await send_problem(send, 422, "Invalid request", unknown)
+            return
         await self.app(scope, receive, send)
+
+    def _unknown_query(self, scope: Scope, method: str, path: str) -> str | None:
+        raw = scope.get("query_string", b"")
+        if not raw:
+            return None
+        if self._known is None:
+            self._known = self._query_names()
+        known = self._known.get((method.upper(), path), frozenset())
+        for name, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if name not in known:
+                allowed = ", ".join(sorted(known)) or "none"
+                return f"query.{name}: unknown parameter (this operation takes: {allowed})"
+        return None
 
     def _route(self, scope: Scope) -> APIRoute | None:
         for route in self._routes:

@@ -14,14 +14,15 @@ from pydantic import BaseModel, Field
 from voicecall.calls.manager import CallManager
 from voicecall.calls.store.base import AuditEntry, BlockedNumber
 from voicecall.errors import VoicecallError
+from voicecall.phone import E164_PATTERN
 from voicecall.server.api_docs import problems
 from voicecall.textrules import NoteText
 
 NumberPath = Annotated[
     str,
     Path(
-        min_length=1,
-        max_length=32,
+        max_length=16,
+        json_schema_extra={"pattern": E164_PATTERN},
         description="E.164 number exactly as written, e.g. +14155550100",
         examples=["+14155550100"],
     ),
@@ -97,7 +98,7 @@ def add_policy_routes(router: FastAPI, auth: Any) -> None:
         response_model=BlockedOut,
         status_code=201,
         responses=problems(
-            415, 422, success={200: {"model": BlockedOut, "description": "Already listed"}}
+            400, 415, 422, success={200: {"model": BlockedOut, "description": "Already listed"}}
         ),
         dependencies=deps,
     )
