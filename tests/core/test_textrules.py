@@ -59,3 +59,12 @@ def test_bad_text_is_refused_saying_why(text: str, says: str) -> None:
         Body(message=text)
     (err,) = info.value.errors()
     assert err["loc"] == ("message",) and says in err["msg"]
+
+
+@given(_texts)
+def test_the_published_pattern_means_the_same_to_a_rust_regex_engine(text: str) -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")  # what schemathesis validates with
+    from voicecall.textrules import PATTERN
+
+    validator = jsonschema_rs.validator_for({"type": "string", "pattern": PATTERN})
+    assert validator.is_valid(text) == matches_pattern(text), repr(text)

@@ -22,6 +22,14 @@ transcript_timeout_seconds = 180    # how long `continue` waits for the caller
 [outbound]
 default_mode = "notify"             # notify | conversation
 notify_hangup_delay_seconds = 3
+# The outbound policy (docs/security.md). Every number dialled must pass it.
+# allowed_countries = ["US"]        # default: the country of from_number; "*": any
+# allowed_number_types = ["fixed_line", "mobile", "fixed_line_or_mobile", "toll_free", "voip"]
+blocked_numbers = []                # never called (plus `voicecall block NUMBER`)
+max_calls_per_number_per_day = 10
+max_calls_per_hour = 30
+max_minutes_per_day = 240
+quiet_hours = "21:00-08:00"         # callee's local time; remove to call at any hour
 
 [twilio]
 # account_sid = "AC..."
