@@ -109,8 +109,8 @@ class TwilioSettings(_Section):
 
 class OutboundSettings(_Section):
     """``[outbound]``: how calls are placed, and the policy every dialled number must pass
-    (:mod:`voicecall.calls.policy`; docs/security.md lists every rule). ``None`` turns a
-    limit off."""
+    (:mod:`voicecall.calls.policy`; docs/security.md lists every rule). ``false`` (``None``)
+    turns a limit or the quiet hours off."""
 
     default_mode: CallMode = CallMode.NOTIFY
     notify_hangup_delay_seconds: float = Field(3.0, ge=0, le=60)
@@ -135,6 +135,20 @@ class OutboundSettings(_Section):
     the number; a number spanning several zones is refused if any of them is in it)."""
     audit_retention_days: int = Field(400, ge=1, le=36_500)
     """Audit-trail entries older than this are deleted."""
+
+    @field_validator(
+        "max_calls_per_number_per_day",
+        "max_calls_per_hour",
+        "max_minutes_per_day",
+        "quiet_hours",
+        mode="before",
+    )
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        # TOML has no null: `false` (or "off", e.g. from the environment) turns a limit off
+        if v is False or (isinstance(v, str) and v.strip().lower() in ("false", "off", "none")):
+            return None
+        return v
 
     @field_validator("allowed_countries")
     @classmethod
