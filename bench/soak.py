@@ -53,6 +53,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from voicecall.calls.model import TERMINAL_STATES
 from voicecall.emulator.faults import FaultConfig
 from voicecall.emulator.runtime import Emulator
 
@@ -61,18 +62,7 @@ ACCOUNT_SID = "AC" + "50a4" * 8
 AUTH_TOKEN = "soak-auth-token-" + "0123456789abcdef"
 API_TOKEN = "soak-api-token-" + "fedcba9876543210"
 FROM = "+14155550199"
-TERMINAL = {
-    "completed",
-    "busy",
-    "no-answer",
-    "failed",
-    "canceled",
-    "hangup-user",
-    "hangup-bot",
-    "error",
-    "rejected",
-    "timeout",
-}
+TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 WORDS = [
     "apple",
     "river",
@@ -523,7 +513,8 @@ def check(
                     unmatched[cut] -= 1
                     figures["lines accepted, stored cut off (barge-in)"] += 1
                     continue
-                failures.append(f"{name} {cid}: accepted bot line lost: {text!r}")
+                stored = [(ln["seq"], ln["speaker"], ln["text"][:40]) for ln in lines]
+                failures.append(f"{name} {cid}: accepted bot line lost: {text!r}; stored: {stored}")
                 figures["lines lost"] += 1
             for sim in sims:
                 for item in sim.heard:
@@ -707,7 +698,8 @@ async def soak(args: argparse.Namespace, workdir: Path) -> tuple[int, dict[str, 
     table.add_row("failures", str(len(failures)))
     Console().print(table)
     for line in failures[:40]:
-        console.print(f"[red]FAIL[/red] {line}", highlight=False)
+        console.print("[red]FAIL[/red] ", end="")
+        console.print(line, highlight=False, markup=False)
     if len(failures) > 40:
         console.print(f"… and {len(failures) - 40} more (--json has them all)")
     console.print(f"reproduce: .venv/bin/python {report['command']}", highlight=False)
