@@ -19,6 +19,7 @@ def test_public_names_match_all() -> None:
         "cli",
         "emulator",
         "netaddr",
+        "textrules",
     }
     assert public | {"__version__"} == set(voicecall.__all__)
     for name in voicecall.__all__:
