@@ -71,12 +71,12 @@ _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(codec.EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
     " ON CONFLICT (dedupe_key) DO NOTHING"
 )
-_UPSERT_TRANSCRIPT = (
+# no ON CONFLICT: a line that exists makes the commit fail (lines are never overwritten)
+_INSERT_TRANSCRIPT = (
     f"INSERT INTO transcript ({', '.join(codec.TRANSCRIPT_COLUMNS)})"  # noqa: S608
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (call_id, seq) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in codec.TRANSCRIPT_COLUMNS[2:])
 )
+_AMEND_TRANSCRIPT = "UPDATE transcript SET text = ?, final = ? WHERE call_id = ? AND seq = ?"
 _SELECT_NOTES = "SELECT notes FROM caller_memory WHERE caller = ?"
 _UPSERT_NOTES = (
     "INSERT INTO caller_memory (caller, notes, updated_at) VALUES (?, ?, ?)"
@@ -103,7 +103,7 @@ class WriterStats:
     items: int  # jobs applied in those transactions
 
 
-_Write = codec.PreparedCommit | codec.CallerNote | codec.ForgetCaller
+_Write = codec.PreparedCommit | codec.CallerNote | codec.ForgetCaller | codec.AmendLines
 
 
 @dataclass(slots=True)
@@ -127,6 +127,8 @@ def _statements(prepared: _Write) -> int:
         return 3  # read, upsert, prune: under a savepoint
     if isinstance(prepared, codec.ForgetCaller):
         return 1
+    if isinstance(prepared, codec.AmendLines):
+        return 2 if len(prepared.rows) > 1 else 1
     return (
         (prepared.event is not None)
         + (prepared.call is not None)
@@ -383,6 +385,8 @@ class SQLiteStore(Store):
             return True
         if isinstance(prepared, codec.ForgetCaller):
             return conn.execute(_DELETE_CALLER, (prepared.caller,)).rowcount > 0
+        if isinstance(prepared, codec.AmendLines):
+            return sum(conn.execute(_AMEND_TRANSCRIPT, row).rowcount for row in prepared.rows) > 0
         if prepared.event is not None:
             cur = conn.execute(_INSERT_EVENT, prepared.event)
             if cur.rowcount == 0:
@@ -390,7 +394,7 @@ class SQLiteStore(Store):
         if prepared.call is not None:
             conn.execute(_UPSERT_CALL, prepared.call)
         if prepared.transcript:
-            conn.executemany(_UPSERT_TRANSCRIPT, prepared.transcript)
+            conn.executemany(_INSERT_TRANSCRIPT, prepared.transcript)
         return True
 
     @staticmethod
@@ -557,6 +561,9 @@ class SQLiteStore(Store):
 
     async def _forget_caller(self, caller: str) -> bool:
         return await self._submit(codec.ForgetCaller(caller))
+
+    async def _amend_lines(self, write: codec.AmendLines) -> bool:
+        return await self._submit(write)
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], _Outcome]]) -> None:
