@@ -103,18 +103,26 @@ async def test_local_mode_checks_the_running_emulators_credentials(tmp_path: Pat
         settings = _local(tmp_path, emulator_port=emu.port)
         findings = await collect_findings(settings, env={})
         assert _failed(findings) == []
-        assert any("the emulator at" in f.what and "accepted" in f.what for f in findings)
+        assert any(
+            f.what == f"Twilio accepted the credentials (the emulator at {emu.base_url})"
+            for f in findings
+        )
         wrong = _local(tmp_path, emulator_port=emu.port, twilio={"auth_token": "not-the-token"})
         failed = _failed(await collect_findings(wrong, env={}))
         assert len(failed) == 1 and "account sid or auth token is wrong" in failed[0]
 
 
 async def test_local_public_url_must_reach_this_server(tmp_path: Path) -> None:
-    # no port: the emulator would post to :80; another port: not this server
-    for url in ("http://127.0.0.1", "http://127.0.0.1:4000"):
+    # no port: the emulator would post to :80; another port or https: not this server
+    for url in ("http://127.0.0.1", "http://127.0.0.1:4000", "https://127.0.0.1:3334"):
         settings = _local(tmp_path, emulator_port=_free_port(), public_url=url)
         failed = _failed(await collect_findings(settings, env={}))
         assert len(failed) == 1 and 'public_url = "http://127.0.0.1:3334"' in failed[0], failed
+    # a tunnel in front of a local server is the user's call: said, not failed
+    settings = _local(tmp_path, emulator_port=_free_port(), public_url="https://x.example.com")
+    findings = await collect_findings(settings, env={})
+    assert _failed(findings) == []
+    assert any("must reach this server through it" in f.what for f in findings)
 
 
 # ----------------------------------------------------------------------------- real Twilio

@@ -160,7 +160,7 @@ async def test_init_dev_call_and_mcp_from_one_directory(tmp_path: Path) -> None:
         mcp_line = await dev.until('{"mcpServers"')
         # the doctor now sees the running emulator
         code, out, err = await _run(["voicecall", "doctor"], tmp_path)
-        assert code == 0 and "the emulator at" in out and "accepted the credentials" in out
+        assert code == 0 and "ok   Twilio accepted the credentials (the emulator at" in out
 
         # 1. a notify call, waited for until it ends, as JSON
         code, out, err = await _run(

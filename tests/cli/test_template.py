@@ -180,3 +180,17 @@ def _write(directory: Path, text: str) -> Path:
     path = directory / "written.toml"
     path.write_text(text)
     return path
+
+
+def test_dev_builtin_defaults_are_what_init_local_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicecall.cli.dev import builtin_settings
+
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["init", "--local"]).exit_code == 0
+    written = load_config(tmp_path / "voicecall.toml", env={})
+    builtin = builtin_settings(env={})
+    assert builtin.model_dump(mode="json") == written.model_dump(mode="json")
+    assert builtin.twilio.auth_token is not None and written.twilio.auth_token is not None
+    assert builtin.twilio.auth_token.get_secret_value() == DEFAULT_AUTH_TOKEN

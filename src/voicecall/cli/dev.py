@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -35,12 +35,13 @@ from rich.console import Console
 
 from voicecall.cli.output import event_line
 from voicecall.cli.template import LOCAL_CALLEE
-from voicecall.config import Settings
+from voicecall.config import Settings, load_config
 from voicecall.netaddr import is_loopback
 
 __all__ = [
     "DEV_PERSON",
     "DevError",
+    "builtin_settings",
     "dev_problems",
     "mcp_command",
     "next_steps",
@@ -119,6 +120,30 @@ def person_script() -> dict[str, Any]:
     if voice is not None:
         script["voice"] = voice
     return script
+
+
+def builtin_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings ``dev`` runs on without a config file: exactly what ``voicecall init
+    --local`` would write in this directory (the environment still overrides them)."""
+    from voicecall.cli.template import local_speech, local_values
+
+    values = local_values(speech=local_speech(), env=env)
+    overrides = _plain(values.pop(""))
+    overrides.update(_plain(values))
+    return load_config(None, env=None if env is None else dict(env), overrides=overrides)
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Template values (some with their comment) as plain settings overrides."""
+    from voicecall.cli.template import Note
+
+    plain: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            plain[key] = _plain(value)
+        else:
+            plain[key] = value.value if isinstance(value, Note) else value
+    return plain
 
 
 # ----------------------------------------------------------------------------- what to try

@@ -169,14 +169,17 @@ def check_public_url(settings: Settings, local: bool) -> Iterable[Finding]:
         yield fail("public_url is an origin (no path)", "the webhook path is serve.webhook_path")
     if local:
         port = parts.port or (443 if parts.scheme == "https" else 80)
+        expected = f"http://127.0.0.1:{settings.serve.port}"
         if not is_loopback(host):
-            yield note(f"public_url {url} is not on loopback: the emulator must reach it")
-        if port != settings.serve.port or parts.scheme != "http":
+            yield note(
+                f"public_url {url}: the emulator posts webhooks there, so it must reach this "
+                f"server through it (a local setup uses {expected})"
+            )
+        elif port != settings.serve.port or parts.scheme != "http":
             yield fail(
                 "public_url reaches this server",
                 f"the emulator posts webhooks to {url} but the server listens on "
-                f"http://127.0.0.1:{settings.serve.port}: set public_url = "
-                f'"http://127.0.0.1:{settings.serve.port}"',
+                f'{expected}: set public_url = "{expected}"',
             )
         else:
             yield ok(f"public_url {url} (local: plain http on loopback is right)")
@@ -243,13 +246,14 @@ async def check_twilio(
         retry=RetryPolicy(attempts=1),
         timeout=PROBE_TIMEOUT,
     )
+    where = f"the emulator at {base}" if local else base
     try:
         await rest.list_calls(page_size=1)
     except ProviderAuthError:
         return [
             fail(
-                f"Twilio at {base} accepted the credentials",
-                "the account sid or auth token is wrong"
+                "Twilio accepted the credentials",
+                f"{where} says the account sid or auth token is wrong"
                 + (" (the emulator's are in its start-up line)" if local else ""),
             )
         ]
@@ -259,7 +263,7 @@ async def check_twilio(
         return [fail(f"Twilio API reachable at {base}", f"{exc}; check the network")]
     except ProviderError as exc:
         return [fail(f"Twilio API at {base} answers", str(exc))]
-    return [ok(f"{'the emulator' if local else 'Twilio'} at {base} accepted the credentials")]
+    return [ok(f"Twilio accepted the credentials ({where})")]
 
 
 # ----------------------------------------------------------------------------- endpoints

@@ -133,7 +133,7 @@ def dev(
     from voicecall.cli.common import PortBusy, bind_listener, check_logging
     from voicecall.cli.dev import dev_problems, run_dev
     from voicecall.cli.preflight import preflight_problems, secrets_of
-    from voicecall.config import config_path, load_config
+    from voicecall.config import config_path
     from voicecall.errors import ConfigError
 
     check_logging(log_level, log_format)
@@ -143,13 +143,10 @@ def dev(
         source = f"config {path}"
         shown: Path | None = path.resolve()
     else:
-        from voicecall.cli.template import local_speech, local_values
+        from voicecall.cli.dev import builtin_settings
 
-        values = local_values(speech=local_speech())
-        overrides: dict[str, Any] = dict(values.pop(""))
-        overrides.update(values)
         try:
-            settings = load_config(None, overrides=_plain_values(overrides))
+            settings = builtin_settings()
         except ConfigError as exc:
             raise fail(exc.problems) from None
         source = "built-in local defaults; `voicecall init --local` writes them to a file"
@@ -207,19 +204,6 @@ def dev(
     finally:
         server_sock.close()
         emulator_sock.close()
-
-
-def _plain_values(values: dict[str, Any]) -> dict[str, Any]:
-    """Template values (some with comments) as plain settings overrides."""
-    from voicecall.cli.template import Note
-
-    plain: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            plain[key] = _plain_values(value)
-        else:
-            plain[key] = value.value if isinstance(value, Note) else value
-    return plain
 
 
 @app.command()
