@@ -333,7 +333,7 @@ def call(
     elif result.answer is not None and info.mode == "conversation":
         out.print(result.answer, highlight=False, markup=False)
     else:
-        ending = f" ({info.end_reason})" if info.end_reason else ""
+        ending = f" ({info.end_reason})" if info.end_reason not in (None, info.state) else ""
         out.print(f"call {info.call_id} {info.state}{ending}", highlight=False)
     if result.timed_out:
         raise fail([f"call {info.call_id} is still {info.state} after {timeout:g} s"], 1)
