@@ -10,8 +10,8 @@ SSE stream carries and writes, on the ``voicecall.calls`` logger,
   was lost);
 * ``ended`` (info, warning when it failed or carries an error): the end reason and how long the
   call lasted (talk time from the answer, or time until it gave up ringing);
-* every other state change and each transcript line at debug level (callers' words are not
-  written at info).
+* every other state change, media stream attach/detach and each transcript line at debug
+  level (callers' words are not written at info).
 
 Each record carries ``call_id`` and ``event`` (and ``state``, ``end_reason``, ``duration_s`` …)
 as ``extra`` fields, so the JSON log is searchable by call id; the human log shows them in the
@@ -50,6 +50,17 @@ class CallLog:
         kind = event.get("type")
         if kind == "transcript":
             self._transcript(event)
+            return
+        if kind in ("stream.attached", "stream.detached") and self._log.isEnabledFor(logging.DEBUG):
+            call_id = event.get("call_id")
+            reason = f" ({event['reason']})" if event.get("reason") else ""
+            self._log.debug(
+                "call %s media stream %s%s",
+                call_id,
+                str(kind).split(".")[1],
+                reason,
+                extra={"call_id": call_id, "event": kind},
+            )
             return
         call = event.get("call")
         if not isinstance(call, Mapping) or not isinstance(call.get("call_id"), str):

@@ -110,6 +110,10 @@ def event_line(event: Mapping[str, Any], *, id_width: int = 12) -> str | None:
     if kind == "bot.interrupted":
         call_id = str(event.get("call_id", ""))[:id_width]
         return f"{call_id} [dim]bot cut off by the caller[/dim]"
+    if kind in ("stream.attached", "stream.detached"):
+        call_id = str(event.get("call_id", ""))[:id_width]
+        why = f" ({escape(str(event['reason']))})" if event.get("reason") else ""
+        return f"{call_id} [dim]media stream {kind.split('.')[1]}{why}[/dim]"
     call = event.get("call")
     if not isinstance(call, Mapping):
         return None

@@ -116,11 +116,12 @@ class CallWatcher:
                 doc = event.get("call") or {}
                 if call_id not in (event.get("call_id"), doc.get("call_id")):
                     continue
-                if event.get("type") == "transcript" and event.get("seq") == next_seq:
+                kind = event.get("type")
+                if kind == "transcript" and event.get("seq") == next_seq:
                     show(event)
                     if conversation and answer is not None:
                         break  # read the status once more and return it
                     continue
-                if event.get("type") == "bot.interrupted":
-                    continue
-                break  # a state change or a gap: read the status
+                if kind == "transcript" or str(kind).startswith("call."):
+                    break  # a gap in the lines or a state change: read the status
+                # partial transcripts, stream and barge-in events change nothing shown here
