@@ -219,6 +219,11 @@ async def test_human_log_shows_the_banner_as_lines(tmp_path: Path) -> None:
     assert not any(line.startswith("{") for line in lines)
 
 
+def test_call_timeout_needs_wait() -> None:
+    result = CliRunner().invoke(app, ["call", "-m", "hi", "--timeout", "3"])
+    assert result.exit_code == 2 and "--timeout: only with --wait" in result.output
+
+
 def test_bad_log_options_are_refused() -> None:
     result = CliRunner().invoke(app, ["serve", "--log-format", "xml"])
     assert (

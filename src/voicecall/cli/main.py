@@ -301,6 +301,8 @@ def call(
     from voicecall.cli.wait import CallWatcher, WaitResult
 
     _check_mode(mode)
+    if timeout is not None and not wait:
+        raise fail(["--timeout: only with --wait (how long to wait for the call)"])
     live = err if json_out else out
 
     async def go(c: Client) -> tuple[CallInfo, WaitResult | None]:
