@@ -41,7 +41,13 @@ def _free_port() -> int:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICECALL_", "EMULATOR_"))}
     # <Gather> instead of Media Streams: the same calls without loading speech models
-    return {**env, "NO_COLOR": "1", "COLUMNS": "250", "VOICECALL_STREAMING__ENABLED": "false"}
+    return {
+        **env,
+        "NO_COLOR": "1",
+        "COLUMNS": "250",
+        "VOICECALL_STREAMING__ENABLED": "false",
+        "VOICECALL_OUTBOUND__NOTIFY_HANGUP_DELAY_SECONDS": "0",
+    }
 
 
 async def _run(args: list[str], cwd: Path, timeout: float = 90) -> tuple[int, str, str]:
@@ -179,7 +185,11 @@ async def test_init_dev_call_and_mcp_from_one_directory(tmp_path: Path) -> None:
         assert placed.startswith("call ") and placed.endswith(" placed")
         assert answer == FIRST_WORDS
         call_id = placed.split()[1]
-        ended = await _wait_ended(tmp_path, call_id[:8])  # the responder finishes the call
+        code, out, err = await _run(
+            ["voicecall", "end", "--call-id", call_id[:8], "-m", "Thanks, goodbye!"], tmp_path
+        )
+        assert code == 0, err
+        ended = await _wait_ended(tmp_path, call_id[:8])
         assert ended["end_reason"] == "hangup-bot"
 
         # 3. the other client commands work unchanged from the same directory
