@@ -19,6 +19,7 @@
     │                                   SpeechProtocolError, SpeechEngineMissing)
     └── CallError                       a call-level operation cannot be done
         ├── UnknownCall                 no call with that id
+        ├── AmbiguousCallId             a call id prefix matches more than one call
         ├── CallNotActive               the call has already ended
         ├── TooManyCalls                max_concurrent_calls reached
         └── TurnTimeout                 no transcript arrived in time
@@ -115,6 +116,10 @@ class CallError(VoicecallError):
 
 class UnknownCall(CallError):
     http_status = 404
+
+
+class AmbiguousCallId(CallError):
+    http_status = 409
 
 
 class CallNotActive(CallError):

@@ -111,6 +111,23 @@ async def test_commit_reads_back_every_field(store: Store) -> None:
     assert await store.get_call(bare.call_id) == bare
 
 
+async def test_call_ids_with_prefix(store: Store) -> None:
+    ids = ["abcdef01" + "0" * 24, "abcdef02" + "0" * 24, "abcdff00" + "0" * 24, "a%_b" + "1" * 28]
+    for call_id in ids:
+        await store.commit(make_call(call_id=call_id))
+    assert await store.call_ids_with_prefix("abcdef01") == [ids[0]]
+    assert await store.call_ids_with_prefix("abcdef") == ids[:2]  # at most two: ambiguous
+    assert await store.call_ids_with_prefix("abcd", limit=5) == ids[:3]
+    assert await store.call_ids_with_prefix("ABCDEF01") == []  # case-sensitive
+    assert await store.call_ids_with_prefix("a%") == [ids[3]]  # no wildcards
+    assert await store.call_ids_with_prefix("a_") == []
+    assert await store.call_ids_with_prefix(ids[1]) == [ids[1]]
+    assert await store.call_ids_with_prefix("") == []
+    assert await store.call_ids_with_prefix("ab\x00") == []
+    with pytest.raises(ValueError):
+        await store.call_ids_with_prefix("abc", limit=0)
+
+
 async def test_unknown_keys_read_as_absent(store: Store) -> None:
     assert await store.get_call("nope") is None
     assert await store.get_call_by_provider_id("CAnope") is None

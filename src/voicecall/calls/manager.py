@@ -592,9 +592,7 @@ class CallManager:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def arm(
-        self, live: LiveCall, name: str, delay: float, handler: Callable[[str], Any]
-    ) -> None:
+    def arm(self, live: LiveCall, name: str, delay: float, handler: Callable[[str], Any]) -> None:
         self.disarm(live, name)
         loop = asyncio.get_running_loop()
         call_id = live.call_id

@@ -42,8 +42,10 @@ class ReplyPolicy:
         if hook.kind in (WebhookKind.STATUS, WebhookKind.PARTIAL):
             return Reply.empty()
         if record.is_terminal:
-            return Reply(reject=True) if record.end_reason is EndReason.REJECTED else Reply(
-                hangup=True
+            return (
+                Reply(reject=True)
+                if record.end_reason is EndReason.REJECTED
+                else Reply(hangup=True)
             )
         held = pending_say(record)
         if (
@@ -87,9 +89,7 @@ class ReplyPolicy:
         return record.message if record.direction is Direction.OUTBOUND else self.inbound_greeting
 
     def notify(self, record: CallRecord) -> Reply:
-        return Reply(
-            say=record.message, pause_after_seconds=self.notify_pause_seconds, hangup=True
-        )
+        return Reply(say=record.message, pause_after_seconds=self.notify_pause_seconds, hangup=True)
 
     def listen(self, record: CallRecord) -> Listen:
         return Listen(
@@ -112,9 +112,7 @@ class ReplyPolicy:
         )
         return Reply(stream_call_id=record.call_id, stream_token=token)
 
-    def line(
-        self, record: CallRecord, text: str, then: str, *, seq: int | None = None
-    ) -> Reply:
+    def line(self, record: CallRecord, text: str, then: str, *, seq: int | None = None) -> Reply:
         """A bot line delivered by redirecting the live call (``then``: what follows it;
         ``seq``: the stored transcript line it is, so it can be fetched if too long)."""
         return self._then(record, text, then, seq=seq)

@@ -103,9 +103,7 @@ class Turns:
         fut = opened.future
         assert fut is not None
         wait = (
-            wait_seconds
-            if wait_seconds is not None
-            else core.settings.transcript_timeout_seconds
+            wait_seconds if wait_seconds is not None else core.settings.transcript_timeout_seconds
         )
         try:
             await self.deliver(live, opened, then="listen", wait=True)
@@ -328,9 +326,7 @@ class Turns:
             return True  # a line already waits for the caller's utterance: queue behind it
         return live.speech_turn is not None and live.speech_turn == live.record.turn
 
-    def _held_back(
-        self, live: LiveCall, rec: CallRecord, text: str, then: str
-    ) -> dict[str, Any]:
+    def _held_back(self, live: LiveCall, rec: CallRecord, text: str, then: str) -> dict[str, Any]:
         """The record's metadata with ``text`` held for the Gather answer under way."""
         earlier = pending_say(rec) if _PENDING_TIMER in live.timers else None
         seq: int | None = live.next_seq  # the line about to be stored

@@ -221,9 +221,7 @@ class TwilioProvider(Provider):
         # Twilio's Twiml parameter holds 4,000 characters: let the call fetch the line instead
         call_id, seq = reply.line
         then = "listen" if reply.listen else "hangup" if reply.hangup else "hold"
-        url = build_webhook_url(
-            self._webhook_url, call_id=call_id, kind="line", seq=seq, then=then
-        )
+        url = build_webhook_url(self._webhook_url, call_id=call_id, kind="line", seq=seq, then=then)
         await self.rest.redirect(provider_call_id, url=url)
 
     async def fetch_status(self, provider_call_id: str) -> RemoteStatus:

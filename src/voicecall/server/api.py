@@ -9,20 +9,24 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voicecall import __version__
+from voicecall.calls.call_ids import resolve_call_id
 from voicecall.calls.manager import CallManager
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.config import Settings
 from voicecall.errors import VoicecallError
+
+log = logging.getLogger("voicecall.api")
 
 PROBLEM_JSON = "application/problem+json"
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -149,6 +153,20 @@ def current_manager(request: Request) -> CallManager:
 Auth = Annotated[None, Depends(authorize)]
 Manager = Annotated[CallManager, Depends(current_manager)]
 
+
+async def call_id_param(
+    _: Auth,  # first: an unauthorized client learns nothing about which ids exist
+    m: Manager,
+    call_id: Annotated[
+        str, Path(description="The call id, or a unique prefix of at least 6 characters")
+    ],
+) -> str:
+    """The full call id a path's ``{call_id}`` names (see :mod:`voicecall.calls.call_ids`)."""
+    return await resolve_call_id(m.store, call_id)
+
+
+CallId = Annotated[str, Depends(call_id_param)]
+
 # ----------------------------------------------------------------------------- app
 
 
@@ -167,6 +185,17 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
 
     @api.exception_handler(VoicecallError)
     async def _voicecall_error(request: Request, exc: VoicecallError) -> JSONResponse:
+        if exc.http_status >= 500:
+            # clients are told to look in the server log for these: say what failed there
+            log.error(
+                "%s %s failed (%d %s): %s",
+                request.method,
+                request.url.path,
+                exc.http_status,
+                type(exc).__name__,
+                exc,
+                extra={"event": "api_error", "status": exc.http_status},
+            )
         return problem(exc.http_status, type(exc).__name__, str(exc))
 
     @api.exception_handler(_Unauthorized)
@@ -204,23 +233,25 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         return CallList(calls=[_call_out(c) for c in page.calls], next_cursor=page.next_cursor)
 
     @api.get("/api/calls/{call_id}", response_model=CallOut, response_model_by_alias=True)
-    async def get_call(call_id: str, _: Auth, m: Manager) -> CallOut:
+    async def get_call(call_id: CallId, _: Auth, m: Manager) -> CallOut:
         record = await m.get_call(call_id)
         return _call_out(record, await m.transcript(call_id))
 
     @api.post("/api/calls/{call_id}/speak", response_model=CallOut, response_model_by_alias=True)
-    async def speak(call_id: str, body: SayMessage, _: Auth, m: Manager) -> CallOut:
+    async def speak(call_id: CallId, body: SayMessage, _: Auth, m: Manager) -> CallOut:
         return _call_out(await m.speak(call_id, body.message))
 
     @api.post("/api/calls/{call_id}/continue", response_model=ContinueResult)
     async def continue_call(
-        call_id: str, body: ContinueCall, _: Auth, m: Manager
+        call_id: CallId, body: ContinueCall, _: Auth, m: Manager
     ) -> ContinueResult:
         text = await m.continue_call(call_id, body.message, wait_seconds=body.timeout_seconds)
         return ContinueResult(call_id=call_id, transcript=text)
 
     @api.post("/api/calls/{call_id}/end", response_model=CallOut, response_model_by_alias=True)
-    async def end_call(call_id: str, _: Auth, m: Manager, body: EndCall | None = None) -> CallOut:
+    async def end_call(
+        call_id: CallId, _: Auth, m: Manager, body: EndCall | None = None
+    ) -> CallOut:
         return _call_out(await m.end_call(call_id, message=body.message if body else None))
 
     @api.delete("/api/callers/{number}/memory", response_model=Forgotten)

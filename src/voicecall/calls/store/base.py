@@ -99,6 +99,17 @@ class Store(ABC):
     @abstractmethod
     async def transcript(self, call_id: str) -> list[TranscriptEntry]: ...
 
+    async def call_ids_with_prefix(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """Up to ``limit`` call ids that start with ``prefix`` (case-sensitive), in id order.
+
+        Resolves a short id a person typed: one id means it is unique, two that it is ambiguous.
+        """
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        if not prefix or codec.unstorable(prefix):
+            return []
+        return await self._call_ids_with_prefix(prefix, limit)
+
     @abstractmethod
     async def has_event(self, dedupe_key: str) -> bool: ...
 
@@ -142,6 +153,9 @@ class Store(ABC):
         return False if codec.unstorable(caller) else await self._forget_caller(caller)
 
     # Backends implement only the I/O; the checks above run once, before it, for both.
+
+    @abstractmethod
+    async def _call_ids_with_prefix(self, prefix: str, limit: int) -> list[str]: ...
 
     @abstractmethod
     async def _caller_notes(self, caller: str) -> list[str]: ...

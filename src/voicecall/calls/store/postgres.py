@@ -496,6 +496,13 @@ class PostgresStore(Store):
             next_cursor = codec.encode_cursor(last.created_at, last.call_id)
         return CallPage(calls=calls, next_cursor=next_cursor)
 
+    async def _call_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        rows = await self._fetch(
+            "SELECT call_id FROM calls WHERE left(call_id, %s::int) = %s ORDER BY call_id LIMIT %s",
+            (len(prefix), prefix, limit),
+        )
+        return [str(r[0]) for r in rows]
+
     async def transcript(self, call_id: str) -> list[TranscriptEntry]:
         if codec.unstorable(call_id):
             return []

@@ -530,6 +530,17 @@ class SQLiteStore(Store):
         )
         return [codec.row_to_transcript(r) for r in rows]
 
+    async def _call_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        # substr, not LIKE: LIKE is case-insensitive in SQLite and treats % and _ as wildcards
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT call_id FROM calls WHERE substr(call_id, 1, ?) = ? ORDER BY call_id"
+                " LIMIT ?",
+                (len(prefix), prefix, limit),
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
     async def has_event(self, dedupe_key: str) -> bool:
         if codec.unstorable(dedupe_key):
             return False
