@@ -189,6 +189,7 @@ async def test_init_dev_call_and_mcp_from_one_directory(tmp_path: Path) -> None:
             ["voicecall", "end", "--call-id", call_id[:8], "-m", "Thanks, goodbye!"], tmp_path
         )
         assert code == 0, err
+        assert out.strip().endswith("hangup-bot"), out  # `end` returns once the call is over
         ended = await _wait_ended(tmp_path, call_id[:8])
         assert ended["end_reason"] == "hangup-bot"
 

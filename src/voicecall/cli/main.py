@@ -381,8 +381,17 @@ def end(
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
-    """Hang up a call (idempotent)."""
-    info = _run(lambda c: c.end(call_id, message), config, url)
+    """Hang up a call (idempotent). With a goodbye, waits until it was said and the call is
+    over; nothing more can be said on the call once this is asked."""
+
+    async def end_and_wait(client: Client) -> CallInfo:
+        info = await client.end(call_id, message)
+        if info.ended:
+            return info
+        wait = 30.0 + len((message or "").split()) / 2.0
+        return await client.wait(info.call_id, lambda i: i.ended, timeout=wait)
+
+    info = _run(end_and_wait, config, url)
     out.print(f"call {info.call_id} {info.state}", highlight=False)
 
 
