@@ -22,6 +22,7 @@
     │   └── OutboundLimited             an outbound limit is reached (429)
     └── CallError                       a call-level operation cannot be done
         ├── UnknownCall                 no call with that id
+        ├── AmbiguousCallId             a call id prefix matches more than one call
         ├── CallNotActive               the call has already ended
         ├── TooManyCalls                max_concurrent_calls reached (``rule``)
         └── TurnTimeout                 no transcript arrived in time
@@ -135,6 +136,10 @@ class CallError(VoicecallError):
 
 class UnknownCall(CallError):
     http_status = 404
+
+
+class AmbiguousCallId(CallError):
+    http_status = 409
 
 
 class CallNotActive(CallError):

@@ -162,6 +162,36 @@ async def test_notify_call_waits_for_the_end(server: RunningServer) -> None:
         assert "over" in result.structured_content["next"]
 
 
+async def test_end_call_with_goodbye_returns_once_the_call_is_over(server: RunningServer) -> None:
+    async with mcp_http(server) as url, McpClient(url) as mcp:
+        placing = asyncio.create_task(
+            mcp.call_tool("initiate_call", {"message": "Hi, is this Sam?", "mode": "conversation"})
+        )
+        call_id = await newest_call_id(server)
+        await server.phone.answer(call_id)
+        await server.phone.says(call_id, "yes")
+        await placing
+        before = await server.phone.redirects(call_id)
+        ending = asyncio.create_task(
+            mcp.call_tool("end_call", {"call_id": call_id, "goodbye": "Thanks, goodbye."})
+        )
+
+        async def goodbye_sent() -> bool:
+            return await server.phone.redirects(call_id) > before
+
+        await until(goodbye_sent, "the goodbye redirect")
+        last = server.phone.provider.calls[await server.phone._sid(call_id)].replies[-1]
+        assert last.say == "Thanks, goodbye." and last.hangup
+        # the call is ending: nothing more may be said on it, from any surface
+        late = await mcp.call_tool("continue_call", {"call_id": call_id, "message": "Still there?"})
+        assert late.is_error and "ending" in text(late)
+        assert not ending.done()  # end_call waits for the hang-up after the goodbye
+        await server.phone.hangs_up(call_id)  # the provider ran <Say> then <Hangup>
+        result = await ending
+        assert result.structured_content and result.structured_content["ended"]
+        assert result.structured_content["state"] == "hangup-bot"
+
+
 async def test_errors_are_tool_errors_that_say_what_to_do(server: RunningServer) -> None:
     async with mcp_http(server) as url, McpClient(url) as mcp:
         unknown = await mcp.call_tool("get_status", {"call_id": "nope"})

@@ -13,6 +13,7 @@ from voicecall.calls.manager import CallManager
 from voicecall.calls.model import CallState, EndReason
 from voicecall.calls.store.sqlite import SQLiteStore
 from voicecall.config import load_config
+from voicecall.errors import CallNotActive
 from voicecall.events import CallEvent, EventKind
 from voicecall.providers.base import ParsedWebhook, WebhookKind
 from voicecall.providers.mock import MockProvider
@@ -133,7 +134,15 @@ async def test_stream_tokens_and_turns(setup: tuple[CallManager, list[float]]) -
     await asyncio.sleep(0.3)  # beyond the grace: the call must still be alive
     assert not (await manager.get_call(rec.call_id)).is_terminal
     assert channel2.said == []  # the opening line is not repeated
-    await manager.end_call(rec.call_id, message="Bye now.")
+    ending = await manager.end_call(rec.call_id, message="Bye now.")
+    # the end is final at once: the call is ending, nothing more may be said on it
+    assert ending.state is CallState.ENDING
+    with pytest.raises(CallNotActive, match="ending"):
+        await manager.speak(rec.call_id, "One more thing")
+    for _ in range(100):  # the goodbye plays, then the call hangs up by itself
+        if (await manager.get_call(rec.call_id)).is_terminal:
+            break
+        await asyncio.sleep(0.01)
     assert channel2.said == ["Bye now."]
     final = await manager.get_call(rec.call_id)
     assert final.state is CallState.HANGUP_BOT

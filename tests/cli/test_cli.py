@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -86,11 +87,11 @@ async def test_call_status_calls_end_through_the_api(tmp_path: Path) -> None:
         assert code == 0, err
         call_id = out.split()[1]
         assert len(call_id) == 32
-        code, out, _ = await run_cli("status", "--call-id", call_id, config=config)
-        assert code == 0 and "Hello there" in out and "initiated" in out
+        code, out, _ = await run_cli("status", "--call-id", call_id[:6], config=config)
+        assert code == 0 and "Hello there" in out and "initiated" in out and call_id in out
         code, out, _ = await run_cli("calls", config=config)
-        assert code == 0 and call_id in out
-        code, out, _ = await run_cli("end", "--call-id", call_id, config=config)
+        assert code == 0 and call_id[:12] in out  # long enough to be a unique prefix
+        code, out, _ = await run_cli("end", "--call-id", call_id[:8], config=config)
         assert code == 0 and "hangup-bot" in out
         # bad input: one clear line, no traceback, nothing stored
         code, _, err = await run_cli("call", "--to", "12345", "--message", "x", config=config)
@@ -103,6 +104,28 @@ async def test_call_status_calls_end_through_the_api(tmp_path: Path) -> None:
         code, _, err = await run_cli("calls", url=url)
         assert code == 1 and "Unauthorized" in err
         assert "s3cret-token-123" not in err
+
+
+async def test_json_output_is_the_api_document_and_nothing_else(tmp_path: Path) -> None:
+    async with server(tmp_path) as (_app, _url, config):
+        code, out, err = await run_cli(
+            "call", "--to", "+14155550123", "-m", "Hello there", "--json", config=config
+        )
+        assert code == 0, err
+        placed = json.loads(out)  # the whole of stdout is one document
+        assert placed["state"] == "initiated" and placed["answer"] is None
+        assert {"call_id", "to", "from", "mode", "direction", "end_reason"} <= set(placed)
+        call_id = placed["call_id"]
+        code, out, _ = await run_cli("status", "--call-id", call_id[:7], "--json", config=config)
+        doc = json.loads(out)
+        assert doc["call_id"] == call_id and doc["transcript"][0]["text"] == "Hello there"
+        code, out, _ = await run_cli("status", "--json", config=config)
+        assert [c["call_id"] for c in json.loads(out)["calls"]] == [call_id]
+        code, out, _ = await run_cli("calls", "--json", "--limit", "5", config=config)
+        listed = json.loads(out)
+        assert set(listed) == {"calls", "next_cursor"} and listed["calls"][0]["call_id"] == call_id
+        code, out, _ = await run_cli("calls", "--json", "--ended", config=config)
+        assert json.loads(out)["calls"] == []
 
 
 async def test_unreachable_server_message(tmp_path: Path) -> None:
@@ -122,7 +145,7 @@ async def test_doctor_reports_problems(tmp_path: Path) -> None:
     cfg.write_text('provider = "mock"\npublic_url = "http://example.com:8443/x"\n')
     code, out, _ = await run_cli("doctor", config=cfg)
     assert code == 1
-    assert "FAIL public_url uses https" in out and "FAIL public_url has no explicit port" in out
+    assert "FAIL public_url uses https:" in out and "FAIL public_url has no explicit port:" in out
 
 
 @pytest.mark.parametrize("bad", ["[serve]\nport = 'x'\n", "nonsense = 1\n"])

@@ -67,6 +67,7 @@ def test_random_sequences_are_monotonic(signals: list[Signal], reason: EndReason
         CallState.ACTIVE: 3,
         CallState.SPEAKING: 4,
         CallState.LISTENING: 4,
+        CallState.ENDING: 5,
     }
     state = CallState.INITIATED
     answer_actions = 0

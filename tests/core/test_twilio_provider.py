@@ -42,6 +42,10 @@ def test_ask_reply_matches_oracle_and_escapes() -> None:
         method="POST",
         speech_timeout="auto",
         timeout=10,
+        partial_result_callback=(
+            "https://voice.example.com/voice/webhook?callId=abc&kind=partial&tok=tok-1&turn=2"
+        ),
+        partial_result_callback_method="POST",
     )
     gather.say(text)
     oracle.append(gather)

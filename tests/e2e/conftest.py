@@ -1,8 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
+import pytest
 import pytest_asyncio
 
 from voicecall.emulator.pytest_plugin import (  # noqa: F401
@@ -32,3 +37,28 @@ async def server(
     )
     async with serve_app(VoicecallApp(settings), sock) as running:
         yield running
+
+
+PG_ADMIN_URL = os.environ.get("VOICECALL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store for a server process: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'calls.db'}"
+        return
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3, autocommit=True) as conn:
+            schema = f"e2e_{uuid.uuid4().hex[:12]}"
+            conn.execute(f"CREATE SCHEMA {schema}".encode())
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    options = urllib.parse.quote(f"-csearch_path={schema}")
+    try:
+        yield f"{PG_ADMIN_URL}?options={options}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())

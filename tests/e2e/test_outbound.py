@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from voicecall.emulator.runtime import Emulator
 
@@ -61,3 +62,74 @@ async def test_conversation_via_gather(server: RunningServer, emulator: Emulator
     assert doc["end_reason"] == "hangup-bot"
     heard = " ".join([h.text for h in emulator.call(doc["provider_call_id"]).heard])
     assert "Lunch at noon?" in heard and "Great, bye!" in heard
+
+
+async def _answered_conversation(server: RunningServer, emulator: Emulator, replies: list) -> str:
+    emulator.set_script(CALLEE, {"answer_after_ms": 100, "replies": replies})
+    r = await server.http.post(
+        "/api/calls", json={"to": CALLEE, "message": "Hello there.", "mode": "conversation"}
+    )
+    call_id = r.json()["call_id"]
+    for _ in range(200):
+        doc = (await server.http.get(f"/api/calls/{call_id}")).json()
+        if any(ln["speaker"] == "user" for ln in doc["transcript"]):
+            return call_id
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no first answer: {doc}")
+
+
+def _heard(emulator: Emulator, sid: str) -> str:
+    return " ".join(h.text for h in emulator.call(sid).heard)
+
+
+async def test_long_texts_within_the_limit_are_spoken_not_500(
+    server: RunningServer, emulator: Emulator
+) -> None:
+    # Twilio's inline Twiml parameter holds 4,000 characters: a line whose TwiML is longer
+    # (long, or growing when XML-escaped) is fetched from the webhook instead of failing
+    emulator.config = dataclasses.replace(emulator.config, words_per_minute=20_000)  # fast talker
+    call_id = await _answered_conversation(server, emulator, ["hi", "long answer", None])
+    escaped = "Tom & Jerry <3 " * 200  # 3,000 characters, far more once escaped
+    r = await server.http.post(f"/api/calls/{call_id}/speak", json={"message": escaped})
+    assert r.status_code == 200, r.text
+    question = ("Please listen carefully, " * 150).strip()[:3500]
+    r = await server.http.post(
+        f"/api/calls/{call_id}/continue", json={"message": question, "timeout_seconds": 30}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["transcript"] == "long answer"
+    goodbye = ("Thank you so much for your time today. " * 120)[:3992].strip()
+    r = await server.http.post(f"/api/calls/{call_id}/end", json={"message": goodbye})
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "ending"
+    doc = await wait_state(server, call_id, {"hangup-bot"}, timeout=30)
+    heard = _heard(emulator, doc["provider_call_id"])
+    for text in (escaped.strip(), question, goodbye):
+        assert text in heard
+    texts = [ln["text"] for ln in doc["transcript"]]
+    assert escaped.strip() in texts and goodbye in texts
+    assert not any(t.startswith("[not spoken]") for t in texts)
+
+
+async def test_end_is_final_speak_and_continue_get_409(
+    server: RunningServer, emulator: Emulator
+) -> None:
+    call_id = await _answered_conversation(server, emulator, ["hi", None])
+    r = await server.http.post(
+        f"/api/calls/{call_id}/end", json={"message": "Thanks, goodbye."}
+    )
+    assert r.json()["state"] == "ending"
+    r = await server.http.post(f"/api/calls/{call_id}/speak", json={"message": "One more."})
+    assert r.status_code == 409 and "ending" in r.json()["detail"]
+    r = await server.http.post(
+        f"/api/calls/{call_id}/continue", json={"message": "Still there?", "timeout_seconds": 5}
+    )
+    assert r.status_code == 409
+    # it hangs up right after the goodbye: the call slot is free again within seconds
+    doc = await wait_state(server, call_id, {"hangup-bot"}, timeout=10)
+    heard = _heard(emulator, doc["provider_call_id"])
+    assert "Thanks, goodbye." in heard and "One more." not in heard
+    assert [ln["text"] for ln in doc["transcript"]][-1] == "Thanks, goodbye."
+    # a second end on an ended call is harmless
+    r = await server.http.post(f"/api/calls/{call_id}/end", json={"message": "Bye again"})
+    assert r.status_code == 200 and r.json()["state"] == "hangup-bot"

@@ -27,8 +27,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp_path: Path, emulator: Emulator, creds: EmulatorCredentials, port: int) -> Path:
+def write_config(
+    tmp_path: Path,
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+    port: int,
+    store_url: str | None = None,
+) -> Path:
     path = tmp_path / "voicecall.toml"
+    store = store_url or f"sqlite:///{tmp_path / 'calls.db'}"
     path.write_text(
         f"""
 provider = "twilio"
@@ -42,7 +49,7 @@ api_base_url = "{emulator.base_url}"
 [serve]
 port = {port}
 [store]
-url = "sqlite:///{tmp_path / "calls.db"}"
+url = "{store}"
 """
     )
     return path
@@ -103,15 +110,18 @@ async def wait_for(url: str, call_id: str, pred, timeout: float = 30) -> dict:  
 
 
 async def test_kill9_mid_call_then_restart_resumes(
-    tmp_path: Path, emulator: Emulator, emulator_credentials: EmulatorCredentials
+    tmp_path: Path,
+    emulator: Emulator,
+    emulator_credentials: EmulatorCredentials,
+    store_url: str,
 ) -> None:
     port = free_port()
-    config = write_config(tmp_path, emulator, emulator_credentials, port)
+    config = write_config(tmp_path, emulator, emulator_credentials, port, store_url)
     emulator.set_script(
         CALLEE,
         {
             "answer_after_ms": 100,
-            "replies": ["first answer", "second answer"],
+            "replies": ["first answer", "second answer", "third answer"],
             "hangup_after_ms": 60000,
         },
     )
@@ -126,23 +136,39 @@ async def test_kill9_mid_call_then_restart_resumes(
         )
         call_id = r.json()["call_id"]
         await wait_for(first.url, call_id, lambda d: len(d["transcript"]) >= 2)
+        r = await api(
+            first.url,
+            "POST",
+            f"/api/calls/{call_id}/continue",
+            json={"message": "And the second?", "timeout_seconds": 30},
+        )
+        assert r.json()["transcript"] == "second answer"
         first.kill9()
     finally:
         first.stop()
+    before = ["Hi there", "first answer", "And the second?", "second answer"]
     second = ServerProcess(config, port)
     try:
         await second.ready()
         doc = (await api(second.url, "GET", f"/api/calls/{call_id}")).json()
         assert doc["state"] == "listening"  # reconciled with the provider: still live
-        assert [t["text"] for t in doc["transcript"]] == ["Hi there", "first answer"]
+        assert [t["text"] for t in doc["transcript"]] == before
         r = await api(
             second.url,
             "POST",
             f"/api/calls/{call_id}/continue",
-            json={"message": "And the second?", "timeout_seconds": 30},
+            json={"message": "And the third?", "timeout_seconds": 30},
         )
         assert r.status_code == 200, r.text
-        assert r.json()["transcript"] == "second answer"
+        assert r.json()["transcript"] == "third answer"
+        r = await api(second.url, "POST", f"/api/calls/{call_id}/speak", json={"message": "Ok."})
+        assert r.status_code == 200, r.text
+        # the restarted server continued the transcript after its last line (it used to start
+        # again at 0 and write over the first lines)
+        doc = (await api(second.url, "GET", f"/api/calls/{call_id}")).json()
+        lines = doc["transcript"]
+        assert [t["text"] for t in lines] == [*before, "And the third?", "third answer", "Ok."]
+        assert [t["seq"] for t in lines] == list(range(7))
         r = await api(second.url, "POST", f"/api/calls/{call_id}/end")
         assert r.json()["state"] == "hangup-bot"
         assert len(emulator.calls) == 1  # never re-dialled

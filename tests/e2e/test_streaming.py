@@ -91,9 +91,17 @@ async def test_streamed_conversation(streaming_server: RunningServer, emulator: 
     answer = r.json()["transcript"].lower()
     assert "sounds great" in answer and "thank you" in answer, answer
     r = await server.http.post(f"/api/calls/{call_id}/end", json={"message": "Great, goodbye!"})
-    assert r.json()["state"] == "hangup-bot"
+    assert r.json()["state"] == "ending"  # final at once; the goodbye plays, then it hangs up
+    r = await server.http.post(f"/api/calls/{call_id}/speak", json={"message": "One more thing"})
+    assert r.status_code == 409, r.text
     doc = (await server.http.get(f"/api/calls/{call_id}")).json()
     sim = await emulator.wait_for_call_end(doc["provider_call_id"], timeout=20)
+    for _ in range(100):
+        doc = (await server.http.get(f"/api/calls/{call_id}")).json()
+        if doc["state"] != "ending":
+            break
+        await asyncio.sleep(0.05)
+    assert doc["state"] == "hangup-bot", doc
     stats = [e for e in sim.timeline if e.get("kind") == "stream-stats"]
     assert stats, "no stream ran"
     s = stats[-1]

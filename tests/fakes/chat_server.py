@@ -11,6 +11,8 @@
   can observe that the client acts before the stream finishes (no timing involved).
 - ``stall_after``: send that many characters, then go silent (keeping the connection open).
 - ``status``: answer that HTTP status with an error body instead of a stream.
+- ``GET /v1/models`` lists ``model`` (``{"object":"list","data":[{"id":…,"object":"model",…}]}``)
+  with the same bearer check, as OpenAI's does.
 """
 
 from __future__ import annotations
@@ -92,7 +94,20 @@ class FakeChat:
         return plan
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._complete, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
+
+    async def _models(self, request: Request) -> Response:
+        if request.headers.get("authorization", "") != f"Bearer {self.api_key}":
+            return _error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+        model = {"id": self.model, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
+        return JSONResponse({"object": "list", "data": [model]})
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         doc = {

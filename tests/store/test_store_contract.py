@@ -111,6 +111,23 @@ async def test_commit_reads_back_every_field(store: Store) -> None:
     assert await store.get_call(bare.call_id) == bare
 
 
+async def test_call_ids_with_prefix(store: Store) -> None:
+    ids = ["abcdef01" + "0" * 24, "abcdef02" + "0" * 24, "abcdff00" + "0" * 24, "a%_b" + "1" * 28]
+    for call_id in ids:
+        await store.commit(make_call(call_id=call_id))
+    assert await store.call_ids_with_prefix("abcdef01") == [ids[0]]
+    assert await store.call_ids_with_prefix("abcdef") == ids[:2]  # at most two: ambiguous
+    assert await store.call_ids_with_prefix("abcd", limit=5) == ids[:3]
+    assert await store.call_ids_with_prefix("ABCDEF01") == []  # case-sensitive
+    assert await store.call_ids_with_prefix("a%") == [ids[3]]  # no wildcards
+    assert await store.call_ids_with_prefix("a_") == []
+    assert await store.call_ids_with_prefix(ids[1]) == [ids[1]]
+    assert await store.call_ids_with_prefix("") == []
+    assert await store.call_ids_with_prefix("ab\x00") == []
+    with pytest.raises(ValueError):
+        await store.call_ids_with_prefix("abc", limit=0)
+
+
 async def test_unknown_keys_read_as_absent(store: Store) -> None:
     assert await store.get_call("nope") is None
     assert await store.get_call_by_provider_id("CAnope") is None
@@ -555,20 +572,47 @@ async def test_list_calls_rejects_bad_arguments(store: Store) -> None:
         await store.list_calls(limit=codec.MAX_PAGE_SIZE + 1)
 
 
-async def test_transcript_is_ordered_by_seq_and_lines_are_replaceable(store: Store) -> None:
+async def test_transcript_is_ordered_by_seq_and_lines_are_never_overwritten(store: Store) -> None:
     call = make_call()
     assert await store.commit(call, transcript=[line(call.call_id, 3), line(call.call_id, 1)])
     assert await store.commit(None, transcript=[line(call.call_id, 2, final=False)])
     assert await store.commit(None, transcript=[line(call.call_id, 0)])
     assert [t.seq for t in await store.transcript(call.call_id)] == [0, 1, 2, 3]
-    # the interim line 2 is replaced in place by its final version
-    final = line(call.call_id, 2, "final words", final=True, turn=1)
-    assert await store.commit(None, transcript=[final])
-    got = await store.transcript(call.call_id)
-    assert len(got) == 4 and got[2] == final
+    before = await store.transcript(call.call_id)
+    # a commit carrying a line that exists fails whole: not the line, not the call row
+    changed = call.copy(turn=7)
+    with pytest.raises(StoreError):
+        await store.commit(
+            changed,
+            event=event("e-overwrite", call.call_id),
+            transcript=[line(call.call_id, 4), line(call.call_id, 2, "overwritten!")],
+        )
+    assert await store.transcript(call.call_id) == before
+    assert await store.get_call(call.call_id) == call
+    assert not await store.has_event("e-overwrite")
+    # the same seq twice in one commit is refused before any I/O
+    with pytest.raises(StoreError, match="twice"):
+        await store.commit(None, transcript=[line(call.call_id, 9), line(call.call_id, 9)])
     # other calls' lines do not leak in
     assert await store.commit(None, transcript=[line("other", 0)])
     assert len(await store.transcript(call.call_id)) == 4
+
+
+async def test_amend_changes_only_the_named_existing_lines(store: Store) -> None:
+    call = make_call()
+    assert await store.commit(call, transcript=[line(call.call_id, i) for i in range(3)])
+    final = line(call.call_id, 2, "final words", final=True)
+    assert await store.amend_lines([final]) is True
+    got = await store.transcript(call.call_id)
+    assert got[2].text == "final words" and got[2].final
+    assert got[2].speaker is Speaker.USER and got[2].at == line(call.call_id, 2).at
+    assert [g.text for g in got[:2]] == ["line 0", "line 1"]
+    # a line that was never stored is not created by an amend
+    assert await store.amend_lines([line(call.call_id, 7, "ghost")]) is False
+    assert len(await store.transcript(call.call_id)) == 3
+    assert await store.amend_lines([]) is False
+    with pytest.raises(StoreError):
+        await store.amend_lines([line(call.call_id, 1, "nul\x00")])
 
 
 async def test_events_are_listed_per_call_in_time_order(store: Store) -> None:

@@ -42,6 +42,8 @@ T = TypeVar("T")
 DEFAULT_HTTP_PORT = 3336
 DEFAULT_HTTP_PATH = "/mcp"
 MAX_WAIT_SECONDS = 600.0
+#: how long end_call waits for the hang-up after the goodbye's own length
+END_WAIT_SECONDS = 30.0
 
 INSTRUCTIONS = """\
 This server places and controls real phone calls through the user's voicecall server.
@@ -289,8 +291,15 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         ] = None,
     ) -> dict[str, Any]:
         """Hang up a call, optionally saying a goodbye first. Safe to repeat: ending an
-        ended call just returns its final state."""
+        ended call just returns its final state. Returns once the call is over (the goodbye
+        is played to its end first); nothing more can be said on the call after this."""
         info = await _guard(client.end(call_id, goodbye or None), call_id)
+        if not info.ended:  # "ending": the goodbye is playing, the hang-up follows it
+            wait = END_WAIT_SECONDS + len((goodbye or "").split()) / 2.0
+            info = await _guard(
+                client.wait(call_id, lambda i: i.ended, timeout=wait, poll_seconds=poll_seconds),
+                call_id,
+            )
         return {
             "call_id": info.call_id,
             "state": info.state,

@@ -1,7 +1,12 @@
-"""The call manager: orchestrates the provider, the store, timers and turns.
+"""The call manager: the call lifecycle — placement, webhooks, state, timers, the end.
 
-It owns every live call's in-memory companion (timers, turn waiters, a lock) and the one
-finalize path that releases them exactly once. Its rules:
+It owns every live call's in-memory companion (:class:`~voicecall.calls.live.LiveCall`: timers,
+turn waiters, a lock) and the one finalize path that releases them exactly once. The
+conversation on top of a call lives beside it: :class:`~voicecall.conversation.turns.Turns`
+(what agents say: speak, continue, end), :class:`~voicecall.conversation.autoreply.AutoReplier`
+(the responder answering on its own) and :class:`~voicecall.calls.media_host.MediaHost` (the
+Media Streams seam). They use the small set of public core methods below (``live``,
+``commit``, ``publish_line``, ``arm`` …). Its rules:
 
 * **Persist before acting.** Every change is written to the store (atomically with the dedupe
   key of the event that caused it) before memory changes or a webhook is acknowledged. A store
@@ -10,7 +15,9 @@ finalize path that releases them exactly once. Its rules:
   same answer and no side effect.
 * **Never re-dial.** An outbound call is stored with ``dial_started_at`` *before* the create
   request; a restart reconciles such calls with the provider and never dials them again.
-* **One finalize path** (:meth:`_finalize`): terminal state stored, timers cancelled, waiters
+* **A transcript only grows.** A call loaded from the store (restart, standby takeover)
+  continues its line numbers after the last stored line; the store refuses to overwrite one.
+* **One finalize path** (:meth:`finalize`): terminal state stored, timers cancelled, waiters
   woken, slot released; a second call is a no-op.
 """
 
@@ -24,19 +31,15 @@ import operator
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from voicecall.agent.responder import (
-    CallerMemory,
-    ConversationContext,
-    EndCall,
-    Responder,
-    summarize_exchange,
-)
+from voicecall.agent.responder import CallerMemory, Responder, summarize_exchange
 from voicecall.calls import states, stream_tokens
 from voicecall.calls.bus import EventBus
-from voicecall.calls.channel import SpeechChannel, SpokenResult, StreamRejected
+from voicecall.calls.channel import SpeechChannel, SpokenResult
+from voicecall.calls.fold import fold, next_stream_generation, on_voice_fetch
+from voicecall.calls.live import LiveCall, next_seq_after
+from voicecall.calls.media_host import MediaHost
 from voicecall.calls.model import (
     CallMode,
     CallRecord,
@@ -48,23 +51,25 @@ from voicecall.calls.model import (
     new_call_id,
 )
 from voicecall.calls.outbound import OutboundGate, Requester
+from voicecall.calls.replies import ReplyPolicy
 from voicecall.calls.states import Action, Signal
 from voicecall.calls.store.base import CallPage, EventRow, Store
 from voicecall.config import InboundPolicy, Settings
+from voicecall.conversation.autoreply import AutoReplier
+from voicecall.conversation.text import check_message
+from voicecall.conversation.turns import Turns
 from voicecall.errors import (
     CallNotActive,
     InvalidPhoneNumber,
     InvalidRequest,
     ProviderError,
     StoreError,
-    TurnTimeout,
     UnknownCall,
 )
 from voicecall.events import CallEvent, EventKind
 from voicecall.phone import is_allowed, normalize_caller_id, parse_e164
 from voicecall.providers.base import (
     DialRequest,
-    Listen,
     ParsedWebhook,
     Provider,
     Reply,
@@ -73,32 +78,12 @@ from voicecall.providers.base import (
 
 log = logging.getLogger("voicecall.manager")
 
-MAX_MESSAGE_CHARS = 4000
 # how long after the provider's own ring timeout we step in if it never told us anything
 RING_BACKSTOP_GRACE_SECONDS = 30.0
 # a create request whose answer was lost: wait this long for the provider's first webhook
 UNCONFIRMED_DIAL_SECONDS = 30.0
 # spoken-words estimate used to arm the notify backstop (words per second)
 WORDS_PER_SECOND = 2.5
-
-_STATUS_SIGNAL: dict[EventKind, Signal] = {
-    EventKind.RINGING: Signal.RINGING,
-    EventKind.ANSWERED: Signal.ANSWERED,
-}
-
-
-@dataclass(slots=True)
-class _Live:
-    """The in-memory companion of a non-terminal call."""
-
-    record: CallRecord
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
-    waiters: dict[int, asyncio.Future[str]] = field(default_factory=dict)
-    transcript_seq: int = 0
-    channel: SpeechChannel | None = None
-    reply_task: asyncio.Task[None] | None = None
-    attached: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class CallManager:
@@ -122,21 +107,28 @@ class CallManager:
         self.provider = provider
         self.bus = bus or EventBus()
         self._clock = clock
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, LiveCall] = {}
         self._by_provider_id: dict[str, str] = {}
         self._pending_dials = 0
         self._reaper_interval = reaper_interval_seconds
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        #: speech flows over Media Streams (``<Connect><Stream>``) instead of <Say>/<Gather>
-        self.streaming = streaming
-        self._stream_key = stream_tokens.derive_key(stream_secret or secrets.token_bytes(32))
+        self.stream_key = stream_tokens.derive_key(stream_secret or secrets.token_bytes(32))
+        self.replies = ReplyPolicy(
+            streaming=streaming,
+            inbound_greeting=settings.inbound_greeting,
+            notify_pause_seconds=settings.outbound.notify_hangup_delay_seconds,
+            stream_key=self.stream_key,
+        )
         self.stream_grace_seconds = stream_grace_seconds
         #: answers the caller on its own when no agent is waiting on the turn (None: agent only)
         self.responder = responder
         self.memory = memory
         #: how long a dial whose create response was lost waits for a confirming webhook
         self.unconfirmed_dial_seconds = UNCONFIRMED_DIAL_SECONDS
+        self.turns = Turns(self)
+        self.autoreply = AutoReplier(self)
+        self.media = MediaHost(self)
         #: the outbound policy and audit trail every dialled number goes through
         self.outbound = OutboundGate(settings, store, clock=clock)
         self.counters: dict[str, int] = {
@@ -147,6 +139,15 @@ class CallManager:
             "inbound_rejected": 0,
             "reaped": 0,
         }
+
+    @property
+    def streaming(self) -> bool:
+        """Speech flows over Media Streams (``<Connect><Stream>``) instead of <Say>/<Gather>."""
+        return self.replies.streaming
+
+    @streaming.setter
+    def streaming(self, value: bool) -> None:
+        self.replies = dataclasses.replace(self.replies, streaming=value)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,7 +183,7 @@ class CallManager:
                 error="the server stopped before the provider confirmed this call; not re-dialed",
             )
             return
-        live = self._register(record)
+        live = await self._load(record)
         try:
             remote = await self.provider.fetch_status(record.provider_call_id)
         except ProviderError as exc:
@@ -190,20 +191,23 @@ class CallManager:
             self._arm_restored_timers(live)
             return
         if not remote.live:
-            await self._finalize(record.call_id, remote.end_reason or EndReason.COMPLETED)
+            await self.finalize(record.call_id, remote.end_reason or EndReason.COMPLETED)
             return
         self._arm_restored_timers(live)
 
-    def _arm_restored_timers(self, live: _Live) -> None:
+    def _arm_restored_timers(self, live: LiveCall) -> None:
         rec = live.record
         now = self._clock()
         if rec.answered_at is not None:
             remaining = rec.answered_at + self.settings.max_duration_seconds - now
-            self._arm(live, "max-duration", max(remaining, 0.0), self._on_max_duration)
+            self.arm(live, "max-duration", max(remaining, 0.0), self._on_max_duration)
         else:
             deadline = rec.created_at + self.settings.ring_timeout_seconds
             remaining = deadline + RING_BACKSTOP_GRACE_SECONDS - now
-            self._arm(live, "ring", max(remaining, 0.0), self._on_ring_timeout)
+            self.arm(live, "ring", max(remaining, 0.0), self._on_ring_timeout)
+        if rec.state is CallState.ENDING:
+            # the goodbye was under way when we stopped: do not leave the call up
+            self.arm(live, "ending", 0.0, self.turns.on_ending_backstop)
 
     # ------------------------------------------------------------------ queries
 
@@ -267,7 +271,7 @@ class CallManager:
             raise InvalidPhoneNumber("to: no number given and no default to_number configured")
         if not self.settings.from_number:
             raise InvalidPhoneNumber("from_number is not configured")
-        message = _check_message(message)
+        message = check_message(message)
         call_mode = CallMode(mode) if mode else CallMode(self.settings.outbound.default_mode.value)
         who = requester or Requester()
         async with self.outbound.lock:  # from the policy's counts to the stored call row
@@ -290,15 +294,13 @@ class CallManager:
                 updated_at=now,
                 dial_started_at=now,
             )
+            opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message, now, turn=0)
             self._pending_dials += 1
             try:
-                await self.store.commit(
-                    record, transcript=[self._line(record, 0, Speaker.BOT, message, turn=0)]
-                )
+                await self.store.commit(record, transcript=[opening])
             finally:
                 self._pending_dials -= 1
-            live = self._register(record)
-            live.transcript_seq = 1
+            live = self._register(record, next_seq=1)
         try:
             await self.outbound.record_placed(
                 to_number,
@@ -307,18 +309,18 @@ class CallManager:
                 token_fingerprint=who.token_fingerprint,
             )
         except StoreError as exc:  # a call the audit trail does not know is never dialled
-            await self._finalize(
+            await self.finalize(
                 record.call_id, EndReason.FAILED, error=f"not dialled: audit trail: {exc}"
             )
             raise
-        self._arm(
+        self.arm(
             live,
             "ring",
             self.settings.ring_timeout_seconds + RING_BACKSTOP_GRACE_SECONDS,
             self._on_ring_timeout,
         )
-        self._publish("call.created", record)
-        self._publish_line(self._line(record, 0, Speaker.BOT, message, turn=0))
+        self.publish("call.created", record)
+        self.publish_line(opening)
         try:
             sid = await self.provider.initiate(
                 DialRequest(
@@ -331,7 +333,7 @@ class CallManager:
             )
         except ProviderError as exc:
             if not exc.maybe_created:
-                await self._finalize(record.call_id, EndReason.FAILED, error=str(exc))
+                await self.finalize(record.call_id, EndReason.FAILED, error=str(exc))
                 raise
             # The request may have reached the provider (its answer was lost). Dialling again
             # could ring the person twice, so we wait for the provider's signed webhooks to tell
@@ -347,7 +349,7 @@ class CallManager:
         self.counters["calls_placed"] += 1
         return updated
 
-    async def _await_confirmation(self, live: _Live, detail: str) -> CallRecord:
+    async def _await_confirmation(self, live: LiveCall, detail: str) -> CallRecord:
         async with live.lock:
             if live.record.is_terminal or live.record.provider_call_id is not None:
                 return live.record  # a webhook already confirmed (or ended) the call
@@ -357,14 +359,14 @@ class CallManager:
             updated = live.record.copy(error=note, updated_at=self._clock())
             await self.store.commit(updated)
             live.record = updated
-        self._arm(live, "unconfirmed", self.unconfirmed_dial_seconds, self._on_unconfirmed)
+        self.arm(live, "unconfirmed", self.unconfirmed_dial_seconds, self._on_unconfirmed)
         return updated
 
     async def _on_unconfirmed(self, call_id: str) -> None:
         live = self._live.get(call_id)
         if live is None or live.record.provider_call_id is not None:
             return
-        await self._finalize(
+        await self.finalize(
             call_id,
             EndReason.FAILED,
             error="the provider never confirmed the call; not retried (no double dial)",
@@ -376,6 +378,11 @@ class CallManager:
         """Apply a verified, parsed webhook; return what the provider should do next."""
         call_id = hook.call_id or self._by_provider_id.get(hook.provider_call_id)
         live = self._live.get(call_id) if call_id else None
+        if hook.kind is WebhookKind.PARTIAL:
+            # the caller started talking inside a <Gather>: nothing to store, only to know
+            if live is not None:
+                self.turns.caller_speaking(live, hook)
+            return Reply.empty()
         if live is None:
             record = await self._lookup(call_id, hook.provider_call_id)
             if record is None:
@@ -385,11 +392,24 @@ class CallManager:
                 return Reply.empty()
             if record.is_terminal:
                 return await self._reply_for_ended(record, hook)
-            live = self._register(record)
+            live = await self._load(record)
         async with live.lock:
             if live.record.is_terminal:
                 return await self._reply_for_ended(live.record, hook)
+            if hook.kind is WebhookKind.LINE:
+                return await self._line_reply(live.record, hook)
             return await self._apply_locked(live, hook)
+
+    async def _line_reply(self, record: CallRecord, hook: ParsedWebhook) -> Reply:
+        """The provider fetches a stored bot line (it was too long to send inline)."""
+        lines = await self.store.transcript(record.call_id)
+        line = next(
+            (ln for ln in lines if ln.seq == hook.line_seq and ln.speaker is Speaker.BOT), None
+        )
+        then = hook.then or "hold"
+        if line is None or line.text.startswith("[not spoken]"):
+            return Reply(hangup=True) if then == "hangup" else self.replies.line(record, "", then)
+        return self.replies.line(record, line.text, then)
 
     async def _lookup(self, call_id: str | None, provider_call_id: str) -> CallRecord | None:
         if call_id:
@@ -406,28 +426,24 @@ class CallManager:
         # still record the event (history + dedupe) but change nothing about the call
         for event in hook.events:
             await self.store.commit(None, event=self._event_row(record.call_id, event))
-        if (
-            hook.kind is WebhookKind.VOICE
-            and record.mode is CallMode.NOTIFY
-            and record.answered_at is not None
-            and record.end_reason is not EndReason.REJECTED
-        ):
-            # a late redelivery of the first fetch gets the same answer it got the first time
-            return self._notify_reply(record)
-        return self._reply(record, hook)  # status: empty; rejected: reject; else hang up
+        return self.replies.for_ended(record, hook)
 
-    async def _apply_locked(self, live: _Live, hook: ParsedWebhook) -> Reply:
+    async def _apply_locked(self, live: LiveCall, hook: ParsedWebhook) -> Reply:
         if live.record.provider_call_id is None:
             live.record = live.record.copy(provider_call_id=hook.provider_call_id)
             self._by_provider_id[hook.provider_call_id] = live.record.call_id
         events = hook.events or (self._synthetic_event(hook),)
         for i, event in enumerate(events):
-            new, actions, end, line, wake = self._fold(
-                live.record, event, hook, live.transcript_seq
-            )
-            if i == len(events) - 1 and hook.kind is WebhookKind.VOICE and end is None:
-                new = self._on_voice_fetch(new)
-            lines = [line] if line is not None else []
+            folded = fold(live.record, event, hook, seq=live.next_seq, now=self._clock())
+            new = folded.record
+            if i == len(events) - 1 and hook.kind is WebhookKind.VOICE and folded.end is None:
+                new = on_voice_fetch(
+                    new,
+                    now=self._clock(),
+                    turn_token=secrets.token_urlsafe(12),
+                    streaming=self.replies.streams(new),
+                )
+            lines = [folded.line] if folded.line is not None else []
             changed = _differs(new, live.record)
             new = new.copy(updated_at=self._clock()) if changed else new
             # an event that changes nothing about the call is stored for dedupe/history only
@@ -441,22 +457,24 @@ class CallManager:
                 continue
             self.counters["events_applied"] += 1
             live.record = new
-            live.transcript_seq += len(lines)
+            live.advance(len(lines))
             for entry in lines:
-                self._publish_line(entry)
+                self.publish_line(entry)
             if changed:
-                self._publish("call.updated", new)
-            self._run_actions(live, actions)
-            if wake is not None:
-                fut = live.waiters.pop(wake[0], None)
+                self.publish("call.updated", new)
+            self._run_actions(live, folded.actions)
+            if folded.wake is not None:
+                fut = live.waiters.pop(folded.wake[0], None)
                 if fut is not None and not fut.done():
-                    fut.set_result(wake[1])
+                    fut.set_result(folded.wake[1])
                 elif fut is None:
-                    self._maybe_autoreply(live)
-            if end is not None:
-                await self._finalize(new.call_id, end, locked=True)
+                    self.autoreply.maybe(live)
+            if folded.end is not None:
+                await self.finalize(new.call_id, folded.end, locked=True)
                 break
-        return self._reply(live.record, hook)
+        if not live.record.is_terminal:
+            self.turns.after_webhook(live, hook)
+        return self.replies.reply(live.record, hook)
 
     def _synthetic_event(self, hook: ParsedWebhook) -> CallEvent:
         """A webhook that yields no normalized event still needs a dedupe identity."""
@@ -466,163 +484,6 @@ class CallManager:
             f"{hook.token}:noop",
             provider_call_id=hook.provider_call_id,
             call_id=hook.call_id,
-        )
-
-    def _fold(
-        self, record: CallRecord, event: CallEvent, hook: ParsedWebhook, seq: int
-    ) -> tuple[
-        CallRecord,
-        tuple[Action, ...],
-        EndReason | None,
-        TranscriptEntry | None,
-        tuple[int, str] | None,
-    ]:
-        """Fold one new event into the record. Pure apart from reading the clock."""
-        now = self._clock()
-        if event.sequence is not None and event.sequence > record.last_sequence:
-            record = record.copy(last_sequence=event.sequence)
-        if event.kind in _STATUS_SIGNAL:
-            t = states.apply(record.state, _STATUS_SIGNAL[event.kind])
-            if not t.changed:
-                return record, (), None, None, None
-            changes: dict[str, Any] = {"state": t.state}
-            if event.kind is EventKind.ANSWERED and record.answered_at is None:
-                changes["answered_at"] = now
-            if event.answered_by and event.answered_by.startswith("machine"):
-                changes["metadata"] = {**record.metadata, "answered_by": event.answered_by}
-            return record.copy(**changes), t.actions, None, None, None
-        if event.kind is EventKind.ENDED:
-            return record, (), self._end_reason_for(record, event), None, None
-        if event.kind in (EventKind.SPEECH, EventKind.DTMF):
-            text = event.transcript if event.kind is EventKind.SPEECH else event.digits
-            if not text:
-                return record, (), None, None, None
-            current = event.turn == record.turn and hook.token == record.metadata.get("turn_token")
-            line = self._line(
-                record,
-                seq,
-                Speaker.USER,
-                text if event.kind is EventKind.SPEECH else f"[dtmf] {text}",
-                turn=event.turn,
-                final=True,
-            )
-            if not current:
-                log.info(
-                    "late result for turn %s of call %s (now turn %s) kept, not used",
-                    event.turn,
-                    record.call_id,
-                    record.turn,
-                )
-                return record, (), None, line, None
-            return record, (), None, line, (record.turn, text)
-        return record, (), None, None, None
-
-    def _end_reason_for(self, record: CallRecord, event: CallEvent) -> EndReason:
-        reason = event.end_reason or EndReason.COMPLETED
-        if reason is EndReason.COMPLETED:
-            if record.metadata.get("hangup_requested"):
-                return EndReason.HANGUP_BOT
-            if str(record.metadata.get("answered_by", "")).startswith("machine"):
-                return EndReason.VOICEMAIL
-            if record.mode is CallMode.CONVERSATION and record.answered_at is not None:
-                return EndReason.HANGUP_USER
-        return reason
-
-    def _on_voice_fetch(self, record: CallRecord) -> CallRecord:
-        """The provider asks what to do on an answered call: move it on and open turn 1."""
-        t1 = states.apply(record.state, Signal.ANSWERED)
-        rec = record.copy(state=t1.state) if t1.changed else record
-        if rec.answered_at is None:
-            rec = rec.copy(answered_at=self._clock())
-        t2 = states.apply(rec.state, Signal.ACTIVATED)
-        if t2.changed:
-            rec = rec.copy(state=t2.state)
-        if rec.mode is CallMode.CONVERSATION and rec.turn == 0:
-            rec = rec.copy(
-                turn=1,
-                state=CallState.LISTENING,
-                metadata={**rec.metadata, "turn_token": secrets.token_urlsafe(12)},
-            )
-            if self.streaming:
-                rec = self._next_stream_generation(rec)
-        return rec
-
-    def _next_stream_generation(self, record: CallRecord) -> CallRecord:
-        """Allow one more stream for this call (first answer, or after a drop we saw)."""
-        md = record.metadata
-        return record.copy(
-            metadata={
-                **md,
-                "stream_gen": int(md.get("stream_gen", 0)) + 1,
-                "stream_expires": int(self._clock() + stream_tokens.TOKEN_TTL_SECONDS),
-            }
-        )
-
-    def _stream_reply(self, record: CallRecord) -> Reply:
-        md = record.metadata
-        generation = int(md.get("stream_gen", 0))
-        if generation <= int(md.get("stream_used", 0)) or record.provider_call_id is None:
-            return Reply(hold_call_id=record.call_id)  # a stream is (or was) attached already
-        token = stream_tokens.mint(
-            self._stream_key,
-            call_sid=record.provider_call_id,
-            call_id=record.call_id,
-            generation=generation,
-            expires=int(md.get("stream_expires", 0)),
-        )
-        return Reply(stream_call_id=record.call_id, stream_token=token)
-
-    def _reply(self, record: CallRecord, hook: ParsedWebhook) -> Reply:
-        """The answer to ``hook`` given the call as stored: a pure function of the record, so a
-        redelivered request gets the same answer."""
-        if hook.kind is WebhookKind.STATUS:
-            return Reply.empty()
-        if record.is_terminal:
-            return (
-                Reply(reject=True)
-                if record.end_reason is EndReason.REJECTED
-                else Reply(hangup=True)
-            )
-        if (
-            self.streaming
-            and record.mode is CallMode.CONVERSATION
-            and hook.kind
-            in (
-                WebhookKind.VOICE,
-                WebhookKind.HOLD,
-            )
-        ):
-            return self._stream_reply(record)
-        if hook.kind is WebhookKind.VOICE:
-            if record.mode is CallMode.NOTIFY:
-                return self._notify_reply(record)
-            greeting = (
-                record.message
-                if record.direction is Direction.OUTBOUND
-                else self.settings.inbound_greeting
-            )
-            if record.turn <= 1:
-                return Reply(say=greeting, listen=self._listen(record))
-            return Reply(listen=self._listen(record))
-        if hook.kind is WebhookKind.GATHER:
-            if hook.turn != record.turn or hook.token != record.metadata.get("turn_token"):
-                # a late result: keep waiting for the current question's answer
-                return Reply(listen=self._listen(record))
-            return Reply(hold_call_id=record.call_id)
-        return Reply(hold_call_id=record.call_id)
-
-    def _notify_reply(self, record: CallRecord) -> Reply:
-        return Reply(
-            say=record.message,
-            pause_after_seconds=self.settings.outbound.notify_hangup_delay_seconds,
-            hangup=True,
-        )
-
-    def _listen(self, record: CallRecord) -> Listen:
-        return Listen(
-            call_id=record.call_id,
-            turn=record.turn,
-            token=str(record.metadata.get("turn_token", "")),
         )
 
     # ------------------------------------------------------------------ inbound
@@ -655,7 +516,7 @@ class CallManager:
             stored = await self.store.commit(record, event=self._event_row(record.call_id, event))
             if stored:
                 self.counters["inbound_rejected"] += 1
-                self._publish("call.rejected", record)
+                self.publish("call.rejected", record)
             return Reply(reject=True)
         record = record.copy(
             state=CallState.LISTENING,
@@ -664,183 +525,35 @@ class CallManager:
             metadata={"turn_token": secrets.token_urlsafe(12)},
         )
         if self.streaming:
-            record = self._next_stream_generation(record)
+            record = next_stream_generation(record, now=now)
         greeting = self.settings.inbound_greeting
+        line = TranscriptEntry(record.call_id, 0, Speaker.BOT, greeting, now, turn=1)
         stored = await self.store.commit(
-            record,
-            event=self._event_row(record.call_id, event),
-            transcript=[self._line(record, 0, Speaker.BOT, greeting, turn=1)],
+            record, event=self._event_row(record.call_id, event), transcript=[line]
         )
         if not stored:
             existing = await self.store.get_call_by_provider_id(hook.provider_call_id)
-            return self._reply(existing, hook) if existing else Reply(hangup=True)
-        live = self._register(record)
-        live.transcript_seq = 1
-        self._arm(live, "max-duration", self.settings.max_duration_seconds, self._on_max_duration)
-        self._publish("call.created", record)
-        if self.streaming:
-            return self._stream_reply(record)
-        return Reply(say=greeting, listen=self._listen(record))
+            return self.replies.reply(existing, hook) if existing else Reply(hangup=True)
+        live = self._register(record, next_seq=1)
+        self.arm(live, "max-duration", self.settings.max_duration_seconds, self._on_max_duration)
+        self.publish("call.created", record)
+        return self.replies.reply(record, hook)
 
     # ------------------------------------------------------------------ agent operations
 
     async def speak(self, call_id: str, message: str) -> CallRecord:
         """Say ``message`` on a live call, then keep the line open. Returns once queued."""
-        message = _check_message(message)
-        live = await self._require_answered(call_id)
-        async with live.lock:
-            rec = live.record
-            t = states.apply(rec.state, Signal.SPEAKING)
-            updated = rec.copy(state=t.state, updated_at=self._clock())
-            line = self._line(rec, live.transcript_seq, Speaker.BOT, message, turn=rec.turn)
-            await self.store.commit(updated, transcript=[line])
-            live.record = updated
-            live.transcript_seq += 1
-        self._publish_line(line)
-        if self._streams(live):
-            channel = await self._channel(live)
-            self._spawn(self._say_on_stream(live, channel, message))
-            return updated
-        assert rec.provider_call_id is not None
-        await self.provider.redirect(rec.provider_call_id, Reply(say=message, hold_call_id=call_id))
-        return updated
+        return await self.turns.speak(call_id, message)
 
     async def continue_call(
         self, call_id: str, message: str, *, wait_seconds: float | None = None
     ) -> str:
         """Say ``message``, then wait for the caller's next final transcript of that turn."""
-        message = _check_message(message)
-        live = await self._require_answered(call_id)
-        self._cancel_autoreply(live)  # the agent takes this turn
-        updated, fut = await self._open_turn(live, message, wait=True)
-        assert fut is not None
-        wait = (
-            wait_seconds if wait_seconds is not None else self.settings.transcript_timeout_seconds
-        )
-        try:
-            await self._deliver_turn(live, updated, message)
-            return await asyncio.wait_for(fut, wait)
-        except TimeoutError:
-            raise TurnTimeout(f"no answer from the caller within {wait:.0f} s") from None
-        finally:
-            if live.waiters.get(updated.turn) is fut:
-                live.waiters.pop(updated.turn, None)
+        return await self.turns.continue_call(call_id, message, wait_seconds=wait_seconds)
 
-    async def _open_turn(
-        self, live: _Live, message: str, *, wait: bool
-    ) -> tuple[CallRecord, asyncio.Future[str] | None]:
-        """Store the bot's line as a new turn (fresh Gather token); optionally register the
-        waiter for the caller's answer, inside the lock so no answer can slip past it."""
-        async with live.lock:
-            rec = live.record
-            if rec.is_terminal:
-                raise CallNotActive(f"call {rec.call_id} has ended ({rec.state})")
-            turn = rec.turn + 1
-            t = states.apply(rec.state, Signal.SPEAKING)
-            updated = rec.copy(
-                turn=turn,
-                state=t.state if self._streams(live) else CallState.LISTENING,
-                updated_at=self._clock(),
-                metadata={**rec.metadata, "turn_token": secrets.token_urlsafe(12)},
-            )
-            line = self._line(rec, live.transcript_seq, Speaker.BOT, message, turn=turn)
-            await self.store.commit(updated, transcript=[line])
-            live.record = updated
-            live.transcript_seq += 1
-            fut: asyncio.Future[str] | None = None
-            if wait:
-                fut = asyncio.get_running_loop().create_future()
-                live.waiters[turn] = fut
-        self._publish_line(line)
-        return updated, fut
-
-    async def _deliver_turn(self, live: _Live, updated: CallRecord, message: str) -> None:
-        if self._streams(live):
-            channel = await self._channel(live)
-            await self._say_on_stream(live, channel, message)
-            return
-        assert updated.provider_call_id is not None
-        await self.provider.redirect(
-            updated.provider_call_id, Reply(say=message, listen=self._listen(updated))
-        )
-
-    # ------------------------------------------------------------------ automatic replies
-
-    def _maybe_autoreply(self, live: _Live) -> None:
-        """The caller finished a turn nobody is waiting for: let the responder answer."""
-        if self.responder is None or live.record.mode is not CallMode.CONVERSATION:
-            return
-        self._cancel_autoreply(live)  # the caller spoke again: the old reply is stale
-        live.reply_task = asyncio.create_task(self._autoreply(live))
-
-    def _cancel_autoreply(self, live: _Live) -> None:
-        task = live.reply_task
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
-        live.reply_task = None
-
-    async def _autoreply(self, live: _Live) -> None:
-        assert self.responder is not None
-        rec = live.record
-        caller = rec.from_number if rec.direction is Direction.INBOUND else rec.to_number
-        lines = await self.store.transcript(rec.call_id)
-        memory: list[str] = []
-        if self.memory is not None:
-            try:
-                memory = await self.memory.recall(caller)
-            except StoreError as exc:  # a reply without memory beats no reply
-                log.warning("caller memory unavailable for call %s: %s", rec.call_id, exc)
-        ctx = ConversationContext(
-            call_id=rec.call_id,
-            direction=rec.direction.value,
-            caller=caller,
-            transcript=[(ln.speaker.value, ln.text) for ln in lines],
-            memory=memory,
-        )
-        sentences: list[str] = []
-        goodbye: EndCall | None = None
-        gen = self.responder.reply(ctx)
-        try:
-            async for out in gen:
-                if isinstance(out, EndCall):
-                    goodbye = out
-                    break
-                if not out.text.strip():
-                    continue
-                if self._streams(live):
-                    # speech starts with the first sentence while the rest is still generated
-                    if not sentences:
-                        await self._open_turn(live, out.text, wait=False)
-                    else:
-                        await self._bot_line(live, out.text)
-                    channel = await self._channel(live)
-                    self._spawn(self._say_on_stream(live, channel, out.text))
-                sentences.append(out.text)
-        except CallNotActive:
-            return
-        finally:
-            await gen.aclose()  # type: ignore[attr-defined]
-        if live.record.is_terminal:
-            return
-        if self._streams(live):
-            if goodbye is not None:
-                await self.end_call(rec.call_id, message=goodbye.goodbye)
-            return
-        text = " ".join(sentences)
-        if goodbye is not None:
-            farewell = " ".join(x for x in (text, goodbye.goodbye or "") if x).strip()
-            await self.end_call(rec.call_id, message=farewell or None)
-        elif text:
-            updated, _ = await self._open_turn(live, text, wait=False)
-            await self._deliver_turn(live, updated, text)
-
-    async def _bot_line(self, live: _Live, text: str) -> None:
-        async with live.lock:
-            rec = live.record
-            line = self._line(rec, live.transcript_seq, Speaker.BOT, text, turn=rec.turn)
-            await self.store.commit(None, transcript=[line])
-            live.transcript_seq += 1
-        self._publish_line(line)
+    async def end_call(self, call_id: str, *, message: str | None = None) -> CallRecord:
+        """Hang up, after saying ``message`` if given (the call is ``ending`` meanwhile)."""
+        return await self.turns.end_call(call_id, message=message)
 
     async def forget_caller(self, number: str) -> bool:
         """Erase what is remembered about a caller (E.164); ``True`` if there was something.
@@ -850,201 +563,41 @@ class CallManager:
         caller = parse_e164(number, field="caller")
         return await self.store.forget_caller(caller)
 
-    async def end_call(self, call_id: str, *, message: str | None = None) -> CallRecord:
-        """Hang up (after saying ``message``, if given). Idempotent."""
-        live = self._live.get(call_id)
-        if live is None:
-            return await self.get_call(call_id)
-        goodbye = _check_message(message) if message else None
-        async with live.lock:
-            if live.record.is_terminal:
-                return live.record
-            rec = live.record.copy(
-                metadata={**live.record.metadata, "hangup_requested": True},
-                updated_at=self._clock(),
-            )
-            lines = []
-            if goodbye:
-                lines.append(
-                    self._line(rec, live.transcript_seq, Speaker.BOT, goodbye, turn=rec.turn)
-                )
-            await self.store.commit(rec, transcript=lines)
-            live.record = rec
-            live.transcript_seq += len(lines)
-        for entry in lines:
-            self._publish_line(entry)
-        sid = rec.provider_call_id
-        if sid is None:
-            await self._finalize(call_id, EndReason.HANGUP_BOT)
-            return await self.get_call(call_id)
-        if goodbye and live.channel is not None:
-            # the mark echo tells us the caller heard the whole goodbye before we hang up
-            await live.channel.say(goodbye)
-        elif goodbye:
-            # say goodbye through the provider's own markup so the hang-up cannot cut it off
-            await self.provider.redirect(sid, Reply(say=goodbye, hangup=True))
-            return rec
-        await self._hangup_remote(sid)
-        await self._finalize(call_id, EndReason.HANGUP_BOT)
-        return await self.get_call(call_id)
-
     # ------------------------------------------------------------------ media streams (StreamHost)
 
-    def _streams(self, live: _Live) -> bool:
-        return self.streaming and live.record.mode is CallMode.CONVERSATION
-
-    async def _channel(self, live: _Live) -> SpeechChannel:
-        """The call's live stream, waiting up to the reconnect grace for one to attach."""
-        if live.channel is None:
-            try:
-                await asyncio.wait_for(live.attached.wait(), self.stream_grace_seconds)
-            except TimeoutError:
-                raise CallNotActive("no media stream is attached to this call") from None
-        assert live.channel is not None
-        return live.channel
-
-    async def _say_on_stream(self, live: _Live, channel: SpeechChannel, text: str) -> None:
-        result = await channel.say(text)
-        async with live.lock:
-            rec = live.record
-            if rec.is_terminal:
-                return
-            t = states.apply(rec.state, Signal.LISTENING)
-            if t.changed:
-                live.record = rec.copy(state=t.state)
-        if not result.completed:
-            log.info(
-                "call %s: the caller heard %d of %d ms",
-                rec.call_id,
-                result.heard_ms,
-                result.total_ms,
-            )
-
     async def claim_stream(self, *, token: str, call_sid: str) -> str:
-        call_id = self._by_provider_id.get(call_sid)
-        live = self._live.get(call_id) if call_id else None
-        if live is None or call_id is None:
-            raise StreamRejected("no live call with that CallSid")
-        async with live.lock:
-            rec = live.record
-            md = rec.metadata
-            claim = stream_tokens.check(
-                self._stream_key,
-                token,
-                call_sid=call_sid,
-                call_id=call_id,
-                now=self._clock(),
-                current_generation=int(md.get("stream_gen", 0)),
-                used_generation=int(md.get("stream_used", 0)),
-            )
-            if not claim.ok:
-                raise StreamRejected(claim.reason)
-            updated = rec.copy(metadata={**md, "stream_used": claim.generation})
-            await self.store.commit(updated)
-            live.record = updated
-        return call_id
+        return await self.media.claim_stream(token=token, call_sid=call_sid)
 
     async def stream_attached(self, call_id: str, channel: SpeechChannel) -> None:
-        live = self._live.get(call_id)
-        if live is None or live.record.is_terminal:
-            await channel.close("the call has ended")
-            return
-        live.channel = channel
-        live.attached.set()
-        handle = live.timers.pop("stream-grace", None)
-        if handle is not None:
-            handle.cancel()
-        self.bus.publish({"type": "stream.attached", "at": self._clock(), "call_id": call_id})
-        if not live.record.metadata.get("opening_spoken"):
-            async with live.lock:
-                rec = live.record.copy(metadata={**live.record.metadata, "opening_spoken": True})
-                await self.store.commit(rec)
-                live.record = rec
-            opening = (
-                rec.message
-                if rec.direction is Direction.OUTBOUND
-                else self.settings.inbound_greeting
-            )
-            if opening:
-                self._spawn(self._say_on_stream(live, channel, opening))
+        await self.media.stream_attached(call_id, channel)
 
     async def stream_detached(self, call_id: str, *, reason: str) -> None:
-        live = self._live.get(call_id)
-        if live is None:
-            return
-        live.channel = None
-        live.attached.clear()
-        if live.record.is_terminal:
-            return
-        async with live.lock:
-            rec = self._next_stream_generation(live.record)
-            await self.store.commit(rec)
-            live.record = rec
-        self.bus.publish(
-            {"type": "stream.detached", "at": self._clock(), "call_id": call_id, "reason": reason}
-        )
-
-        async def lost(cid: str) -> None:
-            await self._timeout_hangup(cid, EndReason.ERROR, f"media stream lost ({reason})")
-
-        self._arm(live, "stream-grace", self.stream_grace_seconds, lost)
+        await self.media.stream_detached(call_id, reason=reason)
 
     async def caller_said(self, call_id: str, text: str, *, final: bool) -> None:
-        live = self._live.get(call_id)
-        if live is None or not text.strip():
-            return
-        if not final:
-            self.bus.publish(
-                {
-                    "type": "transcript.partial",
-                    "at": self._clock(),
-                    "call_id": call_id,
-                    "text": text,
-                }
-            )
-            return
-        async with live.lock:
-            rec = live.record
-            if rec.is_terminal:
-                return
-            line = self._line(rec, live.transcript_seq, Speaker.USER, text.strip(), turn=rec.turn)
-            await self.store.commit(rec.copy(updated_at=self._clock()), transcript=[line])
-            live.transcript_seq += 1
-            fut = live.waiters.pop(rec.turn, None)
-        self._publish_line(line)
-        if fut is not None and not fut.done():
-            fut.set_result(line.text)
-        elif fut is None:
-            self._maybe_autoreply(live)
+        await self.media.caller_said(call_id, text, final=final)
 
     async def caller_pressed(self, call_id: str, digit: str) -> None:
-        await self.caller_said(call_id, f"[dtmf] {digit}", final=True)
+        await self.media.caller_pressed(call_id, digit)
 
     async def bot_interrupted(self, call_id: str, result: SpokenResult) -> None:
-        """Barge-in: the transcript keeps what the caller actually heard of the bot's line."""
-        live = self._live.get(call_id)
-        if live is not None:
-            async with live.lock:
-                lines = await self.store.transcript(call_id)
-                last = next((ln for ln in reversed(lines) if ln.speaker is Speaker.BOT), None)
-                if last is not None and not last.text.endswith("[cut off]"):
-                    heard = result.heard_text.strip()
-                    cut = dataclasses.replace(
-                        last, text=f"{heard} [cut off]" if heard else "[cut off]"
-                    )
-                    await self.store.commit(None, transcript=[cut])
-        self.bus.publish(
-            {
-                "type": "bot.interrupted",
-                "at": self._clock(),
-                "call_id": call_id,
-                "heard_ms": result.heard_ms,
-                "total_ms": result.total_ms,
-                "heard_text": result.heard_text,
-            }
-        )
+        await self.media.bot_interrupted(call_id, result)
 
-    async def _require_answered(self, call_id: str) -> _Live:
+    # ------------------------------------------------------------------ core, for collaborators
+
+    def now(self) -> float:
+        return self._clock()
+
+    def live(self, call_id: str) -> LiveCall | None:
+        """The live companion of a non-terminal call, if this process holds one."""
+        return self._live.get(call_id)
+
+    def live_by_provider_id(self, provider_call_id: str) -> LiveCall | None:
+        call_id = self._by_provider_id.get(provider_call_id)
+        return self._live.get(call_id) if call_id else None
+
+    async def require_answered(self, call_id: str) -> LiveCall:
+        """A live, answered call an agent may talk on (409 otherwise, 404 if unknown)."""
         live = self._live.get(call_id)
         if live is None:
             record = await self.get_call(call_id)  # raises UnknownCall
@@ -1053,31 +606,50 @@ class CallManager:
             raise CallNotActive(
                 f"call {call_id} has not been answered yet (state {live.record.state})"
             )
+        if live.record.state is CallState.ENDING:
+            raise CallNotActive(f"call {call_id} is ending: an end was asked for")
         return live
 
-    # ------------------------------------------------------------------ timers
+    def streams(self, live: LiveCall) -> bool:
+        """Whether this call's speech goes over its Media Stream."""
+        return self.replies.streams(live.record)
 
-    def _arm(self, live: _Live, name: str, delay: float, handler: Callable[[str], Any]) -> None:
-        old = live.timers.pop(name, None)
-        if old is not None:
-            old.cancel()
-        loop = asyncio.get_running_loop()
-        call_id = live.record.call_id
-        live.timers[name] = loop.call_later(delay, lambda: self._spawn(handler(call_id)))
+    async def commit(
+        self, live: LiveCall, record: CallRecord | None, lines: Iterable[TranscriptEntry] = ()
+    ) -> None:
+        """Store ``record`` and ``lines`` (hold ``live.lock``), then take them into memory."""
+        batch = list(lines)
+        await self.store.commit(record, transcript=batch)
+        if record is not None:
+            live.record = record
+        live.advance(len(batch))
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _run_actions(self, live: _Live, actions: Iterable[Action]) -> None:
+    def arm(self, live: LiveCall, name: str, delay: float, handler: Callable[[str], Any]) -> None:
+        self.disarm(live, name)
+        loop = asyncio.get_running_loop()
+        call_id = live.call_id
+        live.timers[name] = loop.call_later(delay, lambda: self.spawn(handler(call_id)))
+
+    @staticmethod
+    def disarm(live: LiveCall, name: str) -> bool:
+        """Cancel a timer; ``True`` if it was armed."""
+        handle = live.timers.pop(name, None)
+        if handle is None:
+            return False
+        handle.cancel()
+        return True
+
+    def _run_actions(self, live: LiveCall, actions: Iterable[Action]) -> None:
         for action in actions:
             if action is Action.CANCEL_RING_TIMER:
-                handle = live.timers.pop("ring", None)
-                if handle:
-                    handle.cancel()
+                self.disarm(live, "ring")
             elif action is Action.ARM_MAX_DURATION:
-                self._arm(
+                self.arm(
                     live, "max-duration", self.settings.max_duration_seconds, self._on_max_duration
                 )
                 if live.record.mode is CallMode.NOTIFY and live.record.message:
@@ -1087,7 +659,9 @@ class CallManager:
                         + self.settings.outbound.notify_hangup_delay_seconds
                         + 30.0
                     )
-                    self._arm(live, "notify", backstop, self._on_notify_backstop)
+                    self.arm(live, "notify", backstop, self._on_notify_backstop)
+
+    # ------------------------------------------------------------------ timers
 
     async def _on_ring_timeout(self, call_id: str) -> None:
         live = self._live.get(call_id)
@@ -1095,29 +669,28 @@ class CallManager:
             return
         sid = live.record.provider_call_id
         if sid is not None:
-            await self._hangup_remote(sid)
-        await self._finalize(
-            call_id, EndReason.NO_ANSWER, error="no answer before the ring timeout"
-        )
+            await self.hangup_remote(sid)
+        await self.finalize(call_id, EndReason.NO_ANSWER, error="no answer before the ring timeout")
 
     async def _on_max_duration(self, call_id: str) -> None:
-        await self._timeout_hangup(call_id, EndReason.TIMEOUT, "max_duration_seconds reached")
+        await self.timeout_hangup(call_id, EndReason.TIMEOUT, "max_duration_seconds reached")
 
     async def _on_notify_backstop(self, call_id: str) -> None:
-        await self._timeout_hangup(
+        await self.timeout_hangup(
             call_id, EndReason.HANGUP_BOT, "notify message delivered; provider never hung up"
         )
 
-    async def _timeout_hangup(self, call_id: str, reason: EndReason, why: str) -> None:
+    async def timeout_hangup(self, call_id: str, reason: EndReason, why: str | None) -> None:
+        """Hang the call up at the provider and end it here with ``reason``."""
         live = self._live.get(call_id)
         if live is None:
             return
         sid = live.record.provider_call_id
         if sid is not None:
-            await self._hangup_remote(sid)
-        await self._finalize(call_id, reason, error=why)
+            await self.hangup_remote(sid)
+        await self.finalize(call_id, reason, error=why)
 
-    async def _hangup_remote(self, provider_call_id: str) -> None:
+    async def hangup_remote(self, provider_call_id: str) -> None:
         try:
             await self.provider.hangup(provider_call_id)
         except ProviderError as exc:
@@ -1143,7 +716,7 @@ class CallManager:
             if now - rec.updated_at < stale_after:
                 continue
             if rec.provider_call_id is None:
-                await self._finalize(call_id, EndReason.ERROR, error="never reached the provider")
+                await self.finalize(call_id, EndReason.ERROR, error="never reached the provider")
                 ended += 1
                 continue
             try:
@@ -1153,16 +726,17 @@ class CallManager:
                 continue
             if remote.live:
                 continue  # never end a call the provider says is live
-            await self._finalize(call_id, remote.end_reason or EndReason.COMPLETED)
+            await self.finalize(call_id, remote.end_reason or EndReason.COMPLETED)
             ended += 1
         self.counters["reaped"] += ended
         return ended
 
     # ------------------------------------------------------------------ finalize
 
-    async def _finalize(
+    async def finalize(
         self, call_id: str, reason: EndReason, *, error: str | None = None, locked: bool = False
     ) -> None:
+        """End the call here (stored, timers cancelled, waiters woken, slot released); once."""
         live = self._live.get(call_id)
         if live is None:
             return
@@ -1172,7 +746,7 @@ class CallManager:
             async with live.lock:
                 await self._finalize_locked(live, reason, error)
 
-    async def _finalize_locked(self, live: _Live, reason: EndReason, error: str | None) -> None:
+    async def _finalize_locked(self, live: LiveCall, reason: EndReason, error: str | None) -> None:
         rec = live.record
         if rec.is_terminal and self._live.get(rec.call_id) is not live:
             return
@@ -1194,11 +768,11 @@ class CallManager:
                 # the reaper/restart reconciles the stored row with the provider later
                 log.error("could not store the end of call %s: %s", rec.call_id, exc)
         live.record = final
-        self._cancel_autoreply(live)
+        self.autoreply.cancel(live)
         if self.memory is not None and t.changed:
-            self._spawn(self._remember(final))
+            self.spawn(self._remember(final))
         if live.channel is not None:
-            self._spawn(live.channel.close("call ended"))
+            self.spawn(live.channel.close("call ended"))
             live.channel = None
         for handle in live.timers.values():
             handle.cancel()
@@ -1211,7 +785,7 @@ class CallManager:
         if rec.provider_call_id:
             self._by_provider_id.pop(rec.provider_call_id, None)
         self.counters["calls_finalized"] += 1
-        self._publish("call.ended", final)
+        self.publish("call.ended", final)
 
     async def _remember(self, record: CallRecord) -> None:
         caller = record.from_number if record.direction is Direction.INBOUND else record.to_number
@@ -1231,17 +805,25 @@ class CallManager:
             state=t.state, end_reason=reason, ended_at=now, updated_at=now, error=error
         )
         await self.store.commit(final)
-        self._publish("call.ended", final)
+        self.publish("call.ended", final)
 
     # ------------------------------------------------------------------ helpers
 
-    def _register(self, record: CallRecord) -> _Live:
-        live = self._live.get(record.call_id)
-        if live is None:
-            live = _Live(record=record)
-            self._live[record.call_id] = live
+    def _register(self, record: CallRecord, *, next_seq: int) -> LiveCall:
+        """Track a call this process just created (its transcript is known)."""
+        live = LiveCall(record=record, next_seq=next_seq)
+        self._live[record.call_id] = live
         if record.provider_call_id:
             self._by_provider_id[record.provider_call_id] = record.call_id
+        return live
+
+    async def _load(self, record: CallRecord) -> LiveCall:
+        """Track a call read back from the store: its transcript continues after the last
+        stored line (a restart or a standby takeover must never write over earlier lines)."""
+        seq = next_seq_after(await self.store.transcript(record.call_id))
+        live = self._live.get(record.call_id)  # another task may have loaded it meanwhile
+        if live is None:
+            live = self._register(record, next_seq=seq)
         return live
 
     def _event_row(self, call_id: str, event: CallEvent) -> EventRow:
@@ -1258,30 +840,10 @@ class CallManager:
             detail=detail,
         )
 
-    def _line(
-        self,
-        record: CallRecord,
-        seq: int,
-        speaker: Speaker,
-        text: str,
-        *,
-        turn: int | None,
-        final: bool = True,
-    ) -> TranscriptEntry:
-        return TranscriptEntry(
-            call_id=record.call_id,
-            seq=seq,
-            speaker=speaker,
-            text=text,
-            at=self._clock(),
-            final=final,
-            turn=turn,
-        )
-
-    def _publish(self, kind: str, record: CallRecord) -> None:
+    def publish(self, kind: str, record: CallRecord) -> None:
         self.bus.publish({"type": kind, "at": self._clock(), "call": record.to_json()})
 
-    def _publish_line(self, line: TranscriptEntry) -> None:
+    def publish_line(self, line: TranscriptEntry) -> None:
         self.bus.publish(
             {"type": "transcript", "at": line.at, "call_id": line.call_id, **line.to_json()}
         )
@@ -1303,12 +865,3 @@ def _differs(new: CallRecord, old: CallRecord) -> bool:
     The same as ``new.copy(last_sequence=old.last_sequence, updated_at=old.updated_at) != old``
     without building that copy (it ran for every status callback)."""
     return bool(_NOT_BOOKKEEPING(new) != _NOT_BOOKKEEPING(old))
-
-
-def _check_message(message: str) -> str:
-    text = (message or "").strip()
-    if not text:
-        raise InvalidRequest("message: must not be empty")
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise InvalidRequest(f"message: longer than {MAX_MESSAGE_CHARS} characters")
-    return text

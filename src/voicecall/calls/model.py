@@ -19,6 +19,7 @@ class CallState(StrEnum):
     ACTIVE = "active"
     SPEAKING = "speaking"
     LISTENING = "listening"
+    ENDING = "ending"  # an end was asked for: the goodbye plays, then the call hangs up
     # terminal
     COMPLETED = "completed"
     HANGUP_USER = "hangup-user"

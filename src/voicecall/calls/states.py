@@ -5,9 +5,9 @@ signal arrives, and which actions that move implies. No I/O, no clocks, no async
 
 ::
 
-    initiated ──► ringing ──► answered ──► active ──► speaking ⇄ listening
-        │            │            │           │            │         │
-        └────────────┴────────────┴─────┬─────┴────────────┴─────────┘
+    initiated ──► ringing ──► answered ──► active ──► speaking ⇄ listening ──► ending
+        │            │            │           │            │         │            │
+        └────────────┴────────────┴─────┬─────┴────────────┴─────────┴────────────┘
                                         ▼
             completed | hangup-user | hangup-bot | timeout | error | failed
             | no-answer | busy | voicemail                 (terminal: absorbs everything)
@@ -32,6 +32,7 @@ class Signal(StrEnum):
     ACTIVATED = "activated"  # the first TwiML / media stream of an answered call is running
     SPEAKING = "speaking"  # the bot started an utterance
     LISTENING = "listening"  # the bot is waiting for the caller
+    ENDING = "ending"  # an end was asked for (the goodbye, if any, plays first)
     ENDED = "ended"  # with an EndReason
 
 
@@ -51,6 +52,7 @@ _RANK: dict[CallState, int] = {
     CallState.ACTIVE: 3,
     CallState.SPEAKING: 4,
     CallState.LISTENING: 4,
+    CallState.ENDING: 5,
 }
 
 # (signal) -> the state it leads to, and the actions entering it implies
@@ -60,6 +62,7 @@ _TARGET: dict[Signal, CallState] = {
     Signal.ACTIVATED: CallState.ACTIVE,
     Signal.SPEAKING: CallState.SPEAKING,
     Signal.LISTENING: CallState.LISTENING,
+    Signal.ENDING: CallState.ENDING,
 }
 
 _ON_ENTER: dict[CallState, tuple[Action, ...]] = {

@@ -28,8 +28,11 @@ def mcp(
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
-    """Run the MCP server (tools: initiate_call, continue_call, speak_to_user, end_call,
-    get_status, list_calls, block_number). It talks to the running `voicecall serve`."""
+    """Run the MCP server for agents (over the running server's control API).
+
+    Tools: initiate_call, continue_call, speak_to_user, end_call, get_status, list_calls,
+    block_number.
+    """
     from voicecall import logs
     from voicecall.agent.client import Client
     from voicecall.agent.mcp import run_stdio, serve_http
@@ -72,8 +75,11 @@ def expose(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Make the local server reachable from Twilio (Tailscale Funnel or ngrok) and print the
-    public_url to configure, with warnings about anything that would break signatures."""
+    """Make the local server reachable from Twilio (Tailscale Funnel or ngrok).
+
+    Prints the public_url to configure, with warnings about anything that would break
+    signatures.
+    """
     from voicecall.agent.expose import ExposeError, expose_and_check
 
     settings = settings_from(config)

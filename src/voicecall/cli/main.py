@@ -10,18 +10,27 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
 
 from voicecall.agent.client import CallInfo, Client
-from voicecall.cli.common import ConfigOpt, UrlOpt, fail, out, settings_from
-from voicecall.config import Settings
-from voicecall.errors import ConfigError, VoicecallError
-from voicecall.netaddr import is_loopback
+from voicecall.cli.common import (
+    CallIdOpt,
+    ConfigOpt,
+    JsonOpt,
+    LogFormatOpt,
+    LogLevelOpt,
+    UrlOpt,
+    err,
+    fail,
+    out,
+    settings_from,
+)
+from voicecall.cli.output import call_table, event_line, print_call, print_json, transcript_line
+from voicecall.cli.preflight import serve_problems
+from voicecall.errors import VoicecallError
 
 app = typer.Typer(
     name="voicecall",
@@ -34,12 +43,12 @@ app = typer.Typer(
 
 def _register_extra_commands() -> None:
     from voicecall.cli import agent_commands, policy_commands
+    from voicecall.cli.emulator_command import register as register_emulator
 
     agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
+    register_emulator(app)  # `voicecall emulator` (and its `load`, `sink`)
     policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
 
-
-_register_extra_commands()
 
 T = TypeVar("T")
 
@@ -61,34 +70,9 @@ def _run(make: Callable[[Client], Awaitable[T]], config: Path | None, url: str |
         raise typer.Exit(130) from None
 
 
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
-def _print_call(info: CallInfo) -> None:
-    table = Table(show_header=False, box=None)
-    for key in (
-        "call_id",
-        "state",
-        "end_reason",
-        "direction",
-        "mode",
-        "to",
-        "from",
-        "provider_call_id",
-        "error",
-    ):
-        value = info.raw.get(key)
-        if value is not None:
-            table.add_row(f"[bold]{key}[/bold]", str(value))
-    table.add_row("[bold]created[/bold]", _when(info.raw.get("created_at")))
-    table.add_row("[bold]ended[/bold]", _when(info.raw.get("ended_at")))
-    out.print(table)
-    if info.transcript:
-        out.print("[bold]transcript[/bold]")
-        for line in info.transcript:
-            who = "[cyan]bot [/cyan]" if line["speaker"] == "bot" else "[green]user[/green]"
-            out.print(f"  {who} {line['text']}", highlight=False)
+def _check_mode(mode: str | None) -> None:
+    if mode not in (None, "notify", "conversation"):
+        raise fail([f"--mode: {mode!r} is not notify or conversation"])
 
 
 # ----------------------------------------------------------------------------- server
@@ -97,67 +81,192 @@ def _print_call(info: CallInfo) -> None:
 @app.command()
 def serve(
     config: ConfigOpt = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_level: LogLevelOpt = "info",
+    log_format: LogFormatOpt = "auto",
 ) -> None:
     """Run the voicecall server (webhooks, media streams, control API)."""
     import uvicorn
 
     from voicecall import logs
+    from voicecall.cli.common import PortBusy, bind_listener, check_logging
+    from voicecall.cli.preflight import preflight_problems, secrets_of
     from voicecall.server.app import VoicecallApp
     from voicecall.server.runner import uvicorn_options
 
+    check_logging(log_level, log_format)
     settings = settings_from(config)
-    problems = serve_problems(settings)
+    problems = preflight_problems(settings)
     if problems:
         raise fail(problems)
-    logs.configure(log_level)
-    for secret in (settings.twilio.auth_token, settings.api.token):
-        logs.register_secret(secret.get_secret_value() if secret else None)
-    application = VoicecallApp(settings)
+    for secret in secrets_of(settings):
+        logs.register_secret(secret)
     try:
-        uvicorn.run(
-            application,
-            host=settings.serve.bind,
-            port=settings.serve.port,
-            **uvicorn_options(settings),
+        sock = bind_listener(
+            settings.serve.bind,
+            settings.serve.port,
+            what="voicecall server (`voicecall serve` or `voicecall dev`)",
+            key="serve.port",
         )
-    except ConfigError as exc:
-        raise fail(exc.problems) from None
+    except PortBusy as exc:
+        raise fail([str(exc)], 1) from None
+    logs.configure(log_level, log_format)
+    server = uvicorn.Server(uvicorn.Config(VoicecallApp(settings), **uvicorn_options(settings)))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
-def serve_problems(settings: Settings) -> list[str]:
-    """Reasons the server must not start with these settings."""
-    problems = []
-    if not is_loopback(settings.serve.bind) and settings.api.token is None:
-        problems.append(
-            f"serve.bind: {settings.serve.bind} is reachable from other machines; "
-            "set api.token (VOICECALL_API__TOKEN) first"
+@app.command()
+def dev(
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = "info",
+    log_format: LogFormatOpt = "auto",
+) -> None:
+    """Run the local Twilio emulator and the voicecall server together (Ctrl-C stops both).
+
+    Uses ./voicecall.toml (or --config), else built-in local defaults (what
+    `voicecall init --local` writes). Prints what to try next and shows calls as they happen.
+    """
+    import logging
+
+    from voicecall import logs
+    from voicecall.cli.common import PortBusy, bind_listener, check_logging
+    from voicecall.cli.dev import dev_problems, run_dev
+    from voicecall.cli.preflight import preflight_problems, secrets_of
+    from voicecall.config import config_path
+    from voicecall.errors import ConfigError
+
+    check_logging(log_level, log_format)
+    path = config_path(config)
+    if path.exists() or config is not None:
+        settings = settings_from(config)
+        source = f"config {path}"
+        shown: Path | None = path.resolve()
+    else:
+        from voicecall.cli.dev import builtin_settings
+
+        try:
+            settings = builtin_settings()
+        except ConfigError as exc:
+            raise fail(exc.problems) from None
+        source = "built-in local defaults; `voicecall init --local` writes them to a file"
+        shown = None
+    problems = dev_problems(settings) or preflight_problems(settings)
+    if problems:
+        raise fail(problems)
+    for secret in secrets_of(settings):
+        logs.register_secret(secret)
+    try:
+        server_sock = bind_listener(
+            settings.serve.bind,
+            settings.serve.port,
+            what="voicecall server (`voicecall serve` or `voicecall dev`)",
+            key="serve.port",
         )
-    if settings.provider == "twilio":
-        if not settings.twilio.account_sid:
-            problems.append("twilio.account_sid: required (or set TWILIO_ACCOUNT_SID)")
-        if settings.twilio.auth_token is None:
-            problems.append("twilio.auth_token: required (or set TWILIO_AUTH_TOKEN)")
-        if not settings.public_url:
-            problems.append("public_url: required (the https origin Twilio can reach)")
-    return problems
+    except PortBusy as exc:
+        raise fail([str(exc)], 1) from None
+    from urllib.parse import urlsplit
+
+    base = urlsplit(settings.twilio.api_base_url)
+    try:
+        emulator_sock = bind_listener(
+            base.hostname or "127.0.0.1",
+            base.port or 80,
+            what="emulator (`voicecall emulator` or `voicecall dev`)",
+            key="twilio.api_base_url",
+        )
+    except PortBusy as exc:
+        server_sock.close()
+        raise fail([str(exc)], 1) from None
+    chosen = logs.configure(log_level, log_format)
+    # two uvicorn servers in one process: their start/stop lines say nothing dev does not
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    if chosen == "human":
+        # the call lines below say the same to a person; warnings and errors still show
+        logging.getLogger("voicecall.calls").setLevel(logging.WARNING)
+    default = config is None and (shown is None or shown == Path("voicecall.toml").resolve())
+    try:
+        asyncio.run(
+            run_dev(
+                settings,
+                out,
+                server_sock=server_sock,
+                emulator_sock=emulator_sock,
+                source=source,
+                config=shown,
+                default_config=default,
+            )
+        )
+    except RuntimeError as exc:
+        raise fail([str(exc)], 1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    finally:
+        server_sock.close()
+        emulator_sock.close()
 
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the template")] = Path(
+    path: Annotated[Path, typer.Argument(help="Where to write the configuration")] = Path(
         "voicecall.toml"
     ),
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="Set up for the local emulator (`voicecall dev`): its credentials and URL, "
+            "http public_url, the local speech stack when installed, a store in this directory",
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option(help="--local: the voicecall server's port", min=1, max=65535)
+    ] = 3334,
+    emulator_port: Annotated[
+        int, typer.Option(help="--local: the emulator's port", min=1, max=65535)
+    ] = 8765,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file")] = False,
 ) -> None:
-    """Write a commented configuration template."""
-    from voicecall.cli.template import CONFIG_TEMPLATE
+    """Write a commented configuration file with every section (--local: ready to run)."""
+    from voicecall.cli.template import CONFIG_TEMPLATE, local_speech, local_values, render_local
 
     if path.exists() and not force:
-        raise fail([f"{path} exists (use --force to overwrite)"])
-    path.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        raise fail([f"{path} exists (use --force to overwrite)"], 1)
+    if local and port == emulator_port:
+        raise fail([f"--port and --emulator-port are both {port}: give them different ports"])
+    text = CONFIG_TEMPLATE
+    if local:
+        text = render_local(
+            local_values(
+                port=port,
+                emulator_port=emulator_port,
+                project_dir=path.resolve().parent,
+                speech=local_speech(),
+                responder=_existing_responder(path),
+            )
+        )
+    path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
-    out.print(f"wrote {path}")
+    out.print(f"wrote {path}", highlight=False)
+    if local:
+        out.print("next: voicecall dev   (then, in another terminal: voicecall call …)")
+
+
+def _existing_responder(path: Path) -> dict[str, Any] | None:
+    """The ``[responder]`` table of the file about to be overwritten, if it configures one."""
+    import tomllib
+
+    from voicecall.config import ResponderSettings
+
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("responder")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(table, dict) or table.get("kind", "none") == "none":
+        return None
+    known = ResponderSettings.model_fields
+    return {k: v for k, v in table.items() if k in known}
 
 
 # ----------------------------------------------------------------------------- calls
@@ -165,61 +274,126 @@ def init(
 
 @app.command()
 def call(
-    message: Annotated[str, typer.Option("--message", "-m", help="What to say")],
+    message: Annotated[str, typer.Option("--message", "-m", help="What to say first")],
     to: Annotated[
-        str | None, typer.Option("--to", help="E.164 number (default: to_number)")
+        str | None, typer.Option("--to", help="E.164 number to call (default: to_number)")
     ] = None,
-    mode: Annotated[str | None, typer.Option(help="notify or conversation")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="notify (say, hang up) or conversation (default: outbound.default_mode)"),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Show the live transcript until the call ends; in a conversation until the "
+            "callee first answers (the answer is printed)",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="--wait: give up after this many seconds (exit 1)", min=0.1),
+    ] = None,
+    json_out: JsonOpt = False,
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
     """Place an outbound call."""
-    if mode not in (None, "notify", "conversation"):
-        raise fail([f"--mode: {mode!r} is not notify or conversation"])
+    from voicecall.cli.wait import CallWatcher, WaitResult
 
-    async def go(c: Client) -> Any:
-        handle = await c.call(to, message, mode)
-        return await handle.status()
+    _check_mode(mode)
+    if timeout is not None and not wait:
+        raise fail(["--timeout: only with --wait (how long to wait for the call)"])
+    live = err if json_out else out
 
-    info = _run(go, config, url)
-    out.print(f"call [bold]{info.call_id}[/bold] {info.state}")
+    async def go(c: Client) -> tuple[CallInfo, WaitResult | None]:
+        if not wait:
+            handle = await c.call(to, message, mode)
+            return await handle.status(), None
+
+        def line(doc: dict[str, Any]) -> None:
+            err.print("  " + transcript_line(doc), highlight=False, soft_wrap=True)
+
+        def state(info: CallInfo) -> None:
+            err.print(f"  [dim]· {info.state}[/dim]", highlight=False)
+
+        async with CallWatcher(c, on_line=line, on_state=state) as watcher:
+            handle = await c.call(to, message, mode)
+            if not json_out:
+                live.print(f"call [bold]{handle.call_id}[/bold] placed", highlight=False)
+            result = await watcher.wait(handle.call_id, timeout=timeout)
+        return result.info, result
+
+    info, result = _run(go, config, url)
+    if result is None:
+        if json_out:
+            print_json({**info.raw, "answer": None})
+        else:
+            out.print(f"call [bold]{info.call_id}[/bold] {info.state}", highlight=False)
+        return
+    if json_out:
+        print_json({**info.raw, "answer": result.answer})
+    elif result.answer is not None and info.mode == "conversation":
+        out.print(result.answer, highlight=False, markup=False)
+    else:
+        ending = f" ({info.end_reason})" if info.end_reason not in (None, info.state) else ""
+        out.print(f"call {info.call_id} {info.state}{ending}", highlight=False)
+    if result.timed_out:
+        raise fail([f"call {info.call_id} is still {info.state} after {timeout:g} s"], 1)
+    if not result.reached:
+        what = "answering" if info.mode == "conversation" else "being answered"
+        detail = f": {info.raw['error']}" if info.raw.get("error") else ""
+        raise fail([f"call {info.call_id} ended {info.state} before {what}{detail}"], 1)
 
 
 @app.command("continue")
 def continue_(
-    call_id: Annotated[str, typer.Option("--call-id", help="The call")],
+    call_id: CallIdOpt,
     message: Annotated[str, typer.Option("--message", "-m", help="What to say")],
-    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the answer")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the answer", min=0.1)
+    ] = None,
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
     """Say something and print the caller's answer."""
     text = _run(lambda c: c.continue_(call_id, message, timeout=timeout), config, url)
-    out.print(text, highlight=False)
+    out.print(text, highlight=False, markup=False)
 
 
 @app.command()
 def speak(
-    call_id: Annotated[str, typer.Option("--call-id")],
-    message: Annotated[str, typer.Option("--message", "-m")],
+    call_id: CallIdOpt,
+    message: Annotated[str, typer.Option("--message", "-m", help="What to say")],
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
     """Say something on a live call without waiting for an answer."""
     info = _run(lambda c: c.speak(call_id, message), config, url)
-    out.print(f"call {info.call_id} {info.state}")
+    out.print(f"call {info.call_id} {info.state}", highlight=False)
 
 
 @app.command()
 def end(
-    call_id: Annotated[str, typer.Option("--call-id")],
-    message: Annotated[str | None, typer.Option("--message", "-m", help="Goodbye first")] = None,
+    call_id: CallIdOpt,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="A goodbye said before hanging up")
+    ] = None,
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
-    """Hang up a call (idempotent)."""
-    info = _run(lambda c: c.end(call_id, message), config, url)
-    out.print(f"call {info.call_id} {info.state}")
+    """Hang up a call (idempotent). With a goodbye, waits until it was said and the call is
+    over; nothing more can be said on the call once this is asked."""
+
+    async def end_and_wait(client: Client) -> CallInfo:
+        info = await client.end(call_id, message)
+        if info.ended:
+            return info
+        wait = 30.0 + len((message or "").split()) / 2.0
+        return await client.wait(info.call_id, lambda i: i.ended, timeout=wait)
+
+    info = _run(end_and_wait, config, url)
+    out.print(f"call {info.call_id} {info.state}", highlight=False)
 
 
 @app.command()
@@ -235,64 +409,71 @@ def forget(
 
 @app.command()
 def status(
-    call_id: Annotated[str | None, typer.Option("--call-id")] = None,
+    call_id: Annotated[
+        str | None,
+        typer.Option(
+            "--call-id",
+            help="The call (id or unique prefix of 6+ characters); default: the active calls",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
     """Show one call with its transcript, or the active calls."""
     if call_id:
-        _print_call(_run(lambda c: c.status(call_id), config, url))
+        info = _run(lambda c: c.status(call_id), config, url)
+        if json_out:
+            print_json(info.raw)
+        else:
+            print_call(out, info)
         return
     calls_, _ = _run(lambda c: c.calls(active=True, limit=100), config, url)
-    if not calls_:
+    if json_out:
+        print_json({"calls": [i.raw for i in calls_]})
+    elif not calls_:
         out.print("no active calls")
-        return
-    _table(calls_)
+    else:
+        out.print(call_table(calls_))
 
 
 @app.command()
 def calls(
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    limit: Annotated[int, typer.Option(help="How many calls to show", min=1, max=500)] = 20,
+    active: Annotated[
+        bool | None,
+        typer.Option("--active/--ended", help="Only live calls, or only finished ones"),
+    ] = None,
+    json_out: JsonOpt = False,
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
     """Call history, newest first."""
-    items, _ = _run(lambda c: c.calls(limit=limit), config, url)
-    _table(items)
-
-
-def _table(items: list[CallInfo]) -> None:
-    table = Table("call id", "created", "dir", "mode", "to / from", "state", "end reason")
-    for info in items:
-        who = info.to if info.direction == "outbound" else info.from_
-        table.add_row(
-            info.call_id,
-            _when(info.raw.get("created_at")),
-            info.direction,
-            info.mode,
-            who or "anonymous",
-            info.state,
-            info.end_reason or "",
-        )
-    out.print(table)
+    items, cursor = _run(lambda c: c.calls(limit=limit, active=active), config, url)
+    if json_out:
+        print_json({"calls": [i.raw for i in items], "next_cursor": cursor})
+    else:
+        out.print(call_table(items))
 
 
 @app.command()
-def tail(config: ConfigOpt = None, url: UrlOpt = None) -> None:
+def tail(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per event (JSON lines) on stdout")
+    ] = False,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
     """Follow live call events and transcript lines."""
 
     async def go(c: Client) -> None:
         async for event in c.events():
-            kind = event.get("type", "?")
-            if kind == "transcript":
-                who = "[cyan]bot [/cyan]" if event["speaker"] == "bot" else "[green]user[/green]"
-                out.print(f"{event['call_id'][:8]} {who} {event['text']}", highlight=False)
-            else:
-                call_doc = event.get("call", {})
-                out.print(
-                    f"{call_doc.get('call_id', '')[:8]} [bold]{kind}[/bold] "
-                    f"{call_doc.get('state', '')} {call_doc.get('end_reason') or ''}"
-                )
+            if json_out:
+                print_json(event)
+                continue
+            line = event_line(event)
+            if line is not None:
+                out.print(line, highlight=False, soft_wrap=True)
 
     _run(go, config, url)
 
@@ -302,27 +483,15 @@ def tail(config: ConfigOpt = None, url: UrlOpt = None) -> None:
 
 @app.command()
 def doctor(config: ConfigOpt = None) -> None:
-    """Check the configuration, the credentials and what would make webhooks fail."""
+    """Check the configuration, credentials, speech, responder and numbers (exit 1 on problems)."""
     from voicecall.cli.doctor import run_doctor
+    from voicecall.config import config_path
 
     settings = settings_from(config)
-    ok = asyncio.run(run_doctor(settings, out))
+    path = config_path(config)
+    source = str(path) if path.exists() else None
+    ok = asyncio.run(run_doctor(settings, out, source=source))
     raise typer.Exit(0 if ok else 1)
-
-
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def emulator(ctx: typer.Context) -> None:
-    """Run the local Twilio emulator (REST, signed webhooks, TwiML, Media Streams).
-
-    Same as `python -m voicecall.emulator` (same options, EMULATOR_* variables and defaults;
-    subcommands `load` and `sink`): see `voicecall emulator --help`.
-    """
-    from voicecall.emulator.__main__ import main as emulator_main
-
-    raise typer.Exit(emulator_main(list(ctx.args), prog="voicecall emulator"))
 
 
 @app.command()
@@ -345,6 +514,11 @@ def demo(
     except (VoicecallError, RuntimeError) as exc:
         raise fail([str(exc)], 1) from None
     raise typer.Exit(0 if result.end_reason == "hangup-bot" else 1)
+
+
+_register_extra_commands()
+
+__all__ = ["app", "main", "serve_problems"]
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import json
 import os
@@ -95,7 +96,16 @@ def server_main(argv: list[str], prog: str = "python -m voicecall.emulator") -> 
             f"set {ENV_AUTH_TOKEN} or --auth-token"
         )
     print(note, file=sys.stderr, flush=True)
-    serve(args.port, sid, token, host=args.host)
+    try:
+        serve(args.port, sid, token, host=args.host)
+    except OSError as exc:  # the bind, before anything starts: one line, no traceback
+        where = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+        if exc.errno == errno.EADDRINUSE:
+            why = "is already in use (is another emulator running? stop it or use --port)"
+        else:
+            why = f"cannot be listened on ({exc.strerror or exc})"
+        print(f"error: --port: {where} {why}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

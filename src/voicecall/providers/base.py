@@ -49,6 +49,9 @@ class Reply:
     stream_token: str | None = None
     voice: str | None = None
     language: str | None = None
+    #: ``(call_id, seq)``: ``say`` is this stored transcript line; a provider that cannot send
+    #: the whole reply inline may have the call fetch it from the webhook (``kind=line``)
+    line: tuple[str, int] | None = None
 
     @staticmethod
     def empty() -> Reply:
@@ -75,6 +78,8 @@ class WebhookKind(StrEnum):
     STATUS = "status"  # a call-progress callback; the answer's body is ignored
     GATHER = "gather"  # a speech / DTMF result for a turn
     HOLD = "hold"  # a keep-alive redirect while the bot has nothing to say
+    PARTIAL = "partial"  # a <Gather>'s partial speech result: the caller is talking
+    LINE = "line"  # the provider fetches a stored bot line (too long to send inline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,9 @@ class ParsedWebhook:
     turn: int | None = None
     token: str | None = None
     answered_by: str | None = None
+    #: ``kind=line``: the transcript line to say and what follows it (listen, hold, hangup)
+    line_seq: int | None = None
+    then: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from voicecall.providers.base import (
     WebhookKind,
 )
 from voicecall.twilio import twiml
-from voicecall.twilio.rest import TwilioRest
+from voicecall.twilio.rest import MAX_TWIML_CHARS, TwilioRest
 from voicecall.twilio.signature import SIGNATURE_HEADER, VerifyReason, verify_signature
 from voicecall.twilio.webhooks import (
     CallDirection,
@@ -50,6 +50,8 @@ _KIND = {
     TwilioKind.STATUS: WebhookKind.STATUS,
     TwilioKind.GATHER: WebhookKind.GATHER,
     TwilioKind.HOLD: WebhookKind.HOLD,
+    TwilioKind.PARTIAL: WebhookKind.PARTIAL,
+    TwilioKind.LINE: WebhookKind.LINE,
 }
 
 HOLD_PAUSE_SECONDS = 20
@@ -121,6 +123,8 @@ class TwilioProvider(Provider):
             turn=parsed.turn,
             token=parsed.turn_token,
             answered_by=parsed.answered_by,
+            line_seq=parsed.line_seq,
+            then=parsed.then,
         )
 
     def render(self, reply: Reply) -> ProviderResponse:
@@ -155,6 +159,13 @@ class TwilioProvider(Provider):
                 turn=listen.turn,
                 token=listen.token,
             )
+            partial = build_webhook_url(
+                self._webhook_url,
+                call_id=listen.call_id,
+                kind="partial",
+                turn=listen.turn,
+                token=listen.token,
+            )
             children: tuple[twiml.Say, ...] = ()
             if reply.say:
                 children = (twiml.Say(reply.say, voice=voice, language=reply.language),)
@@ -167,6 +178,7 @@ class TwilioProvider(Provider):
                     timeout=listen.timeout_seconds,
                     language=reply.language,
                     children=children,
+                    partial_result_callback=partial,
                 )
             )
             verbs.append(self._hold_redirect(listen.call_id))
@@ -200,7 +212,17 @@ class TwilioProvider(Provider):
         return await self.rest.hangup(provider_call_id)
 
     async def redirect(self, provider_call_id: str, reply: Reply) -> None:
-        await self.rest.redirect(provider_call_id, twiml=self.twiml_for(reply))
+        markup = self.twiml_for(reply)
+        if len(markup) <= MAX_TWIML_CHARS:
+            await self.rest.redirect(provider_call_id, twiml=markup)
+            return
+        if reply.line is None:
+            raise ValueError(f"TwiML of {len(markup)} characters needs a stored line to fetch")
+        # Twilio's Twiml parameter holds 4,000 characters: let the call fetch the line instead
+        call_id, seq = reply.line
+        then = "listen" if reply.listen else "hangup" if reply.hangup else "hold"
+        url = build_webhook_url(self._webhook_url, call_id=call_id, kind="line", seq=seq, then=then)
+        await self.rest.redirect(provider_call_id, url=url)
 
     async def fetch_status(self, provider_call_id: str) -> RemoteStatus:
         call = await self.rest.fetch(provider_call_id)

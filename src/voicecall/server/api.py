@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voicecall import __version__
+from voicecall.calls.call_ids import resolve_call_id
 from voicecall.calls.manager import CallManager
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.calls.outbound import Requester, Surface, token_fingerprint
@@ -32,6 +34,8 @@ from voicecall.server.api_docs import Problem, install_openapi, problems, query_
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
 from voicecall.textrules import SpokenText
+
+log = logging.getLogger("voicecall.api")
 
 PROBLEM_JSON = "application/problem+json"
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -174,6 +178,20 @@ Auth = Annotated[None, Depends(authorize)]
 Manager = Annotated[CallManager, Depends(current_manager)]
 Who = Annotated[Requester, Depends(requester)]
 
+
+async def call_id_param(
+    _: Auth,  # first: an unauthorized client learns nothing about which ids exist
+    m: Manager,
+    call_id: Annotated[
+        str, Path(description="The call id, or a unique prefix of at least 6 characters")
+    ],
+) -> str:
+    """The full call id a path's ``{call_id}`` names (see :mod:`voicecall.calls.call_ids`)."""
+    return await resolve_call_id(m.store, call_id)
+
+
+CallId = Annotated[str, Depends(call_id_param)]
+
 # ----------------------------------------------------------------------------- app
 
 
@@ -203,6 +221,17 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
 
     @api.exception_handler(VoicecallError)
     async def _voicecall_error(request: Request, exc: VoicecallError) -> JSONResponse:
+        if exc.http_status >= 500:
+            # clients are told to look in the server log for these: say what failed there
+            log.error(
+                "%s %s failed (%d %s): %s",
+                request.method,
+                request.url.path,
+                exc.http_status,
+                type(exc).__name__,
+                exc,
+                extra={"event": "api_error", "status": exc.http_status},
+            )
         rule = getattr(exc, "rule", None)
         return problem(exc.http_status, type(exc).__name__, str(exc), rule=rule)
 
@@ -260,9 +289,9 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         "/api/calls/{call_id}",
         response_model=CallOut,
         response_model_by_alias=True,
-        responses=problems(404),
+        responses=problems(404, 409),
     )
-    async def get_call(call_id: str, _: Auth, m: Manager) -> CallOut:
+    async def get_call(call_id: CallId, _: Auth, m: Manager) -> CallOut:
         record = await m.get_call(call_id)
         return _call_out(record, await m.transcript(call_id))
 
@@ -272,7 +301,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         response_model_by_alias=True,
         responses=problems(400, 404, 409, 415, 422, 502),
     )
-    async def speak(call_id: str, body: SayMessage, _: Auth, m: Manager) -> CallOut:
+    async def speak(call_id: CallId, body: SayMessage, _: Auth, m: Manager) -> CallOut:
         return _call_out(await m.speak(call_id, body.message))
 
     @api.post(
@@ -281,7 +310,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         responses=problems(400, 404, 409, 415, 422, 502, 504),
     )
     async def continue_call(
-        call_id: str, body: ContinueCall, _: Auth, m: Manager
+        call_id: CallId, body: ContinueCall, _: Auth, m: Manager
     ) -> ContinueResult:
         text = await m.continue_call(call_id, body.message, wait_seconds=body.timeout_seconds)
         return ContinueResult(call_id=call_id, transcript=text)
@@ -292,7 +321,9 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         response_model_by_alias=True,
         responses=problems(400, 404, 409, 415, 422, 502),
     )
-    async def end_call(call_id: str, _: Auth, m: Manager, body: EndCall | None = None) -> CallOut:
+    async def end_call(
+        call_id: CallId, _: Auth, m: Manager, body: EndCall | None = None
+    ) -> CallOut:
         return _call_out(await m.end_call(call_id, message=body.message if body else None))
 
     @api.delete(

@@ -32,6 +32,7 @@ from voicecall.agent.responder import (
     responder_from_settings,
 )
 from voicecall.calls.bus import EventBus
+from voicecall.calls.calllog import CallLog
 from voicecall.calls.lease import Lease, lease_for
 from voicecall.calls.manager import CallManager
 from voicecall.calls.store.base import Store, open_store_from_url
@@ -124,6 +125,7 @@ class VoicecallApp:
         self.settings = settings
         self.metrics = Metrics()
         self.bus = EventBus()
+        self.bus.add_listener(CallLog())  # one log line per call event that matters
         self._store = store
         self._provider_factory = provider_factory or build_provider
         self._http = http
@@ -202,6 +204,24 @@ class VoicecallApp:
         self.active = True
         self.metrics.lease_held.set(1)
         self._lease_task = asyncio.create_task(self._watch_lease(), name="voicecall-lease")
+        self._log_banner()
+
+    def _log_banner(self) -> None:
+        from voicecall import __version__
+        from voicecall.agent.client import control_url
+        from voicecall.server.banner import banner_details
+        from voicecall.speech.registry import choose_stt, choose_tts
+        from voicecall.voice.settings import stt_config, tts_config
+
+        streaming = self.streams is not None
+        details = banner_details(
+            self.settings,
+            control_url=control_url(self.settings),
+            streaming=streaming,
+            tts=choose_tts(tts_config(self.settings)) if streaming else None,
+            stt=choose_stt(stt_config(self.settings)) if streaming else None,
+        )
+        log.info("voicecall %s ready", __version__, extra={"details": details})
 
     async def _import_memory_file(self) -> None:
         """Move a pre-store ``responder.memory_path`` file into the store, once."""

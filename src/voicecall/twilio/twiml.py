@@ -233,12 +233,21 @@ class Gather:
     language: str | None = None
     num_digits: int | None = None
     children: tuple[GatherChild, ...] = ()
+    #: requested with each interim speech result while the caller talks (method POST)
+    partial_result_callback: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice(self.input, "Gather input", _GATHER_INPUTS)
         _check_url(
             self.action, "Gather action", schemes=frozenset({"http", "https"}), allow_relative=True
         )
+        if self.partial_result_callback is not None:
+            _check_url(
+                self.partial_result_callback,
+                "Gather partialResultCallback",
+                schemes=frozenset({"http", "https"}),
+                allow_relative=True,
+            )
         _check_choice(self.method, "Gather method", _METHODS)
         st = self.speech_timeout
         if isinstance(st, str):
@@ -264,6 +273,8 @@ class Gather:
             timeout=self.timeout,
             language=self.language,
             numDigits=self.num_digits,
+            partialResultCallback=self.partial_result_callback,
+            partialResultCallbackMethod="POST" if self.partial_result_callback else None,
         )
         return _Element("Gather", attrs, None, tuple(c._element() for c in self.children))
 

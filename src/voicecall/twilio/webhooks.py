@@ -7,6 +7,11 @@ Three kinds of request reach voicecall, told apart by query parameters *we* put 
 * ``kind=status``: a status callback (``CallbackSource=call-progress-events``).
 * ``kind=gather``: a ``<Gather>`` action with ``turn=<n>&tok=<turn token>``.
 * ``kind=hold``: a keep-alive ``<Redirect>`` while the bot has nothing new to say (no event).
+* ``kind=partial``: a ``<Gather>`` ``partialResultCallback`` with ``turn``/``tok`` (no event:
+  it only tells the manager the caller has started an utterance on that turn).
+* ``kind=line``: Twilio fetching a stored bot line (``seq``) and what follows it (``then``:
+  ``listen``, ``hold`` or ``hangup``) — the redirect of a line whose TwiML is too long to
+  send inline (Twilio's ``Twiml`` parameter holds 4,000 characters). No event.
 
 Untrusted input never raises anything but :class:`~voicecall.errors.WebhookRejected` (HTTP 400).
 
@@ -89,6 +94,12 @@ class WebhookKind(StrEnum):
     STATUS = "status"
     GATHER = "gather"
     HOLD = "hold"  # a keep-alive <Redirect> while the bot has nothing new to say: no event
+    PARTIAL = "partial"  # a <Gather> partialResultCallback: the caller is talking; no event
+    LINE = "line"  # fetch of a bot line too long to send inline (``seq``, ``then``); no event
+
+
+#: what follows a bot line fetched with ``kind=line``
+LINE_THEN = frozenset({"listen", "hold", "hangup"})
 
 
 class CallStatus(StrEnum):
@@ -230,10 +241,13 @@ def build_webhook_url(
     kind: str,
     turn: int | None = None,
     token: str | None = None,
+    seq: int | None = None,
+    then: str | None = None,
 ) -> str:
     """``base_url`` plus our signed routing parameters, in a fixed (alphabetical) order.
 
-    Parameters are emitted in byte order (``callId``, ``kind``, ``tok``, ``turn``): Twilio has
+    Parameters are emitted in byte order (``callId``, ``kind``, ``seq``, ``then``, ``tok``,
+    ``turn``): Twilio has
     been seen to re-sort query parameters before requesting a URL, and a sorted URL is immune
     to that. A fragment on ``base_url`` (Twilio's ``#rc=…`` retry settings) stays at the end.
     """
@@ -242,16 +256,26 @@ def build_webhook_url(
         raise ValueError("call_id must match [A-Za-z0-9_.-]{1,128}")
     if (turn is None) != (token is None):
         raise ValueError("turn and token go together")
-    if webhook_kind is WebhookKind.GATHER and turn is None:
-        raise ValueError("a gather URL needs turn and token")
+    if webhook_kind in (WebhookKind.GATHER, WebhookKind.PARTIAL) and turn is None:
+        raise ValueError(f"a {webhook_kind.value} URL needs turn and token")
     if turn is not None and turn < 0:
         raise ValueError("turn must be >= 0")
     if token is not None and not _TOKEN_RE.fullmatch(token):
         raise ValueError("token must match [A-Za-z0-9_.~-]{1,256}")
+    if webhook_kind is WebhookKind.LINE and (call_id is None or seq is None or then is None):
+        raise ValueError("a line URL needs call_id, seq and then")
+    if seq is not None and seq < 0:
+        raise ValueError("seq must be >= 0")
+    if then is not None and then not in LINE_THEN:
+        raise ValueError(f"then must be one of {sorted(LINE_THEN)}")
     params: list[tuple[str, str]] = []
     if call_id is not None:
         params.append(("callId", call_id))
     params.append(("kind", webhook_kind.value))
+    if seq is not None:
+        params.append(("seq", str(seq)))
+    if then is not None:
+        params.append(("then", then))
     if token is not None and turn is not None:
         params.append(("tok", token))
         params.append(("turn", str(turn)))
@@ -286,6 +310,8 @@ class WebhookRequest:
     timestamp: float | None = None
     call_duration: int | None = None
     answered_by: str | None = None
+    line_seq: int | None = None
+    then: str | None = None
     speech_result: str | None = None
     confidence: float | None = None
     digits: str | None = None
@@ -401,8 +427,14 @@ def parse_webhook(
     turn_token = q.text("tok", limit=MAX_TOKEN_CHARS)
     if turn_token is not None and not _TOKEN_RE.fullmatch(turn_token):
         raise _reject("malformed turn token")
-    if kind is WebhookKind.GATHER and (turn is None or turn_token is None):
-        raise _reject("gather webhook without turn and tok")
+    if kind in (WebhookKind.GATHER, WebhookKind.PARTIAL) and (turn is None or turn_token is None):
+        raise _reject(f"{kind.value} webhook without turn and tok")
+    line_seq = q.uint("seq")
+    then = q.text("then")
+    if then is not None and then not in LINE_THEN:
+        raise _reject("unknown then")
+    if kind is WebhookKind.LINE and (call_id is None or line_seq is None or then is None):
+        raise _reject("line webhook without callId, seq and then")
 
     call_sid = f.text("CallSid")
     if call_sid is None or not CALL_SID_RE.fullmatch(call_sid):
@@ -441,6 +473,8 @@ def parse_webhook(
         timestamp=_parse_timestamp(f.text("Timestamp")),
         call_duration=f.uint("CallDuration"),
         answered_by=f.text("AnsweredBy"),
+        line_seq=line_seq,
+        then=then,
         speech_result=f.text("SpeechResult", limit=MAX_SPEECH_CHARS),
         confidence=_parse_confidence(f.text("Confidence")),
         digits=digits,
@@ -503,8 +537,8 @@ def to_events(req: WebhookRequest) -> list[CallEvent]:
                 )
             ]
         return [_event(req, kind, key)]
-    if req.kind is WebhookKind.HOLD:
-        return []
+    if req.kind in (WebhookKind.HOLD, WebhookKind.PARTIAL, WebhookKind.LINE):
+        return []  # a partial result is not stored: it only says the caller is talking
     if req.kind is WebhookKind.VOICE:
         kind = _VOICE_EVENTS.get(req.call_status)
         if kind is None:

@@ -5,6 +5,9 @@ Contract (one test suite runs it against every backend):
 * ``commit`` is atomic: the event's dedupe key, the call row and any transcript lines are written
   in one transaction, or nothing is. If the dedupe key already exists nothing is written and it
   returns ``False``: the caller acknowledges the duplicate without any side effect.
+* Transcript lines are appended, never overwritten: a commit carrying a ``(call_id, seq)`` that
+  is already stored fails with ``StoreError`` and writes nothing. ``amend_lines`` is the one
+  deliberate change (a bot line cut off by the caller keeps what they heard).
 * Writes are durable when the awaited call returns (a webhook is answered 2xx only after that).
   Backend failures raise :class:`voicecall.errors.StoreError`; driver exceptions never escape.
 * Store growth per event is constant: the call row is updated in place; events and transcript
@@ -101,6 +104,17 @@ class Store(ABC):
         Returns ``False`` (and writes nothing) when ``event.dedupe_key`` was already recorded.
         """
 
+    async def amend_lines(self, lines: Sequence[TranscriptEntry]) -> bool:
+        """Change the text (and ``final`` flag) of lines already stored, e.g. a bot line the
+        caller cut off; ``True`` if any of them existed. The only way a stored line changes:
+        ``commit`` refuses a line whose ``(call_id, seq)`` exists (``StoreError``)."""
+        if not lines:
+            return False
+        return await self._amend_lines(codec.prepare_amend(lines))
+
+    @abstractmethod
+    async def _amend_lines(self, write: codec.AmendLines) -> bool: ...
+
     @abstractmethod
     async def get_call(self, call_id: str) -> CallRecord | None: ...
 
@@ -119,6 +133,17 @@ class Store(ABC):
 
     @abstractmethod
     async def transcript(self, call_id: str) -> list[TranscriptEntry]: ...
+
+    async def call_ids_with_prefix(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """Up to ``limit`` call ids that start with ``prefix`` (case-sensitive), in id order.
+
+        Resolves a short id a person typed: one id means it is unique, two that it is ambiguous.
+        """
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        if not prefix or codec.unstorable(prefix):
+            return []
+        return await self._call_ids_with_prefix(prefix, limit)
 
     @abstractmethod
     async def has_event(self, dedupe_key: str) -> bool: ...
@@ -227,6 +252,9 @@ class Store(ABC):
     async def _outbound_counts(
         self, number: str, day_start: float, hour_start: float, now: float
     ) -> OutboundCounts: ...
+
+    @abstractmethod
+    async def _call_ids_with_prefix(self, prefix: str, limit: int) -> list[str]: ...
 
     @abstractmethod
     async def _caller_notes(self, caller: str) -> list[str]: ...

@@ -216,20 +216,36 @@ def prepare_commit(
     """Validate and encode one commit. Raises ``StoreError``/``TypeError`` before any I/O.
 
     Text containing NUL characters and metadata that is not JSON-serializable are refused with
-    ``StoreError`` (nothing is written).
-
-    Transcript lines with the same ``(call_id, seq)`` collapse to the last one given (a line
-    that is stored again replaces the earlier version, e.g. an interim result by its final).
+    ``StoreError`` (nothing is written), as is the same ``(call_id, seq)`` line given twice:
+    transcript lines are only ever appended (:meth:`Store.amend_lines` changes one on purpose).
     """
     lines: dict[tuple[str, int], tuple[Any, ...]] = {}
     for entry in transcript:
         row = _no_nul(transcript_to_row(entry), TRANSCRIPT_COLUMNS)
+        if (row[0], row[1]) in lines:
+            raise StoreError(f"transcript line {row[1]} given twice in one commit")
         lines[(row[0], row[1])] = row
     return PreparedCommit(
         event=None if event is None else _no_nul(event_to_row(event), EVENT_COLUMNS),
         call=None if call is None else _no_nul(call_to_row(call), CALL_COLUMNS),
         transcript=tuple(lines.values()),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AmendLines:
+    """One validated ``amend_lines`` write: ``(text, final, call_id, seq)`` per line."""
+
+    rows: tuple[tuple[str, bool, str, int], ...]
+
+
+def prepare_amend(lines: Sequence[TranscriptEntry]) -> AmendLines:
+    """Validate the new text of existing lines (NUL refused like everywhere else)."""
+    rows: list[tuple[str, bool, str, int]] = []
+    for entry in lines:
+        row = _no_nul(transcript_to_row(entry), TRANSCRIPT_COLUMNS)
+        rows.append((row[3], row[5], row[0], row[1]))
+    return AmendLines(tuple(rows))
 
 
 def unstorable(key: str) -> bool:

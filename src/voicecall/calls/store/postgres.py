@@ -81,12 +81,11 @@ def _commit_sql(has_event: bool, has_call: bool, has_transcript: bool) -> str:
             f" ON CONFLICT (call_id) DO UPDATE SET {updates})"
         )
     if has_transcript:
+        # no ON CONFLICT: a line that exists fails the statement (lines are never overwritten)
         arrays = ", ".join(f"%s::{t}[]" for t in _TRANSCRIPT_ARRAY_TYPES)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in codec.TRANSCRIPT_COLUMNS[2:])
         ctes.append(
             f"t AS (INSERT INTO transcript ({', '.join(codec.TRANSCRIPT_COLUMNS)})"  # noqa: S608
-            f" SELECT * FROM unnest({arrays}) WHERE {gate}"
-            f" ON CONFLICT (call_id, seq) DO UPDATE SET {updates})"
+            f" SELECT * FROM unnest({arrays}) WHERE {gate})"
         )
     return f"WITH {', '.join(ctes)} SELECT {gate}"
 
@@ -111,6 +110,13 @@ def _commit_params(prepared: codec.PreparedCommit) -> tuple[str, list[Any]]:
         params.extend(list(column) for column in zip(*prepared.transcript, strict=True))
     return _COMMIT_SQL[key], params
 
+
+_AMEND_SQL = (
+    "WITH a AS (UPDATE transcript AS t SET text = u.text, final = u.final"
+    " FROM unnest(%s::text[], %s::bool[], %s::text[], %s::int8[]) AS u(text, final, call_id, seq)"
+    " WHERE t.call_id = u.call_id AND t.seq = u.seq RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM a)"
+)
 
 # Caller memory: append the note and keep the newest max_entries in one statement (the row is
 # locked by the upsert, so concurrent notes for one caller never lose each other), then drop the
@@ -525,6 +531,13 @@ class PostgresStore(Store):
             next_cursor = codec.encode_cursor(last.created_at, last.call_id)
         return CallPage(calls=calls, next_cursor=next_cursor)
 
+    async def _call_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        rows = await self._fetch(
+            "SELECT call_id FROM calls WHERE left(call_id, %s::int) = %s ORDER BY call_id LIMIT %s",
+            (len(prefix), prefix, limit),
+        )
+        return [str(r[0]) for r in rows]
+
     async def transcript(self, call_id: str) -> list[TranscriptEntry]:
         if codec.unstorable(call_id):
             return []
@@ -598,3 +611,7 @@ class PostgresStore(Store):
             _OUTBOUND_COUNTS, (number, day_start, hour_start, now, day_start)
         )
         return OutboundCounts(int(rows[0][0]), int(rows[0][1]), float(rows[0][2]))
+
+
+    async def _amend_lines(self, write: codec.AmendLines) -> bool:
+        return await self._submit(_AMEND_SQL, [list(col) for col in zip(*write.rows, strict=True)])

@@ -72,12 +72,12 @@ _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(codec.EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
     " ON CONFLICT (dedupe_key) DO NOTHING"
 )
-_UPSERT_TRANSCRIPT = (
+# no ON CONFLICT: a line that exists makes the commit fail (lines are never overwritten)
+_INSERT_TRANSCRIPT = (
     f"INSERT INTO transcript ({', '.join(codec.TRANSCRIPT_COLUMNS)})"  # noqa: S608
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (call_id, seq) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in codec.TRANSCRIPT_COLUMNS[2:])
 )
+_AMEND_TRANSCRIPT = "UPDATE transcript SET text = ?, final = ? WHERE call_id = ? AND seq = ?"
 _SELECT_NOTES = "SELECT notes FROM caller_memory WHERE caller = ?"
 _UPSERT_NOTES = (
     "INSERT INTO caller_memory (caller, notes, updated_at) VALUES (?, ?, ?)"
@@ -131,6 +131,7 @@ _Write = (
     | codec.BlockWrite
     | codec.UnblockWrite
     | codec.AuditWrite
+    | codec.AmendLines
 )
 
 
@@ -157,6 +158,8 @@ def _statements(prepared: _Write) -> int:
         return 1
     if isinstance(prepared, codec.AuditWrite):
         return 1 if prepared.prune_before is None else 2
+    if isinstance(prepared, codec.AmendLines):
+        return 2 if len(prepared.rows) > 1 else 1
     return (
         (prepared.event is not None)
         + (prepared.call is not None)
@@ -423,6 +426,8 @@ class SQLiteStore(Store):
             if prepared.prune_before is not None:
                 conn.execute(_PRUNE_AUDIT, (prepared.prune_before,))
             return True
+        if isinstance(prepared, codec.AmendLines):
+            return sum(conn.execute(_AMEND_TRANSCRIPT, row).rowcount for row in prepared.rows) > 0
         if prepared.event is not None:
             cur = conn.execute(_INSERT_EVENT, prepared.event)
             if cur.rowcount == 0:
@@ -430,7 +435,7 @@ class SQLiteStore(Store):
         if prepared.call is not None:
             conn.execute(_UPSERT_CALL, prepared.call)
         if prepared.transcript:
-            conn.executemany(_UPSERT_TRANSCRIPT, prepared.transcript)
+            conn.executemany(_INSERT_TRANSCRIPT, prepared.transcript)
         return True
 
     @staticmethod
@@ -566,6 +571,17 @@ class SQLiteStore(Store):
         )
         return [codec.row_to_transcript(r) for r in rows]
 
+    async def _call_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        # substr, not LIKE: LIKE is case-insensitive in SQLite and treats % and _ as wildcards
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT call_id FROM calls WHERE substr(call_id, 1, ?) = ? ORDER BY call_id"
+                " LIMIT ?",
+                (len(prefix), prefix, limit),
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
     async def has_event(self, dedupe_key: str) -> bool:
         if codec.unstorable(dedupe_key):
             return False
@@ -635,6 +651,9 @@ class SQLiteStore(Store):
         params = (number, day_start, hour_start, now, day_start)
         row = await self._read(lambda c: c.execute(_OUTBOUND_COUNTS, params).fetchone())
         return OutboundCounts(int(row[0]), int(row[1]), float(row[2]))
+
+    async def _amend_lines(self, write: codec.AmendLines) -> bool:
+        return await self._submit(write)
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], _Outcome]]) -> None:
