@@ -104,6 +104,7 @@ max_calls_per_number_per_day = 10   # to one number, in any 24 hours
 max_calls_per_hour = 30             # all outbound calls, in any 60 minutes
 max_minutes_per_day = 240           # talk time of the outbound calls of the last 24 hours
 # quiet_hours = "21:00-08:00"       # no calls then, in the callee's local time
+# audit_retention_days = 400        # older audit-trail entries are deleted
 """,
     ),
     Block(
