@@ -36,14 +36,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from voicecall.audio.beep import (
-    BeepConfig,
-    BeepDetector,
-    BeepEvent,
-    GreetingEnd,
-    ToneAnalyzer,
-)
+from voicecall.audio.beep import BeepConfig, BeepDetector, BeepEvent, GreetingEnd
 from voicecall.audio.g711 import ulaw_encode
+from voicecall.audio.spectral import FrameAnalyzer
 
 needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng is not installed")
 needs_piper = pytest.mark.skipif(not HAVE_PIPER, reason="pip install 'voicecall[piper]'")
@@ -148,14 +143,14 @@ def test_frames_must_be_20_ms_of_int16() -> None:
         d.feed_ulaw(b"\xff" * 80)
 
 
-def test_analyzer_measures_a_tone() -> None:
-    a = ToneAnalyzer()
+def test_frame_analyzer_measures_a_tone() -> None:
+    a = FrameAnalyzer()
     x = pad_to_frames(tone(1234.0, 100, -12.0))
     m = [a.analyze(f) for f in frames(x.astype(np.int16))][2]
     assert abs(m.frequency_hz - 1234.0) < 2.0
     assert m.purity > 0.99 and m.flatness > 0.9
     assert abs(m.peak_dbfs - (-12.0)) < 0.5
-    dual = ToneAnalyzer()
+    dual = FrameAnalyzer()
     d = [dual.analyze(f) for f in frames(pad_to_frames(dtmf("5")).astype(np.int16))][2]
     assert d.purity < 0.7 and d.dual_purity > 0.95
 
@@ -346,9 +341,9 @@ def test_nothing_heard_before_means_nothing_reported(signal: str) -> None:
 
 
 @pytest.mark.slow
-@needs_espeak
-@needs_piper
-@pytest.mark.parametrize("engine", ["espeak", "piper"])
+@pytest.mark.parametrize(
+    "engine", [pytest.param("espeak", marks=needs_espeak), pytest.param("piper", marks=needs_piper)]
+)
 def test_speech_never_fires(engine: str) -> None:
     """Every phrase of the material, back to back with 0.5 s pauses: no event at all."""
     parts: list[np.ndarray] = []

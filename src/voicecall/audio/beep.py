@@ -53,7 +53,6 @@ well above −40 dBFS).
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -61,29 +60,26 @@ import numpy as np
 import numpy.typing as npt
 
 from voicecall.audio.g711 import FRAME_BYTES, SAMPLE_RATE, ulaw_decode
+from voicecall.audio.spectral import (
+    FRAME_SAMPLES,
+    FULL_SCALE,
+    FrameAnalyzer,
+    FrameMeasures,
+    check_frame,
+    power_db,
+)
 
 __all__ = [
     "BeepConfig",
     "BeepDetector",
     "BeepEvent",
     "GreetingEnd",
-    "ToneAnalyzer",
-    "ToneFrame",
 ]
 
-FRAME_SAMPLES: Final = FRAME_BYTES  # 160
 _MS: Final = SAMPLE_RATE // 1000
-_WINDOW: Final = 2 * FRAME_SAMPLES  # 40 ms analysis window: the previous frame and this one
-_NFFT: Final = 512
-_BIN_HZ: Final = SAMPLE_RATE / _NFFT
-_HANN: Final = np.hanning(_WINDOW)
-_LOW_CUT_BIN: Final = math.ceil(100 / _BIN_HZ)  # ignore DC and mains hum
-_PEAK_HALF_WIDTH: Final = math.ceil(60 / _BIN_HZ)  # Hann main lobe of a 40 ms window: ±50 Hz
-_SUB_BLOCKS: Final = 4  # 5 ms envelope blocks per frame
 _EDGE_BLOCK: Final = 20  # 2.5 ms blocks to place the tone's edges
 _AFTER_BLOCK: Final = 40  # 5 ms blocks to check that what follows a tone is quiet
 _AFTER_GUARD: Final = 20 * _MS  # ... from 20 ms after its half-amplitude end (fade-outs)
-_FULL_SCALE: Final = 32768.0
 
 
 class GreetingEnd(enum.Enum):
@@ -185,82 +181,6 @@ class BeepConfig:
             raise ValueError("timeout_ms must be > 0")
 
 
-@dataclass(frozen=True, slots=True)
-class ToneFrame:
-    """Per-frame measures (exposed for tests, tuning and the music discriminator's reuse)."""
-
-    level_dbfs: float
-    """RMS of the newest 20 ms."""
-    peak_dbfs: float
-    """Peak sample magnitude of the newest 20 ms."""
-    frequency_hz: float
-    """Strongest spectral peak of the 40 ms window (interpolated)."""
-    purity: float
-    """Share of the energy above 100 Hz within ±60 Hz of that peak."""
-    dual_purity: float
-    """Share within ±60 Hz of the two strongest peaks (≈ 1 for DTMF and ring-back)."""
-    flatness: float
-    """Quietest over loudest 5 ms block RMS of the newest 20 ms."""
-
-
-def _db(power: float) -> float:
-    return 10.0 * math.log10(power) if power > 1e-12 else -120.0
-
-
-class ToneAnalyzer:
-    """Measures each 20 ms frame against a 40 ms window (this frame and the previous one)."""
-
-    def __init__(self) -> None:
-        self._window = np.zeros(_WINDOW, dtype=np.float64)
-
-    def reset(self) -> None:
-        self._window[:] = 0.0
-
-    def analyze(self, frame: npt.NDArray[np.int16]) -> ToneFrame:
-        win = self._window
-        win[:FRAME_SAMPLES] = win[FRAME_SAMPLES:]
-        win[FRAME_SAMPLES:] = frame
-        win[FRAME_SAMPLES:] *= 1.0 / _FULL_SCALE
-        newest = win[FRAME_SAMPLES:]
-        sq = newest * newest
-        level = _db(float(sq.mean()))
-        peak = float(np.max(np.abs(newest)))
-        blocks = sq.reshape(_SUB_BLOCKS, -1).mean(axis=1)
-        loudest = float(blocks.max())
-        flatness = math.sqrt(float(blocks.min()) / loudest) if loudest > 1e-12 else 0.0
-        power = np.abs(np.fft.rfft(win * _HANN, _NFFT)) ** 2
-        band = power[_LOW_CUT_BIN:]
-        total = float(band.sum())
-        if total <= 1e-12:
-            return ToneFrame(level, _db(peak * peak), 0.0, 0.0, 0.0, flatness)
-        i = int(np.argmax(band)) + _LOW_CUT_BIN
-        lo, hi = max(_LOW_CUT_BIN, i - _PEAK_HALF_WIDTH), i + _PEAK_HALF_WIDTH + 1
-        first = float(power[lo:hi].sum())
-        purity = first / total
-        rest = band.copy()
-        rest[lo - _LOW_CUT_BIN : hi - _LOW_CUT_BIN] = 0.0
-        j = int(np.argmax(rest))
-        second = float(rest[max(0, j - _PEAK_HALF_WIDTH) : j + _PEAK_HALF_WIDTH + 1].sum())
-        dual = (first + second) / total
-        # Gaussian (log-parabolic) interpolation of the peak: ~1 Hz for a clean Hann-windowed tone
-        freq = i * _BIN_HZ
-        if _LOW_CUT_BIN < i < power.size - 1:
-            a, b, c = (math.log(float(power[j]) + 1e-30) for j in (i - 1, i, i + 1))
-            denom = a - 2 * b + c
-            if denom < 0:
-                freq += 0.5 * (a - c) / denom * _BIN_HZ
-        return ToneFrame(level, _db(peak * peak), freq, purity, dual, flatness)
-
-
-def _check_frame(frame: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
-    samples = np.asarray(frame)
-    if samples.dtype != np.int16 or samples.ndim != 1:
-        raise TypeError(f"expected a 1-D int16 frame, got {samples.dtype} {samples.shape}")
-    if samples.size != FRAME_SAMPLES:
-        raise ValueError(f"expected {FRAME_SAMPLES} samples (20 ms at 8 kHz), got {samples.size}")
-    return samples
-
-
 @dataclass(slots=True)
 class _Tone:
     """The tone being followed."""
@@ -291,7 +211,7 @@ class BeepDetector:
 
     def __init__(self, config: BeepConfig | None = None) -> None:
         self.config: Final = config or BeepConfig()
-        self._analyzer = ToneAnalyzer()
+        self._analyzer = FrameAnalyzer()
         self._rise_per_frame = self.config.floor_rise_db_per_s * FRAME_SAMPLES / SAMPLE_RATE
         self.reset()
 
@@ -305,7 +225,7 @@ class BeepDetector:
         self._tone: _Tone | None = None
         self._ending: _Tone | None = None
         self._done = False
-        self._last: ToneFrame | None = None
+        self._last: FrameMeasures | None = None
 
     @property
     def position(self) -> int:
@@ -323,7 +243,7 @@ class BeepDetector:
         return self._greeting / _MS
 
     @property
-    def last_frame(self) -> ToneFrame | None:
+    def last_frame(self) -> FrameMeasures | None:
         """The measures of the last frame fed (for logs and tuning)."""
         return self._last
 
@@ -335,7 +255,7 @@ class BeepDetector:
 
     def feed(self, frame: npt.NDArray[np.int16]) -> BeepEvent | None:
         """Take the next 20 ms frame (160 int16 samples); returns at most one event, ever."""
-        samples = _check_frame(frame)
+        samples = check_frame(frame)
         start = self._pos
         self._pos += FRAME_SAMPLES
         if self._done:
@@ -396,7 +316,7 @@ class BeepDetector:
             self._floor += self._rise_per_frame
         return self._floor
 
-    def _continues(self, tone: _Tone, m: ToneFrame) -> bool:
+    def _continues(self, tone: _Tone, m: FrameMeasures) -> bool:
         cfg = self.config
         f = tone.frequency
         tol = max(cfg.freq_tolerance_hz, cfg.freq_tolerance * f)
@@ -404,7 +324,7 @@ class BeepDetector:
             cfg.max_level_drop_db
         )
 
-    def _begin_tone(self, start: int, m: ToneFrame, frame: npt.NDArray[np.float64]) -> None:
+    def _begin_tone(self, start: int, m: FrameMeasures, frame: npt.NDArray[np.float64]) -> None:
         # a tone before the greeting is followed too (so that it is not counted as greeting),
         # but it can never be reported
         self._tone = _Tone(
@@ -423,7 +343,7 @@ class BeepDetector:
         self._silence_start = None
 
     def _extend(
-        self, tone: _Tone, m: ToneFrame, start: int, frame: npt.NDArray[np.float64]
+        self, tone: _Tone, m: FrameMeasures, start: int, frame: npt.NDArray[np.float64]
     ) -> None:
         tone.freq_sum += m.frequency_hz
         tone.frames += 1
@@ -442,7 +362,7 @@ class BeepDetector:
             return None
         tail = np.concatenate(tone.tail)
         if tone.end is None:  # placed once, in the last tonal frame and the one that stopped it
-            amplitude = 10 ** (float(np.median(tone.peaks)) / 20) * _FULL_SCALE
+            amplitude = 10 ** (float(np.median(tone.peaks)) / 20) * FULL_SCALE
             first = _first_loud(tone.first_frame, amplitude / 2)
             tone.start += first if first is not None else 0
             last = _last_loud(tail, amplitude / 2)
@@ -456,7 +376,7 @@ class BeepDetector:
             loudest = float((after[:n].reshape(-1, _AFTER_BLOCK) ** 2).mean(axis=1).max())
             # against the tone's level where it ended (a decaying note ends quieter than it began)
             end_level = max(tone.levels[-3:])
-            if _db(loudest / _FULL_SCALE**2) > end_level - cfg.min_end_drop_db:
+            if power_db(loudest / FULL_SCALE**2) > end_level - cfg.min_end_drop_db:
                 return None  # the tone ran into something nearly as loud as itself
         if after.size + _AFTER_GUARD < cfg.end_confirm_ms * _MS:
             return "wait"
