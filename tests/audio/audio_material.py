@@ -435,3 +435,99 @@ def greeting_with_beep(
         x = x + line_noise(x.size, noise_db, seed + 2)
     speech_end = int(lead_ms * RATE / 1000) + g.size
     return Scene(ulaw_roundtrip(pad_to_frames(x)), beep_start, beep_start + beep.size, speech_end)
+
+
+# -- labelled clips for the music discriminator ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A labelled clip: ``kind`` is the expected label's value ("speech", "music", ...)."""
+
+    name: str
+    kind: str
+    audio: I16
+
+
+def _mix(a: F64 | I16, b: F64 | I16, b_db: float) -> F64:
+    """``a`` with ``b`` under it at ``b_db`` relative to ``a``'s active RMS."""
+    va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)[: np.asarray(a).size]
+    vb = np.pad(vb, (0, va.size - vb.size))
+    active = va[np.abs(va) > 0.01 * np.max(np.abs(va))]
+    return va + set_rms(vb, rms_dbfs(active) + b_db)
+
+
+def _speech_block(texts: list[str], engine: str, **kw: object) -> F64:
+    parts: list[F64] = []
+    for t in texts:
+        parts += [speech(t, engine, **kw).astype(np.float64), silence(250)]
+    return np.concatenate(parts)
+
+
+def music_clips(split: str) -> list[Clip]:
+    """Material for :class:`MusicDiscriminator`: ``"train"`` (used to fit its weights) or
+    ``"heldout"`` (other texts, voices, seeds and degradations; never used for fitting)."""
+    clips: list[Clip] = []
+    add = lambda name, kind, x: clips.append(Clip(name, kind, ulaw_roundtrip(pad_to_frames(x))))  # noqa: E731
+    if split == "train":
+        texts, seeds, over = GREETINGS + HUMAN, range(4), (-15.0, -20.0)
+        for engine in ("espeak", "piper"):
+            if engine == "piper" and not HAVE_PIPER:
+                continue
+            sp = _speech_block(texts, engine)
+            add(f"{engine} speech", "speech", sp)
+            add(f"{engine} speech, line noise", "speech", sp + line_noise(sp.size, -42.0, 1))
+            for db in over:
+                add(
+                    f"{engine} over music {db:g} dB",
+                    "speech",
+                    _mix(sp, hold_music(sp.size / RATE + 1, 7, "pop"), db),
+                )
+        for style in ("pop", "jazz", "ballad"):
+            for seed in seeds:
+                add(f"music {style} #{seed}", "music", hold_music(20, seed, style))
+        if HAVE_SOX:
+            for seed in range(2):
+                add(f"sox music #{seed}", "music", sox_synth_music(20, seed))
+        return clips
+    if split != "heldout":
+        raise ValueError(split)
+    texts = ANNOUNCEMENTS
+    variants: list[tuple[str, F64]] = [("espeak", _speech_block(texts, "espeak"))]
+    for voice in ("en-gb", "en-us+f3", "en-us+m7"):
+        variants.append((f"espeak {voice}", _speech_block(texts, "espeak", voice=voice)))
+    if HAVE_PIPER:
+        variants.append(("piper", _speech_block(texts, "piper")))
+        variants.append(("piper slow", _speech_block(texts, "piper", length_scale=1.25)))
+    for name, sp in variants:
+        add(f"{name} speech", "speech", sp)
+    for name, sp in variants[:: max(1, len(variants) - 1)]:  # the first and the last
+        if HAVE_SOX:
+            add(f"{name} recorded-style", "speech", recorded_style(sp, seed=3, noise_db=-45.0))
+        add(f"{name} noisy line", "speech", sp + line_noise(sp.size, -38.0, 2))
+        for db in (-10.0, -15.0, -20.0):
+            add(
+                f"{name} over music {db:g} dB",
+                "speech",
+                _mix(sp, hold_music(sp.size / RATE + 1, 11, "ballad"), db),
+            )
+    for style in ("pop", "jazz", "ballad"):
+        for seed in (10, 11, 12):
+            add(f"music {style} #{seed}", "music", hold_music(20, seed, style))
+    if HAVE_SOX:
+        add("sox music #5", "music", sox_synth_music(20, 5))
+        add("music recorded-style", "music", recorded_style(hold_music(20, 13, "pop"), seed=4))
+    add("music, noisy line", "music", hold_music(20, 14, "jazz") + line_noise(20 * RATE, -38.0, 5))
+    add("music quiet (-30 dBFS)", "music", hold_music(20, 15, "ballad", db=-30.0))
+    add("silence", "silence", silence(10000))
+    add("line noise -40 dBFS", "silence", line_noise(10 * RATE, -40.0, 6))
+    add("white noise -25 dBFS", "silence", white_noise(10 * RATE, -25.0, 7))
+    add("ring-back US", "ringback", ringback("us", 20))
+    add("ring-back UK", "ringback", ringback("uk", 20))
+    add("dial tone 350+440 Hz", "tone", tone((350.0, 440.0), 10000, -20.0))
+    add(
+        "busy tone 480+620 Hz",
+        "tone",
+        np.concatenate([tone((480.0, 620.0), 500, -20.0), silence(500)] * 10),
+    )
+    return clips

@@ -8,8 +8,8 @@ Measures (:class:`FrameMeasures`): the newest frame's RMS and peak level, the fl
 envelope over 5 ms blocks (a steady tone ≈ 1, two beating tones or speech pulses lower), the
 strongest spectral peak above 100 Hz (log-parabolic interpolation: within ~1 Hz for a clean
 tone) and the share of the energy within ±60 Hz of it (*purity*) and of the two strongest peaks
-(*dual purity*: ≈ 1 for DTMF and ring-back). The power spectrum of the last frame stays
-available as :attr:`FrameAnalyzer.power` for further features.
+(*dual purity*: ≈ 1 for DTMF and ring-back), and where the second peak is. The power spectrum
+of the last frame stays available as :attr:`FrameAnalyzer.power` for further features.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ class FrameMeasures:
     """Share of the energy above 100 Hz within ±60 Hz of that peak."""
     dual_purity: float
     """Share within ±60 Hz of the two strongest peaks."""
+    second_hz: float
+    """The second strongest peak (outside the first one's ±60 Hz; 0 if silent)."""
     flatness: float
     """Quietest over loudest 5 ms block RMS of the newest 20 ms."""
 
@@ -93,13 +95,12 @@ class FrameAnalyzer:
     def analyze(self, frame: npt.NDArray[np.int16]) -> FrameMeasures:
         win = self._window
         win[:FRAME_SAMPLES] = win[FRAME_SAMPLES:]
-        win[FRAME_SAMPLES:] = frame
-        win[FRAME_SAMPLES:] *= 1.0 / FULL_SCALE
         newest = win[FRAME_SAMPLES:]
+        np.multiply(frame, 1.0 / FULL_SCALE, out=newest)
         sq = newest * newest
-        level = power_db(float(sq.mean()))
-        peak = float(np.max(np.abs(newest)))
-        blocks = sq.reshape(_SUB_BLOCKS, -1).mean(axis=1)
+        blocks = sq.reshape(_SUB_BLOCKS, -1).sum(axis=1)
+        level = power_db(float(blocks.sum()) / FRAME_SAMPLES)
+        peak = float(np.abs(newest).max())
         loudest = float(blocks.max())
         flatness = math.sqrt(float(blocks.min()) / loudest) if loudest > 1e-12 else 0.0
         spectrum = np.fft.rfft(win * _HANN, NFFT)
@@ -108,20 +109,22 @@ class FrameAnalyzer:
         band = power[LOW_CUT_BIN:]
         total = float(band.sum())
         if total <= 1e-12:
-            return FrameMeasures(level, power_db(peak * peak), 0.0, 0.0, 0.0, flatness)
-        i = int(np.argmax(band)) + LOW_CUT_BIN
+            return FrameMeasures(level, power_db(peak * peak), 0.0, 0.0, 0.0, 0.0, flatness)
+        i = int(band.argmax()) + LOW_CUT_BIN
         lo, hi = max(LOW_CUT_BIN, i - PEAK_HALF_WIDTH), i + PEAK_HALF_WIDTH + 1
-        first = float(power[lo:hi].sum())
-        rest = band.copy()
-        rest[lo - LOW_CUT_BIN : hi - LOW_CUT_BIN] = 0.0
-        j = int(np.argmax(rest))
-        second = float(rest[max(0, j - PEAK_HALF_WIDTH) : j + PEAK_HALF_WIDTH + 1].sum())
+        lobe = power[lo:hi].copy()
+        first = float(lobe.sum())
+        power[lo:hi] = 0.0  # hide the first peak to find the second one, then put it back
+        j = int(band.argmax()) + LOW_CUT_BIN
+        second = float(power[max(LOW_CUT_BIN, j - PEAK_HALF_WIDTH) : j + PEAK_HALF_WIDTH + 1].sum())
+        power[lo:hi] = lobe
         return FrameMeasures(
             level_dbfs=level,
             peak_dbfs=power_db(peak * peak),
             frequency_hz=peak_frequency(power, i),
             purity=first / total,
             dual_purity=(first + second) / total,
+            second_hz=peak_frequency(power, j),
             flatness=flatness,
         )
 
