@@ -396,7 +396,8 @@ class WavFile:
 def repair(path: str | os.PathLike[str]) -> RepairPlan | None:
     """Make a crashed recording's header match its data (in place); ``None`` if it already did.
 
-    Raises :class:`WavFormatError` for a file that is not a PCM WAV."""
+    Raises :class:`WavFormatError` for a file that is not a PCM WAV (or whose chunks before
+    the data take more than 4 KiB). Changes nothing then."""
     p = Path(path)
     with open(p, "r+b") as f:
         head = f.read(4096)
