@@ -24,12 +24,15 @@ What counts as the end of the greeting (defaults in :class:`BeepConfig`):
   A frame is *tonal* when its strongest spectral peak holds ``min_purity`` (80 %) of the
   energy above 100 Hz in a 40 ms Hann window (this frame and the previous one) and its 5 ms
   sub-block envelope is flat (``min_envelope_flatness``: a pair of close tones, such as
-  440+480 Hz ring-back, beats and fails this). Inside a tone each frame's frequency stays
-  within ``freq_tolerance_hz`` (or ``freq_tolerance`` × f) of the tone's mean and its level
-  within ``max_level_drop_db`` of its loudest frame. After the tone, every 5 ms from 20 ms
-  past its end up to ``end_confirm_ms`` must be ``min_end_drop_db`` (9 dB) below the tone's
-  last full frames: a beep ends into the recording's silence, a note in music into the next
-  note.
+  440+480 Hz ring-back, beats and fails this); a tone starts on an active tonal frame. Inside
+  a tone each frame's frequency stays within ``freq_tolerance_hz`` (or ``freq_tolerance`` × f)
+  of the tone's mean and its level within ``max_level_drop_db`` of its loudest frame;
+  ``max_weak_frames`` (1) frame in a row may fall to 50 % purity (noise over a quiet beep).
+  The edges are placed where the 2.5 ms block RMS crosses 6 dB under the tone's level. After
+  the tone, from 20 ms past its end (a fade-out) up to ``end_confirm_ms``, the sound must be
+  ``min_end_drop_db`` (9 dB) under the tone's last full frames on average, and no 5 ms of it
+  within 3 dB of them: a beep ends into the recording's silence, a note in music into the
+  next note.
 - **SILENCE**: after the greeting was heard, ``silence_ms`` (2 s) with no activity, reported
   at its end with the position where the silence began. A frame is active when its level is at
   least ``activity_dbfs`` (−40 dBFS RMS) and ``activity_margin_db`` (10 dB) above the noise
@@ -47,7 +50,9 @@ Limits: a pure, steady whistled or flute-like note of 130 ms or more that ends i
 after some speech is a beep by every measure here (a test keeps this known); a beep that runs
 straight into loud sound (speech, music) with no quiet after it is not reported; fax CED
 (2,100 Hz) is out of band on purpose; the level thresholds assume telephone levels (speech
-well above −40 dBFS).
+well above −40 dBFS); below about 10 dB of signal-to-noise ratio (beep RMS over line-noise
+RMS) a beep's frames stop looking pure and it is missed (then the silence after it ends the
+greeting, 2 s later).
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ __all__ = [
 
 _MS: Final = SAMPLE_RATE // 1000
 _EDGE_BLOCK: Final = 20  # 2.5 ms blocks to place the tone's edges
+_WEAK_PURITY: Final = 0.5
+_AFTER_PEAK_MARGIN_DB: Final = 3.0  # no 5 ms after a beep may come within 3 dB of it
 _AFTER_BLOCK: Final = 40  # 5 ms blocks to check that what follows a tone is quiet
 _AFTER_GUARD: Final = 20 * _MS  # ... from 20 ms after its half-amplitude end (fade-outs)
 
@@ -135,13 +142,17 @@ class BeepConfig:
     min_purity: float = 0.80
     min_envelope_flatness: float = 0.55
     """Quietest 5 ms block over the loudest one (RMS) within a frame; a steady tone is ~0.9."""
+    max_weak_frames: int = 1
+    """Frames in a row inside a tone that may miss ``min_purity`` or the envelope test (down
+    to 50 % purity) while keeping its frequency and level: noise blurs a quiet beep."""
     freq_tolerance_hz: float = 20.0
     freq_tolerance: float = 0.02
     max_level_drop_db: float = 10.0
     min_end_drop_db: float = 9.0
-    """Every 5 ms of what follows the tone (from 20 ms after its end, past a fade-out, up to
-    ``end_confirm_ms``) must be this much quieter than the tone's last full frames: a beep
-    ends into the silence of the recording, a note in music into the next note or a rest."""
+    """What follows the tone (from 20 ms after its end, past a fade-out, up to
+    ``end_confirm_ms``) must be this much quieter than the tone's last full frames on average,
+    and no 5 ms of it within 3 dB of them: a beep ends into the silence of the recording, a
+    note in music into the next note."""
     end_confirm_ms: int = 100
     """How much of what follows the tone is checked before reporting: the detection delay."""
     min_dual_purity: float = 0.85
@@ -159,6 +170,8 @@ class BeepConfig:
             raise ValueError("need 100 <= min_hz < max_hz <= 3800")
         if not 40 <= self.min_tone_ms < self.max_tone_ms:
             raise ValueError("need 40 <= min_tone_ms < max_tone_ms")
+        if self.max_weak_frames < 0:
+            raise ValueError("max_weak_frames must be >= 0")
         if not 0.0 < self.min_purity <= 1.0:
             raise ValueError("min_purity must be in (0, 1]")
         if not 0.0 <= self.min_envelope_flatness <= 1.0:
@@ -187,6 +200,7 @@ class _Tone:
 
     start: int
     first_frame: npt.NDArray[np.float64]
+    """The frame before the first tonal one, and that one."""
     freq_sum: float
     frames: int
     max_level: float
@@ -200,6 +214,8 @@ class _Tone:
     after_greeting: bool
     end: int | None = None
     """Where the tone ended, once it stopped."""
+    weak: int = 0
+    """Consecutive frames that kept the tone's frequency and level but not its purity."""
 
     @property
     def frequency(self) -> float:
@@ -224,6 +240,7 @@ class BeepDetector:
         self._silence_start: int | None = None
         self._tone: _Tone | None = None
         self._ending: _Tone | None = None
+        self._prev_frame = np.zeros(FRAME_SAMPLES)
         self._done = False
         self._last: FrameMeasures | None = None
 
@@ -265,12 +282,12 @@ class BeepDetector:
         self._last = m
         floor = self._update_floor(m.level_dbfs)
         active = m.level_dbfs >= max(cfg.activity_dbfs, floor + cfg.activity_margin_db)
-        tonal = (
-            active
-            and m.purity >= cfg.min_purity
+        shaped = (  # a tone's shape; a new tone must also be active, a running one need not
+            m.purity >= cfg.min_purity
             and m.flatness >= cfg.min_envelope_flatness
             and cfg.min_hz <= m.frequency_hz <= cfg.max_hz
         )
+        tonal = active and shaped
         event: BeepEvent | None = None
         current = samples.astype(np.float64)
         if self._ending is not None:  # a tone stopped: is what follows it quiet enough?
@@ -283,8 +300,16 @@ class BeepDetector:
         if event is not None:
             pass
         elif tone is not None:
-            if tonal and self._continues(tone, m):
+            if shaped and self._continues(tone, m):
                 self._extend(tone, m, start, current)
+                tone.weak = 0
+            elif (
+                tone.weak < cfg.max_weak_frames
+                and m.purity >= _WEAK_PURITY
+                and self._continues(tone, m)
+            ):
+                self._extend(tone, m, start, current)  # noise blurred it: same tone, same level
+                tone.weak += 1
             else:
                 self._tone = None
                 if self._ending is None:
@@ -305,6 +330,7 @@ class BeepDetector:
             event = BeepEvent(GreetingEnd.TIMEOUT, self._pos, self._pos)
         if event is not None:
             self._done = True
+        self._prev_frame = current
         return event
 
     # -- internals -----------------------------------------------------------------------------
@@ -329,7 +355,7 @@ class BeepDetector:
         # but it can never be reported
         self._tone = _Tone(
             start=start,
-            first_frame=frame,
+            first_frame=np.concatenate([self._prev_frame, frame]),
             freq_sum=m.frequency_hz,
             frames=1,
             max_level=m.level_dbfs,
@@ -362,24 +388,25 @@ class BeepDetector:
             return None
         tail = np.concatenate(tone.tail)
         if tone.end is None:  # placed once, in the last tonal frame and the one that stopped it
-            amplitude = 10 ** (float(np.median(tone.peaks)) / 20) * FULL_SCALE
-            first = _first_loud(tone.first_frame, amplitude / 2)
-            tone.start += first if first is not None else 0
-            last = _last_loud(tail, amplitude / 2)
-            tone.end = tone.tail_start + (last if last is not None else 0)
+            # half amplitude: 6 dB under the tone's typical frame level, in 2.5 ms blocks
+            threshold = 10 ** ((float(np.median(tone.levels)) - 6.0) / 20) * FULL_SCALE
+            tone.start += _rise(tone.first_frame, threshold) - FRAME_SAMPLES
+            tone.end = tone.tail_start + _fall(tail, threshold)
         duration = tone.end - tone.start
         if not cfg.min_tone_ms * _MS <= duration <= cfg.max_tone_ms * _MS:
             return None
         after = tail[tone.end - tone.tail_start + _AFTER_GUARD :]  # past the fade-out
+        # against the tone's level where it ended (a decaying note ends quieter than it began)
+        end_level = max(tone.levels[-3:])
         n = after.size // _AFTER_BLOCK * _AFTER_BLOCK
         if n:
-            loudest = float((after[:n].reshape(-1, _AFTER_BLOCK) ** 2).mean(axis=1).max())
-            # against the tone's level where it ended (a decaying note ends quieter than it began)
-            end_level = max(tone.levels[-3:])
-            if power_db(loudest / FULL_SCALE**2) > end_level - cfg.min_end_drop_db:
-                return None  # the tone ran into something nearly as loud as itself
+            blocks = (after[:n].reshape(-1, _AFTER_BLOCK) ** 2).mean(axis=1)
+            if power_db(float(blocks.max()) / FULL_SCALE**2) > end_level - _AFTER_PEAK_MARGIN_DB:
+                return None  # the tone ran into something about as loud as itself
         if after.size + _AFTER_GUARD < cfg.end_confirm_ms * _MS:
             return "wait"
+        if n and power_db(float(blocks.mean()) / FULL_SCALE**2) > end_level - cfg.min_end_drop_db:
+            return None  # what follows is not quiet enough
         return BeepEvent(
             GreetingEnd.BEEP,
             sample=tone.end,
@@ -409,19 +436,34 @@ class BeepDetector:
         return None
 
 
-def _block_peaks(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _loud_blocks(x: npt.NDArray[np.float64], threshold: float) -> npt.NDArray[np.bool_]:
     n = x.size // _EDGE_BLOCK * _EDGE_BLOCK
-    peaks: npt.NDArray[np.float64] = np.abs(x[:n]).reshape(-1, _EDGE_BLOCK).max(axis=1)
-    return peaks
+    blocks = x[:n].reshape(-1, _EDGE_BLOCK)
+    loud: npt.NDArray[np.bool_] = np.sqrt((blocks * blocks).mean(axis=1)) >= threshold
+    return loud
 
 
-def _first_loud(x: npt.NDArray[np.float64], threshold: float) -> int | None:
-    """Offset of the first 2.5 ms block of ``x`` whose peak reaches ``threshold``."""
-    loud = np.flatnonzero(_block_peaks(x) >= threshold)
-    return int(loud[0]) * _EDGE_BLOCK if loud.size else None
+def _rise(x: npt.NDArray[np.float64], threshold: float) -> int:
+    """Where the tone starts in ``x`` (the frame before its first tonal frame, then that frame):
+    the first loud block of the tonal frame, moved back over the loud blocks just before it."""
+    loud = _loud_blocks(x, threshold)
+    half = FRAME_SAMPLES // _EDGE_BLOCK
+    ahead = np.flatnonzero(loud[half:])
+    i = half + (int(ahead[0]) if ahead.size else 0)
+    while i > 0 and loud[i - 1]:
+        i -= 1
+    return i * _EDGE_BLOCK
 
 
-def _last_loud(x: npt.NDArray[np.float64], threshold: float) -> int | None:
-    """One past the last 2.5 ms block of ``x`` whose peak reaches ``threshold``."""
-    loud = np.flatnonzero(_block_peaks(x) >= threshold)
-    return (int(loud[-1]) + 1) * _EDGE_BLOCK if loud.size else None
+def _fall(x: npt.NDArray[np.float64], threshold: float) -> int:
+    """Where the tone ends in ``x`` (its last tonal frame, then what followed): after the last
+    loud block of that frame, moved on over the loud blocks just after it."""
+    loud = _loud_blocks(x, threshold)
+    half = FRAME_SAMPLES // _EDGE_BLOCK
+    within = np.flatnonzero(loud[:half])
+    if not within.size:
+        return 0
+    j = int(within[-1])
+    while j + 1 < loud.size and loud[j + 1]:
+        j += 1
+    return (j + 1) * _EDGE_BLOCK
