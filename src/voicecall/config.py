@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import phonenumbers
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,6 +33,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from voicecall.calls.policy import (
+    ANY_COUNTRY,
+    DEFAULT_ALLOWED_TYPES,
+    NON_GEOGRAPHIC,
+    NumberType,
+    QuietHours,
+)
 from voicecall.errors import ConfigError, InvalidPhoneNumber
 from voicecall.phone import parse_e164
 
@@ -58,6 +66,19 @@ def _e164(value: str | None) -> str | None:
     except InvalidPhoneNumber as exc:
         # pydantic turns ValueError into a located validation error
         raise ValueError(exc.message.split(": ", 1)[-1]) from None
+
+
+_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS) | {NON_GEOGRAPHIC, ANY_COUNTRY}
+
+
+def _e164_list(v: list[str]) -> list[str]:
+    out = []
+    for i, raw in enumerate(v):
+        try:
+            out.append(parse_e164(raw))
+        except InvalidPhoneNumber as exc:
+            raise ValueError(f"entry {i}: {exc.message.split(': ', 1)[-1]}") from None
+    return out
 
 
 class _Section(BaseModel):
@@ -87,8 +108,75 @@ class TwilioSettings(_Section):
 
 
 class OutboundSettings(_Section):
+    """``[outbound]``: how calls are placed, and the policy every dialled number must pass
+    (:mod:`voicecall.calls.policy`; docs/security.md lists every rule). ``false`` (``None``)
+    turns a limit or the quiet hours off."""
+
     default_mode: CallMode = CallMode.NOTIFY
     notify_hangup_delay_seconds: float = Field(3.0, ge=0, le=60)
+    allowed_countries: list[str] | None = None
+    """ISO 3166 region codes that may be called (``"001"``: non-geographic numbers, ``"*"``:
+    any); unset: the country of ``from_number`` only."""
+    allowed_number_types: list[NumberType] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_TYPES)
+    )
+    """Number types that may be called; premium rate, shared cost, personal, UAN, pager,
+    voicemail, satellite, international network and unknown numbers are refused unless listed."""
+    blocked_numbers: list[str] = Field(default_factory=list)
+    """E.164 numbers never called (the store's do-not-call list adds to these)."""
+    max_calls_per_number_per_day: int | None = Field(10, ge=1, le=100_000)
+    """Outbound calls to one number in any 24 hours."""
+    max_calls_per_hour: int | None = Field(30, ge=1, le=1_000_000)
+    """Outbound calls in any 60 minutes."""
+    max_minutes_per_day: float | None = Field(240, gt=0, le=1_000_000)
+    """Talk time (answer to hang-up) of the outbound calls placed in the last 24 hours."""
+    quiet_hours: str | None = None
+    """``"21:00-08:00"``: no calls in that window of the callee's local time (time zones from
+    the number; a number spanning several zones is refused if any of them is in it)."""
+    audit_retention_days: int = Field(400, ge=1, le=36_500)
+    """Audit-trail entries older than this are deleted."""
+
+    @field_validator(
+        "max_calls_per_number_per_day",
+        "max_calls_per_hour",
+        "max_minutes_per_day",
+        "quiet_hours",
+        mode="before",
+    )
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        # TOML has no null: `false` (or "off", e.g. from the environment) turns a limit off
+        if v is False or (isinstance(v, str) and v.strip().lower() in ("false", "off", "none")):
+            return None
+        return v
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _countries(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        out = []
+        for i, raw in enumerate(v):
+            code = raw.strip().upper() if isinstance(raw, str) else ""
+            if code not in _REGIONS:
+                raise ValueError(
+                    f"entry {i}: {raw!r} is not an ISO 3166 region code phonenumbers knows "
+                    '(e.g. "US", "GB"; "001" for non-geographic numbers, "*" for any)'
+                )
+            out.append(code)
+        return out
+
+    @field_validator("blocked_numbers")
+    @classmethod
+    def _blocked(cls, v: list[str]) -> list[str]:
+        return _e164_list(v)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        return str(QuietHours.parse(v))
 
 
 class ServeSettings(_Section):
@@ -309,13 +397,7 @@ class Settings(BaseSettings):
     @field_validator("allow_from")
     @classmethod
     def _allow(cls, v: list[str]) -> list[str]:
-        out = []
-        for i, raw in enumerate(v):
-            try:
-                out.append(parse_e164(raw))
-            except InvalidPhoneNumber as exc:
-                raise ValueError(f"entry {i}: {exc.message.split(': ', 1)[-1]}") from None
-        return out
+        return _e164_list(v)
 
     @field_validator("public_url")
     @classmethod

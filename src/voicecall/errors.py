@@ -17,11 +17,14 @@
     ├── SpeechError                     a TTS/STT engine or service failed (voicecall.speech.errors:
     │                                   SpeechAuthError, SpeechRequestRejected, SpeechUnavailable,
     │                                   SpeechProtocolError, SpeechEngineMissing)
+    ├── OutboundRefused                 the outbound policy refuses to dial this number (403;
+    │   │                               ``rule`` names the setting or list that refused)
+    │   └── OutboundLimited             an outbound limit is reached (429)
     └── CallError                       a call-level operation cannot be done
         ├── UnknownCall                 no call with that id
         ├── AmbiguousCallId             a call id prefix matches more than one call
         ├── CallNotActive               the call has already ended
-        ├── TooManyCalls                max_concurrent_calls reached
+        ├── TooManyCalls                max_concurrent_calls reached (``rule``)
         └── TurnTimeout                 no transcript arrived in time
 
 Errors raised by httpx, sqlite3 or psycopg are translated at the edge that meets them.
@@ -110,6 +113,23 @@ class StoreError(VoicecallError):
     http_status = 503
 
 
+class OutboundRefused(VoicecallError):
+    """The outbound policy refuses this number (:mod:`voicecall.calls.policy`). ``rule`` is the
+    setting or list that refused (``outbound.allowed_countries``, ``do_not_call`` …)."""
+
+    http_status = 403
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class OutboundLimited(OutboundRefused):
+    """An outbound limit is reached (calls per number per day, per hour, minutes per day)."""
+
+    http_status = 429
+
+
 class CallError(VoicecallError):
     http_status = 409
 
@@ -128,6 +148,7 @@ class CallNotActive(CallError):
 
 class TooManyCalls(CallError):
     http_status = 429
+    rule = "max_concurrent_calls"
 
 
 class TurnTimeout(CallError):

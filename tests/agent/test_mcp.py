@@ -24,7 +24,15 @@ from voicecall.agent.client import Client
 from voicecall.agent.mcp import serve_http
 from voicecall.errors import VoicecallError
 
-TOOLS = {"initiate_call", "continue_call", "speak_to_user", "end_call", "get_status", "list_calls"}
+TOOLS = {
+    "initiate_call",
+    "continue_call",
+    "speak_to_user",
+    "end_call",
+    "get_status",
+    "list_calls",
+    "block_number",
+}
 
 
 @contextlib.asynccontextmanager
@@ -261,3 +269,26 @@ async def test_stdio_transport_via_the_cli(server: RunningServer, tmp_path: Path
         assert status.structured_content
         assert status.structured_content["transcript"] == ["bot: Reminder: dentist at 3."]
         assert json.loads(text(status))["call_id"] == call_id
+
+
+async def test_block_number_and_policy_refusals(server: RunningServer) -> None:
+    async with mcp_http(server) as url, McpClient(url) as mcp:
+        blocked = await mcp.call_tool(
+            "block_number", {"number": "+14155550123", "reason": "asked not to be called"}
+        )
+        assert not blocked.is_error, text(blocked)
+        refused = await mcp.call_tool(
+            "initiate_call", {"message": "hi", "to": "+14155550123", "wait_seconds": 0}
+        )
+        assert refused.is_error
+        assert "do-not-call" in text(refused) and "do not retry" in text(refused)
+        premium = await mcp.call_tool(
+            "initiate_call", {"message": "hi", "to": "+19005550123", "wait_seconds": 0}
+        )
+        assert premium.is_error and "premium-rate" in text(premium)
+        nul = await mcp.call_tool("initiate_call", {"message": "a\x00b", "wait_seconds": 0})
+        assert nul.is_error
+    assert server.app.manager is not None
+    entries = await server.app.manager.outbound.audit(limit=10)
+    assert [e.surface for e in entries] == ["mcp", "mcp"]
+    assert {e.rule for e in entries} == {"do_not_call", "outbound.allowed_number_types"}

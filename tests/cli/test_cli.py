@@ -259,3 +259,42 @@ async def test_forget_erases_a_callers_memory_through_the_api(tmp_path: Path) ->
         assert code == 0 and "nothing was remembered" in out
         code, _, err = await run_cli("forget", "--caller", "12345", config=config)
         assert code == 1 and "Traceback" not in err and "E.164" in err
+
+
+async def test_do_not_call_list_and_audit_from_the_cli(tmp_path: Path) -> None:
+    async with server(tmp_path, token="s3cret-token-456") as (app, _, config):
+        code, out, err = await run_cli(
+            "block", "+14155550123", "--reason", "asked us not to call", config=config
+        )
+        assert code == 0, err
+        assert "blocked +14155550123 (asked us not to call)" in out
+        code, out, _ = await run_cli("blocked", config=config)
+        assert code == 0 and "+14155550123" in out and "asked us not to call" in out
+        # refused: one line naming the rule, nothing dialled
+        code, _, err = await run_cli(
+            "call", "--to", "+14155550123", "--message", "Hi", config=config
+        )
+        assert code == 1 and "do-not-call list" in err and "Traceback" not in err
+        code, _, err = await run_cli(
+            "call", "--to", "+19005550123", "--message", "Hi", config=config
+        )
+        assert code == 1 and "premium-rate" in err
+        code, _, err = await run_cli(
+            "call", "--to", "+1415ABC0100", "--message", "Hi", config=config
+        )
+        assert code == 1 and "letters" in err
+        assert (await app.manager.list_calls()).calls == []
+        code, out, _ = await run_cli("unblock", "+14155550123", config=config)
+        assert code == 0 and "unblocked +14155550123" in out
+        code, _, err = await run_cli("unblock", "+14155550123", config=config)
+        assert code == 1 and "not on the do-not-call list" in err
+        code, out, err = await run_cli(
+            "call", "--to", "+14155550123", "--message", "Hi", config=config
+        )
+        assert code == 0, err
+        code, out, _ = await run_cli("audit", config=config)
+        assert code == 0 and "placed" in out and "refused" in out
+        assert "do_not_call" in out and "outbound.allowed_number_types" in out
+        assert "s3cret" not in out
+        entries = await app.manager.outbound.audit(limit=10)
+        assert {e.surface for e in entries} == {"cli"}

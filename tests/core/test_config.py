@@ -115,3 +115,36 @@ def test_cli_prints_one_line_per_problem_without_traceback(tmp_path: Path) -> No
     assert len(lines) == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert any("from_number" in ln for ln in lines) and any("serve.port" in ln for ln in lines)
+
+
+def test_outbound_policy_settings(tmp_path: Path) -> None:
+    cfg = tmp_path / "v.toml"
+    cfg.write_text(
+        'from_number = "+14155550199"\n[outbound]\nmax_calls_per_hour = false\n'
+        'max_minutes_per_day = false\nquiet_hours = "22:00-07:30"\n'
+        'allowed_countries = ["us", "ca"]\nblocked_numbers = ["+14155550100"]\n'
+    )
+    s = load_config(cfg, env={"VOICECALL_OUTBOUND__MAX_CALLS_PER_NUMBER_PER_DAY": "off"})
+    o = s.outbound
+    assert o.max_calls_per_hour is None and o.max_minutes_per_day is None
+    assert o.max_calls_per_number_per_day is None
+    assert o.quiet_hours == "22:00-07:30" and o.allowed_countries == ["US", "CA"]
+    defaults = load_config(env={}).outbound
+    assert (defaults.max_calls_per_number_per_day, defaults.max_calls_per_hour) == (10, 30)
+    assert defaults.max_minutes_per_day == 240 and defaults.quiet_hours is None
+
+
+@pytest.mark.parametrize(
+    ("over", "says"),
+    [
+        ({"allowed_countries": ["XX"]}, "outbound.allowed_countries: entry 0: 'XX'"),
+        ({"quiet_hours": "9-17"}, "outbound.quiet_hours:"),
+        ({"blocked_numbers": ["+1415ABC0100"]}, "outbound.blocked_numbers: entry 0:"),
+        ({"allowed_number_types": ["premium"]}, "outbound.allowed_number_types.0:"),
+        ({"max_calls_per_hour": 0}, "outbound.max_calls_per_hour:"),
+    ],
+)
+def test_outbound_policy_settings_are_checked(over: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(env={}, overrides={"outbound": over})
+    assert len(info.value.problems) == 1 and info.value.problems[0].startswith(says)

@@ -37,6 +37,7 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 # What to do about an error, by HTTP status, appended to the server's own detail.
 _HINTS = {
     401: "the client's token must equal the server's api.token (VOICECALL_API__TOKEN)",
+    403: "the outbound policy refuses this number; docs/security.md explains each rule",
     404: "check the call id (list calls with `voicecall calls`)",
     429: "wait for a call to end, or raise max_concurrent_calls",
     502: "the telephony provider failed; see the server log and run `voicecall doctor`",
@@ -49,16 +50,23 @@ class ClientError(VoicecallError):
     """The server answered with an error.
 
     ``status`` is the HTTP status, ``title`` the problem type name (``UnknownCall``,
-    ``CallNotActive``, ``TooManyCalls``, ``TurnTimeout``, ``Invalid request`` …), ``detail``
-    the server's explanation and ``hint`` what to do about it (or ``None``).
+    ``CallNotActive``, ``TooManyCalls``, ``TurnTimeout``, ``OutboundRefused``,
+    ``OutboundLimited``, ``Invalid request`` …), ``detail`` the server's explanation, ``rule``
+    the outbound rule that refused a call (or ``None``) and ``hint`` what to do about it.
     """
 
-    def __init__(self, status: int, title: str, detail: str | None) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str | None, rule: str | None = None
+    ) -> None:
         self.status = status
         self.title = title
         self.detail = detail
+        #: for outbound policy refusals (403/429): the rule, e.g. ``outbound.allowed_countries``
+        self.rule = rule
         self.http_status = status
         self.hint = _HINTS.get(status)
+        if status == 429 and rule and rule != "max_concurrent_calls":
+            self.hint = f"an outbound limit is reached: wait, or raise {rule}"
         text = f"{title}: {detail}" if detail else title
         if self.hint:
             text = f"{text} ({self.hint})"
@@ -113,6 +121,19 @@ class CallInfo:
         return [t["text"] for t in self.transcript if speaker is None or t["speaker"] == speaker]
 
 
+@dataclass(frozen=True, slots=True)
+class BlockedEntry:
+    """An entry of the do-not-call list."""
+
+    number: str
+    reason: str | None
+    created_at: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BlockedEntry:
+        return cls(data["number"], data.get("reason"), float(data["created_at"]))
+
+
 class Client:
     """Talks to ``voicecall serve``. One instance per server; use it as an async context.
 
@@ -126,8 +147,12 @@ class Client:
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        surface: str = "python",
     ) -> None:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        # ``surface`` tells the server's audit trail which client asked (api/cli/mcp/python)
+        headers = {"x-voicecall-client": surface}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         self._http = httpx.AsyncClient(
             base_url=url.rstrip("/"),
             headers=headers,
@@ -139,12 +164,26 @@ class Client:
     def __repr__(self) -> str:  # never shows the token
         return f"Client({self.url!r})"
 
+    @property
+    def surface(self) -> str:
+        """Which client this is for the server's audit trail (``X-Voicecall-Client``)."""
+        return str(self._http.headers["x-voicecall-client"])
+
+    @surface.setter
+    def surface(self, value: str) -> None:
+        self._http.headers["x-voicecall-client"] = value
+
     @classmethod
     def from_settings(
-        cls, settings: Settings, url: str | None = None, *, timeout: float = 30.0
+        cls,
+        settings: Settings,
+        url: str | None = None,
+        *,
+        timeout: float = 30.0,
+        surface: str = "python",
     ) -> Client:
         """A client of the server these settings describe (``serve.bind``/``serve.port``)."""
-        return cls(control_url(settings, url), _token(settings), timeout=timeout)
+        return cls(control_url(settings, url), _token(settings), timeout=timeout, surface=surface)
 
     async def __aenter__(self) -> Client:
         return self
@@ -187,7 +226,7 @@ class Client:
                 f"({type(exc).__name__})"
             ) from None
         if response.status_code >= 400:
-            title, detail = response.reason_phrase or "error", None
+            title, detail, rule = response.reason_phrase or "error", None, None
             try:
                 doc = response.json()
             except ValueError:
@@ -196,7 +235,8 @@ class Client:
                 if isinstance(doc, dict):
                     title = str(doc.get("title") or title)
                     detail = doc.get("detail")
-            raise ClientError(response.status_code, title, detail)
+                    rule = doc.get("rule") if isinstance(doc.get("rule"), str) else None
+            raise ClientError(response.status_code, title, detail, rule)
         try:
             return response.json()
         except ValueError:
@@ -277,6 +317,43 @@ class Client:
         """Erase what the responder remembers about a caller (E.164); ``True`` if it knew them."""
         doc = await self._request("DELETE", f"/api/callers/{quote(number, safe='+')}/memory")
         return bool(doc["forgotten"])
+
+    # ------------------------------------------------------------------ outbound policy
+
+    async def block(self, number: str, reason: str | None = None) -> BlockedEntry:
+        """Put an E.164 number on the do-not-call list (idempotent): it is never called."""
+        doc = await self._request(
+            "POST",
+            f"/api/blocked/{quote(number, safe='+')}",
+            json_body={"reason": reason} if reason else None,
+        )
+        return BlockedEntry.from_json(doc)
+
+    async def unblock(self, number: str) -> bool:
+        """Take a number off the do-not-call list; ``False`` if it was not on it."""
+        try:
+            await self._request("DELETE", f"/api/blocked/{quote(number, safe='+')}")
+        except ClientError as exc:
+            if exc.status == 404 and exc.title == "NotBlocked":
+                return False
+            raise
+        return True
+
+    async def blocked(self) -> list[BlockedEntry]:
+        """The do-not-call list, oldest entry first."""
+        doc = await self._request("GET", "/api/blocked")
+        return [BlockedEntry.from_json(e) for e in doc["blocked"]]
+
+    async def audit(
+        self, *, limit: int = 50, before: int | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of the audit trail (placed and refused calls), newest first, and the
+        ``before`` of the next page (``None``: last page)."""
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        doc = await self._request("GET", "/api/audit", params=params)
+        return list(doc["entries"]), doc.get("next_before")
 
     async def end(self, call_id: str, message: str | None = None) -> CallInfo:
         """Hang up, after saying ``message`` if given. Idempotent."""

@@ -8,8 +8,10 @@ when ``api.token`` is set the HTTP endpoint requires ``Authorization: Bearer <ap
 
 Tools (names, arguments and descriptions are written for the model that calls them):
 ``initiate_call``, ``continue_call``, ``speak_to_user``, ``end_call``, ``get_status``,
-``list_calls``. Failures come back as tool errors (``is_error``) whose text says what happened
-and what to do next.
+``list_calls``, ``block_number`` (the do-not-call list; there is deliberately no tool to take a
+number off it: only the user can, with ``voicecall unblock``). Failures come back as tool errors
+(``is_error``) whose text says what happened and what to do next. Requests carry
+``X-Voicecall-Client: mcp`` for the server's audit trail.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from voicecall import __version__
 from voicecall.agent.client import CallInfo, Client, ClientError, ServerUnreachable
 from voicecall.errors import VoicecallError
 from voicecall.netaddr import is_loopback
+from voicecall.textrules import NoteText, SpokenText
 
 log = logging.getLogger("voicecall.mcp")
 
@@ -53,16 +56,15 @@ Typical flows:
 Everything you send is spoken aloud by text-to-speech: write short, plain spoken sentences,
 no markdown, lists, URLs or emoji. Phone numbers are E.164 (+15551234567); omit `to` to call
 the user's configured default number. Calls cost money and reach real people: do not place
-calls the user did not ask for.
+calls the user did not ask for. The server's outbound policy may refuse a number (premium rate,
+another country, the do-not-call list, quiet hours, daily limits): such a refusal is final, do
+not retry or try another way, tell the user. If someone asks not to be called again, put their
+number on the do-not-call list with block_number.
 """
 
 Message = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=4000,
-        description="Words to speak, in plain spoken sentences (text-to-speech reads it aloud).",
-    ),
+    SpokenText,
+    Field(description="Words to speak, in plain spoken sentences (text-to-speech reads it aloud)."),
 ]
 CallId = Annotated[
     str,
@@ -116,6 +118,13 @@ def _tool_error(exc: VoicecallError, call_id: str | None = None) -> ToolError:
             "continue_call, or end it with end_call."
         ),
         "InvalidPhoneNumber": "Give `to` as an E.164 number such as +15551234567.",
+        "OutboundRefused": (
+            "The server's outbound policy forbids this call: do not retry or work around it; "
+            "tell the user (they can change the policy)."
+        ),
+        "OutboundLimited": (
+            "An outbound limit is reached: do not retry now; tell the user when it is."
+        ),
         "Invalid request": "Fix the arguments and try again.",
         "InvalidRequest": "Fix the arguments and try again.",
         "Unauthorized": (
@@ -140,7 +149,9 @@ def _has_user_reply(info: CallInfo) -> bool:
 
 
 def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]:
-    """The MCP server, with its tools bound to ``client`` (the voicecall control API)."""
+    """The MCP server, with its tools bound to ``client`` (the voicecall control API; its
+    requests are marked as coming from MCP for the audit trail)."""
+    client.surface = "mcp"
     server: MCPServer[Any] = MCPServer(
         "voicecall",
         title="voicecall phone calls",
@@ -155,10 +166,8 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
     )
     async def initiate_call(
         message: Annotated[
-            str,
+            SpokenText,
             Field(
-                min_length=1,
-                max_length=4000,
                 description=(
                     "What to say when the person picks up (spoken aloud). In notify mode this "
                     "is the whole message; in conversation mode it is your opening line and "
@@ -277,8 +286,8 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
     async def end_call(
         call_id: CallId,
         goodbye: Annotated[
-            str | None,
-            Field(max_length=4000, description="A closing sentence to say before hanging up."),
+            SpokenText | None,
+            Field(description="A closing sentence to say before hanging up."),
         ] = None,
     ) -> dict[str, Any]:
         """Hang up a call, optionally saying a goodbye first. Safe to repeat: ending an
@@ -319,6 +328,29 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         """Recent calls, newest first, without transcripts (get_status has those)."""
         items, cursor = await _guard(client.calls(limit=limit, active=active_only or None))
         return {"calls": [_summary(i) for i in items], "more": cursor is not None}
+
+    @server.tool(
+        title="Never call a number again",
+        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),
+    )
+    async def block_number(
+        number: Annotated[
+            str,
+            Field(
+                min_length=2,
+                max_length=16,
+                description="The E.164 number, e.g. +15551234567 (the person's number).",
+            ),
+        ],
+        reason: Annotated[
+            NoteText | None,
+            Field(description="Why, e.g. 'asked not to be called again'."),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Put a number on the do-not-call list, e.g. when the person asks not to be called
+        again. The server then refuses every call to it. Only the user can take it off."""
+        entry = await _guard(client.block(number, reason))
+        return {"number": entry.number, "blocked": True, "reason": entry.reason}
 
     return server
 

@@ -50,6 +50,7 @@ from voicecall.calls.model import (
     TranscriptEntry,
     new_call_id,
 )
+from voicecall.calls.outbound import OutboundGate, Requester
 from voicecall.calls.replies import ReplyPolicy
 from voicecall.calls.states import Action, Signal
 from voicecall.calls.store.base import CallPage, EventRow, Store
@@ -63,7 +64,6 @@ from voicecall.errors import (
     InvalidRequest,
     ProviderError,
     StoreError,
-    TooManyCalls,
     UnknownCall,
 )
 from voicecall.events import CallEvent, EventKind
@@ -129,6 +129,8 @@ class CallManager:
         self.turns = Turns(self)
         self.autoreply = AutoReplier(self)
         self.media = MediaHost(self)
+        #: the outbound policy and audit trail every dialled number goes through
+        self.outbound = OutboundGate(settings, store, clock=clock)
         self.counters: dict[str, int] = {
             "calls_placed": 0,
             "calls_finalized": 0,
@@ -240,10 +242,30 @@ class CallManager:
 
     # ------------------------------------------------------------------ outbound
 
+    async def check_outbound(
+        self,
+        number: str,
+        *,
+        surface: str = "api",
+        token_fingerprint: str | None = None,
+        field: str = "to",
+    ) -> str:
+        """The outbound policy for a number dialled within a call that is up (a transfer):
+        returns it in E.164 or raises (and audits) the refusal. See :class:`OutboundGate`."""
+        return await self.outbound.check_outbound(
+            number, surface=surface, token_fingerprint=token_fingerprint, field=field
+        )
+
     async def place_call(
-        self, *, to: str | None, message: str, mode: CallMode | str | None = None
+        self,
+        *,
+        to: str | None,
+        message: str,
+        mode: CallMode | str | None = None,
+        requester: Requester | None = None,
     ) -> CallRecord:
-        """Store the call, then dial it. Returns the stored record (state ``initiated``)."""
+        """Check the outbound policy, store the call, audit it, then dial it. Returns the
+        stored record (state ``initiated``)."""
         to_number = parse_e164(to, field="to") if to else self.settings.to_number
         if not to_number:
             raise InvalidPhoneNumber("to: no number given and no default to_number configured")
@@ -251,31 +273,46 @@ class CallManager:
             raise InvalidPhoneNumber("from_number is not configured")
         message = check_message(message)
         call_mode = CallMode(mode) if mode else CallMode(self.settings.outbound.default_mode.value)
-        if self.active_count >= self.settings.max_concurrent_calls:
-            raise TooManyCalls(
-                f"{self.active_count} call(s) active; max_concurrent_calls is "
-                f"{self.settings.max_concurrent_calls}"
+        who = requester or Requester()
+        async with self.outbound.lock:  # from the policy's counts to the stored call row
+            await self.outbound.check_outbound(
+                to_number,
+                surface=who.surface,
+                token_fingerprint=who.token_fingerprint,
+                active_calls=self.active_count,
             )
-        now = self._clock()
-        record = CallRecord(
-            call_id=new_call_id(),
-            direction=Direction.OUTBOUND,
-            mode=call_mode,
-            from_number=self.settings.from_number,
-            to_number=to_number,
-            provider=self.provider.name,
-            message=message,
-            created_at=now,
-            updated_at=now,
-            dial_started_at=now,
-        )
-        opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message, now, turn=0)
-        self._pending_dials += 1
+            now = self._clock()
+            record = CallRecord(
+                call_id=new_call_id(),
+                direction=Direction.OUTBOUND,
+                mode=call_mode,
+                from_number=self.settings.from_number,
+                to_number=to_number,
+                provider=self.provider.name,
+                message=message,
+                created_at=now,
+                updated_at=now,
+                dial_started_at=now,
+            )
+            opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message, now, turn=0)
+            self._pending_dials += 1
+            try:
+                await self.store.commit(record, transcript=[opening])
+            finally:
+                self._pending_dials -= 1
+            live = self._register(record, next_seq=1)
         try:
-            await self.store.commit(record, transcript=[opening])
-        finally:
-            self._pending_dials -= 1
-        live = self._register(record, next_seq=1)
+            await self.outbound.record_placed(
+                to_number,
+                record.call_id,
+                surface=who.surface,
+                token_fingerprint=who.token_fingerprint,
+            )
+        except StoreError as exc:  # a call the audit trail does not know is never dialled
+            await self.finalize(
+                record.call_id, EndReason.FAILED, error=f"not dialled: audit trail: {exc}"
+            )
+            raise
         self.arm(
             live,
             "ring",

@@ -30,7 +30,8 @@ def mcp(
 ) -> None:
     """Run the MCP server for agents (over the running server's control API).
 
-    Tools: initiate_call, continue_call, speak_to_user, end_call, get_status, list_calls.
+    Tools: initiate_call, continue_call, speak_to_user, end_call, get_status, list_calls,
+    block_number.
     """
     from voicecall import logs
     from voicecall.agent.client import Client
@@ -44,7 +45,7 @@ def mcp(
     logs.register_secret(token)
 
     async def main() -> None:
-        async with Client.from_settings(settings, url, timeout=60.0) as client:
+        async with Client.from_settings(settings, url, timeout=60.0, surface="mcp") as client:
             if transport == "stdio":
                 await run_stdio(client)
             else:

@@ -42,18 +42,19 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
-    from voicecall.cli.agent_commands import register
+    from voicecall.cli import agent_commands, policy_commands
     from voicecall.cli.emulator_command import register as register_emulator
 
-    register(app)  # `voicecall mcp`, `voicecall expose`
+    agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
     register_emulator(app)  # `voicecall emulator` (and its `load`, `sink`)
+    policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
 
 
 T = TypeVar("T")
 
 
 def _client(config: Path | None, url: str | None) -> Client:
-    return Client.from_settings(settings_from(config), url)
+    return Client.from_settings(settings_from(config), url, surface="cli")
 
 
 def _run(make: Callable[[Client], Awaitable[T]], config: Path | None, url: str | None) -> T:

@@ -96,6 +96,15 @@ transcript_timeout_seconds = 180    # how long `continue` waits for the caller
 [outbound]
 default_mode = "notify"             # notify (say, then hang up) | conversation
 notify_hangup_delay_seconds = 3     # pause after a notify message before hanging up
+# The outbound policy: every number dialled must pass it (docs/security.md); false: no limit
+# allowed_countries = ["US"]        # default: the country of from_number; "*": any
+# allowed_number_types = ["fixed_line", "mobile", "fixed_line_or_mobile", "toll_free", "voip"]
+blocked_numbers = []                # never called (and `voicecall block NUMBER`)
+max_calls_per_number_per_day = 10   # to one number, in any 24 hours
+max_calls_per_hour = 30             # all outbound calls, in any 60 minutes
+max_minutes_per_day = 240           # talk time of the outbound calls of the last 24 hours
+# quiet_hours = "21:00-08:00"       # no calls then, in the callee's local time
+# audit_retention_days = 400        # older audit-trail entries are deleted
 """,
     ),
     Block(
@@ -399,6 +408,11 @@ def local_values(
             "api_base_url": Note(
                 f"http://127.0.0.1:{emulator_port}", "the local emulator (`voicecall dev` runs it)"
             ),
+        },
+        "outbound": {
+            "max_calls_per_number_per_day": Note(False, "local: the emulator dials nobody real"),
+            "max_calls_per_hour": False,
+            "max_minutes_per_day": False,
         },
         "serve": {"port": port},
         "store": {

@@ -1,7 +1,10 @@
 """The control API: JSON over HTTP with OpenAPI, bearer-token auth and RFC 9457 errors.
 
 Every voicecall client (the CLI, the MCP server, the Python ``Client``) talks to this API; the
-server is the only runtime that owns calls.
+server is the only runtime that owns calls. In front of it, :class:`ApiGuard` authenticates
+before anything is parsed and refuses non-JSON bodies (415); every error answer is a problem
+document and is in the OpenAPI contract (:mod:`voicecall.server.api_docs`). Clients say which
+they are in ``X-Voicecall-Client`` (``api``, ``cli``, ``mcp``, ``python``) for the audit trail.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -23,13 +26,23 @@ from voicecall import __version__
 from voicecall.calls.call_ids import resolve_call_id
 from voicecall.calls.manager import CallManager
 from voicecall.calls.model import CallRecord, TranscriptEntry
+from voicecall.calls.outbound import Requester, Surface, token_fingerprint
 from voicecall.config import Settings
 from voicecall.errors import VoicecallError
+from voicecall.phone import E164_PATTERN
+from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
+from voicecall.server.api_guard import ApiGuard, allowed_methods
+from voicecall.server.api_policy import add_policy_routes
+from voicecall.textrules import SpokenText
 
 log = logging.getLogger("voicecall.api")
 
 PROBLEM_JSON = "application/problem+json"
 SSE_KEEPALIVE_SECONDS = 15.0
+OPENAPI_PATH = "/api/openapi.json"
+DOCS_PATH = "/api/docs"
+#: public without a token: the contract and its docs page (no data, no secret)
+PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -37,26 +50,28 @@ SSE_KEEPALIVE_SECONDS = 15.0
 
 class PlaceCall(BaseModel):
     to: str | None = Field(
-        None, description="E.164 number to call; default: the configured to_number"
+        None,
+        max_length=16,
+        json_schema_extra={"pattern": E164_PATTERN},
+        description="E.164 number to call, exactly as written (e.g. +14155550100: no spaces, "
+        "letters or extension); default: the configured to_number",
     )
-    message: str = Field(..., min_length=1, max_length=4000, description="What to say first")
+    message: SpokenText = Field(description="What to say first")
     mode: Literal["notify", "conversation"] | None = Field(
         None, description="notify: say and hang up; conversation: talk back and forth"
     )
 
 
 class SayMessage(BaseModel):
-    message: str = Field(..., min_length=1, max_length=4000)
+    message: SpokenText
 
 
 class EndCall(BaseModel):
-    message: str | None = Field(
-        None, max_length=4000, description="A goodbye said before hanging up"
-    )
+    message: SpokenText | None = Field(None, description="A goodbye said before hanging up")
 
 
 class ContinueCall(BaseModel):
-    message: str = Field(..., min_length=1, max_length=4000)
+    message: SpokenText
     timeout_seconds: float | None = Field(None, gt=0, le=3600)
 
 
@@ -111,13 +126,6 @@ class Forgotten(BaseModel):
     forgotten: bool = Field(description="False when nothing was remembered about this caller")
 
 
-class Problem(BaseModel):
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-
-
 def _call_out(record: CallRecord, transcript: list[TranscriptEntry] | None = None) -> CallOut:
     data: dict[str, Any] = record.to_json()
     if transcript is not None:
@@ -125,11 +133,13 @@ def _call_out(record: CallRecord, transcript: list[TranscriptEntry] | None = Non
     return CallOut.model_validate(data)
 
 
-def problem(status: int, title: str, detail: str | None = None) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+def problem(
+    status: int, title: str, detail: str | None = None, *, rule: str | None = None
+) -> JSONResponse:
+    body = Problem(title=title, status=status, detail=detail or None, rule=rule)
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_JSON
+    )
 
 
 # ----------------------------------------------------------------------------- dependencies
@@ -150,8 +160,23 @@ def current_manager(request: Request) -> CallManager:
     return manager
 
 
+def requester(
+    request: Request,
+    x_voicecall_client: Annotated[
+        Surface,
+        Header(description="Which client asks (for the audit trail)"),
+    ] = Surface.API,
+) -> Requester:
+    """Who asks: the client surface and the fingerprint of the token that authenticated."""
+    return Requester(
+        surface=x_voicecall_client.value,
+        token_fingerprint=request.app.state.token_fingerprint,
+    )
+
+
 Auth = Annotated[None, Depends(authorize)]
 Manager = Annotated[CallManager, Depends(current_manager)]
+Who = Annotated[Requester, Depends(requester)]
 
 
 async def call_id_param(
@@ -176,12 +201,23 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         title="voicecall control API",
         version=__version__,
         description="Place, steer and watch phone calls. Errors are RFC 9457 problem+json.",
-        openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        openapi_url=OPENAPI_PATH,
+        docs_url=DOCS_PATH,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
-    api.state.token = settings.api.token.get_secret_value() if settings.api.token else None
+    token = settings.api.token.get_secret_value() if settings.api.token else None
+    api.state.token = token
+    api.state.token_fingerprint = token_fingerprint(token)
     api.state.get_manager = get_manager
+    api.add_middleware(
+        ApiGuard,
+        token=token,
+        public_paths=PUBLIC_PATHS,
+        routes=api.router.routes,
+        query_names=lambda: query_names(api),
+    )
+    install_openapi(api, public_paths=PUBLIC_PATHS)
 
     @api.exception_handler(VoicecallError)
     async def _voicecall_error(request: Request, exc: VoicecallError) -> JSONResponse:
@@ -196,7 +232,8 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
                 exc,
                 extra={"event": "api_error", "status": exc.http_status},
             )
-        return problem(exc.http_status, type(exc).__name__, str(exc))
+        rule = getattr(exc, "rule", None)
+        return problem(exc.http_status, type(exc).__name__, str(exc), rule=rule)
 
     @api.exception_handler(_Unauthorized)
     async def _unauth(request: Request, exc: _Unauthorized) -> JSONResponse:
@@ -206,22 +243,38 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid":  # syntax, not content: 400
+            why = errors[0].get("ctx", {}).get("error", "invalid")
+            return problem(400, "Malformed request", f"body: not valid JSON ({why})")
         lines = []
-        for err in exc.errors():
+        for err in errors:
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             lines.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
         return problem(422, "Invalid request", "; ".join(lines))
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail))
+        resp = problem(exc.status_code, str(exc.detail))
+        resp.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            resp.headers["allow"] = ", ".join(allowed_methods(api.router.routes, request.scope))
+        return resp
 
-    @api.post("/api/calls", status_code=201, response_model=CallCreated)
-    async def place_call(body: PlaceCall, _: Auth, m: Manager) -> CallCreated:
-        record = await m.place_call(to=body.to, message=body.message, mode=body.mode)
+    @api.post(
+        "/api/calls",
+        status_code=201,
+        response_model=CallCreated,
+        responses=problems(400, 403, 415, 422, 429, 502),
+    )
+    async def place_call(body: PlaceCall, _: Auth, m: Manager, who: Who) -> CallCreated:
+        """Place a call. The number must pass the outbound policy (403/429 naming the rule)."""
+        record = await m.place_call(
+            to=body.to, message=body.message, mode=body.mode, requester=who
+        )
         return CallCreated(call_id=record.call_id, status=record.state.value)
 
-    @api.get("/api/calls", response_model=CallList)
+    @api.get("/api/calls", response_model=CallList, responses=problems(422))
     async def list_calls(
         _: Auth,
         m: Manager,
@@ -232,34 +285,65 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         page = await m.list_calls(limit=limit, cursor=cursor, active=active)
         return CallList(calls=[_call_out(c) for c in page.calls], next_cursor=page.next_cursor)
 
-    @api.get("/api/calls/{call_id}", response_model=CallOut, response_model_by_alias=True)
+    @api.get(
+        "/api/calls/{call_id}",
+        response_model=CallOut,
+        response_model_by_alias=True,
+        responses=problems(404, 409),
+    )
     async def get_call(call_id: CallId, _: Auth, m: Manager) -> CallOut:
         record = await m.get_call(call_id)
         return _call_out(record, await m.transcript(call_id))
 
-    @api.post("/api/calls/{call_id}/speak", response_model=CallOut, response_model_by_alias=True)
+    @api.post(
+        "/api/calls/{call_id}/speak",
+        response_model=CallOut,
+        response_model_by_alias=True,
+        responses=problems(400, 404, 409, 415, 422, 502),
+    )
     async def speak(call_id: CallId, body: SayMessage, _: Auth, m: Manager) -> CallOut:
         return _call_out(await m.speak(call_id, body.message))
 
-    @api.post("/api/calls/{call_id}/continue", response_model=ContinueResult)
+    @api.post(
+        "/api/calls/{call_id}/continue",
+        response_model=ContinueResult,
+        responses=problems(400, 404, 409, 415, 422, 502, 504),
+    )
     async def continue_call(
         call_id: CallId, body: ContinueCall, _: Auth, m: Manager
     ) -> ContinueResult:
         text = await m.continue_call(call_id, body.message, wait_seconds=body.timeout_seconds)
         return ContinueResult(call_id=call_id, transcript=text)
 
-    @api.post("/api/calls/{call_id}/end", response_model=CallOut, response_model_by_alias=True)
+    @api.post(
+        "/api/calls/{call_id}/end",
+        response_model=CallOut,
+        response_model_by_alias=True,
+        responses=problems(400, 404, 409, 415, 422, 502),
+    )
     async def end_call(
         call_id: CallId, _: Auth, m: Manager, body: EndCall | None = None
     ) -> CallOut:
         return _call_out(await m.end_call(call_id, message=body.message if body else None))
 
-    @api.delete("/api/callers/{number}/memory", response_model=Forgotten)
-    async def forget_caller(number: str, _: Auth, m: Manager) -> Forgotten:
+    @api.delete(
+        "/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422)
+    )
+    async def forget_caller(
+        number: Annotated[
+            str, Path(max_length=16, pattern=None, json_schema_extra={"pattern": E164_PATTERN})
+        ],
+        _: Auth,
+        m: Manager,
+    ) -> Forgotten:
         """Erase the responder's memory of a caller (summaries of past calls)."""
         return Forgotten(caller=number, forgotten=await m.forget_caller(number))
 
-    @api.get("/api/events", response_class=StreamingResponse)
+    @api.get(
+        "/api/events",
+        response_class=StreamingResponse,
+        responses=problems(success={200: {"content": {"text/event-stream": {}}}}),
+    )
     async def events(request: Request, _: Auth, m: Manager) -> StreamingResponse:
         """Server-sent events: call.created / call.updated / call.ended / transcript."""
 
@@ -283,6 +367,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
+    add_policy_routes(api, authorize)
     return api
 
 

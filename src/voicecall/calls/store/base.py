@@ -17,6 +17,11 @@ Contract (one test suite runs it against every backend):
   writer as ``commit``: durable when the awaited call returns, ordered with every other write,
   and read back by any instance on the same database (a standby that takes over recalls what the
   previous active instance remembered).
+* Outbound safety (migration 3): the do-not-call list (``block_number``/``unblock_number``/
+  ``blocked_number``/``blocked_numbers``), the audit trail of placed and refused calls
+  (``record_audit``/``audit``, newest first, pruned by age on write) and the counts the outbound
+  policy needs (``outbound_counts``: calls to a number in the last 24 h, calls in the last hour,
+  talk time in the last 24 h, from the stored outbound call rows). Same writer, same guarantees.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from voicecall.calls.model import CallRecord, TranscriptEntry
+from voicecall.calls.policy import OutboundCounts
 from voicecall.calls.store import codec
+
+DAY_SECONDS = 86_400.0
+HOUR_SECONDS = 3_600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +47,32 @@ class EventRow:
     kind: str
     at: float
     detail: str | None = None  # short, non-secret (e.g. "ringing", "seq=3")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedNumber:
+    """An entry of the do-not-call list."""
+
+    number: str
+    reason: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One placed or refused outbound call. ``token_fingerprint`` is a short non-reversible
+    fingerprint of the API token used (never the token); ``rule``/``detail`` say why a call was
+    refused; ``id`` is assigned by the store (increasing)."""
+
+    at: float
+    number: str
+    surface: str
+    outcome: str  # "placed" | "refused"
+    token_fingerprint: str | None = None
+    call_id: str | None = None
+    rule: str | None = None
+    detail: str | None = None
+    id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +187,71 @@ class Store(ABC):
         """Drop everything remembered about ``caller``; ``True`` if there was something."""
         return False if codec.unstorable(caller) else await self._forget_caller(caller)
 
+    # -- outbound safety ------------------------------------------------------------------
+
+    async def block_number(self, number: str, *, reason: str | None, now: float) -> bool:
+        """Put ``number`` on the do-not-call list; ``True`` if it was not on it (an existing
+        entry keeps its reason and time). Reasons longer than
+        :data:`codec.MAX_BLOCK_REASON_CHARS` are a ``ValueError``; NUL a ``StoreError``."""
+        return await self._block_number(codec.prepare_block(number, reason, now))
+
+    async def unblock_number(self, number: str) -> bool:
+        """Take ``number`` off the do-not-call list; ``True`` if it was on it."""
+        if codec.unstorable(number):
+            return False
+        return await self._unblock_number(codec.prepare_unblock(number))
+
+    async def blocked_number(self, number: str) -> BlockedNumber | None:
+        """The do-not-call entry of ``number``, or ``None``."""
+        return None if codec.unstorable(number) else await self._blocked_number(number)
+
+    async def blocked_numbers(self) -> list[BlockedNumber]:
+        """The whole do-not-call list, oldest entry first."""
+        return await self._blocked_numbers()
+
+    async def record_audit(self, entry: AuditEntry, *, keep_seconds: float | None = None) -> None:
+        """Append ``entry`` to the audit trail; with ``keep_seconds``, entries older than
+        ``entry.at - keep_seconds`` are deleted in the same transaction."""
+        cut = None if keep_seconds is None else entry.at - keep_seconds
+        await self._record_audit(codec.prepare_audit(entry, cut))
+
+    async def audit(self, *, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
+        """Audit entries, newest first; ``before``: only entries with a smaller ``id``."""
+        return await self._audit(codec.check_limit(limit), codec.check_before(before))
+
+    async def outbound_counts(self, number: str, *, now: float) -> OutboundCounts:
+        """Outbound calls to ``number`` created in the last 24 hours, all outbound calls created
+        in the last hour, and the talk time (answer to end, or to ``now`` while up) of the
+        outbound calls created in the last 24 hours."""
+        if codec.unstorable(number):
+            raise ValueError("number contains a NUL character")
+        at = float(now)
+        return await self._outbound_counts(number, at - DAY_SECONDS, at - HOUR_SECONDS, at)
+
     # Backends implement only the I/O; the checks above run once, before it, for both.
+
+    @abstractmethod
+    async def _block_number(self, write: codec.BlockWrite) -> bool: ...
+
+    @abstractmethod
+    async def _unblock_number(self, write: codec.UnblockWrite) -> bool: ...
+
+    @abstractmethod
+    async def _blocked_number(self, number: str) -> BlockedNumber | None: ...
+
+    @abstractmethod
+    async def _blocked_numbers(self) -> list[BlockedNumber]: ...
+
+    @abstractmethod
+    async def _record_audit(self, write: codec.AuditWrite) -> None: ...
+
+    @abstractmethod
+    async def _audit(self, limit: int, before: int | None) -> list[AuditEntry]: ...
+
+    @abstractmethod
+    async def _outbound_counts(
+        self, number: str, day_start: float, hour_start: float, now: float
+    ) -> OutboundCounts: ...
 
     @abstractmethod
     async def _call_ids_with_prefix(self, prefix: str, limit: int) -> list[str]: ...

@@ -172,9 +172,66 @@ _POSTGRES_V2 = (
     "CREATE INDEX caller_memory_updated ON caller_memory (updated_at, caller)",
 )
 
+# Outbound safety: the do-not-call list, the audit trail of placed and refused outbound calls
+# (AUTOINCREMENT / identity: ids are never reused after old entries are pruned), and an index
+# for the per-number call count of the outbound policy (the per-hour count and the talk-time
+# budget range over calls_created).
+_SQLITE_V3 = (
+    """
+    CREATE TABLE blocked_numbers (
+        number TEXT PRIMARY KEY NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE outbound_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        number TEXT NOT NULL,
+        surface TEXT NOT NULL,
+        token_fingerprint TEXT,
+        outcome TEXT NOT NULL,
+        call_id TEXT,
+        rule TEXT,
+        detail TEXT
+    )
+    """,
+    "CREATE INDEX outbound_audit_at ON outbound_audit (at)",
+    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at)"
+    " WHERE direction = 'outbound'",
+)
+
+_POSTGRES_V3 = (
+    """
+    CREATE TABLE blocked_numbers (
+        number text COLLATE "C" PRIMARY KEY,
+        reason text,
+        created_at double precision NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE outbound_audit (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at double precision NOT NULL,
+        number text NOT NULL,
+        surface text NOT NULL,
+        token_fingerprint text,
+        outcome text NOT NULL,
+        call_id text,
+        rule text,
+        detail text
+    )
+    """,
+    "CREATE INDEX outbound_audit_at ON outbound_audit (at)",
+    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at)"
+    " WHERE direction = 'outbound'",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls, events, transcript", _SQLITE_V1, _POSTGRES_V1),
     Migration(2, "caller_memory", _SQLITE_V2, _POSTGRES_V2),
+    Migration(3, "blocked_numbers, outbound_audit", _SQLITE_V3, _POSTGRES_V3),
 )
 
 

@@ -42,8 +42,9 @@ from typing import Any
 import psycopg
 
 from voicecall.calls.model import CallRecord, TranscriptEntry
+from voicecall.calls.policy import OutboundCounts
 from voicecall.calls.store import codec, migrations
-from voicecall.calls.store.base import CallPage, EventRow, Store
+from voicecall.calls.store.base import AuditEntry, BlockedNumber, CallPage, EventRow, Store
 from voicecall.errors import StoreError
 
 _COLS = ", ".join(codec.CALL_COLUMNS)
@@ -137,6 +138,40 @@ _REMEMBER_SQL = (
 _FORGET_SQL = (
     "WITH d AS (DELETE FROM caller_memory WHERE caller = %s RETURNING 1)"
     " SELECT EXISTS (SELECT 1 FROM d)"
+)
+
+
+_BLOCK_SQL = (
+    "WITH ins AS (INSERT INTO blocked_numbers (number, reason, created_at)"
+    " VALUES (%s::text, %s::text, %s::float8) ON CONFLICT (number) DO NOTHING RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM ins)"
+)
+_UNBLOCK_SQL = (
+    "WITH d AS (DELETE FROM blocked_numbers WHERE number = %s RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM d)"
+)
+_SELECT_BLOCKED = f"SELECT {', '.join(codec.BLOCKED_COLUMNS)} FROM blocked_numbers"  # noqa: S608
+_AUDIT_VALUES = "%s::float8, %s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::text"
+_AUDIT_SQL = (
+    f"INSERT INTO outbound_audit ({', '.join(codec.AUDIT_COLUMNS[1:])})"  # noqa: S608
+    f" VALUES ({_AUDIT_VALUES}) RETURNING true"
+)
+# the prune is a sibling CTE: it cannot see (or delete) the row inserted next to it
+_AUDIT_PRUNE_SQL = (
+    f"WITH ins AS (INSERT INTO outbound_audit ({', '.join(codec.AUDIT_COLUMNS[1:])})"  # noqa: S608
+    f" VALUES ({_AUDIT_VALUES}) RETURNING 1),"
+    " pruned AS (DELETE FROM outbound_audit WHERE at < %s::float8)"
+    " SELECT EXISTS (SELECT 1 FROM ins)"
+)
+_SELECT_AUDIT = f"SELECT {', '.join(codec.AUDIT_COLUMNS)} FROM outbound_audit"  # noqa: S608
+_OUTBOUND_COUNTS = (
+    "SELECT"
+    " (SELECT count(*) FROM calls WHERE direction = 'outbound' AND to_number = %s::text"
+    "  AND created_at >= %s::float8),"
+    " (SELECT count(*) FROM calls WHERE direction = 'outbound' AND created_at >= %s::float8),"
+    " (SELECT coalesce(sum(greatest(coalesce(ended_at, %s::float8) - answered_at, 0)), 0)"
+    "  FROM calls WHERE direction = 'outbound' AND answered_at IS NOT NULL"
+    "  AND created_at >= %s::float8)"
 )
 
 
@@ -539,6 +574,44 @@ class PostgresStore(Store):
 
     async def _forget_caller(self, caller: str) -> bool:
         return await self._submit(_FORGET_SQL, [caller])
+
+    async def _block_number(self, w: codec.BlockWrite) -> bool:
+        return await self._submit(_BLOCK_SQL, [w.number, w.reason, w.created_at])
+
+    async def _unblock_number(self, w: codec.UnblockWrite) -> bool:
+        return await self._submit(_UNBLOCK_SQL, [w.number])
+
+    async def _blocked_number(self, number: str) -> BlockedNumber | None:
+        rows = await self._fetch(f"{_SELECT_BLOCKED} WHERE number = %s", (number,))
+        return codec.row_to_blocked(rows[0]) if rows else None
+
+    async def _blocked_numbers(self) -> list[BlockedNumber]:
+        rows = await self._fetch(f"{_SELECT_BLOCKED} ORDER BY created_at, number", ())
+        return [codec.row_to_blocked(r) for r in rows]
+
+    async def _record_audit(self, w: codec.AuditWrite) -> None:
+        if w.prune_before is None:
+            await self._submit(_AUDIT_SQL, list(w.row))
+        else:
+            await self._submit(_AUDIT_PRUNE_SQL, [*w.row, w.prune_before])
+
+    async def _audit(self, limit: int, before: int | None) -> list[AuditEntry]:
+        if before is None:
+            rows = await self._fetch(f"{_SELECT_AUDIT} ORDER BY id DESC LIMIT %s", (limit,))
+        else:
+            rows = await self._fetch(
+                f"{_SELECT_AUDIT} WHERE id < %s ORDER BY id DESC LIMIT %s", (before, limit)
+            )
+        return [codec.row_to_audit(r) for r in rows]
+
+    async def _outbound_counts(
+        self, number: str, day_start: float, hour_start: float, now: float
+    ) -> OutboundCounts:
+        rows = await self._fetch(
+            _OUTBOUND_COUNTS, (number, day_start, hour_start, now, day_start)
+        )
+        return OutboundCounts(int(rows[0][0]), int(rows[0][1]), float(rows[0][2]))
+
 
     async def _amend_lines(self, write: codec.AmendLines) -> bool:
         return await self._submit(_AMEND_SQL, [list(col) for col in zip(*write.rows, strict=True)])

@@ -53,8 +53,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from voicecall.calls.model import CallRecord, TranscriptEntry
+from voicecall.calls.policy import OutboundCounts
 from voicecall.calls.store import codec, migrations
-from voicecall.calls.store.base import CallPage, EventRow, Store
+from voicecall.calls.store.base import AuditEntry, BlockedNumber, CallPage, EventRow, Store
 from voicecall.errors import StoreError
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -88,6 +89,26 @@ _PRUNE_CALLERS = (
     " WHERE caller <> ? ORDER BY updated_at DESC, caller DESC LIMIT -1 OFFSET ?)"
 )
 _DELETE_CALLER = "DELETE FROM caller_memory WHERE caller = ?"
+_INSERT_BLOCKED = (
+    "INSERT INTO blocked_numbers (number, reason, created_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (number) DO NOTHING"
+)
+_DELETE_BLOCKED = "DELETE FROM blocked_numbers WHERE number = ?"
+_SELECT_BLOCKED = f"SELECT {', '.join(codec.BLOCKED_COLUMNS)} FROM blocked_numbers"  # noqa: S608
+_INSERT_AUDIT = (
+    f"INSERT INTO outbound_audit ({', '.join(codec.AUDIT_COLUMNS[1:])})"  # noqa: S608
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PRUNE_AUDIT = "DELETE FROM outbound_audit WHERE at < ?"
+_SELECT_AUDIT = f"SELECT {', '.join(codec.AUDIT_COLUMNS)} FROM outbound_audit"  # noqa: S608
+_OUTBOUND_COUNTS = (
+    "SELECT"
+    " (SELECT count(*) FROM calls WHERE direction = 'outbound' AND to_number = ?"
+    "  AND created_at >= ?),"
+    " (SELECT count(*) FROM calls WHERE direction = 'outbound' AND created_at >= ?),"
+    " (SELECT total(max(coalesce(ended_at, ?) - answered_at, 0)) FROM calls"
+    "  WHERE direction = 'outbound' AND answered_at IS NOT NULL AND created_at >= ?)"
+)
 _TERMINAL_IN = ", ".join("?" * len(codec.TERMINAL_STATE_VALUES))
 _ACTIVE_IN = ", ".join("?" * len(codec.ACTIVE_STATE_VALUES))
 
@@ -103,7 +124,15 @@ class WriterStats:
     items: int  # jobs applied in those transactions
 
 
-_Write = codec.PreparedCommit | codec.CallerNote | codec.ForgetCaller | codec.AmendLines
+_Write = (
+    codec.PreparedCommit
+    | codec.CallerNote
+    | codec.ForgetCaller
+    | codec.BlockWrite
+    | codec.UnblockWrite
+    | codec.AuditWrite
+    | codec.AmendLines
+)
 
 
 @dataclass(slots=True)
@@ -125,8 +154,10 @@ def _translate(exc: BaseException, doing: str) -> StoreError:
 def _statements(prepared: _Write) -> int:
     if isinstance(prepared, codec.CallerNote):
         return 3  # read, upsert, prune: under a savepoint
-    if isinstance(prepared, codec.ForgetCaller):
+    if isinstance(prepared, codec.ForgetCaller | codec.BlockWrite | codec.UnblockWrite):
         return 1
+    if isinstance(prepared, codec.AuditWrite):
+        return 1 if prepared.prune_before is None else 2
     if isinstance(prepared, codec.AmendLines):
         return 2 if len(prepared.rows) > 1 else 1
     return (
@@ -385,6 +416,16 @@ class SQLiteStore(Store):
             return True
         if isinstance(prepared, codec.ForgetCaller):
             return conn.execute(_DELETE_CALLER, (prepared.caller,)).rowcount > 0
+        if isinstance(prepared, codec.BlockWrite):
+            params = (prepared.number, prepared.reason, prepared.created_at)
+            return conn.execute(_INSERT_BLOCKED, params).rowcount > 0
+        if isinstance(prepared, codec.UnblockWrite):
+            return conn.execute(_DELETE_BLOCKED, (prepared.number,)).rowcount > 0
+        if isinstance(prepared, codec.AuditWrite):
+            conn.execute(_INSERT_AUDIT, prepared.row)
+            if prepared.prune_before is not None:
+                conn.execute(_PRUNE_AUDIT, (prepared.prune_before,))
+            return True
         if isinstance(prepared, codec.AmendLines):
             return sum(conn.execute(_AMEND_TRANSCRIPT, row).rowcount for row in prepared.rows) > 0
         if prepared.event is not None:
@@ -572,6 +613,44 @@ class SQLiteStore(Store):
 
     async def _forget_caller(self, caller: str) -> bool:
         return await self._submit(codec.ForgetCaller(caller))
+
+    async def _block_number(self, write: codec.BlockWrite) -> bool:
+        return await self._submit(write)
+
+    async def _unblock_number(self, write: codec.UnblockWrite) -> bool:
+        return await self._submit(write)
+
+    async def _blocked_number(self, number: str) -> BlockedNumber | None:
+        row = await self._read(
+            lambda c: c.execute(f"{_SELECT_BLOCKED} WHERE number = ?", (number,)).fetchone()
+        )
+        return None if row is None else codec.row_to_blocked(row)
+
+    async def _blocked_numbers(self) -> list[BlockedNumber]:
+        rows = await self._read(
+            lambda c: c.execute(f"{_SELECT_BLOCKED} ORDER BY created_at, number").fetchall()
+        )
+        return [codec.row_to_blocked(r) for r in rows]
+
+    async def _record_audit(self, write: codec.AuditWrite) -> None:
+        await self._submit(write)
+
+    async def _audit(self, limit: int, before: int | None) -> list[AuditEntry]:
+        where = "" if before is None else " WHERE id < ?"
+        params: tuple[Any, ...] = (limit,) if before is None else (before, limit)
+        rows = await self._read(
+            lambda c: c.execute(
+                f"{_SELECT_AUDIT}{where} ORDER BY id DESC LIMIT ?", params
+            ).fetchall()
+        )
+        return [codec.row_to_audit(r) for r in rows]
+
+    async def _outbound_counts(
+        self, number: str, day_start: float, hour_start: float, now: float
+    ) -> OutboundCounts:
+        params = (number, day_start, hour_start, now, day_start)
+        row = await self._read(lambda c: c.execute(_OUTBOUND_COUNTS, params).fetchone())
+        return OutboundCounts(int(row[0]), int(row[1]), float(row[2]))
 
     async def _amend_lines(self, write: codec.AmendLines) -> bool:
         return await self._submit(write)
