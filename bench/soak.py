@@ -82,6 +82,7 @@ WORDS = [
     "violet",
 ]
 CUT = "[cut off]"
+UNSPOKEN = "[not spoken]"
 console = Console(stderr=True)
 
 
@@ -512,6 +513,11 @@ def check(
                 if cut is not None:
                     unmatched[cut] -= 1
                     figures["lines accepted, stored cut off (barge-in)"] += 1
+                    continue
+                # queued behind a line the caller barged into: kept, marked as never spoken
+                if unmatched[f"{UNSPOKEN} {text}"] > 0:
+                    unmatched[f"{UNSPOKEN} {text}"] -= 1
+                    figures["lines accepted, stored as not spoken (cut before playing)"] += 1
                     continue
                 stored = [(ln["seq"], ln["speaker"], ln["text"][:40]) for ln in lines]
                 failures.append(f"{name} {cid}: accepted bot line lost: {text!r}; stored: {stored}")

@@ -69,6 +69,9 @@ class ProviderError(VoicecallError):
     #: True when the request may have taken effect even though no answer came back (a create
     #: call whose response was lost): repeating it could ring someone twice
     maybe_created: bool = False
+    #: True when an attempt of this request may have taken effect at the provider (it was sent
+    #: and its answer was lost or a 5xx) although the request as a whole failed
+    maybe_applied: bool = False
 
     def __init__(self, message: str, *, code: int | None = None, status: int | None = None) -> None:
         super().__init__(message)

@@ -27,10 +27,14 @@ class FakeChannel:
         self.closed: str | None = None
         self.host = host
         self.call_id = call_id
+        #: what the next say() returns instead of "heard in full" (a barge-in, a dropped line)
+        self.cuts: list[SpokenResult] = []
 
     async def say(self, text: str) -> SpokenResult:
         self.said.append(text)
         await asyncio.sleep(0)
+        if self.cuts:
+            return self.cuts.pop(0)
         return SpokenResult(True, 1000, 1000, text)
 
     async def interrupt(self) -> None:
@@ -116,11 +120,18 @@ async def test_stream_tokens_and_turns(setup: tuple[CallManager, list[float]]) -
     assert channel.said[-1] == "Is now a good time?"
     texts = [t.text for t in await manager.transcript(rec.call_id)]
     assert texts == ["Hi, it's your assistant.", "Is now a good time?", "yes, go ahead"]
-    # a barge-in keeps what the caller actually heard of the bot's last line
+    # a barge-in keeps what the caller actually heard of the line that was cut, and a line
+    # queued behind it (never played) is kept and marked as not spoken, each on its own line
+    channel.cuts = [SpokenResult(False, 900, 3000, "Let me read you"), SpokenResult(False, 0, 0, "")]
     await manager.speak(rec.call_id, "Let me read you the whole list of options now.")
+    await manager.speak(rec.call_id, "And then the prices.")
     await manager.bot_interrupted(rec.call_id, SpokenResult(False, 900, 3000, "Let me read you"))
-    texts = [t.text for t in await manager.transcript(rec.call_id)]
-    assert texts[-1] == "Let me read you [cut off]"
+    for _ in range(100):
+        texts = [t.text for t in await manager.transcript(rec.call_id)]
+        if texts[-1].startswith("[not spoken]"):
+            break
+        await asyncio.sleep(0.01)
+    assert texts[-2:] == ["Let me read you [cut off]", "[not spoken] And then the prices."]
 
     # the stream drops: the next hold fetch gets a new-generation token, replays get the same one
     await manager.stream_detached(rec.call_id, reason="socket closed")

@@ -7,14 +7,13 @@ pipeline hears into transcript lines, answers to waiting agents and automatic re
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
 from voicecall.calls import stream_tokens
 from voicecall.calls.channel import SpeechChannel, SpokenResult, StreamRejected
 from voicecall.calls.fold import next_stream_generation
-from voicecall.calls.model import Direction, EndReason, Speaker
+from voicecall.calls.model import Direction, EndReason, Speaker, TranscriptEntry
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
@@ -68,7 +67,9 @@ class MediaHost:
             rec.message if rec.direction is Direction.OUTBOUND else core.settings.inbound_greeting
         )
         if opening:
-            core.spawn(core.turns.say_on_stream(live, channel, opening))
+            # the opening is the call's first stored line (seq 0, written when it was created)
+            first = TranscriptEntry(call_id, 0, Speaker.BOT, opening, rec.created_at, turn=None)
+            core.spawn(core.turns.say_on_stream(live, channel, opening, line=first))
 
     async def stream_detached(self, call_id: str, *, reason: str) -> None:
         core = self.core
@@ -117,19 +118,9 @@ class MediaHost:
         await self.caller_said(call_id, f"[dtmf] {digit}", final=True)
 
     async def bot_interrupted(self, call_id: str, result: SpokenResult) -> None:
-        """Barge-in: the transcript keeps what the caller actually heard of the bot's line."""
+        """Barge-in. The line that was cut is amended by whoever spoke it (``say_on_stream``
+        knows which line it was; the last bot line may be one still queued behind it)."""
         core = self.core
-        live = core.live(call_id)
-        if live is not None:
-            async with live.lock:
-                lines = await core.store.transcript(call_id)
-                last = next((ln for ln in reversed(lines) if ln.speaker is Speaker.BOT), None)
-                if last is not None and not last.text.endswith("[cut off]"):
-                    heard = result.heard_text.strip()
-                    cut = dataclasses.replace(
-                        last, text=f"{heard} [cut off]" if heard else "[cut off]"
-                    )
-                    await core.store.amend_lines([cut])
         core.bus.publish(
             {
                 "type": "bot.interrupted",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from dataclasses import dataclass
@@ -171,7 +172,7 @@ class Turns:
         try:
             await core.provider.redirect(_sid(opened.record), reply)
         except ProviderError as exc:
-            await self._unspoken(live, [opened.line], str(exc))
+            await self._unspoken(live, [opened.line], exc)
             raise
 
     # ------------------------------------------------------------------ end
@@ -230,7 +231,7 @@ class Turns:
                     _sid(rec), core.replies.line(rec, line.text, "hangup", seq=line.seq)
                 )
             except ProviderError as exc:  # it cannot be said: hang up at once
-                await self._unspoken(live, lines, str(exc))
+                await self._unspoken(live, lines, exc)
                 await core.timeout_hangup(call_id, EndReason.HANGUP_BOT, None)
                 return await core.get_call(call_id)
         return live.record
@@ -275,7 +276,7 @@ class Turns:
             result = await channel.say(text)
         except VoicecallError as exc:
             if line is not None:
-                await self._unspoken(live, [line], str(exc))
+                await self._unspoken(live, [line], exc)
             raise
         async with live.lock:
             rec = live.record
@@ -289,7 +290,20 @@ class Turns:
                 result.heard_ms,
                 result.total_ms,
             )
+            if line is not None:
+                await self._cut_off(line, result)
         return result
+
+    async def _cut_off(self, line: TranscriptEntry, result: SpokenResult) -> None:
+        """Barge-in (or a clear) cut this line: the transcript keeps what the caller heard of
+        it, or says it was never spoken when the cut came before any of it played."""
+        heard = result.heard_text.strip()
+        if result.heard_ms <= 0 and not heard:
+            text = f"[not spoken] {line.text}"
+        else:
+            text = f"{heard} [cut off]" if heard else "[cut off]"
+        with contextlib.suppress(StoreError):
+            await self.core.store.amend_lines([dataclasses.replace(line, text=text)])
 
     # ------------------------------------------------------------------ held-back lines
 
@@ -374,8 +388,19 @@ class Turns:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _unspoken(self, live: LiveCall, lines: list[TranscriptEntry], why: str) -> None:
-        """Say in the transcript that these stored lines were never spoken."""
+    async def _unspoken(
+        self, live: LiveCall, lines: list[TranscriptEntry], why: VoicecallError
+    ) -> None:
+        """Say in the transcript that these stored lines were never spoken (unless the failed
+        request may have taken effect: then nobody knows, and the line stays as it is)."""
+        if isinstance(why, ProviderError) and why.maybe_applied:
+            log.warning(
+                "call %s: delivering a bot line failed after an attempt that may have reached "
+                "the provider (%s); the line is kept as said",
+                live.call_id,
+                why,
+            )
+            return
         marked = [
             TranscriptEntry(
                 ln.call_id, ln.seq, ln.speaker, f"[not spoken] {ln.text}", ln.at, ln.final, ln.turn

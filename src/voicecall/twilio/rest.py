@@ -425,6 +425,7 @@ class TwilioRest:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         idempotent = not create
         policy = self._retry
+        sent = False  # some attempt may have reached Twilio and taken effect
         for attempt in range(policy.attempts):
             last = attempt == policy.attempts - 1
             response: httpx.Response | None = None
@@ -446,6 +447,7 @@ class TwilioRest:
             if response is None:
                 assert failure is not None
                 never_sent = issubclass(failure, _NEVER_SENT)
+                sent = sent or not never_sent
                 if (idempotent or never_sent) and not last:
                     await policy.sleep(policy.delay(attempt, None))
                     continue
@@ -456,7 +458,9 @@ class TwilioRest:
                     raise CallOutcomeUnknown(
                         reason + " after the request was sent; the call may exist"
                     )
-                raise ProviderUnavailable(reason)
+                unavailable = ProviderUnavailable(reason)
+                unavailable.maybe_applied = sent
+                raise unavailable
             if response.status_code < 400:
                 try:
                     return response.json()
@@ -465,6 +469,8 @@ class TwilioRest:
                         f"Twilio {op}: response is not JSON", status=response.status_code
                     ) from None
             error = self._error(response, op)
+            sent = sent or isinstance(error, ProviderUnavailable)
+            error.maybe_applied = sent
             # 429 is documented as "not processed": safe to repeat, even a create.
             retryable = isinstance(error, ProviderRateLimited) or (
                 idempotent and isinstance(error, ProviderUnavailable)
