@@ -25,6 +25,13 @@ silent gap mid-call. Relative paths are resolved against the emulator's working 
 ``<Gather>`` (no stream) a WAV reply lasts as long as the file; its ``speech`` text, if given, is
 the SpeechResult, else the Gather hears nothing it can recognise (no input).
 
+Instead of ``replies``/``say_at`` a script can describe a party that reacts to what it hears:
+``human`` (answers by keywords, :mod:`~voicecall.emulator.human`), ``ivr`` (a phone menu,
+:mod:`~voicecall.emulator.ivr`) or ``voicemail`` (greeting, beep, records;
+:mod:`~voicecall.emulator.voicemail`); at most one of them. A ready-made scenario is named by
+``scenario`` (``{"scenario": "restaurant"}``, or just the string ``"restaurant"``; see
+:mod:`~voicecall.emulator.scenarios`), the other keys overriding its values.
+
 Unknown keys are refused (:class:`ScriptError`), so a typo cannot silently change a test.
 """
 
@@ -38,6 +45,11 @@ from typing import Any
 
 import yaml
 
+from voicecall.emulator.callee import Callee, Timing
+from voicecall.emulator.human import HumanSpec, parse_human
+from voicecall.emulator.ivr import IvrSpec, parse_ivr
+from voicecall.emulator.strict import ScriptError
+from voicecall.emulator.voicemail import VoicemailSpec, parse_voicemail
 from voicecall.emulator.voices import Voice, VoiceError, load_wav, piper_missing
 
 __all__ = [
@@ -55,10 +67,6 @@ __all__ = [
 ]
 
 _DTMF = frozenset("0123456789*#w")
-
-
-class ScriptError(ValueError):
-    """A script is malformed (the test or operator who wrote it is at fault)."""
 
 
 class Outcome(StrEnum):
@@ -127,16 +135,44 @@ class TimedLine:
             _wav_seconds(self.wav)
 
 
+ANSWERED_BY = (
+    "human",
+    "machine_start",
+    "machine_end_beep",
+    "machine_end_silence",
+    "machine_end_other",
+    "fax",
+    "unknown",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CalleeScript:
     answer_after_ms: int = 1000
     outcome: Outcome = Outcome.ANSWER
-    answered_by: str = "human"
+    answered_by: str | None = None  # classic scripts: the AMD result (default human)
     reply_delay_ms: int = 400
     replies: tuple[Reply, ...] = ()
     say_at: tuple[TimedLine, ...] = field(default=())
     hangup_after_ms: int | None = None
     voice: Voice = Voice.ESPEAK
+    human: HumanSpec | None = None
+    ivr: IvrSpec | None = None
+    voicemail: VoicemailSpec | None = None
+    scenario: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``human`` / ``ivr`` / ``voicemail``, or ``replies`` for a classic script."""
+        for name in ("human", "ivr", "voicemail"):
+            if getattr(self, name) is not None:
+                return name
+        return "replies"
+
+    def build_callee(self, timing: Timing) -> Callee | None:
+        """A fresh callee for one call (None for classic reply-list scripts)."""
+        spec = self.human or self.ivr or self.voicemail
+        return None if spec is None else spec.build(timing)
 
     def __post_init__(self) -> None:
         if self.voice == Voice.PIPER:
@@ -149,10 +185,17 @@ class CalleeScript:
             raise ScriptError("reply_delay_ms must be >= 0")
         if self.hangup_after_ms is not None and self.hangup_after_ms < 0:
             raise ScriptError("hangup_after_ms must be >= 0")
-        allowed = {"human", "machine_start", "machine_end_beep", "machine_end_silence"}
-        allowed |= {"machine_end_other", "fax", "unknown"}
-        if self.answered_by not in allowed:
-            raise ScriptError(f"answered_by must be one of {sorted(allowed)}")
+        if self.answered_by is not None and self.answered_by not in ANSWERED_BY:
+            raise ScriptError(f"answered_by must be one of {sorted(ANSWERED_BY)}")
+        kinds = [k for k in ("human", "ivr", "voicemail") if getattr(self, k) is not None]
+        if len(kinds) > 1:
+            raise ScriptError(f"a script is one of human, ivr, voicemail (got {kinds})")
+        if kinds and (self.replies or self.say_at):
+            raise ScriptError(f"{kinds[0]} scripts react to what they hear: no replies/say_at")
+        if kinds and self.answered_by is not None:
+            raise ScriptError(
+                f"answered_by: AMD hears what a {kinds[0]} script does; do not set it"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         replies: list[Any] = []
@@ -177,6 +220,12 @@ class CalleeScript:
             "say_at": [_line_dict(s) for s in self.say_at],
             "hangup_after_ms": self.hangup_after_ms,
             "voice": self.voice.value,
+            "scenario": self.scenario,
+            **{
+                k: getattr(self, k).to_dict()
+                for k in ("human", "ivr", "voicemail")
+                if getattr(self, k) is not None
+            },
         }
 
 
@@ -201,6 +250,10 @@ _KEYS = frozenset(
         "say_at",
         "hangup_after_ms",
         "voice",
+        "human",
+        "ivr",
+        "voicemail",
+        "scenario",
     }
 )
 
@@ -266,8 +319,14 @@ def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) 
             return DEFAULT_SCRIPT
     else:
         data = source
+    if isinstance(data, str) and data.strip():
+        data = {"scenario": data.strip()}
     if not isinstance(data, Mapping):
-        raise ScriptError("a script must be a mapping")
+        raise ScriptError("a script must be a mapping (or the name of a scenario)")
+    if data.get("scenario") is not None:
+        from voicecall.emulator.scenarios import scenario_data
+
+        data = scenario_data(data)
     unknown = set(data) - _KEYS
     if unknown:
         raise ScriptError(f"unknown script keys: {sorted(map(str, unknown))}")
@@ -308,8 +367,8 @@ def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) 
         raise ScriptError(
             f"voice must be one of {[v.value for v in Voice]}, got {voice_raw!r}"
         ) from None
-    answered_by = data.get("answered_by", "human")
-    if not isinstance(answered_by, str):
+    answered_by = data.get("answered_by")
+    if answered_by is not None and not isinstance(answered_by, str):
         raise ScriptError("answered_by must be a string")
     return CalleeScript(
         answer_after_ms=_int(data, "answer_after_ms", 1000) or 0,
@@ -320,4 +379,10 @@ def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) 
         say_at=tuple(sorted(lines, key=lambda line: line.at_ms)),
         hangup_after_ms=_int(data, "hangup_after_ms", None),
         voice=voice,
+        human=parse_human(data["human"]) if data.get("human") is not None else None,
+        ivr=parse_ivr(data["ivr"]) if data.get("ivr") is not None else None,
+        voicemail=(
+            parse_voicemail(data["voicemail"]) if data.get("voicemail") is not None else None
+        ),
+        scenario=data.get("scenario"),
     )
