@@ -109,7 +109,7 @@ async def test_fetch_update_and_list(fast, emulator_credentials):
         ),
         ({"To": "+15551230001", "From": "+14155551212", "Url": "ftp://h/x"}, 21205),
         ({"To": "+15551230001", "From": "+14155551212", "Twiml": "x" * 4001}, 21205),
-        ({"To": "+15551230001", "From": "+14155551212", "Twiml": TWIML, "Timeout": "soon"}, 20001),
+        ({"To": "+15551230001", "From": "+14155551212", "Twiml": TWIML, "Timeout": "soon"}, 21208),
         (
             {
                 "To": "+15551230001",

@@ -116,8 +116,9 @@ class Callee:
         self._notes = [n for n in self._notes if n.at > now]
         return sorted(ready, key=lambda n: n.at)
 
-    def speak(self, at: float, text: str, *, wav: str | None = None, seconds: float | None = None
-              ) -> Sound:  # fmt: skip
+    def speak(
+        self, at: float, text: str, *, wav: str | None = None, seconds: float | None = None
+    ) -> Sound:
         length = seconds if seconds is not None else self.timing.speech_seconds(text)
         sound = Sound(at, at + length, "speech", text=text, wav=wav)
         self.sounds.append(sound)

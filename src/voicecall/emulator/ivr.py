@@ -252,8 +252,9 @@ class IvrCallee(Callee):
             self._tail = _Tail(t, None)
             return
         if node.music_seconds is not None:
-            self.add(Sound(t, t + node.music_seconds, "music", text=node.name,
-                           style=node.music_style))  # fmt: skip
+            self.add(
+                Sound(t, t + node.music_seconds, "music", text=node.name, style=node.music_style)
+            )
             end = t + node.music_seconds
         else:
             end = self.speak(t, node.say or "", wav=node.wav, seconds=node.wav_seconds).end
@@ -315,8 +316,9 @@ class IvrCallee(Callee):
         node = None if entry is None else self.spec.node(entry.node)
         if node is None or not node.is_menu or self._human_active(now):
             self.keys.append({"at": now, "digit": digit, "node": entry and entry.node})
-            self.note(now, "callee-ivr-key", digit=digit, node=entry and entry.node,
-                      action="ignored")  # fmt: skip
+            self.note(
+                now, "callee-ivr-key", digit=digit, node=entry and entry.node, action="ignored"
+            )
             return
         target = node.option(digit)
         action = "go"

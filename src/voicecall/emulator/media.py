@@ -105,6 +105,7 @@ class MediaSession:
     app_utterances: list[dict[str, float]] = field(default_factory=list)
     marks: list[dict[str, Any]] = field(default_factory=list)
     lateness: LatenessHistogram = field(default_factory=LatenessHistogram)  # per sent frame
+    started_at: float | None = None  # emulator clock of sample 0 (set by the runner)
 
     def __post_init__(self) -> None:
         self._seq = 0
@@ -602,6 +603,7 @@ async def run_stream(
     plan: StreamPlan,
     stop: asyncio.Event,
     record: Callable[..., None],
+    clock: Callable[[], float] | None = None,
 ) -> str:
     """Run one stream until the app closes it, ``stop`` is set, or a drop fault fires.
 
@@ -635,6 +637,8 @@ async def run_stream(
         client.send_text(session.connected())
         client.send_text(session.start())
         driver.started(ticker.add(driver))
+        if clock is not None:
+            session.started_at = clock() - (time.monotonic() - driver.t0)
         waits: set[asyncio.Future[Any]] = {stop_wait, client.closed, driver.done}
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         ticker.remove(driver)

@@ -21,6 +21,7 @@ from typing import Any, Self
 import uvicorn
 from starlette.types import ASGIApp
 
+from voicecall.emulator.conference import Conferences
 from voicecall.emulator.faults import FaultConfig, Faults
 from voicecall.emulator.forms import is_anonymous_caller, is_e164
 from voicecall.emulator.ids import IdSource
@@ -32,6 +33,8 @@ from voicecall.emulator.media import (
     stereo_wav_bytes,
     wav_bytes,
 )
+from voicecall.emulator.recording import Recording
+from voicecall.emulator.recordings import MediaError, StreamAudio, fetch_audio, render_recording
 from voicecall.emulator.scripts import (
     DEFAULT_SCRIPT,
     CalleeScript,
@@ -40,21 +43,30 @@ from voicecall.emulator.scripts import (
     parse_script,
 )
 from voicecall.emulator.signing import sign_websocket_upgrade
-from voicecall.emulator.sim import (
+from voicecall.emulator.sim import CallSim
+from voicecall.emulator.simtypes import (
     TERMINAL,
     CallFinished,
-    CallSim,
     CallSpec,
     CallStatus,
     CloseStream,
     Direction,
+    EndLeg,
+    FetchMedia,
     HttpRequest,
+    InvalidCallState,
+    JoinConference,
+    LeaveConference,
+    LegEvent,
     OpenStream,
     Purpose,
+    RecordingReady,
     SimAction,
     SimConfig,
+    StartLeg,
     StartTimer,
 )
+from voicecall.emulator.voices import load_wav
 from voicecall.emulator.webhooks import Delivery, PreparedRequest, WebhookSender, prepare_request
 
 __all__ = ["Emulator", "NumberConfig", "serve"]
@@ -157,6 +169,10 @@ class Emulator:
         self.rest_in_flight = 0
         self.streams_open: dict[str, OpenStream] = {}
         self._media: dict[str, tuple[MediaSession, asyncio.Event]] = {}
+        self.conferences = Conferences()
+        self._recordings: dict[str, Recording] = {}
+        self._play_files: dict[str, str] = {}
+        self._audio_cache: dict[str, bytes] = {}
         from voicecall.emulator.rest import build_app
 
         self._app = build_app(self)
@@ -449,6 +465,24 @@ class Emulator:
             elif isinstance(action, CloseStream):
                 self.streams_open.pop(action.stream_sid, None)
                 self._close_stream(sim, action)
+            elif isinstance(action, FetchMedia):
+                self._spawn(io, self._fetch_media(sim, action))
+            elif isinstance(action, StartLeg):
+                loop.call_soon(self._start_leg, action)
+            elif isinstance(action, EndLeg):
+                loop.call_soon(self._end_leg, action.sid)
+            elif isinstance(action, LegEvent):
+                loop.call_soon(self._leg_event, action)
+            elif isinstance(action, JoinConference):
+                kicked = self.conferences.join(
+                    self.now(), action.room, action.call_sid, action.conference
+                )
+                loop.call_soon(self._kick, kicked, action.room)
+            elif isinstance(action, LeaveConference):
+                kicked = self.conferences.leave(self.now(), action.room, action.call_sid)
+                loop.call_soon(self._kick, kicked, action.room)
+            elif isinstance(action, RecordingReady):
+                self._recordings[action.recording.sid] = action.recording
             elif isinstance(action, CallFinished):
                 for handle in io.timers.values():
                     handle.cancel()
@@ -457,6 +491,110 @@ class Emulator:
                     held, io.held_callback = io.held_callback, None
                     self._spawn(io, self._send(sim, io, held))
         self._notify()
+
+    # ------------------------------------------------------------------ <Dial> legs, rooms
+
+    def _start_leg(self, action: StartLeg) -> None:
+        parent = self._calls.get(action.spec.parent_call_sid or "")
+        sim = CallSim(
+            sid=action.sid,
+            account_sid=self.account_sid,
+            spec=action.spec,
+            script=self.script_for(action.spec.to),
+            now=self.now(),
+            config=self.config,
+            ids=self._ids,
+        )
+        self._calls[action.sid] = sim
+        self._io[action.sid] = _CallIO()
+        if parent is not None and parent.is_over:
+            self._apply(sim, sim.hangup(self.now(), CallStatus.CANCELED))
+            return
+        self._apply(sim, sim.start(self.now()))
+
+    def _end_leg(self, sid: str) -> None:
+        sim = self._calls.get(sid)
+        if sim is None or sim.is_over:
+            return
+        with contextlib.suppress(InvalidCallState):
+            self._apply(sim, sim.hangup(self.now(), CallStatus.COMPLETED))
+
+    def _leg_event(self, event: LegEvent) -> None:
+        parent = self._calls.get(event.parent_sid)
+        if parent is not None:
+            actions = parent.leg_event(
+                event.child_sid, event.event, event.status, event.duration, self.now()
+            )
+            self._apply(parent, actions)
+
+    def _kick(self, kicked: list[tuple[str, str]], room: str) -> None:
+        for sid, reason in kicked:
+            sim = self._calls.get(sid)
+            if sim is not None:
+                self._apply(sim, sim.conference_ended(room, self.now(), reason))
+
+    def conference(self, name: str) -> dict[str, Any] | None:
+        """A room (live, else the last one of that name that ended), as a dict."""
+        room = self.conferences.room(name)
+        if room is None:
+            ended = [r for r in self.conferences.history if r.name == name]
+            room = ended[-1] if ended else None
+        return None if room is None else room.to_dict()
+
+    # ------------------------------------------------------------------ <Play> audio
+
+    def add_media(self, url: str, path: str) -> None:
+        """Serve ``<Play>url</Play>`` from a local WAV file (checked now) instead of HTTP."""
+        load_wav(path)
+        self._play_files[url] = path
+
+    async def _fetch_media(self, sim: CallSim, action: FetchMedia) -> None:
+        audio, error = await self._media_audio(action.url)
+        sim.record(
+            self.now(),
+            "media-fetch",
+            url=action.url,
+            ok=audio is not None,
+            error=error,
+            seconds=None if audio is None else len(audio) / 8000,
+        )
+        self._apply(sim, sim.media_fetched(action.request_id, audio, self.now(), error))
+
+    async def _media_audio(self, url: str) -> tuple[bytes | None, str | None]:
+        cached = self._audio_cache.get(url)
+        if cached is not None:
+            return cached, None
+        try:
+            if url in self._play_files:
+                audio = (await asyncio.to_thread(load_wav, self._play_files[url])).ulaw
+            else:
+                audio = await fetch_audio(self._sender, url)
+        except MediaError as exc:
+            return None, str(exc)
+        self._audio_cache[url] = audio
+        return audio, None
+
+    # ------------------------------------------------------------------ recordings
+
+    @property
+    def recordings(self) -> Mapping[str, Recording]:
+        return dict(self._recordings)
+
+    def recording(self, sid: str) -> Recording:
+        return self._recordings[sid]
+
+    def call_recordings(self, call_sid: str) -> list[Recording]:
+        return [r for r in self._recordings.values() if r.call_sid == call_sid]
+
+    async def recording_wav(self, sid: str) -> bytes:
+        """The recording's audio as a WAV (speech synthesised, stream audio as carried)."""
+        rec = self._recordings[sid]
+        streams = [
+            StreamAudio(session.started_at, bytes(session.spoken), bytes(session.heard))
+            for session in (self._media[s][0] for s in self.streams_of(rec.call_sid))
+            if session.started_at is not None
+        ]
+        return await render_recording(rec, streams, self._audio_cache.get)
 
     def _fire_timer(self, sid: str, name: str, token: int) -> None:
         sim = self._calls.get(sid)
@@ -606,6 +744,7 @@ class Emulator:
                 plan=plan,
                 stop=stop,
                 record=record,
+                clock=self.now,
             )
             sim.record(self.now(), "stream-stats", reason=reason, **session.summary())
             self._apply(sim, sim.stream_ended(action.stream_sid, self.now(), reason))

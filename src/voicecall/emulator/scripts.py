@@ -12,6 +12,7 @@ A script is a mapping (from Python, JSON or YAML)::
       - {wav: "caller/yes.wav"}              # a recording (on streams); see below
       - {wav: "caller/table.wav", speech: "a table for two"}  # ... and its transcript
       - {digits: "1234#"}                   # DTMF -> Digits
+      - {digits: "1", at_ms: 800}           # pressed 800 ms into the Gather (stops its <Say>)
       - null                                # stays silent for that Gather (same as {silence: true})
     say_at:                      # lines spoken at times after answer (Media Streams)
       - {at_ms: 2000, text: "hello?"}
@@ -106,10 +107,13 @@ class SpeechReply:
 @dataclass(frozen=True, slots=True)
 class DigitsReply:
     digits: str
+    at_ms: int | None = None  # pressed this long after the <Gather> starts (stops its prompt)
 
     def __post_init__(self) -> None:
         if not self.digits or not set(self.digits) <= _DTMF:
             raise ScriptError(f"digits must be made of 0-9 * # w, got {self.digits!r}")
+        if self.at_ms is not None and not 0 <= self.at_ms <= 3_600_000:
+            raise ScriptError("digits at_ms must be within 0..3600000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +212,10 @@ class CalleeScript:
                     item["wav"] = r.wav
                 replies.append(item)
             elif isinstance(r, DigitsReply):
-                replies.append({"digits": r.digits})
+                d: dict[str, Any] = {"digits": r.digits}
+                if r.at_ms is not None:
+                    d["at_ms"] = r.at_ms
+                replies.append(d)
             else:
                 replies.append(None)
         return {
@@ -278,13 +285,13 @@ def _reply(item: Any) -> Reply:
         keys = set(item)
         if keys == {"silence"}:
             return SilenceReply()
-        if keys == {"digits"}:
+        if "digits" in keys and keys <= {"digits", "at_ms"}:
             digits = item["digits"]
             if isinstance(digits, int) and not isinstance(digits, bool):
                 digits = str(digits)
             if not isinstance(digits, str):
                 raise ScriptError("digits must be a string")
-            return DigitsReply(digits)
+            return DigitsReply(digits, _int(item, "at_ms", None))
         if keys & {"speech", "wav"} and keys <= {"speech", "confidence", "wav"}:
             text = item.get("speech", "")
             conf = item.get("confidence", 0.92)
