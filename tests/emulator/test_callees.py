@@ -95,7 +95,7 @@ def test_human_greets_on_answer_and_answers_by_rules_once_each():
     assert c.hangup_at is None
     say(c, 120, "for two")
     assert last_line(c) == "Done."
-    assert c.hangup_at == pytest.approx(c.sounds[-1].end + 0.6)
+    assert c.hangup_at == pytest.approx(c.sounds[-1].end + 1.0)
     say(c, 130, "hello?")  # hung up: no more lines
     assert last_line(c) == "Done."
 

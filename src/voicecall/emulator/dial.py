@@ -173,9 +173,9 @@ class DialRun:
     def _finish(self, now: float, duration: int = 0) -> list[SimAction]:
         state = self.state
         assert state is not None
+        status, leg = self._dial_status()
         self.state = None
         sim = self.sim
-        status, leg = self._dial_status()
         extra = [("DialCallStatus", status)]
         if leg is not None:
             extra.append(("DialCallSid", leg))

@@ -34,7 +34,7 @@ from voicecall.emulator.strict import Fields, ScriptError
 
 __all__ = ["HumanCallee", "HumanSpec", "Rule", "parse_human"]
 
-HANGUP_PAUSE = 0.6  # seconds between the last word and the click
+HANGUP_PAUSE = 1.0  # seconds between the last word and the click
 
 
 @dataclass(frozen=True, slots=True)

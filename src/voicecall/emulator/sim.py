@@ -24,6 +24,7 @@ Verbs live in their own modules: :mod:`~voicecall.emulator.gather`,
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -217,7 +218,11 @@ class CallSim:
         """Append a timeline entry (the I/O layer adds its own: webhooks, REST requests)."""
         entry: dict[str, Any] = {"t": round(now - self.date_created, 6), "at": now, "kind": kind}
         entry.update(data)
-        self.timeline.append(entry)
+        timeline = self.timeline
+        if timeline and timeline[-1]["at"] > now:  # a note about the past: keep time order
+            timeline.insert(bisect.bisect_right(timeline, now, key=lambda e: e["at"]), entry)
+        else:
+            timeline.append(entry)
 
     def common_params(self) -> list[tuple[str, str]]:
         """The parameters on every voice request."""
@@ -477,7 +482,11 @@ class CallSim:
         callee_at = None if callee is None else callee.hangup_at
         candidates = [t for t in (self._hangup_after, callee_at) if t is not None]
         at = min(candidates) if candidates else None
-        if at is None or at == self._callee_hangup_armed or self.status in PRE_ANSWER:
+        if at == self._callee_hangup_armed or self.status in PRE_ANSWER:
+            return []
+        if at is None:  # the callee changed its mind (a key re-planned an IVR)
+            self._timers.pop("callee-hangup", None)
+            self._callee_hangup_armed = None
             return []
         self._callee_hangup_armed = at
         return [self.timer("callee-hangup", max(at, now))]
@@ -644,6 +653,7 @@ class CallSim:
             out.append(CloseStream(stream_sid, "call ended"))
         self.streams.clear()
         self._connect = None
+        self.status = status  # requests made on the way out carry the final CallStatus
         out += self._record.call_ended(now)
         out += self._dial.call_ended(now)
         self._gather.abandon()
