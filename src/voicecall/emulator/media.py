@@ -33,7 +33,7 @@ import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -106,6 +106,8 @@ class MediaSession:
     marks: list[dict[str, Any]] = field(default_factory=list)
     lateness: LatenessHistogram = field(default_factory=LatenessHistogram)  # per sent frame
     started_at: float | None = None  # emulator clock of sample 0 (set by the runner)
+    started_mono: float | None = None  # time.monotonic() of sample 0
+    bidirectional: bool = True  # a <Start> fork: the app's media/mark/clear are ignored
 
     def __post_init__(self) -> None:
         self._seq = 0
@@ -159,12 +161,17 @@ class MediaSession:
         if ulaw:
             self._inbound_queue.append((ulaw, label))
 
+    def hush(self) -> None:
+        """The callee stops talking at once (drops what was queued on the inbound track)."""
+        self._inbound.clear()
+        self._inbound_queue.clear()
+
     @property
     def callee_speaking(self) -> bool:
         return bool(self._inbound) or bool(self._inbound_queue)
 
-    def media(self) -> str:
-        """The next inbound frame (callee speech or silence) as a ``media`` message."""
+    def _next_inbound(self) -> tuple[bytes, str]:
+        """Advance the inbound track by one frame: (frame, base64 payload)."""
         if not self._inbound and self._inbound_queue:
             ulaw, label = self._inbound_queue.pop(0)
             sample = self._chunk * FRAME_BYTES
@@ -177,22 +184,45 @@ class MediaSession:
             del self._inbound[:FRAME_BYTES]
             if len(frame) < FRAME_BYTES:
                 frame += SILENCE[len(frame) :]
-            payload = base64.b64encode(frame).decode("ascii")
             self.spoken += frame
-        else:
-            payload = SILENCE_B64
-            self.spoken += SILENCE
-        timestamp = self._chunk * FRAME_MS
-        self._chunk += 1
-        self.stats.frames_sent += 1
+            return frame, base64.b64encode(frame).decode("ascii")
+        self.spoken += SILENCE
+        return SILENCE, SILENCE_B64
+
+    def _media_message(self, track: str, chunk: int, timestamp: int, payload: str) -> str:
         self._seq += 1
         # Byte for byte what json.dumps gives for the message dict (tested), without building
         # and encoding a dict per frame: every value here is a digit string or base64.
         return (
             f'{{"event": "media", "sequenceNumber": "{self._seq}", "streamSid": '
-            f'{self._sid_json}, "media": {{"track": "inbound", "chunk": "{self._chunk}", '
+            f'{self._sid_json}, "media": {{"track": "{track}", "chunk": "{chunk}", '
             f'"timestamp": "{timestamp}", "payload": "{payload}"}}}}'
         )
+
+    def media(self) -> str:
+        """The next inbound frame (callee speech or silence) as a ``media`` message."""
+        _, payload = self._next_inbound()
+        timestamp = self._chunk * FRAME_MS
+        self._chunk += 1
+        self.stats.frames_sent += 1
+        return self._media_message("inbound", self._chunk, timestamp, payload)
+
+    def media_tracks(self, outbound: bytes) -> list[str]:
+        """The next frame of every track this stream carries (``outbound``: what the callee
+        hears now). A fork with ``outbound_track`` only still advances the inbound track."""
+        _, payload = self._next_inbound()
+        timestamp = self._chunk * FRAME_MS
+        self._chunk += 1
+        out: list[str] = []
+        if "inbound" in self.tracks:
+            self.stats.frames_sent += 1
+            out.append(self._media_message("inbound", self._chunk, timestamp, payload))
+        if "outbound" in self.tracks:
+            self.stats.frames_sent += 1
+            frame = outbound[:FRAME_BYTES] + SILENCE[len(outbound) :]
+            b64 = base64.b64encode(frame).decode("ascii")
+            out.append(self._media_message("outbound", self._chunk, timestamp, b64))
+        return out
 
     def dtmf(self, digit: str) -> str:
         self.stats.dtmf_sent += 1
@@ -242,7 +272,7 @@ class MediaSession:
             self.stats.malformed += 1
             return []
         event = data.get("event")
-        if data.get("streamSid") != self.stream_sid:
+        if data.get("streamSid") != self.stream_sid or not self.bidirectional:
             self.stats.ignored += 1
             return []
         if event == "media":
@@ -411,6 +441,18 @@ class StreamPlan:
     drop_after_s: float | None = None
     words_per_minute: float = 150.0
     voice: Voice = Voice.ESPEAK
+    listener: StreamListener | None = None  # a scripted callee (see callee_stream)
+    outbound: Callable[[float], bytes] | None = None  # emulator time -> what the callee hears
+
+
+class StreamListener(Protocol):
+    """What a scripted callee needs from the stream driver (``callee_stream.CalleeOnStream``)."""
+
+    def tick(self, t_ms: float, heard: bytes) -> None: ...
+
+    def mark_echoed(self, t_ms: float, buffered: bool) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 _SPEECH_CACHE: dict[tuple[str, str, float], bytes] = {}
@@ -498,8 +540,11 @@ class _StreamDriver:
         self.t0 = first_due - FRAME_MS / 1000.0
 
     def on_message(self, message: str | bytes) -> None:
-        for reply in self.session.receive(message, self.now_ms()):
+        replies = self.session.receive(message, self.now_ms())
+        for reply in replies:
             self.client.send_text(reply)
+        if replies and self.plan.listener is not None:
+            self.plan.listener.mark_echoed(self.now_ms(), self.session.app_playing)
 
     def _say(self, item: Utterance | str) -> None:
         u = _utterance(item)
@@ -559,9 +604,20 @@ class _StreamDriver:
         say_at = self._say_at
         while say_at and say_at[0][0] <= t:
             self._say(say_at.pop(0)[1])
-        client.send_text(session.media())
-        for echo in session.play(t):
+        if self.plan.outbound is None:
+            client.send_text(session.media())
+        else:
+            now = (session.started_at or 0.0) + t / 1000.0
+            for message in session.media_tracks(self.plan.outbound(now)):
+                client.send_text(message)
+        echoes = session.play(t)
+        for echo in echoes:
             client.send_text(echo)
+        listener = self.plan.listener
+        if listener is not None:
+            if echoes:
+                listener.mark_echoed(t, session.app_playing)
+            listener.tick(t, bytes(session.heard[-FRAME_BYTES:]))
         # Turn taking: reply once the app has spoken and gone quiet for reply_delay_ms.
         if session.app_playing:
             self._heard_app, self._quiet_since = True, None
@@ -637,6 +693,7 @@ async def run_stream(
         client.send_text(session.connected())
         client.send_text(session.start())
         driver.started(ticker.add(driver))
+        session.started_mono = driver.t0
         if clock is not None:
             session.started_at = clock() - (time.monotonic() - driver.t0)
         waits: set[asyncio.Future[Any]] = {stop_wait, client.closed, driver.done}
@@ -654,3 +711,5 @@ async def run_stream(
         stop_wait.cancel()
         driver.cancel_speech()
         client.abort()
+        if plan.listener is not None:
+            await plan.listener.close()

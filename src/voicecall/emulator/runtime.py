@@ -25,24 +25,10 @@ from voicecall.emulator.conference import Conferences
 from voicecall.emulator.faults import FaultConfig, Faults
 from voicecall.emulator.forms import is_anonymous_caller, is_e164
 from voicecall.emulator.ids import IdSource
-from voicecall.emulator.media import (
-    MediaSession,
-    StreamPlan,
-    Utterance,
-    run_stream,
-    stereo_wav_bytes,
-    wav_bytes,
-)
+from voicecall.emulator.media import MediaSession, stereo_wav_bytes, wav_bytes
 from voicecall.emulator.recording import Recording
 from voicecall.emulator.recordings import MediaError, StreamAudio, fetch_audio, render_recording
-from voicecall.emulator.scripts import (
-    DEFAULT_SCRIPT,
-    CalleeScript,
-    DigitsReply,
-    SpeechReply,
-    parse_script,
-)
-from voicecall.emulator.signing import sign_websocket_upgrade
+from voicecall.emulator.scripts import DEFAULT_SCRIPT, CalleeScript, parse_script
 from voicecall.emulator.sim import CallSim
 from voicecall.emulator.simtypes import (
     TERMINAL,
@@ -66,6 +52,7 @@ from voicecall.emulator.simtypes import (
     StartLeg,
     StartTimer,
 )
+from voicecall.emulator.stream_hub import StreamHub
 from voicecall.emulator.voices import load_wav
 from voicecall.emulator.webhooks import Delivery, PreparedRequest, WebhookSender, prepare_request
 
@@ -167,12 +154,11 @@ class Emulator:
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
         self.rest_in_flight = 0
-        self.streams_open: dict[str, OpenStream] = {}
-        self._media: dict[str, tuple[MediaSession, asyncio.Event]] = {}
+        self._streams = StreamHub(self)
         self.conferences = Conferences()
         self._recordings: dict[str, Recording] = {}
         self._play_files: dict[str, str] = {}
-        self._audio_cache: dict[str, bytes] = {}
+        self.audio_cache: dict[str, bytes] = {}  # <Play> URL -> μ-law
         from voicecall.emulator.rest import build_app
 
         self._app = build_app(self)
@@ -379,22 +365,22 @@ class Emulator:
         )
         self._calls[sid] = sim
         self._io[sid] = _CallIO()
-        self._apply(sim, sim.start(self.now()))
+        self.apply(sim, sim.start(self.now()))
         return sid
 
     def _start_call(self, sid: str) -> None:
         sim = self._calls[sid]
-        self._apply(sim, sim.start(self.now()))
+        self.apply(sim, sim.start(self.now()))
 
     def hangup(self, sid: str, status: CallStatus) -> None:
         sim = self._calls[sid]
-        self._apply(sim, sim.hangup(self.now(), status))
+        self.apply(sim, sim.hangup(self.now(), status))
 
     def redirect(
         self, sid: str, *, url: str | None = None, method: str = "POST", twiml: str | None = None
     ) -> None:
         sim = self._calls[sid]
-        self._apply(sim, sim.redirect(self.now(), url=url, method=method, twiml=twiml))
+        self.apply(sim, sim.redirect(self.now(), url=url, method=method, twiml=twiml))
 
     async def wait_for_call_status(
         self, sid: str, status: str | CallStatus | Iterable[str], timeout: float = 10.0
@@ -438,12 +424,13 @@ class Emulator:
 
     # ------------------------------------------------------------------ action plumbing
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
         tick = self._tick
         self._tick = asyncio.Event()
         tick.set()
 
-    def _apply(self, sim: CallSim, actions: list[SimAction]) -> None:
+    def apply(self, sim: CallSim, actions: list[SimAction]) -> None:
+        """Perform a call's actions on the event loop."""
         io = self._io.get(sim.sid)
         if io is None:
             return
@@ -460,11 +447,11 @@ class Emulator:
             elif isinstance(action, HttpRequest):
                 self._dispatch_http(sim, io, action)
             elif isinstance(action, OpenStream):
-                self.streams_open[action.stream_sid] = action
-                self._open_stream(sim, action)
+                failed = self._streams.open_stream(sim, action)
+                if failed:
+                    loop.call_soon(self.apply, sim, failed)
             elif isinstance(action, CloseStream):
-                self.streams_open.pop(action.stream_sid, None)
-                self._close_stream(sim, action)
+                self._streams.close_stream(sim, action)
             elif isinstance(action, FetchMedia):
                 self._spawn(io, self._fetch_media(sim, action))
             elif isinstance(action, StartLeg):
@@ -490,7 +477,7 @@ class Emulator:
                 if io.held_callback is not None:
                     held, io.held_callback = io.held_callback, None
                     self._spawn(io, self._send(sim, io, held))
-        self._notify()
+        self.notify()
 
     # ------------------------------------------------------------------ <Dial> legs, rooms
 
@@ -508,16 +495,16 @@ class Emulator:
         self._calls[action.sid] = sim
         self._io[action.sid] = _CallIO()
         if parent is not None and parent.is_over:
-            self._apply(sim, sim.hangup(self.now(), CallStatus.CANCELED))
+            self.apply(sim, sim.hangup(self.now(), CallStatus.CANCELED))
             return
-        self._apply(sim, sim.start(self.now()))
+        self.apply(sim, sim.start(self.now()))
 
     def _end_leg(self, sid: str) -> None:
         sim = self._calls.get(sid)
         if sim is None or sim.is_over:
             return
         with contextlib.suppress(InvalidCallState):
-            self._apply(sim, sim.hangup(self.now(), CallStatus.COMPLETED))
+            self.apply(sim, sim.hangup(self.now(), CallStatus.COMPLETED))
 
     def _leg_event(self, event: LegEvent) -> None:
         parent = self._calls.get(event.parent_sid)
@@ -525,13 +512,13 @@ class Emulator:
             actions = parent.leg_event(
                 event.child_sid, event.event, event.status, event.duration, self.now()
             )
-            self._apply(parent, actions)
+            self.apply(parent, actions)
 
     def _kick(self, kicked: list[tuple[str, str]], room: str) -> None:
         for sid, reason in kicked:
             sim = self._calls.get(sid)
             if sim is not None:
-                self._apply(sim, sim.conference_ended(room, self.now(), reason))
+                self.apply(sim, sim.conference_ended(room, self.now(), reason))
 
     def conference(self, name: str) -> dict[str, Any] | None:
         """A room (live, else the last one of that name that ended), as a dict."""
@@ -558,10 +545,10 @@ class Emulator:
             error=error,
             seconds=None if audio is None else len(audio) / 8000,
         )
-        self._apply(sim, sim.media_fetched(action.request_id, audio, self.now(), error))
+        self.apply(sim, sim.media_fetched(action.request_id, audio, self.now(), error))
 
     async def _media_audio(self, url: str) -> tuple[bytes | None, str | None]:
-        cached = self._audio_cache.get(url)
+        cached = self.audio_cache.get(url)
         if cached is not None:
             return cached, None
         try:
@@ -571,7 +558,7 @@ class Emulator:
                 audio = await fetch_audio(self._sender, url)
         except MediaError as exc:
             return None, str(exc)
-        self._audio_cache[url] = audio
+        self.audio_cache[url] = audio
         return audio, None
 
     # ------------------------------------------------------------------ recordings
@@ -591,10 +578,10 @@ class Emulator:
         rec = self._recordings[sid]
         streams = [
             StreamAudio(session.started_at, bytes(session.spoken), bytes(session.heard))
-            for session in (self._media[s][0] for s in self.streams_of(rec.call_sid))
+            for session in (self.media_session(s) for s in self.streams_of(rec.call_sid))
             if session.started_at is not None
         ]
-        return await render_recording(rec, streams, self._audio_cache.get)
+        return await render_recording(rec, streams, self.audio_cache.get)
 
     def _fire_timer(self, sid: str, name: str, token: int) -> None:
         sim = self._calls.get(sid)
@@ -602,7 +589,12 @@ class Emulator:
         if sim is None or io is None:
             return
         io.timers.pop(name, None)
-        self._apply(sim, sim.timer_fired(name, token, self.now()))
+        self.apply(sim, sim.timer_fired(name, token, self.now()))
+
+    def spawn(self, sid: str, coro: Any) -> None:
+        """Run ``coro`` as one of call ``sid``'s tasks (cancelled with it, awaited by
+        :meth:`wait_idle`)."""
+        self._spawn(self._io[sid], coro)
 
     def _spawn(self, io: _CallIO, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -648,7 +640,7 @@ class Emulator:
                 actions = sim.http_response(
                     req.request_id, delivery.status_code, delivery.body, now
                 )
-            self._apply(sim, actions)
+            self.apply(sim, actions)
 
     async def _deliver_logged(
         self,
@@ -679,18 +671,22 @@ class Emulator:
                 latency_ms=round(attempt.latency_ms, 3),
                 error=attempt.error,
             )
-        self._notify()
+        self.notify()
         return delivery
 
     # ------------------------------------------------------------------ Media Streams
 
+    @property
+    def streams_open(self) -> Mapping[str, OpenStream]:
+        return self._streams.open
+
     def media_session(self, stream_sid: str) -> MediaSession:
         """The Media Streams session of a stream (stats, onsets, marks, heard audio)."""
-        return self._media[stream_sid][0]
+        return self._streams.session(stream_sid)
 
     def streams_of(self, call_sid: str) -> list[str]:
         """The stream sids a call has opened, oldest first."""
-        return [sid for sid, (session, _) in self._media.items() if session.call_sid == call_sid]
+        return self._streams.of_call(call_sid)
 
     def heard_wav(self, stream_sid: str) -> bytes:
         """What the callee heard on a stream (the app's audio, real time), as WAV."""
@@ -700,62 +696,6 @@ class Emulator:
         """Both sides of a stream as a stereo WAV: left the callee, right the app (real time)."""
         session = self.media_session(stream_sid)
         return stereo_wav_bytes(bytes(session.spoken), bytes(session.heard))
-
-    def _open_stream(self, sim: CallSim, action: OpenStream) -> None:
-        io = self._io[sim.sid]
-        session = MediaSession(
-            account_sid=self.account_sid,
-            call_sid=sim.sid,
-            stream_sid=action.stream_sid,
-            custom_parameters=dict(action.stream.parameters),
-            tracks=("inbound",),
-        )
-        plan = StreamPlan(
-            say_at=[(line.at_ms, Utterance(line.text, line.wav)) for line in sim.script.say_at],
-            replies=[
-                ("speech", Utterance(r.text, r.wav))
-                if isinstance(r, SpeechReply)
-                else ("digits", r.digits)
-                if isinstance(r, DigitsReply)
-                else ("silence", "")
-                for r in sim.unused_replies
-            ],
-            reply_delay_ms=sim.script.reply_delay_ms,
-            drop_after_s=self.faults.ws_drop_after(),
-            # Real-sounding speech whatever the TwiML timing model says (TTS cannot go 10x).
-            words_per_minute=160.0,
-            voice=sim.script.voice,
-        )
-        stop = asyncio.Event()
-        self._media[action.stream_sid] = (session, stop)
-        sim.record(
-            self.now(), "stream-opening", stream_sid=action.stream_sid, url=action.stream.url
-        )
-
-        def record(kind: str, **data: Any) -> None:
-            sim.record(self.now(), kind, **data)
-            self._notify()
-
-        async def run() -> None:
-            reason = await run_stream(
-                url=action.stream.url,
-                signature=sign_websocket_upgrade(self._auth_token, action.stream.url),
-                session=session,
-                plan=plan,
-                stop=stop,
-                record=record,
-                clock=self.now,
-            )
-            sim.record(self.now(), "stream-stats", reason=reason, **session.summary())
-            self._apply(sim, sim.stream_ended(action.stream_sid, self.now(), reason))
-
-        self._spawn(io, run())
-
-    def _close_stream(self, sim: CallSim, action: CloseStream) -> None:
-        sim.record(self.now(), "stream-closed", stream_sid=action.stream_sid, reason=action.reason)
-        entry = self._media.get(action.stream_sid)
-        if entry is not None:
-            entry[1].set()
 
     def _cancel_io(self, sid: str) -> list[asyncio.Task[Any]]:
         io = self._io.get(sid)

@@ -153,6 +153,7 @@ class CallSim:
         self.answered_by: str | None = None
         self.amd_result: amd.AmdResult | None = None
         self.error: tuple[int, str] | None = None
+        self.script_error: str | None = None
         self.timeline: list[dict[str, Any]] = []
         self.heard: list[HeardItem] = []
         self.callee_inputs: list[dict[str, Any]] = []
@@ -400,6 +401,15 @@ class CallSim:
         if self.is_over:
             return []
         return self._dial.conference_ended(now, room, reason)
+
+    def script_failed(self, now: float, message: str) -> list[SimAction]:
+        """The callee's script cannot play this call (e.g. it must hear a stream and speech
+        recognition is missing): recorded as ``script-error``, the call ends ``failed``."""
+        if self.is_over:
+            return []
+        self.script_error = message
+        self.record(now, "script-error", message=message)
+        return self._end(now, CallStatus.FAILED)
 
     def callee_update(self, now: float) -> list[SimAction]:
         """The callee was fed from outside (a Media Stream): record its notes, arm its hang-up."""
