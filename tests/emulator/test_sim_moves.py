@@ -27,8 +27,9 @@ def kinds(sim, kind):
 
 
 def test_sync_amd_holds_the_twiml_until_detection_and_carries_the_result():
-    d = make("<Response><Say>Hi</Say></Response>", script=VOICEMAIL,
-             machine_detection="DetectMessageEnd")  # fmt: skip
+    d = make(
+        "<Response><Say>Hi</Say></Response>", script=VOICEMAIL, machine_detection="DetectMessageEnd"
+    )
     d.start().run()
     (fetch,) = d.fetches
     p = params(fetch)
@@ -70,8 +71,12 @@ def test_human_is_detected_quickly_after_a_short_hello():
 
 def test_amd_timeout_gives_unknown_or_machine_end_other():
     long = {"voicemail": {"greeting": "word " * 200, "beep": None}}
-    d = make("<Response/>", script=long, machine_detection="DetectMessageEnd",
-             machine_detection_timeout=10)  # fmt: skip
+    d = make(
+        "<Response/>",
+        script=long,
+        machine_detection="DetectMessageEnd",
+        machine_detection_timeout=10,
+    )
     d.start().run()
     assert d.sim.answered_by == "machine_end_other"
     assert d.sim.amd_result.duration_ms == 10_000
@@ -123,8 +128,9 @@ def test_voicemail_records_the_message_said_after_the_beep():
 
 
 def test_voicemail_hangs_up_after_silence():
-    d = make("<Response><Pause length='600'/></Response>",
-             script={"voicemail": {"max_silence_ms": 3000}})  # fmt: skip
+    d = make(
+        "<Response><Pause length='600'/></Response>", script={"voicemail": {"max_silence_ms": 3000}}
+    )
     d.start().run()
     assert kinds(d.sim, "callee-hangup")
     assert d.sim.end_time == pytest.approx(d.sim.callee.message.start + 3.0)
@@ -209,8 +215,14 @@ def test_ivr_hears_play_digits_and_the_bot_reaches_a_human():
 
 
 def test_ivr_hears_in_band_keys_in_played_audio():
-    ivr = {"ivr": {"nodes": {"m": {"say": "press 2", "options": {"2": "x"}},
-                             "x": {"say": "two", "then": "hangup"}}}}  # fmt: skip
+    ivr = {
+        "ivr": {
+            "nodes": {
+                "m": {"say": "press 2", "options": {"2": "x"}},
+                "x": {"say": "two", "then": "hangup"},
+            }
+        }
+    }
     d = make(
         "<Response><Play>https://x/keys.wav</Play><Pause length='20'/></Response>",
         script=ivr,
@@ -222,8 +234,14 @@ def test_ivr_hears_in_band_keys_in_played_audio():
 
 
 def test_send_digits_reach_the_ivr_after_answer():
-    ivr = {"ivr": {"nodes": {"m": {"say": "press 3", "options": {"3": "x"}},
-                             "x": {"say": "three", "then": "hangup"}}}}  # fmt: skip
+    ivr = {
+        "ivr": {
+            "nodes": {
+                "m": {"say": "press 3", "options": {"3": "x"}},
+                "x": {"say": "three", "then": "hangup"},
+            }
+        }
+    }
     d = make("<Response><Pause length='30'/></Response>", script=ivr, send_digits="ww3")
     d.start().run()
     assert [k["digit"] for k in d.sim.callee.keys] == ["3"]
@@ -259,8 +277,10 @@ def test_play_url_that_fails_is_a_warning_and_the_call_goes_on():
 
 
 def test_play_url_lasts_as_long_as_its_audio_times_loop():
-    d = make("<Response><Play loop='2'>https://x/a.wav</Play></Response>",
-             media={"https://x/a.wav": b"\xff" * 4000})  # fmt: skip
+    d = make(
+        "<Response><Play loop='2'>https://x/a.wav</Play></Response>",
+        media={"https://x/a.wav": b"\xff" * 4000},
+    )
     d.start().run()
     assert [round(h.end - h.start, 3) for h in d.sim.heard] == [0.5, 0.5]
 
@@ -318,8 +338,9 @@ def test_dial_with_whisper_bridges_and_reports_to_action():
     ],
 )
 def test_dial_outcomes_reach_the_action(target, status):
-    d = dial_driver(f"<Response><Dial action='/after' timeout='10'>{TARGET}</Dial></Response>",
-                    target)  # fmt: skip
+    d = dial_driver(
+        f"<Response><Dial action='/after' timeout='10'>{TARGET}</Dial></Response>", target
+    )
     d.start().run()
     action = next(r for _, r in d.requests if r.purpose is Purpose.DIAL_ACTION)
     assert params(action)["DialCallStatus"] == status
@@ -328,8 +349,9 @@ def test_dial_outcomes_reach_the_action(target, status):
 
 
 def test_dial_no_answer_respects_the_dial_timeout_without_the_api_buffer():
-    d = dial_driver(f"<Response><Dial timeout='7'>{TARGET}</Dial></Response>",
-                    {"outcome": "no-answer"})  # fmt: skip
+    d = dial_driver(
+        f"<Response><Dial timeout='7'>{TARGET}</Dial></Response>", {"outcome": "no-answer"}
+    )
     d.start().run()
     (leg,) = d.legs
     ring = next(e["at"] for e in leg.timeline if e.get("status") == "ringing")
@@ -401,9 +423,11 @@ def test_redirect_during_a_bridge_hangs_up_the_leg():
 def test_client_and_sip_targets_are_dialled_with_their_scripts():
     d = make(
         "<Response><Dial><Client>alice</Client><Sip>sip:bob@example.com</Sip></Dial></Response>",
-        scripts={"client:alice": {"outcome": "busy", "answer_after_ms": 100},
-                 "sip:bob@example.com": {"hangup_after_ms": 1000}},
-    )  # fmt: skip
+        scripts={
+            "client:alice": {"outcome": "busy", "answer_after_ms": 100},
+            "sip:bob@example.com": {"hangup_after_ms": 1000},
+        },
+    )
     d.start().run()
     assert [leg.spec.to for leg in d.legs] == ["client:alice", "sip:bob@example.com"]
     assert [leg.status.value for leg in d.legs] == ["busy", "completed"]
@@ -421,8 +445,9 @@ def test_conference_holds_two_legs_until_one_ends_it():
         ),
         script={"hangup_after_ms": 30_000},
     )
-    second = make_sim(sid="CA" + "0" * 31 + "2", to="+15551230002",
-                      script={"hangup_after_ms": 600_000})  # fmt: skip
+    second = make_sim(
+        sid="CA" + "0" * 31 + "2", to="+15551230002", script={"hangup_after_ms": 600_000}
+    )
     d.start()
     d.add_call(second)
     d.run(until=T0 + 10)
@@ -458,8 +483,10 @@ def test_record_verb_records_the_callees_speech_and_posts_the_action():
 
 
 def test_record_finish_on_key_and_silence():
-    d = make("<Response><Record action='/rec' finishOnKey='#'/></Response>",
-             script={"replies": [{"digits": "12#"}]})  # fmt: skip
+    d = make(
+        "<Response><Record action='/rec' finishOnKey='#'/></Response>",
+        script={"replies": [{"digits": "12#"}]},
+    )
     d.start().run()
     action = next(r for _, r in d.requests if r.purpose is Purpose.RECORD_ACTION)
     assert params(action)["Digits"] == "#"
@@ -470,8 +497,10 @@ def test_record_finish_on_key_and_silence():
 
 
 def test_record_max_length_caps_and_voicemail_style_callee():
-    d = make("<Response><Record action='/rec' maxLength='2' playBeep='false'/></Response>",
-             script={"replies": ["word " * 50]})  # fmt: skip
+    d = make(
+        "<Response><Record action='/rec' maxLength='2' playBeep='false'/></Response>",
+        script={"replies": ["word " * 50]},
+    )
     d.start().run()
     (rec,) = d.recordings
     assert rec.end - rec.start == pytest.approx(2.0)
