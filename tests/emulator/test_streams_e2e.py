@@ -189,14 +189,14 @@ async def test_voicemail_records_and_transcribes_the_bots_message(
         "voicemail": {
             "greeting": "Please leave a message.",
             "greeting_delay_ms": 200,
-            "max_silence_ms": 2000,
+            "max_silence_ms": 3000,
         },
     }
-    message = "Hello Sam, this is your assistant. Your table is booked for tonight."
+    audio = await piper_ulaw("Hello Sam, this is your assistant. Your table is booked for tonight.")
 
     async def play(bot: Bot) -> None:
         await bot.callee_done(quiet=0.7)  # greeting and beep are over
-        await bot.say(await piper_ulaw(message))
+        await bot.say(audio)
 
     sid, sim, _bot = await run_call(emulator, emulator_credentials, receiver, script, play)
     msg = sim.callee.message
@@ -220,11 +220,13 @@ async def test_restaurant_host_hears_the_bot_through_whisper(
         "The name is Sam.",
     ]
 
+    audio = [await piper_ulaw(line) for line in lines]
+
     async def play(bot: Bot) -> None:
-        for line in lines:
+        for line in audio:
             await bot.callee_done(quiet=1.2, timeout=40)
             bot.heard_any.clear()
-            await bot.say(await piper_ulaw(line))
+            await bot.say(line)
 
     sid, sim, _bot = await run_call(
         emulator, emulator_credentials, receiver, "restaurant", play, timeout=120

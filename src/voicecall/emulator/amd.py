@@ -31,10 +31,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from voicecall.emulator.callee import Sound
+from voicecall.emulator.simtypes import Purpose, SimAction
 
-__all__ = ["AmdResult", "AmdSettings", "declared", "detect"]
+if TYPE_CHECKING:
+    from voicecall.emulator.sim import CallSim
+
+__all__ = ["AmdResult", "AmdRun", "AmdSettings", "declared", "detect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +127,58 @@ def declared(answered_by: str, answered_at: float, s: AmdSettings) -> AmdResult:
     if after is None:  # unknown
         after = min(s.timeout, s.silence_timeout)
     return _result(answered_by, answered_at, answered_at + after, s)
+
+
+class AmdRun:
+    """Detection on one call: started at answer, decided by the ``amd`` timer.
+
+    Synchronous (default): no TwiML runs until the decision; then the voice URL is fetched with
+    ``AnsweredBy`` and ``MachineDetectionDuration``. ``AsyncAmd``: the TwiML runs at answer and
+    the decision is posted to ``AsyncAmdStatusCallback`` (warning 21262 when there is none).
+    """
+
+    def __init__(self, sim: CallSim) -> None:
+        self.sim = sim
+
+    def settings(self) -> AmdSettings:
+        spec = self.sim.spec
+        return AmdSettings(
+            mode=spec.machine_detection or "Enable",
+            timeout=float(spec.machine_detection_timeout),
+            speech_threshold=spec.machine_detection_speech_threshold / 1000.0,
+            speech_end_threshold=spec.machine_detection_speech_end_threshold / 1000.0,
+            silence_timeout=spec.machine_detection_silence_timeout / 1000.0,
+        )
+
+    def start(self, now: float) -> list[SimAction]:
+        settings = self.settings()
+        if self.sim.callee is not None:
+            horizon = now + settings.timeout
+            result = detect(self.sim.callee.sounds_between(now, horizon), now, settings)
+        else:
+            result = declared(self.sim.script.answered_by or "human", now, settings)
+        self.sim.amd_result = result
+        self.sim.record(now, "amd-started", mode=settings.mode, async_amd=self.sim.spec.async_amd)
+        return [self.sim.timer("amd", result.at)]
+
+    def done(self, now: float) -> list[SimAction]:
+        result = self.sim.amd_result
+        assert result is not None
+        self.sim.answered_by = result.answered_by
+        self.sim.record(now, "amd", answered_by=result.answered_by, duration_ms=result.duration_ms)
+        spec = self.sim.spec
+        if not spec.async_amd:
+            return self.sim.first_document(now)
+        if spec.async_amd_status_callback is None:
+            self.sim.record(now, "warning", code=21262, message="AsyncAmd without a callback URL")
+            return []
+        params = [
+            ("AccountSid", self.sim.account_sid),
+            ("CallSid", self.sim.sid),
+            ("AnsweredBy", result.answered_by),
+            ("MachineDetectionDuration", str(result.duration_ms)),
+        ]
+        url = self.sim.resolve(spec.async_amd_status_callback)
+        return [
+            self.sim.notify(Purpose.AMD_STATUS, url, spec.async_amd_status_callback_method, params)
+        ]

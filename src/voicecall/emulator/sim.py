@@ -34,9 +34,9 @@ from urllib.parse import urljoin
 from voicecall.emulator import amd
 from voicecall.emulator.callee import Callee, Timing
 from voicecall.emulator.dial import DialRun
-from voicecall.emulator.dtmf_detect import DtmfDetector
 from voicecall.emulator.gather import GatherRun
 from voicecall.emulator.ids import IdSource
+from voicecall.emulator.prompts import PromptRun
 from voicecall.emulator.recording import CallRecorder, Recording, RecordRun
 from voicecall.emulator.scripts import DEFAULT_SCRIPT, CalleeScript, Outcome, Reply, SilenceReply
 from voicecall.emulator.simtypes import (
@@ -50,7 +50,6 @@ from voicecall.emulator.simtypes import (
     CloseStream,
     Direction,
     EndLeg,
-    FetchMedia,
     HeardItem,
     HttpRequest,
     InvalidCallState,
@@ -117,12 +116,6 @@ class _Pending:
     url: str
 
 
-@dataclass(slots=True)
-class _PendingMedia:
-    verb: Play
-    stop_at: float | None
-
-
 class CallSim:
     """One call. Not thread-safe; drive it from one task."""
 
@@ -171,12 +164,13 @@ class CallSim:
         self._sequence = 0
         self._request_ids = 0
         self._pending: dict[int, _Pending] = {}
-        self._media: dict[int, _PendingMedia] = {}
         self._timers: dict[str, int] = {}
         self._timer_tokens = 0
         self._progress_step = ""
         self._doc: _Doc | None = None
         self._gather = GatherRun(self)
+        self._prompts = PromptRun(self)
+        self._amd = amd.AmdRun(self)
         self._record = RecordRun(self)
         self._dial = DialRun(self)
         self._recorder = CallRecorder(self)
@@ -264,13 +258,13 @@ class CallSim:
         if name == "progress":
             return self._progress(now)
         if name == "verb":
-            return self._verb_done(now)
+            return self.verb_done(now)
         if name == "gather":
             return self._gather.input_done(now)
         if name == "record":
             return self._record.done(now)
         if name == "amd":
-            return self._amd_done(now)
+            return self._amd.done(now)
         if name == "callee-hangup":
             self.record(now, "callee-hangup")
             return self._end(now, CallStatus.COMPLETED)
@@ -312,27 +306,9 @@ class CallSim:
         self, request_id: int, ulaw: bytes | None, now: float, error: str | None = None
     ) -> list[SimAction]:
         """The audio of a ``<Play>`` URL (8 kHz μ-law), or ``None`` and why it failed."""
-        pending = self._media.pop(request_id, None)
-        if pending is None or self.is_over:
+        if self.is_over:
             return []
-        verb = pending.verb
-        if ulaw is None or not ulaw:
-            code = 12300 if error and "content" in error.lower() else 11200
-            message = f"<Play> {verb.url}: {error or 'no audio'}"
-            self.record(now, "warning", code=code, message=message)
-            self.record(now, "verb-skipped", verb="Play", url=verb.url, reason=message)
-            return self._verb_done(now)
-        one = len(ulaw) / SAMPLE_RATE
-        seconds = one * verb.loop
-        extra = {"url": verb.url, "audio_seconds": one}
-        for i in range(min(verb.loop, 20)):
-            self.heard.append(
-                HeardItem(now + i * one, now + (i + 1) * one, "play", verb.url, extra=extra)
-            )
-        self.record(now, "verb", verb="Play", url=verb.url, loop=verb.loop, seconds=seconds)
-        if self.callee is not None:
-            self._callee_hears_audio(now, ulaw, verb.loop)
-        return self._prompt_timer(now, seconds, pending.stop_at) + self.callee_sync(now)
+        return self._prompts.media_fetched(request_id, ulaw, now, error)
 
     def hangup(self, now: float, requested: CallStatus) -> list[SimAction]:
         """REST update ``Status=completed|canceled``. Raises :class:`InvalidCallState`."""
@@ -418,6 +394,14 @@ class CallSim:
         return self.callee_sync(now)
 
     # ------------------------------------------------------------------ helpers for verbs
+
+    def new_request_id(self) -> int:
+        self._request_ids += 1
+        return self._request_ids
+
+    def prompt_cut(self, now: float) -> None:
+        """A key stopped a ``<Gather>`` prompt: the rest of its prompts are skipped."""
+        self._gather.prompt_cut(now)
 
     def timer(self, name: str, at: float) -> StartTimer:
         self._timer_tokens += 1
@@ -569,10 +553,10 @@ class CallSim:
             out = self._answer(now)
             if self.spec.amd and not self.spec.async_amd:
                 return out  # Twilio runs no TwiML until detection is done
-            return out + self._first_document(now)
+            return out + self.first_document(now)
         return []
 
-    def _first_document(self, now: float) -> list[SimAction]:
+    def first_document(self, now: float) -> list[SimAction]:
         if self.spec.direction is Direction.OUTBOUND_DIAL:
             if self._url is None:
                 return self._bridge(now)
@@ -593,11 +577,11 @@ class CallSim:
             self.callee.answered(now)
         if spec.send_digits:
             self.record(now, "send-digits", digits=spec.send_digits)
-            self._digits_to_callee(now + 0.5, spec.send_digits)
+            self._prompts.digits_to_callee(now + 0.5, spec.send_digits)
         if spec.machine_detection and spec.send_digits:
             self.record(now, "amd-skipped", reason="SendDigits disables MachineDetection")
         if spec.amd:
-            out += self._amd_start(now)
+            out += self._amd.start(now)
         if spec.record:
             out += self._recorder.start(now)
         if self.script.hangup_after_ms is not None:
@@ -612,49 +596,6 @@ class CallSim:
         self.record(now, "bridged", parent=self.spec.parent_call_sid)
         return [LegEvent(self.spec.parent_call_sid or "", self.sid, "bridged", self.status)]
 
-    # ------------------------------------------------------------------ AMD
-
-    def _amd_settings(self) -> amd.AmdSettings:
-        spec = self.spec
-        return amd.AmdSettings(
-            mode=spec.machine_detection or "Enable",
-            timeout=float(spec.machine_detection_timeout),
-            speech_threshold=spec.machine_detection_speech_threshold / 1000.0,
-            speech_end_threshold=spec.machine_detection_speech_end_threshold / 1000.0,
-            silence_timeout=spec.machine_detection_silence_timeout / 1000.0,
-        )
-
-    def _amd_start(self, now: float) -> list[SimAction]:
-        settings = self._amd_settings()
-        if self.callee is not None:
-            horizon = now + settings.timeout
-            result = amd.detect(self.callee.sounds_between(now, horizon), now, settings)
-        else:
-            result = amd.declared(self.script.answered_by or "human", now, settings)
-        self.amd_result = result
-        self.record(now, "amd-started", mode=settings.mode, async_amd=self.spec.async_amd)
-        return [self.timer("amd", result.at)]
-
-    def _amd_done(self, now: float) -> list[SimAction]:
-        result = self.amd_result
-        assert result is not None
-        self.answered_by = result.answered_by
-        self.record(now, "amd", answered_by=result.answered_by, duration_ms=result.duration_ms)
-        spec = self.spec
-        if not spec.async_amd:
-            return self._first_document(now)
-        if spec.async_amd_status_callback is None:
-            self.record(now, "warning", code=21262, message="AsyncAmd without a callback URL")
-            return []
-        params = [
-            ("AccountSid", self.account_sid),
-            ("CallSid", self.sid),
-            ("AnsweredBy", result.answered_by),
-            ("MachineDetectionDuration", str(result.duration_ms)),
-        ]
-        url = self.resolve(spec.async_amd_status_callback)
-        return [self.notify(Purpose.AMD_STATUS, url, spec.async_amd_status_callback_method, params)]
-
     # ------------------------------------------------------------------ ending
 
     def _end(self, now: float, status: CallStatus) -> list[SimAction]:
@@ -668,7 +609,7 @@ class CallSim:
         out += self._dial.call_ended(now)
         self._gather.abandon()
         self._pending.clear()
-        self._media.clear()
+        self._prompts.abandon()
         self._timers.clear()
         self._doc = None
         self.end_time = now
@@ -714,7 +655,7 @@ class CallSim:
         for name in ("verb", "gather", "record"):
             self._timers.pop(name, None)
         self._pending = {k: v for k, v in self._pending.items() if not v.purpose.expects_twiml}
-        self._media.clear()
+        self._prompts.abandon()
         self._gather.abandon()
         self._record.abandon()
         out += self._dial.abandon(now, reason)
@@ -767,81 +708,11 @@ class CallSim:
             return out + step
         return out
 
-    # ------------------------------------------------------------------ prompts
-
-    def _digits_to_callee(self, start: float, digits: str) -> None:
-        if self.callee is None:
-            return
-        t = start
-        for d in digits:
-            if d in "wW":
-                t += 0.5 if d == "w" else 1.0
-                continue
-            self.callee.heard_digit(t, d)
-            t += self.config.dtmf_digit_seconds
-
-    def _callee_hears_audio(self, now: float, ulaw: bytes, loop: int) -> None:
-        callee = self.callee
-        assert callee is not None
-        if callee.hears_keys:
-            detector = DtmfDetector()
-            one = len(ulaw) / SAMPLE_RATE
-            for i in range(min(loop, 20)):
-                for press in detector.feed_ulaw(ulaw):
-                    callee.heard_digit(now + i * one + press.sample / SAMPLE_RATE, press.digit)
-
-    def _prompt_timer(self, now: float, seconds: float, stop_at: float | None) -> list[SimAction]:
-        if stop_at is not None and stop_at < now + seconds:
-            if self.heard and self.heard[-1].end > stop_at:
-                self.heard[-1].end = max(self.heard[-1].start, stop_at)
-            self.record(stop_at, "prompt-interrupted", by="dtmf")
-            self._gather.prompt_cut(stop_at)
-            return [self.timer("verb", max(now, stop_at))]
-        return [self.timer("verb", now + seconds)]
-
     def play_prompt(
         self, now: float, verb: Prompt, stop_at: float | None = None
     ) -> list[SimAction]:
         """Play ``verb`` to the callee; a ``verb`` timer fires when it is over."""
-        callee = self.callee
-        if isinstance(verb, Say):
-            one = self.say_seconds(verb.text)
-            seconds = one * verb.loop
-            for i in range(min(verb.loop, 20)):
-                start = now + i * one
-                if stop_at is not None and start >= stop_at:
-                    break
-                item = HeardItem(start, start + one, "say", verb.text, verb.voice, verb.language)
-                self.heard.append(item)
-                if callee is not None:
-                    callee.heard_text(start, verb.text, start + one)
-            self.record(
-                now,
-                "verb",
-                verb="Say",
-                text=verb.text,
-                voice=verb.voice,
-                language=verb.language,
-                loop=verb.loop,
-                seconds=seconds,
-            )
-            return self._prompt_timer(now, seconds, stop_at) + self.callee_sync(now)
-        if isinstance(verb, Play):
-            if verb.digits is not None:
-                seconds = sum(
-                    (0.5 if d == "w" else 1.0 if d == "W" else self.config.dtmf_digit_seconds)
-                    for d in verb.digits
-                )
-                self.heard.append(HeardItem(now, now + seconds, "digits", verb.digits))
-                self.record(now, "verb", verb="Play", digits=verb.digits, seconds=seconds)
-                self._digits_to_callee(now, verb.digits)
-                return self._prompt_timer(now, seconds, stop_at) + self.callee_sync(now)
-            self._request_ids += 1
-            url = self.resolve(verb.url)
-            self._media[self._request_ids] = _PendingMedia(verb, stop_at)
-            return [FetchMedia(self._request_ids, url)]
-        self.record(now, "verb", verb="Pause", seconds=verb.length)
-        return self._prompt_timer(now, verb.length, stop_at)
+        return self._prompts.play(now, verb, stop_at)
 
     # ------------------------------------------------------------------ verbs
 
@@ -910,7 +781,7 @@ class CallSim:
             return closes + self._run(now)
         raise AssertionError(f"unhandled verb {verb!r}")  # pragma: no cover
 
-    def _verb_done(self, now: float) -> list[SimAction]:
+    def verb_done(self, now: float) -> list[SimAction]:
         if self._gather.active:
             return self._gather.step(now)
         return self.advance(now)
