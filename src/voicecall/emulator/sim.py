@@ -61,6 +61,7 @@ from voicecall.emulator.simtypes import (
     StartTimer,
     rfc2822,
 )
+from voicecall.emulator.streams import StreamRun
 from voicecall.emulator.twiml import (
     Connect,
     Dial,
@@ -151,7 +152,6 @@ class CallSim:
         self.heard: list[HeardItem] = []
         self.callee_inputs: list[dict[str, Any]] = []
         self.gather_posts: list[dict[str, Any]] = []
-        self.streams: dict[str, OpenStream] = {}
         self.recordings: list[Recording] = []
         self.bridged = False  # a <Dial> child, connected to its caller
         self.timing = Timing(
@@ -168,13 +168,13 @@ class CallSim:
         self._timer_tokens = 0
         self._progress_step = ""
         self._doc: _Doc | None = None
+        self._streams = StreamRun(self)
         self._gather = GatherRun(self)
         self._prompts = PromptRun(self)
         self._amd = amd.AmdRun(self)
         self._record = RecordRun(self)
         self._dial = DialRun(self)
         self._recorder = CallRecorder(self)
-        self._connect: tuple[str, Connect] | None = None
         self._reply_index = 0
         self._started = False
         self._hangup_after: float | None = None
@@ -203,6 +203,11 @@ class CallSim:
         if self.answer_time is None:
             return 0
         return math.floor(self.end_time - self.answer_time + 0.5)
+
+    @property
+    def streams(self) -> dict[str, OpenStream]:
+        """The call's open Media Streams by stream sid."""
+        return self._streams.open
 
     @property
     def dialled_leg(self) -> str | None:
@@ -351,18 +356,9 @@ class CallSim:
 
     def stream_ended(self, stream_sid: str, now: float, reason: str = "closed") -> list[SimAction]:
         """The stream's WebSocket closed (either side) or could not be opened."""
-        opened = self.streams.pop(stream_sid, None)
-        if opened is None or self.is_over:
+        if self.is_over:
             return []
-        self.record(now, "stream-ended", stream_sid=stream_sid, reason=reason)
-        if self._connect is not None and self._connect[0] == stream_sid:
-            connect = self._connect[1]
-            self._connect = None
-            if connect.action:
-                url = self.resolve(connect.action)
-                return self.fetch(now, Purpose.CONNECT_ACTION, url, connect.method, ())
-            return self.advance(now)
-        return []
+        return self._streams.ended(now, stream_sid, reason)
 
     def leg_event(
         self, child_sid: str, event: str, status: CallStatus, duration: int, now: float
@@ -600,10 +596,7 @@ class CallSim:
 
     def _end(self, now: float, status: CallStatus) -> list[SimAction]:
         out: list[SimAction] = []
-        for stream_sid in list(self.streams):
-            out.append(CloseStream(stream_sid, "call ended"))
-        self.streams.clear()
-        self._connect = None
+        out += self._streams.close_all("call ended")
         self.status = status  # requests made on the way out carry the final CallStatus
         out += self._record.call_ended(now)
         out += self._dial.call_ended(now)
@@ -660,11 +653,7 @@ class CallSim:
         self._record.abandon()
         out += self._dial.abandon(now, reason)
         self._doc = None
-        if self._connect is not None:
-            sid = self._connect[0]
-            self._connect = None
-            if self.streams.pop(sid, None) is not None:
-                out.append(CloseStream(sid, reason))
+        out += self._streams.abandon(reason)
         return out
 
     def _begin_doc(self, now: float, doc: _Doc) -> list[SimAction]:
@@ -736,49 +725,8 @@ class CallSim:
             self.record(now, "verb", verb="Redirect", url=url, method=verb.method)
             self._doc = None
             return self.fetch(now, Purpose.REDIRECT, url, verb.method, ())
-        if isinstance(verb, Connect):
-            sid = self.ids.sid("MZ")
-            opened = OpenStream(sid, verb.stream, bidirectional=True)
-            self.streams[sid] = opened
-            self._connect = (sid, verb)
-            self.record(
-                now,
-                "verb",
-                verb="Connect/Stream",
-                stream_sid=sid,
-                url=verb.stream.url,
-                parameters=dict(verb.stream.parameters),
-            )
-            return [opened]
-        if isinstance(verb, Start):
-            sid = self.ids.sid("MZ")
-            opened = OpenStream(sid, verb.stream, bidirectional=False)
-            self.streams[sid] = opened
-            self.record(
-                now,
-                "verb",
-                verb="Start/Stream",
-                stream_sid=sid,
-                url=verb.stream.url,
-                track=verb.stream.track.value,
-                name=verb.stream.name,
-            )
-            # Not waiting for the socket: <Start> forks and TwiML goes on at once.
-            if self._doc is not None:
-                self._doc.index += 1
-            return [opened, *self._run(now)]
-        if isinstance(verb, Stop):
-            self.record(now, "verb", verb="Stop/Stream", name=verb.stream_name)
-            closes: list[SimAction] = []
-            for sid, opened in list(self.streams.items()):
-                if opened.bidirectional:
-                    continue
-                if verb.stream_name is None or opened.stream.name == verb.stream_name:
-                    del self.streams[sid]
-                    closes.append(CloseStream(sid, "stopped by <Stop>"))
-            if self._doc is not None:
-                self._doc.index += 1
-            return closes + self._run(now)
+        if isinstance(verb, Connect | Start | Stop):
+            return self._streams.execute(now, verb)
         raise AssertionError(f"unhandled verb {verb!r}")  # pragma: no cover
 
     def verb_done(self, now: float) -> list[SimAction]:
