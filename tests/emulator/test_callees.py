@@ -324,3 +324,66 @@ def test_script_round_trips_through_to_dict():
     for script in (IVR, {"voicemail": {"beep": None}}, "restaurant"):
         parsed = parse_script(script)
         assert parse_script(parsed.to_dict()) == parsed
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "say",
+                    "heard",
+                    "rules",
+                    "steps",
+                    "greeting",
+                    "default",
+                    "then",
+                    "after",
+                    "name",
+                    "nodes",
+                    "start",
+                    "options",
+                    "music",
+                    "seconds",
+                    "style",
+                    "next",
+                    "human",
+                    "beep",
+                    "frequency_hz",
+                    "duration_ms",
+                    "repeats",
+                    "timeout_ms",
+                    "no_input",
+                    "x",
+                    "1",
+                ]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(["human", "ivr", "voicemail"]), body=_json)
+def test_fuzz_callee_scripts_load_or_are_refused_with_one_line(kind, body):
+    from voicecall.emulator.scripts import CalleeScript
+
+    try:
+        script = parse_script({kind: body})
+    except ScriptError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(script, CalleeScript)
+    c = script.build_callee(T)
+    if c is not None:  # a loadable script also plays without raising
+        c.answered(0.0)
+        c.heard_text(1.0, "hello table seven thirty", 2.0)
+        c.turn_ended(2.0)
+        c.heard_digit(3.0, "1")
+        c.advance(100.0)
+        c.finished(100.0)

@@ -239,6 +239,14 @@ _field = st.sampled_from(
         "MachineDetection",
         "SendDigits",
         "ApplicationSid",
+        "AsyncAmd",
+        "AsyncAmdStatusCallback",
+        "MachineDetectionTimeout",
+        "MachineDetectionSpeechThreshold",
+        "RecordingStatusCallback",
+        "RecordingStatusCallbackEvent",
+        "RecordingChannels",
+        "RecordingTrack",
         "x",
     ]
 )

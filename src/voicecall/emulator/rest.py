@@ -494,6 +494,11 @@ def build_app(emu: Emulator) -> Starlette:
             "callee_inputs": list(sim.callee_inputs),
             "gather_posts": list(sim.gather_posts),
             "streams": sorted(sim.streams),
+            "answered_by": sim.answered_by,
+            "parent_call_sid": sim.parent_call_sid,
+            "script_error": sim.script_error,
+            "callee": None if sim.callee is None else sim.callee.summary(),
+            "recordings": [r.to_dict() for r in emu.call_recordings(sim.sid)],
         }
 
     @control
@@ -569,6 +574,21 @@ def build_app(emu: Emulator) -> Starlette:
         return JSONResponse({"sid": sid}, 201)
 
     @control
+    async def control_conferences(request: Request) -> Response:
+        return JSONResponse(emu.conferences.to_dict())
+
+    @control
+    async def control_media(request: Request) -> Response:
+        data = await json_body(request)
+        if not isinstance(data, dict) or not {"url", "path"} <= set(data):
+            raise ApiError(20001, "Body must be {url, path}")
+        try:
+            emu.add_media(str(data["url"]), str(data["path"]))
+        except ValueError as exc:
+            raise ApiError(20001, f"Invalid media: {exc}") from None
+        return JSONResponse({"url": data["url"], "path": data["path"]}, 201)
+
+    @control
     async def control_faults(request: Request) -> Response:
         if request.method in {"PUT", "POST"}:
             data = await json_body(request)
@@ -603,6 +623,8 @@ def build_app(emu: Emulator) -> Starlette:
         Route("/_emulator/numbers", control_numbers, methods=["GET", "POST"]),
         Route("/_emulator/dial-in", control_dial_in, methods=["POST"]),
         Route("/_emulator/faults", control_faults, methods=["GET", "PUT", "POST"]),
+        Route("/_emulator/conferences", control_conferences, methods=["GET"]),
+        Route("/_emulator/media", control_media, methods=["POST"]),
     ]
 
     async def missing(request: Request, exc: Exception) -> Response:
