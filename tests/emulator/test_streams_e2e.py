@@ -250,7 +250,7 @@ async def test_fork_with_both_tracks_carries_what_the_callee_hears(
         "<Response><Start><Stream url='ws://127.0.0.1:{port}/f' track='both_tracks'/></Start>"
         "<Say>Hello there, this call is going well today.</Say></Response>"
     )
-    sid, sim, bot = await run_call(
+    sid, _sim, bot = await run_call(
         emulator, emulator_credentials, receiver, {"answer_after_ms": 50}, play, twiml=twiml
     )
     assert bot.start["tracks"] == ["inbound", "outbound"]
