@@ -154,7 +154,6 @@ def fast_config() -> Any:
     return SimConfig(
         words_per_minute=6000.0,
         min_say_seconds=0.02,
-        play_seconds=0.05,
         initiate_delay=0.01,
         ring_delay=0.01,
         speech_auto_endpoint=0.03,

@@ -144,7 +144,6 @@ class SimConfig:
 
     words_per_minute: float = 150.0
     min_say_seconds: float = 0.3
-    play_seconds: float = 2.0  # a <Play> whose audio could not be measured (unused since fetch)
     initiate_delay: float = 0.05  # queued -> initiated
     ring_delay: float = 0.1  # initiated -> ringing
     speech_auto_endpoint: float = 0.8  # silence Twilio waits with speechTimeout="auto"
