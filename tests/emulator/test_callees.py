@@ -387,3 +387,55 @@ def test_fuzz_callee_scripts_load_or_are_refused_with_one_line(kind, body):
         c.heard_digit(3.0, "1")
         c.advance(100.0)
         c.finished(100.0)
+
+
+# ------------------------------------------------------------------ turns (stream listening)
+
+
+def _frames(pattern):
+    """'v' = a voiced 20 ms frame, '.' = a silent one."""
+    from voicecall.emulator.tones import to_ulaw, tone
+
+    voiced = to_ulaw(tone(300, 20, -20.0))
+    return [voiced if ch == "v" else b"\xff" * 160 for ch in pattern]
+
+
+def test_turn_cutter_cuts_utterances_on_pauses_and_turns_on_longer_quiet():
+    from voicecall.emulator.turns import TurnCutter
+
+    cutter = TurnCutter(pause_ms=200, turn_gap_ms=500)
+    events = []
+    for i, frame in enumerate(_frames("vvvvv" + "." * 15 + "vvv" + "." * 40)):
+        events += cutter.frame(i * 20.0, frame)
+    kinds = [(e.kind, e.start_ms, e.end_ms) for e in events]
+    assert kinds == [
+        ("utterance", 0.0, 100.0),
+        ("utterance", 400.0, 460.0),
+        ("turn", 0.0, 460.0),
+    ]
+    assert len(events[0].audio) == 5 * 160  # trailing quiet trimmed
+
+
+def test_turn_cutter_mark_ends_the_utterance_at_once():
+    from voicecall.emulator.turns import TurnCutter
+
+    cutter = TurnCutter(pause_ms=400, turn_gap_ms=300)
+    events = []
+    for i, frame in enumerate(_frames("vvv")):
+        events += cutter.frame(i * 20.0, frame)
+    events += cutter.mark(60.0, buffered=True)  # more audio queued: not the end
+    assert events == []
+    events += cutter.mark(60.0, buffered=False)
+    assert [e.kind for e in events] == ["utterance"]
+    for i, frame in enumerate(_frames("." * 20)):
+        events += cutter.frame(60.0 + i * 20.0, frame)
+    assert [e.kind for e in events] == ["utterance", "turn"]
+
+
+def test_quiet_app_audio_is_not_speech():
+    from voicecall.emulator.tones import to_ulaw, tone
+    from voicecall.emulator.turns import is_voiced
+
+    assert not is_voiced(b"\xff" * 160)
+    assert not is_voiced(to_ulaw(tone(300, 20, -60.0)))
+    assert is_voiced(to_ulaw(tone(300, 20, -20.0)))

@@ -523,3 +523,44 @@ def test_record_true_on_the_call_makes_a_recording_with_both_sides():
     statuses = [params(r)["RecordingStatus"] for r in d.of_purpose(Purpose.RECORDING_STATUS)]
     assert statuses == ["in-progress", "completed"]
     assert rec.duration == d.sim.duration
+
+
+def test_call_screening_whisper_with_a_gather_accepts_and_bridges():
+    def answer(req):
+        if req.url.endswith("/screen"):
+            return (
+                "<Response><Gather numDigits='1' action='/accept'><Say>Press 1 to take the"
+                " call</Say></Gather><Hangup/></Response>"
+            )
+        if req.url.endswith("/accept"):
+            return "<Response><Say>Connecting.</Say></Response>"
+        if req.url.endswith("/after"):
+            return "<Response/>"
+        dial = f"<Dial action='/after'><Number url='/screen'>{TARGET}</Number></Dial>"
+        return f"<Response>{dial}</Response>"
+
+    d = make(answer, scripts={TARGET: {"replies": [{"digits": "1"}], "hangup_after_ms": 8000}})
+    d.start().run()
+    (leg,) = d.legs
+    assert [h.text for h in leg.heard] == ["Press 1 to take the call", "Connecting."]
+    assert leg.bridged
+    assert kinds(d.sim, "dial-result")[0]["DialCallStatus"] == "completed"
+
+
+async def test_a_call_recording_renders_both_sides_to_a_wav():
+    import io
+    import wave
+
+    from voicecall.emulator.recordings import render_recording
+
+    d = make(
+        "<Response><Say>Hello there</Say><Play digits='12'/></Response>",
+        record=True,
+        recording_channels="dual",
+    )
+    d.start().run()
+    (rec,) = d.recordings
+    data = await render_recording(rec)
+    with wave.open(io.BytesIO(data)) as w:
+        assert w.getnchannels() == 2 and w.getframerate() == 8000
+        assert w.getnframes() == round(rec.seconds * 8000)
