@@ -150,3 +150,22 @@ def test_conforming_keys_are_all_heard_exactly(
     pcm += rng.normal(0.0, 32767.0 * 10 ** (noise_db / 20.0), size=len(pcm))
     audio = ulaw_encode(np.clip(np.rint(pcm), -32768, 32767).astype(np.int16))
     assert detect_digits(audio) == digits.upper()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.binary(max_size=120).map(lambda b: b"RIFF\x00\x00\x00\x00WAVEfmt " + b),
+    )
+)
+def test_downloaded_play_audio_decodes_or_is_refused_with_one_line(data):
+    """``<Play>`` bodies are untrusted: a WAV decodes, anything else is a VoiceError."""
+    from voicecall.emulator.voices import VoiceError, decode_wav
+
+    try:
+        audio = decode_wav("https://x/a.wav", data)
+    except VoiceError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert isinstance(audio.ulaw, bytes)

@@ -155,11 +155,6 @@ class Callee:
                 return s
         return None
 
-    def due(self, since: float, now: float) -> list[Sound]:
-        """Sounds that started in ``(since, now]`` (for the stream player)."""
-        self.advance(now)
-        return [s for s in self.sounds if since < s.start <= now]
-
     # ------------------------------------------------------------------ inputs (override)
 
     def answered(self, now: float) -> None:

