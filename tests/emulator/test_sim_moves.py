@@ -462,10 +462,17 @@ def test_conference_holds_two_legs_until_one_ends_it():
 # ------------------------------------------------------------------ <Record>
 
 
+def once(doc):
+    """A responder: ``doc`` for the call's URL, an empty document for anything else."""
+    return lambda req: doc if req.url.endswith("/voice") else "<Response/>"
+
+
 def test_record_verb_records_the_callees_speech_and_posts_the_action():
     d = make(
-        "<Response><Record action='/rec' timeout='3' recordingStatusCallback='/recstatus'/>"
-        "</Response>",
+        once(
+            "<Response><Record action='/rec' timeout='3' recordingStatusCallback='/recstatus'/>"
+            "</Response>"
+        ),
         script={"replies": ["Please call me back tomorrow."]},
     )
     d.start().run()
@@ -484,7 +491,7 @@ def test_record_verb_records_the_callees_speech_and_posts_the_action():
 
 def test_record_finish_on_key_and_silence():
     d = make(
-        "<Response><Record action='/rec' finishOnKey='#'/></Response>",
+        once("<Response><Record action='/rec' finishOnKey='#'/></Response>"),
         script={"replies": [{"digits": "12#"}]},
     )
     d.start().run()
@@ -498,7 +505,7 @@ def test_record_finish_on_key_and_silence():
 
 def test_record_max_length_caps_and_voicemail_style_callee():
     d = make(
-        "<Response><Record action='/rec' maxLength='2' playBeep='false'/></Response>",
+        once("<Response><Record action='/rec' maxLength='2' playBeep='false'/></Response>"),
         script={"replies": ["word " * 50]},
     )
     d.start().run()

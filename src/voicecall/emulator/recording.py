@@ -233,7 +233,7 @@ class RecordRun:
             verb.recording_status_callback_method,
             verb.recording_status_callback_events,
         )
-        return [*out, sim.timer("record", end)]
+        return [RecordingReady(rec), *out, sim.timer("record", end)]
 
     def _finish(self, now: float) -> tuple[Record, Recording, list[SimAction]]:
         verb, rec = self.verb, self.rec
@@ -247,7 +247,7 @@ class RecordRun:
         sim = self.sim
         sim.recordings.append(rec)
         sim.record(now, "recording", **rec.to_dict())
-        out: list[SimAction] = [RecordingReady(rec)] if rec.status == "completed" else []
+        out: list[SimAction] = [RecordingReady(rec)]
         out += _callback(
             sim,
             rec,
@@ -318,13 +318,16 @@ class CallRecorder:
         )
         self.rec = rec
         sim.record(now, "recording-started", recording_sid=rec.sid, source=rec.source)
-        return _callback(
-            sim,
-            rec,
-            spec.recording_status_callback,
-            spec.recording_status_callback_method,
-            spec.recording_status_callback_events,
-        )
+        return [
+            RecordingReady(rec),
+            *_callback(
+                sim,
+                rec,
+                spec.recording_status_callback,
+                spec.recording_status_callback_method,
+                spec.recording_status_callback_events,
+            ),
+        ]
 
     def finish(self, now: float) -> list[SimAction]:
         rec, sim = self.rec, self.sim

@@ -13,7 +13,8 @@ performs them and reports back:
   ``parent.leg_event``).
 * :class:`JoinConference` / :class:`LeaveConference` - ``<Dial><Conference>`` membership; when a
   room ends, tell its remaining members (``conference_ended``).
-* :class:`RecordingReady` - a recording is complete (serve it on the Recordings resource).
+* :class:`RecordingReady` - a recording started or changed (serve it on the Recordings resource;
+  ``status`` says whether it is ``in-progress``, ``completed`` or ``absent``).
 * :class:`CallFinished` - the call reached a terminal status; nothing more will happen.
 """
 

@@ -128,7 +128,8 @@ class Driver:
                 for sid, reason in self.conferences.leave(self.now, a.room, a.call_sid):
                     self._kick(sid, a.room, reason)
             elif isinstance(a, RecordingReady):
-                self.recordings.append(a.recording)
+                if all(r is not a.recording for r in self.recordings):
+                    self.recordings.append(a.recording)
             elif isinstance(a, CallFinished):
                 self.finished.append(a)
 
