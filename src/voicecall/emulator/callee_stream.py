@@ -24,7 +24,8 @@ from typing import Any
 from voicecall.emulator.callee import Callee, Sound
 from voicecall.emulator.dtmf_detect import DtmfDetector
 from voicecall.emulator.hearing import transcribe, warm_up, whisper_missing
-from voicecall.emulator.media import MediaSession, Utterance, peek_speech, utterance_ulaw
+from voicecall.emulator.media import MediaSession
+from voicecall.emulator.speech_audio import Utterance, peek_speech, utterance_ulaw
 from voicecall.emulator.tones import beep, hold_music, to_ulaw
 from voicecall.emulator.turns import TurnCutter, TurnEvent, is_voiced
 from voicecall.emulator.voicemail import VoicemailCallee

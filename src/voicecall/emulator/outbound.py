@@ -13,8 +13,9 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from voicecall.emulator.media import FRAME_BYTES, SILENCE, Utterance, peek_speech, utterance_ulaw
+from voicecall.emulator.media import FRAME_BYTES, SILENCE
 from voicecall.emulator.simtypes import HeardItem
+from voicecall.emulator.speech_audio import Utterance, peek_speech, utterance_ulaw
 from voicecall.emulator.tones import beep, dtmf_pcm, to_ulaw
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from voicecall.audio.g711 import ulaw_decode
-from voicecall.emulator.media import cached_speech
 from voicecall.emulator.recording import Recording, Segment
+from voicecall.emulator.speech_audio import cached_speech
 from voicecall.emulator.tones import dtmf_pcm, hold_music, tone
 from voicecall.emulator.voices import VoiceError, decode_wav, load_wav
 from voicecall.emulator.webhooks import USER_AGENT, WebhookSender

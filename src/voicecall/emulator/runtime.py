@@ -25,9 +25,9 @@ from voicecall.emulator.conference import Conferences
 from voicecall.emulator.faults import FaultConfig, Faults
 from voicecall.emulator.forms import is_anonymous_caller, is_e164
 from voicecall.emulator.ids import IdSource
-from voicecall.emulator.media import MediaSession, stereo_wav_bytes, wav_bytes
+from voicecall.emulator.media import MediaSession
 from voicecall.emulator.recording import Recording
-from voicecall.emulator.recordings import MediaError, StreamAudio, fetch_audio, render_recording
+from voicecall.emulator.runtime_moves import Moves
 from voicecall.emulator.scripts import DEFAULT_SCRIPT, CalleeScript, parse_script
 from voicecall.emulator.sim import CallSim
 from voicecall.emulator.simtypes import (
@@ -40,7 +40,6 @@ from voicecall.emulator.simtypes import (
     EndLeg,
     FetchMedia,
     HttpRequest,
-    InvalidCallState,
     JoinConference,
     LeaveConference,
     LegEvent,
@@ -52,11 +51,13 @@ from voicecall.emulator.simtypes import (
     StartLeg,
     StartTimer,
 )
+from voicecall.emulator.speech_audio import stereo_wav_bytes, wav_bytes
 from voicecall.emulator.stream_hub import StreamHub
-from voicecall.emulator.voices import load_wav
 from voicecall.emulator.webhooks import Delivery, PreparedRequest, WebhookSender, prepare_request
 
 __all__ = ["Emulator", "NumberConfig", "serve"]
+
+_MOVES = (FetchMedia, StartLeg, EndLeg, LegEvent, RecordingReady, JoinConference, LeaveConference)
 
 log = logging.getLogger("voicecall.emulator")
 
@@ -155,10 +156,7 @@ class Emulator:
         self._server_task: asyncio.Task[None] | None = None
         self.rest_in_flight = 0
         self._streams = StreamHub(self)
-        self.conferences = Conferences()
-        self._recordings: dict[str, Recording] = {}
-        self._play_files: dict[str, str] = {}
-        self.audio_cache: dict[str, bytes] = {}  # <Play> URL -> μ-law
+        self._moves = Moves(self)
         from voicecall.emulator.rest import build_app
 
         self._app = build_app(self)
@@ -452,24 +450,8 @@ class Emulator:
                     loop.call_soon(self.apply, sim, failed)
             elif isinstance(action, CloseStream):
                 self._streams.close_stream(sim, action)
-            elif isinstance(action, FetchMedia):
-                self._spawn(io, self._fetch_media(sim, action))
-            elif isinstance(action, StartLeg):
-                loop.call_soon(self._start_leg, action)
-            elif isinstance(action, EndLeg):
-                loop.call_soon(self._end_leg, action.sid)
-            elif isinstance(action, LegEvent):
-                loop.call_soon(self._leg_event, action)
-            elif isinstance(action, JoinConference):
-                kicked = self.conferences.join(
-                    self.now(), action.room, action.call_sid, action.conference
-                )
-                loop.call_soon(self._kick, kicked, action.room)
-            elif isinstance(action, LeaveConference):
-                kicked = self.conferences.leave(self.now(), action.room, action.call_sid)
-                loop.call_soon(self._kick, kicked, action.room)
-            elif isinstance(action, RecordingReady):
-                self._recordings[action.recording.sid] = action.recording
+            elif isinstance(action, _MOVES):
+                self._moves.perform(sim, action)
             elif isinstance(action, CallFinished):
                 for handle in io.timers.values():
                     handle.cancel()
@@ -479,109 +461,29 @@ class Emulator:
                     self._spawn(io, self._send(sim, io, held))
         self.notify()
 
-    # ------------------------------------------------------------------ <Dial> legs, rooms
-
-    def _start_leg(self, action: StartLeg) -> None:
-        parent = self._calls.get(action.spec.parent_call_sid or "")
-        sim = CallSim(
-            sid=action.sid,
-            account_sid=self.account_sid,
-            spec=action.spec,
-            script=self.script_for(action.spec.to),
-            now=self.now(),
-            config=self.config,
-            ids=self._ids,
-        )
-        self._calls[action.sid] = sim
-        self._io[action.sid] = _CallIO()
-        if parent is not None and parent.is_over:
-            self.apply(sim, sim.hangup(self.now(), CallStatus.CANCELED))
-            return
-        self.apply(sim, sim.start(self.now()))
-
-    def _end_leg(self, sid: str) -> None:
-        sim = self._calls.get(sid)
-        if sim is None or sim.is_over:
-            return
-        with contextlib.suppress(InvalidCallState):
-            self.apply(sim, sim.hangup(self.now(), CallStatus.COMPLETED))
-
-    def _leg_event(self, event: LegEvent) -> None:
-        parent = self._calls.get(event.parent_sid)
-        if parent is not None:
-            actions = parent.leg_event(
-                event.child_sid, event.event, event.status, event.duration, self.now()
-            )
-            self.apply(parent, actions)
-
-    def _kick(self, kicked: list[tuple[str, str]], room: str) -> None:
-        for sid, reason in kicked:
-            sim = self._calls.get(sid)
-            if sim is not None:
-                self.apply(sim, sim.conference_ended(room, self.now(), reason))
+    # ------------------------------------------------------------------ rooms, media, recordings
 
     def conference(self, name: str) -> dict[str, Any] | None:
         """A room (live, else the last one of that name that ended), as a dict."""
-        room = self.conferences.room(name)
-        if room is None:
-            ended = [r for r in self.conferences.history if r.name == name]
-            room = ended[-1] if ended else None
-        return None if room is None else room.to_dict()
-
-    # ------------------------------------------------------------------ <Play> audio
+        return self._moves.conference(name)
 
     def add_media(self, url: str, path: str) -> None:
         """Serve ``<Play>url</Play>`` from a local WAV file (checked now) instead of HTTP."""
-        load_wav(path)
-        self._play_files[url] = path
-
-    async def _fetch_media(self, sim: CallSim, action: FetchMedia) -> None:
-        audio, error = await self._media_audio(action.url)
-        sim.record(
-            self.now(),
-            "media-fetch",
-            url=action.url,
-            ok=audio is not None,
-            error=error,
-            seconds=None if audio is None else len(audio) / 8000,
-        )
-        self.apply(sim, sim.media_fetched(action.request_id, audio, self.now(), error))
-
-    async def _media_audio(self, url: str) -> tuple[bytes | None, str | None]:
-        cached = self.audio_cache.get(url)
-        if cached is not None:
-            return cached, None
-        try:
-            if url in self._play_files:
-                audio = (await asyncio.to_thread(load_wav, self._play_files[url])).ulaw
-            else:
-                audio = await fetch_audio(self._sender, url)
-        except MediaError as exc:
-            return None, str(exc)
-        self.audio_cache[url] = audio
-        return audio, None
-
-    # ------------------------------------------------------------------ recordings
+        self._moves.add_media(url, path)
 
     @property
     def recordings(self) -> Mapping[str, Recording]:
-        return dict(self._recordings)
+        return dict(self._moves.recordings)
 
     def recording(self, sid: str) -> Recording:
-        return self._recordings[sid]
+        return self._moves.recordings[sid]
 
     def call_recordings(self, call_sid: str) -> list[Recording]:
-        return [r for r in self._recordings.values() if r.call_sid == call_sid]
+        return [r for r in self._moves.recordings.values() if r.call_sid == call_sid]
 
     async def recording_wav(self, sid: str) -> bytes:
         """The recording's audio as a WAV (speech synthesised, stream audio as carried)."""
-        rec = self._recordings[sid]
-        streams = [
-            StreamAudio(session.started_at, bytes(session.spoken), bytes(session.heard))
-            for session in (self.media_session(s) for s in self.streams_of(rec.call_sid))
-            if session.started_at is not None
-        ]
-        return await render_recording(rec, streams, self.audio_cache.get)
+        return await self._moves.recording_wav(sid)
 
     def _fire_timer(self, sid: str, name: str, token: int) -> None:
         sim = self._calls.get(sid)
@@ -675,6 +577,28 @@ class Emulator:
         return delivery
 
     # ------------------------------------------------------------------ Media Streams
+
+    @property
+    def conferences(self) -> Conferences:
+        return self._moves.conferences
+
+    @property
+    def audio_cache(self) -> Mapping[str, bytes]:
+        """Downloaded ``<Play>`` audio by URL (μ-law)."""
+        return self._moves.audio_cache
+
+    @property
+    def sender(self) -> WebhookSender | None:
+        return self._sender
+
+    def add_call(self, sim: CallSim) -> None:
+        """Register a call created outside :meth:`create_call` (a ``<Dial>`` leg)."""
+        self._calls[sim.sid] = sim
+        self._io[sim.sid] = _CallIO()
+
+    @property
+    def ids(self) -> IdSource:
+        return self._ids
 
     @property
     def streams_open(self) -> Mapping[str, OpenStream]:
