@@ -530,6 +530,8 @@ def test_record_true_on_the_call_makes_a_recording_with_both_sides():
     statuses = [params(r)["RecordingStatus"] for r in d.of_purpose(Purpose.RECORDING_STATUS)]
     assert statuses == ["in-progress", "completed"]
     assert rec.duration == d.sim.duration
+    completed = params(d.callbacks[-1])  # Twilio: the recording URL goes to the StatusCallback
+    assert completed["RecordingSid"] == rec.sid and completed["RecordingUrl"] == rec.url
 
 
 def test_call_screening_whisper_with_a_gather_accepts_and_bridges():

@@ -303,6 +303,7 @@ class CallRecorder:
     def __init__(self, sim: CallSim) -> None:
         self.sim = sim
         self.rec: Recording | None = None
+        self.done: Recording | None = None  # once the call is over
 
     def start(self, now: float) -> list[SimAction]:
         sim, spec = self.sim, self.sim.spec
@@ -334,6 +335,7 @@ class CallRecorder:
         if rec is None:
             return []
         self.rec = None
+        self.done = rec
         rec.end = now
         track = rec.track
         if track in {"both", "outbound"}:

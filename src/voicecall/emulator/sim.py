@@ -504,6 +504,13 @@ class CallSim:
         ]
         if event == "completed":
             params.append(("CallDuration", str(self.duration or 0)))
+            call_recording = self._recorder.done
+            if call_recording is not None:  # Record=true: the recording goes with it
+                params += [
+                    ("RecordingUrl", call_recording.url),
+                    ("RecordingSid", call_recording.sid),
+                    ("RecordingDuration", str(call_recording.duration)),
+                ]
         if self.answered_by is not None:
             params.append(("AnsweredBy", self.answered_by))
         self._sequence += 1
