@@ -45,7 +45,13 @@ class Received:
         return dict(self.params)
 
 
-Answer = str | tuple[int, str] | Callable[["Received"], "str | tuple[int, str]"]
+Answer = (
+    str
+    | bytes
+    | tuple[int, str]
+    | tuple[int, bytes, str]
+    | Callable[["Received"], "str | tuple[int, str]"]
+)
 
 
 @dataclass
@@ -87,6 +93,10 @@ class Receiver:
         answer = self.answers.get(request.url.path, "<Response/>")
         if callable(answer):
             answer = answer(rec)
+        if isinstance(answer, bytes):
+            return Response(answer, 200, media_type="audio/wav")
+        if isinstance(answer, tuple) and len(answer) == 3:
+            return Response(answer[1], answer[0], media_type=answer[2])
         status, text = (200, answer) if isinstance(answer, str) else answer
         return Response(text, status, media_type="application/xml")
 
@@ -144,7 +154,6 @@ def fast_config() -> Any:
     return SimConfig(
         words_per_minute=6000.0,
         min_say_seconds=0.02,
-        play_seconds=0.05,
         initiate_delay=0.01,
         ring_delay=0.01,
         speech_auto_endpoint=0.03,

@@ -94,6 +94,9 @@ async def test_fetch_update_and_list(fast, emulator_credentials):
     assert "rest-request" in kinds and "rest-hangup" in kinds
 
 
+BASE = {"To": "+15551230001", "From": "+14155551212", "Twiml": TWIML}
+
+
 @pytest.mark.parametrize(
     ("form", "code"),
     [
@@ -109,7 +112,7 @@ async def test_fetch_update_and_list(fast, emulator_credentials):
         ),
         ({"To": "+15551230001", "From": "+14155551212", "Url": "ftp://h/x"}, 21205),
         ({"To": "+15551230001", "From": "+14155551212", "Twiml": "x" * 4001}, 21205),
-        ({"To": "+15551230001", "From": "+14155551212", "Twiml": TWIML, "Timeout": "soon"}, 20001),
+        ({"To": "+15551230001", "From": "+14155551212", "Twiml": TWIML, "Timeout": "soon"}, 21208),
         (
             {
                 "To": "+15551230001",
@@ -119,6 +122,21 @@ async def test_fetch_update_and_list(fast, emulator_credentials):
             },
             20001,
         ),
+        ({**BASE, "Timeout": "0"}, 21208),
+        ({**BASE, "Timeout": "-5"}, 21208),
+        ({**BASE, "MachineDetection": "Enable", "MachineDetectionTimeout": "2"}, 20001),
+        ({**BASE, "MachineDetectionSpeechThreshold": "7000"}, 20001),
+        ({**BASE, "MachineDetectionSilenceTimeout": "x"}, 20001),
+        ({**BASE, "AsyncAmd": "maybe"}, 20001),
+        ({**BASE, "AsyncAmdStatusCallback": "ftp://x/y"}, 20001),
+        ({**BASE, "RecordingChannels": "stereo"}, 20001),
+        ({**BASE, "RecordingTrack": "left"}, 20001),
+        ({**BASE, "RecordingStatusCallbackEvent": "done"}, 20001),
+        ({**BASE, "RecordingStatusCallbackMethod": "PUT"}, 20001),
+        ({**BASE, "SendDigits": "12x"}, 20001),
+        ({**BASE, "To": "client:bad name"}, 21211),
+        ({**BASE, "To": "sip:nohost"}, 21211),
+        ({**BASE, "To": "+15551230001", "From": "client:alice"}, 21212),
     ],
 )
 async def test_create_validation_errors(fast, emulator_credentials, form, code):
@@ -239,6 +257,14 @@ _field = st.sampled_from(
         "MachineDetection",
         "SendDigits",
         "ApplicationSid",
+        "AsyncAmd",
+        "AsyncAmdStatusCallback",
+        "MachineDetectionTimeout",
+        "MachineDetectionSpeechThreshold",
+        "RecordingStatusCallback",
+        "RecordingStatusCallbackEvent",
+        "RecordingChannels",
+        "RecordingTrack",
         "x",
     ]
 )

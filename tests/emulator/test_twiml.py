@@ -100,9 +100,28 @@ def test_loop_zero_means_repeat_until_hangup():
     )
 
 
-def test_unsupported_verbs_parse():
+def test_dial_and_record_parse():
     parsed = parse_twiml("<Response><Dial>+15550000000</Dial><Record/></Response>")
-    assert parsed.verbs == (t.Unsupported("Dial"), t.Unsupported("Record"))
+    assert parsed.verbs == (t.Dial(targets=(t.DialTarget("number", "+15550000000"),)), t.Record())
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "<Response><Enqueue>q</Enqueue></Response>",
+        "<Response><Pay/></Response>",
+        "<Response><Refer/></Response>",
+        "<Response><Leave/></Response>",
+        "<Response><Connect><Room>r</Room></Connect></Response>",
+        "<Response><Connect><ConversationRelay/></Connect></Response>",
+        "<Response><Dial><Queue>q</Queue></Dial></Response>",
+    ],
+)
+def test_verbs_the_emulator_cannot_play_are_12100_naming_them(doc):
+    with pytest.raises(TwimlError) as info:
+        parse_twiml(doc)
+    assert info.value.code == 12100
+    assert "cannot play" in info.value.message
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,12 @@ See ``docs/emulator.md``.
 
 from voicecall.emulator.faults import FaultConfig, Faults, RestFault
 from voicecall.emulator.runtime import Emulator, NumberConfig, serve
+from voicecall.emulator.scenarios import SCENARIOS, restaurant_script
 from voicecall.emulator.scripts import CalleeScript, ScriptError, parse_script
 from voicecall.emulator.sim import CallSim, CallSpec, CallStatus, Direction, SimConfig
 
 __all__ = [
+    "SCENARIOS",
     "CallSim",
     "CallSpec",
     "CallStatus",
@@ -24,5 +26,6 @@ __all__ = [
     "ScriptError",
     "SimConfig",
     "parse_script",
+    "restaurant_script",
     "serve",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "encode_form",
     "first",
     "get_all",
+    "is_address",
     "is_anonymous_caller",
     "is_e164",
 ]
@@ -29,6 +30,8 @@ MAX_FORM_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 200
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_CLIENT = re.compile(r"^client:[A-Za-z0-9_.\-]{1,121}$")
+_SIP = re.compile(r"^sips?:[^@\s<>\"]+@[A-Za-z0-9.\-\[\]:]+(;[^\s<>\"]*)?$")
 # Twilio's stand-ins for a caller with no caller ID (documented values).
 _ANONYMOUS = frozenset({"anonymous", "+266696687", "+2666966", "+7378742833", "+86282452253"})
 
@@ -95,6 +98,11 @@ def first(params: Sequence[tuple[str, str]], name: str) -> str | None:
 def is_e164(number: str) -> bool:
     """``+`` then 7 to 15 digits, first digit not 0 (the shape Twilio accepts for ``To``)."""
     return bool(_E164.fullmatch(number))
+
+
+def is_address(value: str) -> bool:
+    """A call's ``To``: an E.164 number, ``client:identity`` or a ``sip:user@host`` URI."""
+    return is_e164(value) or bool(_CLIENT.fullmatch(value)) or bool(_SIP.fullmatch(value))
 
 
 def is_anonymous_caller(number: str) -> bool:

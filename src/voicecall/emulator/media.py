@@ -27,20 +27,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
-
-from voicecall.audio.g711 import ulaw_decode
 from voicecall.emulator.lateness import LatenessHistogram
+from voicecall.emulator.speech_audio import (
+    Utterance,
+    _utterance,
+    cached_speech,
+    peek_speech,
+    speech_ulaw,
+    utterance_ulaw,
+    wav_bytes,
+)
 from voicecall.emulator.ticker import FrameTicker
-from voicecall.emulator.voices import Voice, cached_wav, espeak_ulaw, load_wav, piper_ulaw
+from voicecall.emulator.voices import Voice
 from voicecall.emulator.wsclient import WebSocketClient, WebSocketConnectError, open_websocket
 
 __all__ = [
@@ -105,6 +109,9 @@ class MediaSession:
     app_utterances: list[dict[str, float]] = field(default_factory=list)
     marks: list[dict[str, Any]] = field(default_factory=list)
     lateness: LatenessHistogram = field(default_factory=LatenessHistogram)  # per sent frame
+    started_at: float | None = None  # emulator clock of sample 0 (set by the runner)
+    started_mono: float | None = None  # time.monotonic() of sample 0
+    bidirectional: bool = True  # a <Start> fork: the app's media/mark/clear are ignored
 
     def __post_init__(self) -> None:
         self._seq = 0
@@ -158,12 +165,17 @@ class MediaSession:
         if ulaw:
             self._inbound_queue.append((ulaw, label))
 
+    def hush(self) -> None:
+        """The callee stops talking at once (drops what was queued on the inbound track)."""
+        self._inbound.clear()
+        self._inbound_queue.clear()
+
     @property
     def callee_speaking(self) -> bool:
         return bool(self._inbound) or bool(self._inbound_queue)
 
-    def media(self) -> str:
-        """The next inbound frame (callee speech or silence) as a ``media`` message."""
+    def _next_inbound(self) -> tuple[bytes, str]:
+        """Advance the inbound track by one frame: (frame, base64 payload)."""
         if not self._inbound and self._inbound_queue:
             ulaw, label = self._inbound_queue.pop(0)
             sample = self._chunk * FRAME_BYTES
@@ -176,22 +188,45 @@ class MediaSession:
             del self._inbound[:FRAME_BYTES]
             if len(frame) < FRAME_BYTES:
                 frame += SILENCE[len(frame) :]
-            payload = base64.b64encode(frame).decode("ascii")
             self.spoken += frame
-        else:
-            payload = SILENCE_B64
-            self.spoken += SILENCE
-        timestamp = self._chunk * FRAME_MS
-        self._chunk += 1
-        self.stats.frames_sent += 1
+            return frame, base64.b64encode(frame).decode("ascii")
+        self.spoken += SILENCE
+        return SILENCE, SILENCE_B64
+
+    def _media_message(self, track: str, chunk: int, timestamp: int, payload: str) -> str:
         self._seq += 1
         # Byte for byte what json.dumps gives for the message dict (tested), without building
         # and encoding a dict per frame: every value here is a digit string or base64.
         return (
             f'{{"event": "media", "sequenceNumber": "{self._seq}", "streamSid": '
-            f'{self._sid_json}, "media": {{"track": "inbound", "chunk": "{self._chunk}", '
+            f'{self._sid_json}, "media": {{"track": "{track}", "chunk": "{chunk}", '
             f'"timestamp": "{timestamp}", "payload": "{payload}"}}}}'
         )
+
+    def media(self) -> str:
+        """The next inbound frame (callee speech or silence) as a ``media`` message."""
+        _, payload = self._next_inbound()
+        timestamp = self._chunk * FRAME_MS
+        self._chunk += 1
+        self.stats.frames_sent += 1
+        return self._media_message("inbound", self._chunk, timestamp, payload)
+
+    def media_tracks(self, outbound: bytes) -> list[str]:
+        """The next frame of every track this stream carries (``outbound``: what the callee
+        hears now). A fork with ``outbound_track`` only still advances the inbound track."""
+        _, payload = self._next_inbound()
+        timestamp = self._chunk * FRAME_MS
+        self._chunk += 1
+        out: list[str] = []
+        if "inbound" in self.tracks:
+            self.stats.frames_sent += 1
+            out.append(self._media_message("inbound", self._chunk, timestamp, payload))
+        if "outbound" in self.tracks:
+            self.stats.frames_sent += 1
+            frame = outbound[:FRAME_BYTES] + SILENCE[len(outbound) :]
+            b64 = base64.b64encode(frame).decode("ascii")
+            out.append(self._media_message("outbound", self._chunk, timestamp, b64))
+        return out
 
     def dtmf(self, digit: str) -> str:
         self.stats.dtmf_sent += 1
@@ -241,7 +276,7 @@ class MediaSession:
             self.stats.malformed += 1
             return []
         event = data.get("event")
-        if data.get("streamSid") != self.stream_sid:
+        if data.get("streamSid") != self.stream_sid or not self.bidirectional:
             self.stats.ignored += 1
             return []
         if event == "media":
@@ -344,56 +379,7 @@ class MediaSession:
         }
 
 
-# -------------------------------------------------------------------- audio helpers
-
-
-def wav_bytes(ulaw: bytes) -> bytes:
-    """A 16-bit 8 kHz mono WAV of μ-law audio."""
-    pcm = ulaw_decode(ulaw)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.astype("<i2").tobytes())
-    return buf.getvalue()
-
-
-def stereo_wav_bytes(left_ulaw: bytes, right_ulaw: bytes) -> bytes:
-    """A 16-bit 8 kHz stereo WAV: ``left`` and ``right`` μ-law tracks, padded to one length."""
-    left, right = ulaw_decode(left_ulaw), ulaw_decode(right_ulaw)
-    n = max(len(left), len(right))
-    frames = np.zeros((n, 2), dtype="<i2")
-    frames[: len(left), 0] = left
-    frames[: len(right), 1] = right
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(frames.tobytes())
-    return buf.getvalue()
-
-
-async def speech_ulaw(text: str, words_per_minute: float = 150.0) -> bytes:
-    """Callee speech for ``text``: espeak-ng if installed, else a tone of the same length."""
-    return await espeak_ulaw(text, words_per_minute)
-
-
 # -------------------------------------------------------------------- the I/O edge
-
-
-@dataclass(frozen=True, slots=True)
-class Utterance:
-    """One thing the callee says: a WAV file's audio if ``wav`` is set, else ``text`` spoken."""
-
-    text: str
-    wav: str | None = None
-
-    @property
-    def label(self) -> str:
-        """How the utterance is named in ``onsets`` and the timeline."""
-        return self.text or f"wav:{self.wav}"
 
 
 @dataclass
@@ -410,53 +396,18 @@ class StreamPlan:
     drop_after_s: float | None = None
     words_per_minute: float = 150.0
     voice: Voice = Voice.ESPEAK
+    listener: StreamListener | None = None  # a scripted callee (see callee_stream)
+    outbound: Callable[[float], bytes] | None = None  # emulator time -> what the callee hears
 
 
-_SPEECH_CACHE: dict[tuple[str, str, float], bytes] = {}
-_SPEECH_CACHE_MAX = 256
+class StreamListener(Protocol):
+    """What a scripted callee needs from the stream driver (``callee_stream.CalleeOnStream``)."""
 
+    def tick(self, t_ms: float, heard: bytes) -> None: ...
 
-def _utterance(item: Utterance | str) -> Utterance:
-    return item if isinstance(item, Utterance) else Utterance(item)
+    def mark_echoed(self, t_ms: float, buffered: bool) -> None: ...
 
-
-def _cache_key(u: Utterance, voice: Voice, wpm: float) -> tuple[str, str, float]:
-    # espeak's output depends on the rate; Piper's does not (it speaks at its own pace).
-    return (str(voice), u.text, wpm if voice == Voice.ESPEAK else 0.0)
-
-
-def peek_speech(u: Utterance, words_per_minute: float, voice: Voice = Voice.ESPEAK) -> bytes | None:
-    """The utterance's audio if it is ready without any work (cached), else None."""
-    if u.wav is not None:
-        return cached_wav(u.wav)
-    return _SPEECH_CACHE.get(_cache_key(u, voice, words_per_minute))
-
-
-async def utterance_ulaw(
-    u: Utterance, words_per_minute: float, voice: Voice = Voice.ESPEAK
-) -> bytes:
-    """The utterance's 8 kHz μ-law audio; synthesised speech is cached per process."""
-    if u.wav is not None:
-        audio = cached_wav(u.wav)
-        if audio is None:
-            audio = (await asyncio.to_thread(load_wav, u.wav)).ulaw
-        return audio
-    key = _cache_key(u, voice, words_per_minute)
-    audio = _SPEECH_CACHE.get(key)
-    if audio is None:
-        if voice == Voice.PIPER:
-            audio = await piper_ulaw(u.text)
-        else:
-            audio = await espeak_ulaw(u.text, words_per_minute)
-        if len(_SPEECH_CACHE) >= _SPEECH_CACHE_MAX:
-            _SPEECH_CACHE.pop(next(iter(_SPEECH_CACHE)))
-        _SPEECH_CACHE[key] = audio
-    return audio
-
-
-async def cached_speech(text: str, words_per_minute: float, voice: Voice = Voice.ESPEAK) -> bytes:
-    """Speech for ``text`` (espeak-ng or Piper), synthesised once per process."""
-    return await utterance_ulaw(Utterance(text), words_per_minute, voice)
+    async def close(self) -> None: ...
 
 
 class _StreamDriver:
@@ -497,8 +448,11 @@ class _StreamDriver:
         self.t0 = first_due - FRAME_MS / 1000.0
 
     def on_message(self, message: str | bytes) -> None:
-        for reply in self.session.receive(message, self.now_ms()):
+        replies = self.session.receive(message, self.now_ms())
+        for reply in replies:
             self.client.send_text(reply)
+        if replies and self.plan.listener is not None:
+            self.plan.listener.mark_echoed(self.now_ms(), self.session.app_playing)
 
     def _say(self, item: Utterance | str) -> None:
         u = _utterance(item)
@@ -558,9 +512,20 @@ class _StreamDriver:
         say_at = self._say_at
         while say_at and say_at[0][0] <= t:
             self._say(say_at.pop(0)[1])
-        client.send_text(session.media())
-        for echo in session.play(t):
+        if self.plan.outbound is None:
+            client.send_text(session.media())
+        else:
+            now = (session.started_at or 0.0) + t / 1000.0
+            for message in session.media_tracks(self.plan.outbound(now)):
+                client.send_text(message)
+        echoes = session.play(t)
+        for echo in echoes:
             client.send_text(echo)
+        listener = self.plan.listener
+        if listener is not None:
+            if echoes:
+                listener.mark_echoed(t, session.app_playing)
+            listener.tick(t, bytes(session.heard[-FRAME_BYTES:]))
         # Turn taking: reply once the app has spoken and gone quiet for reply_delay_ms.
         if session.app_playing:
             self._heard_app, self._quiet_since = True, None
@@ -602,6 +567,7 @@ async def run_stream(
     plan: StreamPlan,
     stop: asyncio.Event,
     record: Callable[..., None],
+    clock: Callable[[], float] | None = None,
 ) -> str:
     """Run one stream until the app closes it, ``stop`` is set, or a drop fault fires.
 
@@ -635,6 +601,9 @@ async def run_stream(
         client.send_text(session.connected())
         client.send_text(session.start())
         driver.started(ticker.add(driver))
+        session.started_mono = driver.t0
+        if clock is not None:
+            session.started_at = clock() - (time.monotonic() - driver.t0)
         waits: set[asyncio.Future[Any]] = {stop_wait, client.closed, driver.done}
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         ticker.remove(driver)
@@ -650,3 +619,5 @@ async def run_stream(
         stop_wait.cancel()
         driver.cancel_speech()
         client.abort()
+        if plan.listener is not None:
+            await plan.listener.close()

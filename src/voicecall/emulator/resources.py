@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from voicecall.emulator.sim import API_VERSION, CallSim, CallStatus, rfc2822
+from voicecall.emulator.recording import Recording
+from voicecall.emulator.sim import CallSim
+from voicecall.emulator.simtypes import API_VERSION, CallStatus, rfc2822
 
 __all__ = [
     "call_resource",
@@ -12,11 +14,17 @@ __all__ = [
     "error_body",
     "format_number",
     "page_body",
+    "recording_resource",
+    "recordings_path",
 ]
 
 
 def calls_path(account_sid: str) -> str:
     return f"/{API_VERSION}/Accounts/{account_sid}/Calls"
+
+
+def recordings_path(account_sid: str) -> str:
+    return f"/{API_VERSION}/Accounts/{account_sid}/Recordings"
 
 
 def error_body(code: int, message: str, status: int) -> dict[str, Any]:
@@ -60,7 +68,7 @@ def call_resource(sim: CallSim) -> dict[str, Any]:
         "from": sim.spec.from_,
         "from_formatted": format_number(sim.spec.from_),
         "group_sid": None,
-        "parent_call_sid": None,
+        "parent_call_sid": sim.parent_call_sid,
         "phone_number_sid": None,
         "price": None,
         "price_unit": "USD",
@@ -87,6 +95,36 @@ def call_resource(sim: CallSim) -> dict[str, Any]:
     }
 
 
+def recording_resource(rec: Recording) -> dict[str, Any]:
+    """A recording as Twilio's Recordings resource JSON shows it."""
+    uri = f"{rec.path}.json"
+    return {
+        "account_sid": rec.account_sid,
+        "api_version": API_VERSION,
+        "call_sid": rec.call_sid,
+        "conference_sid": None,
+        "channels": rec.channels,
+        "date_created": rfc2822(rec.start),
+        "date_updated": rfc2822(rec.end if rec.end is not None else rec.start),
+        "duration": str(rec.duration) if rec.status == "completed" else "-1",
+        "encryption_details": None,
+        "error_code": None if rec.status != "absent" else rec.error_code,
+        "media_url": rec.url,
+        "price": None,
+        "price_unit": "USD",
+        "sid": rec.sid,
+        "source": rec.source,
+        "start_time": rfc2822(rec.start),
+        "status": rec.status,
+        "subresource_uris": {
+            "add_on_results": f"{rec.path}/AddOnResults.json",
+            "transcriptions": f"{rec.path}/Transcriptions.json",
+        },
+        "track": rec.track,
+        "uri": uri,
+    }
+
+
 def page_body(
     account_sid: str,
     calls: list[dict[str, Any]],
@@ -95,21 +133,29 @@ def page_body(
     page_size: int,
     total: int,
     query: str,
+    key: str = "calls",
+    path: str | None = None,
+    next_token: str | None = None,
 ) -> dict[str, Any]:
-    """A Twilio list page. ``query`` holds the filters (already encoded, may be empty)."""
-    base = calls_path(account_sid) + ".json"
+    """A Twilio list page. ``query`` holds the filters (already encoded, may be empty).
+
+    ``next_token``: the ``PageToken`` the next page starts after (Twilio's cursor paging);
+    ``next_page_uri`` carries it.
+    """
+    base = (path or calls_path(account_sid)) + ".json"
     extra = f"&{query}" if query else ""
 
-    def page_uri(n: int) -> str:
-        return f"{base}?PageSize={page_size}&Page={n}{extra}"
+    def page_uri(n: int, token: str | None = None) -> str:
+        cursor = f"&PageToken={token}" if token else ""
+        return f"{base}?PageSize={page_size}&Page={n}{cursor}{extra}"
 
     start = page * page_size
     has_next = start + len(calls) < total
     return {
-        "calls": calls,
+        key: calls,
         "end": start + len(calls) - 1 if calls else start,
         "first_page_uri": page_uri(0),
-        "next_page_uri": page_uri(page + 1) if has_next else None,
+        "next_page_uri": page_uri(page + 1, next_token) if has_next else None,
         "page": page,
         "page_size": page_size,
         "previous_page_uri": page_uri(page - 1) if page > 0 else None,

@@ -29,9 +29,18 @@ from voicecall.emulator.forms import (
     encode_form,
     first,
     get_all,
+    is_address,
     is_e164,
 )
-from voicecall.emulator.resources import call_resource, error_body, page_body
+from voicecall.emulator.listing import ListError, page_after, time_filters
+from voicecall.emulator.resources import (
+    call_resource,
+    calls_path,
+    error_body,
+    page_body,
+    recording_resource,
+    recordings_path,
+)
 from voicecall.emulator.scripts import ScriptError, parse_script
 from voicecall.emulator.sim import API_VERSION, CallSpec, CallStatus, InvalidCallState
 
@@ -42,7 +51,8 @@ __all__ = ["MAX_TWIML_PARAM_CHARS", "build_app"]
 
 MAX_TWIML_PARAM_CHARS = 4000
 _EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
-_DTMF_SEND = frozenset("0123456789*#w")
+_DTMF_SEND = frozenset("0123456789*#wWABCD")
+_RECORDING_EVENTS = frozenset({"in-progress", "completed", "absent"})
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -73,7 +83,8 @@ def _method(params: Params, name: str) -> str:
     if value is None or value == "":
         return "POST"
     if value.upper() not in {"GET", "POST"}:
-        raise ApiError(21205 if name == "Method" else 21609, f"{name} must be GET or POST")
+        code = 21205 if name == "Method" else 21609 if name == "StatusCallbackMethod" else 20001
+        raise ApiError(code, f"{name} must be GET or POST")
     return value.upper()
 
 
@@ -94,17 +105,61 @@ def _bool_param(params: Params, name: str) -> bool:
     return value == "true"
 
 
+def _url_param(params: Params, name: str, code: int = 21609) -> str | None:
+    value = first(params, name) or None
+    if value is not None and not _valid_url(value):
+        raise ApiError(code, f"{name} is not a valid URL: {value}")
+    return value
+
+
+def _ranged(params: Params, name: str, default: int, low: int, high: int) -> int:
+    value = _int_param(params, name, default)
+    if not low <= value <= high:
+        raise ApiError(20001, f"{name} must be within {low}..{high}, got {value}")
+    return value
+
+
+def _choice(params: Params, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = first(params, name) or default
+    if value not in allowed:
+        raise ApiError(20001, f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _recording_events(params: Params) -> frozenset[str]:
+    events = {e for v in get_all(params, "RecordingStatusCallbackEvent") for e in v.split()}
+    unknown = events - _RECORDING_EVENTS
+    if unknown:
+        raise ApiError(20001, f"Invalid RecordingStatusCallbackEvent: {', '.join(sorted(unknown))}")
+    return frozenset(events) or frozenset({"completed"})
+
+
+def _timeout(params: Params) -> int:
+    """``Timeout``: a positive whole number of seconds (Twilio error 21208), at most 600."""
+    value = first(params, "Timeout")
+    if value is None or value == "":
+        return 60
+    try:
+        timeout = int(value)
+    except ValueError:
+        raise ApiError(21208, f"Invalid Timeout: {value!r} is not a whole number") from None
+    if timeout < 1:
+        raise ApiError(21208, f"Invalid Timeout: {timeout} is not positive")
+    return min(timeout, 600)
+
+
 def parse_create(params: Params) -> CallSpec:
     """Validate a Calls create form into a :class:`CallSpec` or raise :class:`ApiError`."""
     to = first(params, "To")
     from_ = first(params, "From")
     if not to:
         raise ApiError(21201, "No 'To' number is specified")
-    if not is_e164(to):
+    if not is_address(to):
         raise ApiError(21211, f"Invalid 'To' Phone Number: {to}")
     if not from_:
         raise ApiError(21213, "No 'From' number is specified")
-    if not is_e164(from_):
+    from_ok = is_e164(from_) or (to.startswith("client:") and is_address(from_))
+    if not from_ok:
         raise ApiError(21212, f"Invalid 'From' Phone Number: {from_}")
     url = first(params, "Url") or None
     twiml = first(params, "Twiml") or None
@@ -118,17 +173,12 @@ def parse_create(params: Params) -> CallSpec:
         raise ApiError(21205, f"Url is not a valid URL: {url}")
     if twiml is not None and len(twiml) > MAX_TWIML_PARAM_CHARS:
         raise ApiError(21205, f"Twiml must be at most {MAX_TWIML_PARAM_CHARS} characters")
-    status_callback = first(params, "StatusCallback") or None
-    if status_callback is not None and not _valid_url(status_callback):
-        raise ApiError(21609, f"StatusCallback is not a valid URL: {status_callback}")
+    status_callback = _url_param(params, "StatusCallback")
     events = [e.strip() for v in get_all(params, "StatusCallbackEvent") for e in v.split(" ")]
     events = [e for e in events if e]
     unknown = set(events) - _EVENTS
     if unknown:
         raise ApiError(20001, f"Invalid StatusCallbackEvent: {', '.join(sorted(unknown))}")
-    timeout = _int_param(params, "Timeout", 60)
-    if timeout < 1:
-        raise ApiError(20001, "Timeout must be a positive integer")
     time_limit = _int_param(params, "TimeLimit", 14_400)
     if time_limit < 1:
         raise ApiError(20001, "TimeLimit must be a positive integer")
@@ -137,7 +187,7 @@ def parse_create(params: Params) -> CallSpec:
         raise ApiError(20001, "MachineDetection must be Enable or DetectMessageEnd")
     send_digits = first(params, "SendDigits") or None
     if send_digits is not None and (len(send_digits) > 32 or not set(send_digits) <= _DTMF_SEND):
-        raise ApiError(20001, "SendDigits must be at most 32 characters of 0-9 * # w")
+        raise ApiError(20001, "SendDigits must be at most 32 characters of 0-9 A-D * # w W")
     return CallSpec(
         to=to,
         from_=from_,
@@ -147,11 +197,29 @@ def parse_create(params: Params) -> CallSpec:
         status_callback=status_callback,
         status_callback_method=_method(params, "StatusCallbackMethod"),
         status_callback_events=frozenset(events) if events else frozenset({"completed"}),
-        timeout=min(timeout, 600),
+        timeout=_timeout(params),
         time_limit=time_limit,
-        record=_bool_param(params, "Record"),
-        machine_detection=machine_detection,
         send_digits=send_digits,
+        machine_detection=machine_detection,
+        machine_detection_timeout=_ranged(params, "MachineDetectionTimeout", 30, 3, 59),
+        machine_detection_speech_threshold=_ranged(
+            params, "MachineDetectionSpeechThreshold", 2400, 1000, 6000
+        ),
+        machine_detection_speech_end_threshold=_ranged(
+            params, "MachineDetectionSpeechEndThreshold", 1200, 500, 5000
+        ),
+        machine_detection_silence_timeout=_ranged(
+            params, "MachineDetectionSilenceTimeout", 5000, 2000, 10000
+        ),
+        async_amd=_bool_param(params, "AsyncAmd"),
+        async_amd_status_callback=_url_param(params, "AsyncAmdStatusCallback", 20001),
+        async_amd_status_callback_method=_method(params, "AsyncAmdStatusCallbackMethod"),
+        record=_bool_param(params, "Record"),
+        recording_status_callback=_url_param(params, "RecordingStatusCallback", 20001),
+        recording_status_callback_method=_method(params, "RecordingStatusCallbackMethod"),
+        recording_status_callback_events=_recording_events(params),
+        recording_channels=_choice(params, "RecordingChannels", ("mono", "dual"), "mono"),
+        recording_track=_choice(params, "RecordingTrack", ("inbound", "outbound", "both"), "both"),
     )
 
 
@@ -236,37 +304,116 @@ def build_app(emu: Emulator) -> Starlette:
         note(sim.sid, request, params, 201)
         return JSONResponse(call_resource(sim), 201)
 
-    @rest
-    async def list_calls(request: Request) -> Response:
-        q = request.query_params
-        filters = [(k, q[k]) for k in ("To", "From", "Status") if q.get(k)]
+    def paging(q: Any) -> tuple[int, int, str | None]:
         try:
             page_size = max(1, min(1000, int(q.get("PageSize", "50"))))
             page = max(0, int(q.get("Page", "0")))
         except ValueError:
             raise ApiError(20001, "PageSize and Page must be integers") from None
+        return page, page_size, q.get("PageToken") or None
+
+    @rest
+    async def list_calls(request: Request) -> Response:
+        q = request.query_params
+        keys = ("To", "From", "Status", "ParentCallSid")
+        filters = [(k, q[k]) for k in keys if q.get(k)]
+        page, page_size, token = paging(q)
+        try:
+            times = time_filters(q)
+        except ListError as exc:
+            raise ApiError(20001, str(exc)) from None
+        stamps = {"StartTime": "start_time", "EndTime": "end_time", "DateCreated": "date_created"}
+        fields = {
+            "To": "to",
+            "From": "from",
+            "Status": "status",
+            "ParentCallSid": "parent_call_sid",
+        }
         sims = sorted(emu.calls.values(), key=lambda s: s.date_created, reverse=True)
         rows = []
         for sim in sims:
             resource = call_resource(sim)
-            if any(
-                (k == "To" and resource["to"] != v)
-                or (k == "From" and resource["from"] != v)
-                or (k == "Status" and resource["status"] != v)
-                for k, v in filters
-            ):
+            if any(resource[fields[k]] != v for k, v in filters):
+                continue
+            if any(not test(getattr(sim, stamps[name])) for name, test in times):
                 continue
             rows.append(resource)
-        chunk = rows[page * page_size : (page + 1) * page_size]
+        try:
+            chunk, next_token = page_after(rows, page=page, page_size=page_size, token=token)
+        except ListError as exc:
+            raise ApiError(20001, str(exc)) from None
+        time_query = [(k, q[k]) for k in q if k.startswith(("StartTime", "EndTime", "DateC"))]
         body = page_body(
             emu.account_sid,
             chunk,
             page=page,
             page_size=page_size,
-            total=len(rows),
-            query=encode_form(filters),
+            total=len(rows) if token is None else page * page_size + len(rows),
+            query=encode_form(filters + time_query),
+            next_token=next_token,
+        )
+        if token is not None:
+            body["next_page_uri"] = body["next_page_uri"] if next_token else None
+        return JSONResponse(body)
+
+    # ------------------------------------------------------------------ recordings
+
+    def recording_rows(call_sid: str | None) -> list[dict[str, Any]]:
+        recs = sorted(emu.recordings.values(), key=lambda r: r.start, reverse=True)
+        return [recording_resource(r) for r in recs if call_sid is None or r.call_sid == call_sid]
+
+    def recordings_page(request: Request, rows: list[dict[str, Any]], path: str) -> Response:
+        page, page_size, token = paging(request.query_params)
+        try:
+            chunk, next_token = page_after(rows, page=page, page_size=page_size, token=token)
+        except ListError as exc:
+            raise ApiError(20001, str(exc)) from None
+        body = page_body(
+            emu.account_sid,
+            chunk,
+            page=page,
+            page_size=page_size,
+            total=len(rows) if token is None else page * page_size + len(rows),
+            query="",
+            key="recordings",
+            path=path,
+            next_token=next_token,
         )
         return JSONResponse(body)
+
+    @rest
+    async def list_recordings(request: Request) -> Response:
+        call_sid = request.query_params.get("CallSid") or None
+        return recordings_page(request, recording_rows(call_sid), recordings_path(emu.account_sid))
+
+    @rest
+    async def list_call_recordings(request: Request) -> Response:
+        sid = request.path_params["call_sid"]
+        if sid not in emu.calls:
+            raise not_found(request)
+        path = f"{calls_path(emu.account_sid)}/{sid}/Recordings"
+        return recordings_page(request, recording_rows(sid), path)
+
+    @rest
+    async def fetch_recording(request: Request) -> Response:
+        sid = request.path_params["recording_sid"]
+        rec = emu.recordings.get(sid)
+        if rec is None:
+            raise not_found(request)
+        return JSONResponse(recording_resource(rec))
+
+    async def recording_media(request: Request) -> Response:
+        # Like Twilio's default, recording media needs no credentials (the sid is the secret).
+        sid = request.path_params["recording_sid"]
+        ext = request.path_params.get("ext", "wav")
+        rec = emu.recordings.get(sid)
+        if request.path_params["account_sid"] != emu.account_sid or rec is None:
+            return not_found(request).response()
+        if ext != "wav":
+            return ApiError(
+                20404, f"the emulator serves recordings as .wav, not .{ext}", 404
+            ).response()
+        return Response(await emu.recording_wav(sid), media_type="audio/x-wav")
 
     @rest
     async def fetch_call(request: Request) -> Response:
@@ -295,7 +442,11 @@ def build_app(emu: Emulator) -> Starlette:
         if twiml is not None and len(twiml) > MAX_TWIML_PARAM_CHARS:
             raise ApiError(21205, f"Twiml must be at most {MAX_TWIML_PARAM_CHARS} characters")
         method = _method(params, "Method")
+        status_callback = _url_param(params, "StatusCallback")
+        callback_method = _method(params, "StatusCallbackMethod")
         try:
+            if status_callback is not None:
+                sim.update_status_callback(emu.now(), status_callback, callback_method)
             if status is not None:
                 emu.hangup(sid, CallStatus(status))
             elif url is not None or twiml is not None:
@@ -343,6 +494,11 @@ def build_app(emu: Emulator) -> Starlette:
             "callee_inputs": list(sim.callee_inputs),
             "gather_posts": list(sim.gather_posts),
             "streams": sorted(sim.streams),
+            "answered_by": sim.answered_by,
+            "parent_call_sid": sim.parent_call_sid,
+            "script_error": sim.script_error,
+            "callee": None if sim.callee is None else sim.callee.summary(),
+            "recordings": [r.to_dict() for r in emu.call_recordings(sim.sid)],
         }
 
     @control
@@ -418,6 +574,21 @@ def build_app(emu: Emulator) -> Starlette:
         return JSONResponse({"sid": sid}, 201)
 
     @control
+    async def control_conferences(request: Request) -> Response:
+        return JSONResponse(emu.conferences.to_dict())
+
+    @control
+    async def control_media(request: Request) -> Response:
+        data = await json_body(request)
+        if not isinstance(data, dict) or not {"url", "path"} <= set(data):
+            raise ApiError(20001, "Body must be {url, path}")
+        try:
+            emu.add_media(str(data["url"]), str(data["path"]))
+        except ValueError as exc:
+            raise ApiError(20001, f"Invalid media: {exc}") from None
+        return JSONResponse({"url": data["url"], "path": data["path"]}, 201)
+
+    @control
     async def control_faults(request: Request) -> Response:
         if request.method in {"PUT", "POST"}:
             data = await json_body(request)
@@ -433,11 +604,17 @@ def build_app(emu: Emulator) -> Starlette:
         return JSONResponse(emu.faults.config.to_dict())
 
     base = f"/{API_VERSION}/Accounts/{{account_sid}}/Calls"
+    recs = f"/{API_VERSION}/Accounts/{{account_sid}}/Recordings"
     routes = [
         Route(f"{base}.json", create_call, methods=["POST"]),
         Route(f"{base}.json", list_calls, methods=["GET"]),
         Route(f"{base}/{{call_sid}}.json", fetch_call, methods=["GET"]),
         Route(f"{base}/{{call_sid}}.json", update_call, methods=["POST"]),
+        Route(f"{base}/{{call_sid}}/Recordings.json", list_call_recordings, methods=["GET"]),
+        Route(f"{recs}.json", list_recordings, methods=["GET"]),
+        Route(f"{recs}/{{recording_sid}}.json", fetch_recording, methods=["GET"]),
+        Route(f"{recs}/{{recording_sid}}.{{ext}}", recording_media, methods=["GET"]),
+        Route(f"{recs}/{{recording_sid}}", recording_media, methods=["GET"]),
         Route("/_emulator/health", health, methods=["GET"]),
         Route("/_emulator/calls", control_calls, methods=["GET"]),
         Route("/_emulator/calls/{call_sid}", control_call, methods=["GET"]),
@@ -446,6 +623,8 @@ def build_app(emu: Emulator) -> Starlette:
         Route("/_emulator/numbers", control_numbers, methods=["GET", "POST"]),
         Route("/_emulator/dial-in", control_dial_in, methods=["POST"]),
         Route("/_emulator/faults", control_faults, methods=["GET", "PUT", "POST"]),
+        Route("/_emulator/conferences", control_conferences, methods=["GET"]),
+        Route("/_emulator/media", control_media, methods=["POST"]),
     ]
 
     async def missing(request: Request, exc: Exception) -> Response:

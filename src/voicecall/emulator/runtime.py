@@ -21,43 +21,43 @@ from typing import Any, Self
 import uvicorn
 from starlette.types import ASGIApp
 
+from voicecall.emulator.conference import Conferences
 from voicecall.emulator.faults import FaultConfig, Faults
 from voicecall.emulator.forms import is_anonymous_caller, is_e164
 from voicecall.emulator.ids import IdSource
-from voicecall.emulator.media import (
-    MediaSession,
-    StreamPlan,
-    Utterance,
-    run_stream,
-    stereo_wav_bytes,
-    wav_bytes,
-)
-from voicecall.emulator.scripts import (
-    DEFAULT_SCRIPT,
-    CalleeScript,
-    DigitsReply,
-    SpeechReply,
-    parse_script,
-)
-from voicecall.emulator.signing import sign_websocket_upgrade
-from voicecall.emulator.sim import (
+from voicecall.emulator.media import MediaSession
+from voicecall.emulator.recording import Recording
+from voicecall.emulator.runtime_moves import Moves
+from voicecall.emulator.scripts import DEFAULT_SCRIPT, CalleeScript, parse_script
+from voicecall.emulator.sim import CallSim
+from voicecall.emulator.simtypes import (
     TERMINAL,
     CallFinished,
-    CallSim,
     CallSpec,
     CallStatus,
     CloseStream,
     Direction,
+    EndLeg,
+    FetchMedia,
     HttpRequest,
+    JoinConference,
+    LeaveConference,
+    LegEvent,
     OpenStream,
     Purpose,
+    RecordingReady,
     SimAction,
     SimConfig,
+    StartLeg,
     StartTimer,
 )
+from voicecall.emulator.speech_audio import stereo_wav_bytes, wav_bytes
+from voicecall.emulator.stream_hub import StreamHub
 from voicecall.emulator.webhooks import Delivery, PreparedRequest, WebhookSender, prepare_request
 
 __all__ = ["Emulator", "NumberConfig", "serve"]
+
+_MOVES = (FetchMedia, StartLeg, EndLeg, LegEvent, RecordingReady, JoinConference, LeaveConference)
 
 log = logging.getLogger("voicecall.emulator")
 
@@ -155,8 +155,8 @@ class Emulator:
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
         self.rest_in_flight = 0
-        self.streams_open: dict[str, OpenStream] = {}
-        self._media: dict[str, tuple[MediaSession, asyncio.Event]] = {}
+        self._streams = StreamHub(self)
+        self._moves = Moves(self)
         from voicecall.emulator.rest import build_app
 
         self._app = build_app(self)
@@ -363,22 +363,22 @@ class Emulator:
         )
         self._calls[sid] = sim
         self._io[sid] = _CallIO()
-        self._apply(sim, sim.start(self.now()))
+        self.apply(sim, sim.start(self.now()))
         return sid
 
     def _start_call(self, sid: str) -> None:
         sim = self._calls[sid]
-        self._apply(sim, sim.start(self.now()))
+        self.apply(sim, sim.start(self.now()))
 
     def hangup(self, sid: str, status: CallStatus) -> None:
         sim = self._calls[sid]
-        self._apply(sim, sim.hangup(self.now(), status))
+        self.apply(sim, sim.hangup(self.now(), status))
 
     def redirect(
         self, sid: str, *, url: str | None = None, method: str = "POST", twiml: str | None = None
     ) -> None:
         sim = self._calls[sid]
-        self._apply(sim, sim.redirect(self.now(), url=url, method=method, twiml=twiml))
+        self.apply(sim, sim.redirect(self.now(), url=url, method=method, twiml=twiml))
 
     async def wait_for_call_status(
         self, sid: str, status: str | CallStatus | Iterable[str], timeout: float = 10.0
@@ -422,12 +422,13 @@ class Emulator:
 
     # ------------------------------------------------------------------ action plumbing
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
         tick = self._tick
         self._tick = asyncio.Event()
         tick.set()
 
-    def _apply(self, sim: CallSim, actions: list[SimAction]) -> None:
+    def apply(self, sim: CallSim, actions: list[SimAction]) -> None:
+        """Perform a call's actions on the event loop."""
         io = self._io.get(sim.sid)
         if io is None:
             return
@@ -444,11 +445,13 @@ class Emulator:
             elif isinstance(action, HttpRequest):
                 self._dispatch_http(sim, io, action)
             elif isinstance(action, OpenStream):
-                self.streams_open[action.stream_sid] = action
-                self._open_stream(sim, action)
+                failed = self._streams.open_stream(sim, action)
+                if failed:
+                    loop.call_soon(self.apply, sim, failed)
             elif isinstance(action, CloseStream):
-                self.streams_open.pop(action.stream_sid, None)
-                self._close_stream(sim, action)
+                self._streams.close_stream(sim, action)
+            elif isinstance(action, _MOVES):
+                self._moves.perform(sim, action)
             elif isinstance(action, CallFinished):
                 for handle in io.timers.values():
                     handle.cancel()
@@ -456,7 +459,31 @@ class Emulator:
                 if io.held_callback is not None:
                     held, io.held_callback = io.held_callback, None
                     self._spawn(io, self._send(sim, io, held))
-        self._notify()
+        self.notify()
+
+    # ------------------------------------------------------------------ rooms, media, recordings
+
+    def conference(self, name: str) -> dict[str, Any] | None:
+        """A room (live, else the last one of that name that ended), as a dict."""
+        return self._moves.conference(name)
+
+    def add_media(self, url: str, path: str) -> None:
+        """Serve ``<Play>url</Play>`` from a local WAV file (checked now) instead of HTTP."""
+        self._moves.add_media(url, path)
+
+    @property
+    def recordings(self) -> Mapping[str, Recording]:
+        return dict(self._moves.recordings)
+
+    def recording(self, sid: str) -> Recording:
+        return self._moves.recordings[sid]
+
+    def call_recordings(self, call_sid: str) -> list[Recording]:
+        return [r for r in self._moves.recordings.values() if r.call_sid == call_sid]
+
+    async def recording_wav(self, sid: str) -> bytes:
+        """The recording's audio as a WAV (speech synthesised, stream audio as carried)."""
+        return await self._moves.recording_wav(sid)
 
     def _fire_timer(self, sid: str, name: str, token: int) -> None:
         sim = self._calls.get(sid)
@@ -464,7 +491,12 @@ class Emulator:
         if sim is None or io is None:
             return
         io.timers.pop(name, None)
-        self._apply(sim, sim.timer_fired(name, token, self.now()))
+        self.apply(sim, sim.timer_fired(name, token, self.now()))
+
+    def spawn(self, sid: str, coro: Any) -> None:
+        """Run ``coro`` as one of call ``sid``'s tasks (cancelled with it, awaited by
+        :meth:`wait_idle`)."""
+        self._spawn(self._io[sid], coro)
 
     def _spawn(self, io: _CallIO, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -510,7 +542,7 @@ class Emulator:
                 actions = sim.http_response(
                     req.request_id, delivery.status_code, delivery.body, now
                 )
-            self._apply(sim, actions)
+            self.apply(sim, actions)
 
     async def _deliver_logged(
         self,
@@ -541,18 +573,44 @@ class Emulator:
                 latency_ms=round(attempt.latency_ms, 3),
                 error=attempt.error,
             )
-        self._notify()
+        self.notify()
         return delivery
 
     # ------------------------------------------------------------------ Media Streams
 
+    @property
+    def conferences(self) -> Conferences:
+        return self._moves.conferences
+
+    @property
+    def audio_cache(self) -> Mapping[str, bytes]:
+        """Downloaded ``<Play>`` audio by URL (μ-law)."""
+        return self._moves.audio_cache
+
+    @property
+    def sender(self) -> WebhookSender | None:
+        return self._sender
+
+    def add_call(self, sim: CallSim) -> None:
+        """Register a call created outside :meth:`create_call` (a ``<Dial>`` leg)."""
+        self._calls[sim.sid] = sim
+        self._io[sim.sid] = _CallIO()
+
+    @property
+    def ids(self) -> IdSource:
+        return self._ids
+
+    @property
+    def streams_open(self) -> Mapping[str, OpenStream]:
+        return self._streams.open
+
     def media_session(self, stream_sid: str) -> MediaSession:
         """The Media Streams session of a stream (stats, onsets, marks, heard audio)."""
-        return self._media[stream_sid][0]
+        return self._streams.session(stream_sid)
 
     def streams_of(self, call_sid: str) -> list[str]:
         """The stream sids a call has opened, oldest first."""
-        return [sid for sid, (session, _) in self._media.items() if session.call_sid == call_sid]
+        return self._streams.of_call(call_sid)
 
     def heard_wav(self, stream_sid: str) -> bytes:
         """What the callee heard on a stream (the app's audio, real time), as WAV."""
@@ -562,61 +620,6 @@ class Emulator:
         """Both sides of a stream as a stereo WAV: left the callee, right the app (real time)."""
         session = self.media_session(stream_sid)
         return stereo_wav_bytes(bytes(session.spoken), bytes(session.heard))
-
-    def _open_stream(self, sim: CallSim, action: OpenStream) -> None:
-        io = self._io[sim.sid]
-        session = MediaSession(
-            account_sid=self.account_sid,
-            call_sid=sim.sid,
-            stream_sid=action.stream_sid,
-            custom_parameters=dict(action.stream.parameters),
-            tracks=("inbound",),
-        )
-        plan = StreamPlan(
-            say_at=[(line.at_ms, Utterance(line.text, line.wav)) for line in sim.script.say_at],
-            replies=[
-                ("speech", Utterance(r.text, r.wav))
-                if isinstance(r, SpeechReply)
-                else ("digits", r.digits)
-                if isinstance(r, DigitsReply)
-                else ("silence", "")
-                for r in sim.unused_replies
-            ],
-            reply_delay_ms=sim.script.reply_delay_ms,
-            drop_after_s=self.faults.ws_drop_after(),
-            # Real-sounding speech whatever the TwiML timing model says (TTS cannot go 10x).
-            words_per_minute=160.0,
-            voice=sim.script.voice,
-        )
-        stop = asyncio.Event()
-        self._media[action.stream_sid] = (session, stop)
-        sim.record(
-            self.now(), "stream-opening", stream_sid=action.stream_sid, url=action.stream.url
-        )
-
-        def record(kind: str, **data: Any) -> None:
-            sim.record(self.now(), kind, **data)
-            self._notify()
-
-        async def run() -> None:
-            reason = await run_stream(
-                url=action.stream.url,
-                signature=sign_websocket_upgrade(self._auth_token, action.stream.url),
-                session=session,
-                plan=plan,
-                stop=stop,
-                record=record,
-            )
-            sim.record(self.now(), "stream-stats", reason=reason, **session.summary())
-            self._apply(sim, sim.stream_ended(action.stream_sid, self.now(), reason))
-
-        self._spawn(io, run())
-
-    def _close_stream(self, sim: CallSim, action: CloseStream) -> None:
-        sim.record(self.now(), "stream-closed", stream_sid=action.stream_sid, reason=action.reason)
-        entry = self._media.get(action.stream_sid)
-        if entry is not None:
-            entry[1].set()
 
     def _cancel_io(self, sid: str) -> list[asyncio.Task[Any]]:
         io = self._io.get(sid)

@@ -12,6 +12,7 @@ A script is a mapping (from Python, JSON or YAML)::
       - {wav: "caller/yes.wav"}              # a recording (on streams); see below
       - {wav: "caller/table.wav", speech: "a table for two"}  # ... and its transcript
       - {digits: "1234#"}                   # DTMF -> Digits
+      - {digits: "1", at_ms: 800}           # pressed 800 ms into the Gather (stops its <Say>)
       - null                                # stays silent for that Gather (same as {silence: true})
     say_at:                      # lines spoken at times after answer (Media Streams)
       - {at_ms: 2000, text: "hello?"}
@@ -24,6 +25,13 @@ when the script is parsed, so a missing or unsupported file is a :class:`ScriptE
 silent gap mid-call. Relative paths are resolved against the emulator's working directory. On a
 ``<Gather>`` (no stream) a WAV reply lasts as long as the file; its ``speech`` text, if given, is
 the SpeechResult, else the Gather hears nothing it can recognise (no input).
+
+Instead of ``replies``/``say_at`` a script can describe a party that reacts to what it hears:
+``human`` (answers by keywords, :mod:`~voicecall.emulator.human`), ``ivr`` (a phone menu,
+:mod:`~voicecall.emulator.ivr`) or ``voicemail`` (greeting, beep, records;
+:mod:`~voicecall.emulator.voicemail`); at most one of them. A ready-made scenario is named by
+``scenario`` (``{"scenario": "restaurant"}``, or just the string ``"restaurant"``; see
+:mod:`~voicecall.emulator.scenarios`), the other keys overriding its values.
 
 Unknown keys are refused (:class:`ScriptError`), so a typo cannot silently change a test.
 """
@@ -38,6 +46,11 @@ from typing import Any
 
 import yaml
 
+from voicecall.emulator.callee import Callee, Timing
+from voicecall.emulator.human import HumanSpec, parse_human
+from voicecall.emulator.ivr import IvrSpec, parse_ivr
+from voicecall.emulator.strict import ScriptError
+from voicecall.emulator.voicemail import VoicemailSpec, parse_voicemail
 from voicecall.emulator.voices import Voice, VoiceError, load_wav, piper_missing
 
 __all__ = [
@@ -55,10 +68,6 @@ __all__ = [
 ]
 
 _DTMF = frozenset("0123456789*#w")
-
-
-class ScriptError(ValueError):
-    """A script is malformed (the test or operator who wrote it is at fault)."""
 
 
 class Outcome(StrEnum):
@@ -98,10 +107,13 @@ class SpeechReply:
 @dataclass(frozen=True, slots=True)
 class DigitsReply:
     digits: str
+    at_ms: int | None = None  # pressed this long after the <Gather> starts (stops its prompt)
 
     def __post_init__(self) -> None:
         if not self.digits or not set(self.digits) <= _DTMF:
             raise ScriptError(f"digits must be made of 0-9 * # w, got {self.digits!r}")
+        if self.at_ms is not None and not 0 <= self.at_ms <= 3_600_000:
+            raise ScriptError("digits at_ms must be within 0..3600000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +139,44 @@ class TimedLine:
             _wav_seconds(self.wav)
 
 
+ANSWERED_BY = (
+    "human",
+    "machine_start",
+    "machine_end_beep",
+    "machine_end_silence",
+    "machine_end_other",
+    "fax",
+    "unknown",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CalleeScript:
     answer_after_ms: int = 1000
     outcome: Outcome = Outcome.ANSWER
-    answered_by: str = "human"
+    answered_by: str | None = None  # classic scripts: the AMD result (default human)
     reply_delay_ms: int = 400
     replies: tuple[Reply, ...] = ()
     say_at: tuple[TimedLine, ...] = field(default=())
     hangup_after_ms: int | None = None
     voice: Voice = Voice.ESPEAK
+    human: HumanSpec | None = None
+    ivr: IvrSpec | None = None
+    voicemail: VoicemailSpec | None = None
+    scenario: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``human`` / ``ivr`` / ``voicemail``, or ``replies`` for a classic script."""
+        for name in ("human", "ivr", "voicemail"):
+            if getattr(self, name) is not None:
+                return name
+        return "replies"
+
+    def build_callee(self, timing: Timing) -> Callee | None:
+        """A fresh callee for one call (None for classic reply-list scripts)."""
+        spec = self.human or self.ivr or self.voicemail
+        return None if spec is None else spec.build(timing)
 
     def __post_init__(self) -> None:
         if self.voice == Voice.PIPER:
@@ -149,10 +189,17 @@ class CalleeScript:
             raise ScriptError("reply_delay_ms must be >= 0")
         if self.hangup_after_ms is not None and self.hangup_after_ms < 0:
             raise ScriptError("hangup_after_ms must be >= 0")
-        allowed = {"human", "machine_start", "machine_end_beep", "machine_end_silence"}
-        allowed |= {"machine_end_other", "fax", "unknown"}
-        if self.answered_by not in allowed:
-            raise ScriptError(f"answered_by must be one of {sorted(allowed)}")
+        if self.answered_by is not None and self.answered_by not in ANSWERED_BY:
+            raise ScriptError(f"answered_by must be one of {sorted(ANSWERED_BY)}")
+        kinds = [k for k in ("human", "ivr", "voicemail") if getattr(self, k) is not None]
+        if len(kinds) > 1:
+            raise ScriptError(f"a script is one of human, ivr, voicemail (got {kinds})")
+        if kinds and (self.replies or self.say_at):
+            raise ScriptError(f"{kinds[0]} scripts react to what they hear: no replies/say_at")
+        if kinds and self.answered_by is not None:
+            raise ScriptError(
+                f"answered_by: AMD hears what a {kinds[0]} script does; do not set it"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         replies: list[Any] = []
@@ -165,7 +212,10 @@ class CalleeScript:
                     item["wav"] = r.wav
                 replies.append(item)
             elif isinstance(r, DigitsReply):
-                replies.append({"digits": r.digits})
+                d: dict[str, Any] = {"digits": r.digits}
+                if r.at_ms is not None:
+                    d["at_ms"] = r.at_ms
+                replies.append(d)
             else:
                 replies.append(None)
         return {
@@ -177,6 +227,12 @@ class CalleeScript:
             "say_at": [_line_dict(s) for s in self.say_at],
             "hangup_after_ms": self.hangup_after_ms,
             "voice": self.voice.value,
+            "scenario": self.scenario,
+            **{
+                k: getattr(self, k).to_dict()
+                for k in ("human", "ivr", "voicemail")
+                if getattr(self, k) is not None
+            },
         }
 
 
@@ -201,6 +257,10 @@ _KEYS = frozenset(
         "say_at",
         "hangup_after_ms",
         "voice",
+        "human",
+        "ivr",
+        "voicemail",
+        "scenario",
     }
 )
 
@@ -225,13 +285,13 @@ def _reply(item: Any) -> Reply:
         keys = set(item)
         if keys == {"silence"}:
             return SilenceReply()
-        if keys == {"digits"}:
+        if "digits" in keys and keys <= {"digits", "at_ms"}:
             digits = item["digits"]
             if isinstance(digits, int) and not isinstance(digits, bool):
                 digits = str(digits)
             if not isinstance(digits, str):
                 raise ScriptError("digits must be a string")
-            return DigitsReply(digits)
+            return DigitsReply(digits, _int(item, "at_ms", None))
         if keys & {"speech", "wav"} and keys <= {"speech", "confidence", "wav"}:
             text = item.get("speech", "")
             conf = item.get("confidence", 0.92)
@@ -266,8 +326,14 @@ def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) 
             return DEFAULT_SCRIPT
     else:
         data = source
+    if isinstance(data, str) and data.strip():
+        data = {"scenario": data.strip()}
     if not isinstance(data, Mapping):
-        raise ScriptError("a script must be a mapping")
+        raise ScriptError("a script must be a mapping (or the name of a scenario)")
+    if data.get("scenario") is not None:
+        from voicecall.emulator.scenarios import scenario_data
+
+        data = scenario_data(data)
     unknown = set(data) - _KEYS
     if unknown:
         raise ScriptError(f"unknown script keys: {sorted(map(str, unknown))}")
@@ -308,8 +374,8 @@ def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) 
         raise ScriptError(
             f"voice must be one of {[v.value for v in Voice]}, got {voice_raw!r}"
         ) from None
-    answered_by = data.get("answered_by", "human")
-    if not isinstance(answered_by, str):
+    answered_by = data.get("answered_by")
+    if answered_by is not None and not isinstance(answered_by, str):
         raise ScriptError("answered_by must be a string")
     return CalleeScript(
         answer_after_ms=_int(data, "answer_after_ms", 1000) or 0,
@@ -320,4 +386,10 @@ def parse_script(source: CalleeScript | Mapping[str, Any] | str | bytes | None) 
         say_at=tuple(sorted(lines, key=lambda line: line.at_ms)),
         hangup_after_ms=_int(data, "hangup_after_ms", None),
         voice=voice,
+        human=parse_human(data["human"]) if data.get("human") is not None else None,
+        ivr=parse_ivr(data["ivr"]) if data.get("ivr") is not None else None,
+        voicemail=(
+            parse_voicemail(data["voicemail"]) if data.get("voicemail") is not None else None
+        ),
+        scenario=data.get("scenario"),
     )

@@ -2,64 +2,81 @@
 
 ``CallSim`` owns one call's state. Inputs are method calls carrying ``now`` (seconds, on the
 emulator's clock, whose zero is the Unix epoch so timestamps can be printed); outputs are lists of
-actions for the I/O layer to perform:
-
-* :class:`HttpRequest` - send a webhook. ``purpose`` says whether a TwiML document is expected
-  back (feed it with :meth:`CallSim.http_response` / :meth:`CallSim.http_failed`) or it is a
-  status callback (fire and forget).
-* :class:`StartTimer` - call :meth:`CallSim.timer_fired` with ``name`` and ``token`` at ``at``.
-  A stale timer (token no longer current) is ignored, so timers are never cancelled explicitly.
-* :class:`OpenStream` / :class:`CloseStream` - Media Streams WebSockets; report their end with
-  :meth:`CallSim.stream_ended`.
-* :class:`CallFinished` - the call reached a terminal status; nothing more will happen.
+actions (:mod:`~voicecall.emulator.simtypes`) for the I/O layer to perform.
 
 Lifecycle (outbound-api)::
 
     queued -> initiated -> ringing -> in-progress -> completed
-                 |            |-> busy | no-answer (ring Timeout) | canceled (REST)
+                 |            |-> busy | no-answer (ring Timeout + ~5 s) | canceled (REST)
                  `-> failed
 
 Inbound calls start ``ringing``; the voice URL is fetched with ``CallStatus=ringing``; a first
 ``<Reject>`` ends them ``busy`` (reason ``busy``) or ``no-answer`` (reason ``rejected``) without
-answering; any other document answers them.
+answering; any other document answers them. ``<Dial>`` children (``outbound-dial``) ring like
+API calls (``timeout`` without the buffer), run their whisper TwiML when answered, then stay
+bridged until someone hangs up.
+
+Verbs live in their own modules: :mod:`~voicecall.emulator.gather`,
+:mod:`~voicecall.emulator.recording` (``<Record>``, ``Record=true``),
+:mod:`~voicecall.emulator.dial` (``<Dial>``, ``<Conference>``); answering machine detection in
+:mod:`~voicecall.emulator.amd`; the party on the line in :mod:`~voicecall.emulator.callee`.
 """
 
 from __future__ import annotations
 
-import email.utils
+import bisect
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin
 
-from voicecall.emulator.forms import Params
+from voicecall.emulator import amd
+from voicecall.emulator.callee import Callee, Timing
+from voicecall.emulator.dial import DialRun
+from voicecall.emulator.gather import GatherRun
 from voicecall.emulator.ids import IdSource
-from voicecall.emulator.scripts import (
-    DEFAULT_SCRIPT,
-    CalleeScript,
-    DigitsReply,
-    Outcome,
-    Reply,
-    SilenceReply,
-    SpeechReply,
+from voicecall.emulator.prompts import PromptRun
+from voicecall.emulator.recording import CallRecorder, Recording, RecordRun
+from voicecall.emulator.scripts import DEFAULT_SCRIPT, CalleeScript, Outcome, Reply, SilenceReply
+from voicecall.emulator.simtypes import (
+    API_VERSION,
+    EVENT_OF,
+    PRE_ANSWER,
+    TERMINAL,
+    CallFinished,
+    CallSpec,
+    CallStatus,
+    CloseStream,
+    Direction,
+    EndLeg,
+    HeardItem,
+    HttpRequest,
+    InvalidCallState,
+    LegEvent,
+    OpenStream,
+    Purpose,
+    SimAction,
+    SimConfig,
+    StartTimer,
+    rfc2822,
 )
+from voicecall.emulator.streams import StreamRun
 from voicecall.emulator.twiml import (
     Connect,
+    Dial,
     Gather,
     Hangup,
     Pause,
     Play,
+    Prompt,
+    Record,
     Redirect,
     Reject,
     Say,
     Start,
     Stop,
-    Stream,
     TwimlError,
-    Unsupported,
     Verb,
     parse_twiml,
 )
@@ -73,6 +90,7 @@ __all__ = [
     "CallStatus",
     "CloseStream",
     "Direction",
+    "HeardItem",
     "HttpRequest",
     "InvalidCallState",
     "OpenStream",
@@ -83,156 +101,7 @@ __all__ = [
     "rfc2822",
 ]
 
-API_VERSION = "2010-04-01"
-
-
-class CallStatus(StrEnum):
-    QUEUED = "queued"
-    INITIATED = "initiated"
-    RINGING = "ringing"
-    IN_PROGRESS = "in-progress"
-    COMPLETED = "completed"
-    BUSY = "busy"
-    NO_ANSWER = "no-answer"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-
-TERMINAL = frozenset(
-    {
-        CallStatus.COMPLETED,
-        CallStatus.BUSY,
-        CallStatus.NO_ANSWER,
-        CallStatus.FAILED,
-        CallStatus.CANCELED,
-    }
-)
-_PRE_ANSWER = frozenset({CallStatus.QUEUED, CallStatus.INITIATED, CallStatus.RINGING})
-
-# Which status-callback event a status belongs to.
-_EVENT_OF: Mapping[CallStatus, str] = {
-    CallStatus.INITIATED: "initiated",
-    CallStatus.RINGING: "ringing",
-    CallStatus.IN_PROGRESS: "answered",
-    **{s: "completed" for s in TERMINAL},
-}
-
-
-class Direction(StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND_API = "outbound-api"
-
-
-class Purpose(StrEnum):
-    STATUS_CALLBACK = "status-callback"
-    TWIML = "twiml"  # Url of a created call / voice URL of a number / REST update Url
-    GATHER_ACTION = "gather-action"
-    REDIRECT = "redirect"
-    CONNECT_ACTION = "connect-action"
-
-    @property
-    def expects_twiml(self) -> bool:
-        return self is not Purpose.STATUS_CALLBACK
-
-
-class InvalidCallState(Exception):
-    """The requested change is not allowed in the call's current status (Twilio 21220)."""
-
-
-def rfc2822(ts: float) -> str:
-    """``Fri, 08 Jan 2016 17:18:38 +0000``."""
-    return email.utils.format_datetime(datetime.fromtimestamp(int(ts), UTC))
-
-
-@dataclass(frozen=True, slots=True)
-class SimConfig:
-    """Timing knobs (seconds unless named otherwise). Defaults are plausible, not measured."""
-
-    words_per_minute: float = 150.0
-    min_say_seconds: float = 0.3
-    play_seconds: float = 2.0  # the emulator does not download <Play> audio
-    initiate_delay: float = 0.05  # queued -> initiated
-    ring_delay: float = 0.1  # initiated -> ringing
-    speech_auto_endpoint: float = 0.8  # silence Twilio waits with speechTimeout="auto"
-    dtmf_digit_seconds: float = 0.25
-    app_error_status: CallStatus = CallStatus.FAILED
-    app_error_text: str = "We are sorry, an application error has occurred. Goodbye."
-
-    def __post_init__(self) -> None:
-        if self.words_per_minute <= 0:
-            raise ValueError("words_per_minute must be > 0")
-        if self.app_error_status not in TERMINAL:
-            raise ValueError("app_error_status must be a terminal status")
-
-
-@dataclass(frozen=True, slots=True)
-class CallSpec:
-    """What the REST create request (or an inbound dial) asked for."""
-
-    to: str
-    from_: str
-    direction: Direction = Direction.OUTBOUND_API
-    url: str | None = None
-    method: str = "POST"
-    twiml: str | None = None
-    status_callback: str | None = None
-    status_callback_method: str = "POST"
-    status_callback_events: frozenset[str] = frozenset({"completed"})
-    timeout: int = 60
-    time_limit: int = 14_400
-    record: bool = False
-    machine_detection: str | None = None
-    send_digits: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.url is None) == (self.twiml is None):
-            raise ValueError("exactly one of url and twiml")
-        if self.method not in {"GET", "POST"} or self.status_callback_method not in {"GET", "POST"}:
-            raise ValueError("methods are GET or POST")
-        if not 1 <= self.timeout <= 600:
-            raise ValueError("timeout must be within 1..600")
-        if self.time_limit < 1:
-            raise ValueError("time_limit must be >= 1")
-        unknown = self.status_callback_events - {"initiated", "ringing", "answered", "completed"}
-        if unknown:
-            raise ValueError(f"unknown status callback events {sorted(unknown)}")
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    request_id: int
-    purpose: Purpose
-    url: str
-    method: str
-    params: Params
-
-
-@dataclass(frozen=True, slots=True)
-class StartTimer:
-    name: str
-    token: int
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class OpenStream:
-    stream_sid: str
-    stream: Stream
-    bidirectional: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CloseStream:
-    stream_sid: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallFinished:
-    status: CallStatus
-
-
-SimAction = HttpRequest | StartTimer | OpenStream | CloseStream | CallFinished
+SAMPLE_RATE = 8000
 
 
 @dataclass(slots=True)
@@ -243,37 +112,9 @@ class _Doc:
 
 
 @dataclass(slots=True)
-class _GatherState:
-    verb: Gather
-    prompt_index: int = 0
-    listening: bool = False
-    result: tuple[tuple[str, str], ...] | None = None  # params to post, None = no input
-
-
-@dataclass(slots=True)
 class _Pending:
     purpose: Purpose
     url: str
-
-
-@dataclass(slots=True)
-class HeardItem:
-    start: float
-    end: float
-    kind: str  # say | play | digits | app-error
-    text: str
-    voice: str | None = None
-    language: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": self.start,
-            "end": self.end,
-            "kind": self.kind,
-            "text": self.text,
-            "voice": self.voice,
-            "language": self.language,
-        }
 
 
 class CallSim:
@@ -295,7 +136,7 @@ class CallSim:
         self.spec = spec
         self.script = script
         self.config = config or SimConfig()
-        self._ids = ids or IdSource()
+        self.ids = ids or IdSource()
         inbound = spec.direction is Direction.INBOUND
         self.status = CallStatus.RINGING if inbound else CallStatus.QUEUED
         self.date_created = now
@@ -304,12 +145,19 @@ class CallSim:
         self.answer_time: float | None = None
         self.end_time: float | None = None
         self.answered_by: str | None = None
+        self.amd_result: amd.AmdResult | None = None
         self.error: tuple[int, str] | None = None
+        self.script_error: str | None = None
         self.timeline: list[dict[str, Any]] = []
         self.heard: list[HeardItem] = []
         self.callee_inputs: list[dict[str, Any]] = []
         self.gather_posts: list[dict[str, Any]] = []
-        self.streams: dict[str, OpenStream] = {}
+        self.recordings: list[Recording] = []
+        self.bridged = False  # a <Dial> child, connected to its caller
+        self.timing = Timing(
+            self.config.words_per_minute, self.config.min_say_seconds, script.reply_delay_ms / 1e3
+        )
+        self.callee: Callee | None = script.build_callee(self.timing)
         self._url = spec.url
         self._method = spec.method
         self._twiml = spec.twiml
@@ -320,10 +168,17 @@ class CallSim:
         self._timer_tokens = 0
         self._progress_step = ""
         self._doc: _Doc | None = None
-        self._gather: _GatherState | None = None
-        self._connect: tuple[str, Connect] | None = None
+        self._streams = StreamRun(self)
+        self._gather = GatherRun(self)
+        self._prompts = PromptRun(self)
+        self._amd = amd.AmdRun(self)
+        self._record = RecordRun(self)
+        self._dial = DialRun(self)
+        self._recorder = CallRecorder(self)
         self._reply_index = 0
         self._started = False
+        self._hangup_after: float | None = None
+        self._callee_hangup_armed: float | None = None
         self.record(now, "created", direction=spec.direction.value, to=spec.to, from_=spec.from_)
 
     # ------------------------------------------------------------------ inspection
@@ -338,6 +193,10 @@ class CallSim:
         return self.status in TERMINAL
 
     @property
+    def parent_call_sid(self) -> str | None:
+        return self.spec.parent_call_sid
+
+    @property
     def duration(self) -> int | None:
         if self.end_time is None:
             return None
@@ -345,26 +204,42 @@ class CallSim:
             return 0
         return math.floor(self.end_time - self.answer_time + 0.5)
 
+    @property
+    def streams(self) -> dict[str, OpenStream]:
+        """The call's open Media Streams by stream sid."""
+        return self._streams.open
+
+    @property
+    def dialled_leg(self) -> str | None:
+        """The child call this call is bridged to by a running ``<Dial>``."""
+        return self._dial.bridged_to
+
     def record(self, now: float, kind: str, **data: Any) -> None:
         """Append a timeline entry (the I/O layer adds its own: webhooks, REST requests)."""
         entry: dict[str, Any] = {"t": round(now - self.date_created, 6), "at": now, "kind": kind}
         entry.update(data)
-        self.timeline.append(entry)
+        timeline = self.timeline
+        if timeline and timeline[-1]["at"] > now:  # a note about the past: keep time order
+            timeline.insert(bisect.bisect_right(timeline, now, key=lambda e: e["at"]), entry)
+        else:
+            timeline.append(entry)
 
     def common_params(self) -> list[tuple[str, str]]:
         """The parameters on every voice request."""
-        status = self.status
-        return [
+        params = [
             ("AccountSid", self.account_sid),
             ("ApiVersion", API_VERSION),
             ("CallSid", self.sid),
-            ("CallStatus", status.value),
+            ("CallStatus", self.status.value),
             ("Called", self.spec.to),
             ("Caller", self.spec.from_),
             ("Direction", self.spec.direction.value),
             ("From", self.spec.from_),
             ("To", self.spec.to),
         ]
+        if self.spec.parent_call_sid is not None:
+            params.append(("ParentCallSid", self.spec.parent_call_sid))
+        return params
 
     # ------------------------------------------------------------------ inputs
 
@@ -376,10 +251,10 @@ class CallSim:
         if self.spec.direction is Direction.INBOUND:
             self.start_time = now
             out = self._status_callback(now)
-            out += self._fetch(now, Purpose.TWIML, self._url or "", self._method, ())
+            out += self.fetch(now, Purpose.TWIML, self._url or "", self._method, ())
             return out
         self._progress_step = "initiate"
-        return [self._timer("progress", now + self.config.initiate_delay)]
+        return [self.timer("progress", now + self.config.initiate_delay)]
 
     def timer_fired(self, name: str, token: int, now: float) -> list[SimAction]:
         if self.is_over or self._timers.get(name) != token:
@@ -388,9 +263,13 @@ class CallSim:
         if name == "progress":
             return self._progress(now)
         if name == "verb":
-            return self._verb_done(now)
+            return self.verb_done(now)
         if name == "gather":
-            return self._gather_input_done(now)
+            return self._gather.input_done(now)
+        if name == "record":
+            return self._record.done(now)
+        if name == "amd":
+            return self._amd.done(now)
         if name == "callee-hangup":
             self.record(now, "callee-hangup")
             return self._end(now, CallStatus.COMPLETED)
@@ -428,6 +307,14 @@ class CallSim:
         code = 11205 if "connect" in reason.lower() else 11200
         return self._app_error(now, code, f"{pending.purpose.value} {pending.url}: {reason}")
 
+    def media_fetched(
+        self, request_id: int, ulaw: bytes | None, now: float, error: str | None = None
+    ) -> list[SimAction]:
+        """The audio of a ``<Play>`` URL (8 kHz μ-law), or ``None`` and why it failed."""
+        if self.is_over:
+            return []
+        return self._prompts.media_fetched(request_id, ulaw, now, error)
+
     def hangup(self, now: float, requested: CallStatus) -> list[SimAction]:
         """REST update ``Status=completed|canceled``. Raises :class:`InvalidCallState`."""
         if requested not in (CallStatus.COMPLETED, CallStatus.CANCELED):
@@ -435,12 +322,19 @@ class CallSim:
         if self.is_over:
             raise InvalidCallState(f"call is {self.status.value}")
         self.record(now, "rest-hangup", requested=requested.value)
-        if self.status in _PRE_ANSWER:
+        if self.status in PRE_ANSWER:
             return self._end(now, CallStatus.CANCELED)
         if requested is CallStatus.CANCELED:
             # Twilio: canceled only affects queued/ringing calls; an answered call goes on.
             return []
         return self._end(now, CallStatus.COMPLETED)
+
+    def update_status_callback(self, now: float, url: str, method: str = "POST") -> None:
+        """REST update with ``StatusCallback``: later events go there (same event list)."""
+        if self.is_over:
+            raise InvalidCallState(f"call is {self.status.value}")
+        self.spec = replace(self.spec, status_callback=url, status_callback_method=method)
+        self.record(now, "rest-status-callback", url=url, method=method)
 
     def redirect(
         self, now: float, *, url: str | None = None, method: str = "POST", twiml: str | None = None
@@ -451,36 +345,143 @@ class CallSim:
         if self.is_over:
             raise InvalidCallState(f"call is {self.status.value}")
         self.record(now, "rest-redirect", url=url, twiml=twiml is not None)
-        if self.status in _PRE_ANSWER and self.spec.direction is Direction.OUTBOUND_API:
+        if self.status in PRE_ANSWER and self.spec.direction is not Direction.INBOUND:
             # Not answered yet: the new instructions are used at answer.
             self._url, self._method, self._twiml = url, method, twiml
             return []
         out = self._abandon_doc(now, "redirected")
         if twiml is not None:
             return out + self._inline(now, twiml)
-        return out + self._fetch(now, Purpose.TWIML, url or "", method, ())
+        return out + self.fetch(now, Purpose.TWIML, url or "", method, ())
 
     def stream_ended(self, stream_sid: str, now: float, reason: str = "closed") -> list[SimAction]:
         """The stream's WebSocket closed (either side) or could not be opened."""
-        opened = self.streams.pop(stream_sid, None)
-        if opened is None or self.is_over:
+        if self.is_over:
             return []
-        self.record(now, "stream-ended", stream_sid=stream_sid, reason=reason)
-        if self._connect is not None and self._connect[0] == stream_sid:
-            connect = self._connect[1]
-            self._connect = None
-            if connect.action:
-                url = self._resolve(connect.action)
-                return self._fetch(now, Purpose.CONNECT_ACTION, url, connect.method, ())
-            return self._advance(now)
-        return []
+        return self._streams.ended(now, stream_sid, reason)
 
-    # ------------------------------------------------------------------ lifecycle
+    def leg_event(
+        self, child_sid: str, event: str, status: CallStatus, duration: int, now: float
+    ) -> list[SimAction]:
+        """A ``<Dial>`` child call answered, was bridged, or ended."""
+        if self.is_over:
+            return [EndLeg(child_sid, "the caller is gone")] if event != "ended" else []
+        return self._dial.leg_event(now, child_sid, event, status, duration)
 
-    def _timer(self, name: str, at: float) -> StartTimer:
+    def conference_ended(self, room: str, now: float, reason: str = "ended") -> list[SimAction]:
+        """The call's conference room ended (or turned it away)."""
+        if self.is_over:
+            return []
+        return self._dial.conference_ended(now, room, reason)
+
+    def script_failed(self, now: float, message: str) -> list[SimAction]:
+        """The callee's script cannot play this call (e.g. it must hear a stream and speech
+        recognition is missing): recorded as ``script-error``, the call ends ``failed``."""
+        if self.is_over:
+            return []
+        self.script_error = message
+        self.record(now, "script-error", message=message)
+        return self._end(now, CallStatus.FAILED)
+
+    def callee_update(self, now: float) -> list[SimAction]:
+        """The callee was fed from outside (a Media Stream): record its notes, arm its hang-up."""
+        if self.is_over:
+            return []
+        return self.callee_sync(now)
+
+    # ------------------------------------------------------------------ helpers for verbs
+
+    def new_request_id(self) -> int:
+        self._request_ids += 1
+        return self._request_ids
+
+    def prompt_cut(self, now: float) -> None:
+        """A key stopped a ``<Gather>`` prompt: the rest of its prompts are skipped."""
+        self._gather.prompt_cut(now)
+
+    def timer(self, name: str, at: float) -> StartTimer:
         self._timer_tokens += 1
         self._timers[name] = self._timer_tokens
         return StartTimer(name, self._timer_tokens, at)
+
+    def resolve(self, url: str) -> str:
+        base = self._doc.url if self._doc is not None else self._url
+        return urljoin(base, url) if base else url
+
+    @property
+    def document_url(self) -> str | None:
+        return self._doc.url if self._doc is not None else self._url
+
+    def leave_document(self) -> None:
+        """The document is done with (its action's TwiML will replace it)."""
+        self._doc = None
+
+    def say_seconds(self, text: str) -> float:
+        return self.timing.speech_seconds(text)
+
+    def peek_reply(self) -> Reply:
+        replies = self.script.replies
+        return replies[self._reply_index] if self._reply_index < len(replies) else SilenceReply()
+
+    def next_reply(self) -> Reply:
+        reply = self.peek_reply()
+        if self._reply_index < len(self.script.replies):
+            self._reply_index += 1
+        return reply
+
+    def hear(self, start: float, end: float, kind: str, text: str, **extra: Any) -> HeardItem:
+        item = HeardItem(start, end, kind, text, extra=extra)
+        self.heard.append(item)
+        return item
+
+    def voice_params(self) -> list[tuple[str, str]]:
+        params = self.common_params()
+        if self.answered_by is not None:
+            params.append(("AnsweredBy", self.answered_by))
+            if self.amd_result is not None:
+                params.append(("MachineDetectionDuration", str(self.amd_result.duration_ms)))
+        return params
+
+    def fetch(
+        self,
+        now: float,
+        purpose: Purpose,
+        url: str,
+        method: str,
+        extra: Sequence[tuple[str, str]],
+    ) -> list[SimAction]:
+        self._request_ids += 1
+        rid = self._request_ids
+        self._pending[rid] = _Pending(purpose, url)
+        params = tuple(self.voice_params() + list(extra))
+        return [HttpRequest(rid, purpose, url, method, params)]
+
+    def notify(
+        self, purpose: Purpose, url: str, method: str, params: Sequence[tuple[str, str]]
+    ) -> HttpRequest:
+        """A webhook that expects no TwiML (callbacks)."""
+        self._request_ids += 1
+        return HttpRequest(self._request_ids, purpose, url, method, tuple(params))
+
+    def callee_sync(self, now: float) -> list[SimAction]:
+        """Record the callee's notes; (re)arm the timer for when it hangs up."""
+        callee = self.callee
+        if callee is not None:
+            for note in callee.drain_notes(now):
+                self.record(note.at, note.kind, **note.data)
+        callee_at = None if callee is None else callee.hangup_at
+        candidates = [t for t in (self._hangup_after, callee_at) if t is not None]
+        at = min(candidates) if candidates else None
+        if at == self._callee_hangup_armed or self.status in PRE_ANSWER:
+            return []
+        if at is None:  # the callee changed its mind (a key re-planned an IVR)
+            self._timers.pop("callee-hangup", None)
+            self._callee_hangup_armed = None
+            return []
+        self._callee_hangup_armed = at
+        return [self.timer("callee-hangup", max(at, now))]
+
+    # ------------------------------------------------------------------ lifecycle
 
     def _set_status(self, now: float, status: CallStatus) -> list[SimAction]:
         self.status = status
@@ -490,7 +491,7 @@ class CallSim:
 
     def _status_callback(self, now: float) -> list[SimAction]:
         spec = self.spec
-        event = _EVENT_OF.get(self.status)
+        event = EVENT_OF.get(self.status)
         if spec.status_callback is None or event is None:
             return []
         if event not in spec.status_callback_events:
@@ -503,19 +504,27 @@ class CallSim:
         ]
         if event == "completed":
             params.append(("CallDuration", str(self.duration or 0)))
+            call_recording = self._recorder.done
+            if call_recording is not None:  # Record=true: the recording goes with it
+                params += [
+                    ("RecordingUrl", call_recording.url),
+                    ("RecordingSid", call_recording.sid),
+                    ("RecordingDuration", str(call_recording.duration)),
+                ]
         if self.answered_by is not None:
             params.append(("AnsweredBy", self.answered_by))
         self._sequence += 1
-        self._request_ids += 1
         return [
-            HttpRequest(
-                self._request_ids,
-                Purpose.STATUS_CALLBACK,
-                spec.status_callback,
-                spec.status_callback_method,
-                tuple(params),
+            self.notify(
+                Purpose.STATUS_CALLBACK, spec.status_callback, spec.status_callback_method, params
             )
         ]
+
+    def _ring_timeout(self) -> float:
+        buffer = 0.0
+        if self.spec.direction is Direction.OUTBOUND_API:
+            buffer = self.config.ring_timeout_buffer
+        return float(self.spec.timeout) + buffer
 
     def _progress(self, now: float) -> list[SimAction]:
         step = self._progress_step
@@ -526,58 +535,98 @@ class CallSim:
             if script.outcome is Outcome.FAILED:
                 return out + self._end(now, CallStatus.FAILED)
             self._progress_step = "ring"
-            return [*out, self._timer("progress", now + self.config.ring_delay)]
+            return [*out, self.timer("progress", now + self.config.ring_delay)]
         if step == "ring":
             out = self._set_status(now, CallStatus.RINGING)
             answer_after = script.answer_after_ms / 1000.0
-            timeout = float(self.spec.timeout)
+            timeout = self._ring_timeout()
             if script.outcome is Outcome.ANSWER and answer_after < timeout:
                 self._progress_step = "answer"
-                return [*out, self._timer("progress", now + answer_after)]
+                return [*out, self.timer("progress", now + answer_after)]
             if script.outcome is Outcome.BUSY and answer_after < timeout:
                 self._progress_step = "busy"
-                return [*out, self._timer("progress", now + answer_after)]
+                return [*out, self.timer("progress", now + answer_after)]
             self._progress_step = "no-answer"
-            return [*out, self._timer("progress", now + timeout)]
+            return [*out, self.timer("progress", now + timeout)]
         if step == "busy":
             return self._end(now, CallStatus.BUSY)
         if step == "no-answer":
             return self._end(now, CallStatus.NO_ANSWER)
         if step == "answer":
             out = self._answer(now)
-            if self._twiml is not None:
-                return out + self._inline(now, self._twiml)
-            return out + self._fetch(now, Purpose.TWIML, self._url or "", self._method, ())
+            if self.spec.amd and not self.spec.async_amd:
+                return out  # Twilio runs no TwiML until detection is done
+            return out + self.first_document(now)
         return []
+
+    def first_document(self, now: float) -> list[SimAction]:
+        if self.spec.direction is Direction.OUTBOUND_DIAL:
+            if self._url is None:
+                return self._bridge(now)
+            return self.fetch(now, Purpose.TWIML, self._url, self._method, ())
+        if self._twiml is not None:
+            return self._inline(now, self._twiml)
+        return self.fetch(now, Purpose.TWIML, self._url or "", self._method, ())
 
     def _answer(self, now: float) -> list[SimAction]:
         self.answer_time = now
-        if self.spec.machine_detection and not self.spec.send_digits:
-            self.answered_by = self.script.answered_by
         out = self._set_status(now, CallStatus.IN_PROGRESS)
-        if self.spec.send_digits:
-            self.record(now, "send-digits", digits=self.spec.send_digits)
-        if self.spec.record:
-            self.record(now, "recording-started", note="emulator records nothing")
+        spec = self.spec
+        if spec.direction is Direction.OUTBOUND_DIAL:
+            out.append(
+                LegEvent(spec.parent_call_sid or "", self.sid, "answered", CallStatus.IN_PROGRESS)
+            )
+        if self.callee is not None:
+            self.callee.answered(now)
+        if spec.send_digits:
+            self.record(now, "send-digits", digits=spec.send_digits)
+            self._prompts.digits_to_callee(now + 0.5, spec.send_digits)
+        if spec.machine_detection and spec.send_digits:
+            self.record(now, "amd-skipped", reason="SendDigits disables MachineDetection")
+        if spec.amd:
+            out += self._amd.start(now)
+        if spec.record:
+            out += self._recorder.start(now)
         if self.script.hangup_after_ms is not None:
-            out.append(self._timer("callee-hangup", now + self.script.hangup_after_ms / 1000.0))
-        out.append(self._timer("time-limit", now + self.spec.time_limit))
-        return out
+            self._hangup_after = now + self.script.hangup_after_ms / 1000.0
+        out.append(self.timer("time-limit", now + spec.time_limit))
+        return out + self.callee_sync(now)
+
+    def _bridge(self, now: float) -> list[SimAction]:
+        """A ``<Dial>`` child's whisper is over (or there was none): connect the caller."""
+        self.bridged = True
+        self._doc = None
+        self.record(now, "bridged", parent=self.spec.parent_call_sid)
+        return [LegEvent(self.spec.parent_call_sid or "", self.sid, "bridged", self.status)]
+
+    # ------------------------------------------------------------------ ending
 
     def _end(self, now: float, status: CallStatus) -> list[SimAction]:
         out: list[SimAction] = []
-        for stream_sid in list(self.streams):
-            out.append(CloseStream(stream_sid, "call ended"))
-        self.streams.clear()
-        self._connect = None
+        out += self._streams.close_all("call ended")
+        self.status = status  # requests made on the way out carry the final CallStatus
+        out += self._record.call_ended(now)
+        out += self._dial.call_ended(now)
+        self._gather.abandon()
         self._pending.clear()
+        self._prompts.abandon()
         self._timers.clear()
         self._doc = None
-        self._gather = None
         self.end_time = now
         if self.start_time is None:
             self.start_time = now
+        if self.callee is not None:
+            self.callee.finished(now)
+            for note in self.callee.drain_notes(now):
+                self.record(note.at, note.kind, **note.data)
+        out += self._recorder.finish(now)
         out += self._set_status(now, status)
+        if self.spec.direction is Direction.OUTBOUND_DIAL:
+            out.append(
+                LegEvent(
+                    self.spec.parent_call_sid or "", self.sid, "ended", status, self.duration or 0
+                )
+            )
         out.append(CallFinished(status))
         return out
 
@@ -586,34 +635,10 @@ class CallSim:
         self.record(now, "error", code=code, message=message)
         if self.status is CallStatus.IN_PROGRESS:
             text = self.config.app_error_text
-            self.heard.append(HeardItem(now, now + self._say_seconds(text), "app-error", text))
+            self.heard.append(HeardItem(now, now + self.say_seconds(text), "app-error", text))
         return self._end(now, self.config.app_error_status)
 
     # ------------------------------------------------------------------ documents
-
-    def _resolve(self, url: str) -> str:
-        base = self._doc.url if self._doc is not None else self._url
-        return urljoin(base, url) if base else url
-
-    def _voice_params(self) -> list[tuple[str, str]]:
-        params = self.common_params()
-        if self.answered_by is not None:
-            params.append(("AnsweredBy", self.answered_by))
-        return params
-
-    def _fetch(
-        self,
-        now: float,
-        purpose: Purpose,
-        url: str,
-        method: str,
-        extra: Sequence[tuple[str, str]],
-    ) -> list[SimAction]:
-        self._request_ids += 1
-        rid = self._request_ids
-        self._pending[rid] = _Pending(purpose, url)
-        params = tuple(self._voice_params() + list(extra))
-        return [HttpRequest(rid, purpose, url, method, params)]
 
     def _inline(self, now: float, twiml: str) -> list[SimAction]:
         try:
@@ -627,16 +652,15 @@ class CallSim:
 
     def _abandon_doc(self, now: float, reason: str) -> list[SimAction]:
         out: list[SimAction] = []
-        self._timers.pop("verb", None)
-        self._timers.pop("gather", None)
+        for name in ("verb", "gather", "record"):
+            self._timers.pop(name, None)
         self._pending = {k: v for k, v in self._pending.items() if not v.purpose.expects_twiml}
-        self._gather = None
+        self._prompts.abandon()
+        self._gather.abandon()
+        self._record.abandon()
+        out += self._dial.abandon(now, reason)
         self._doc = None
-        if self._connect is not None:
-            sid = self._connect[0]
-            self._connect = None
-            if self.streams.pop(sid, None) is not None:
-                out.append(CloseStream(sid, reason))
+        out += self._streams.abandon(reason)
         return out
 
     def _begin_doc(self, now: float, doc: _Doc) -> list[SimAction]:
@@ -650,10 +674,11 @@ class CallSim:
                 return self._end(now, status)
             out += self._answer(now)
         self._doc = doc
-        self._gather = None
+        self._gather.abandon()
         return out + self._run(now)
 
-    def _advance(self, now: float) -> list[SimAction]:
+    def advance(self, now: float) -> list[SimAction]:
+        """The current verb is done: run the next ones."""
         if self._doc is not None:
             self._doc.index += 1
         return self._run(now)
@@ -666,6 +691,9 @@ class CallSim:
             if doc is None:
                 return out
             if doc.index >= len(doc.verbs):
+                if self.spec.direction is Direction.OUTBOUND_DIAL and not self.bridged:
+                    self.record(now, "whisper-ended")
+                    return out + self._bridge(now)
                 self.record(now, "document-ended")
                 return out + self._end(now, CallStatus.COMPLETED)
             verb = doc.verbs[doc.index]
@@ -676,220 +704,39 @@ class CallSim:
             return out + step
         return out
 
-    def _say_seconds(self, text: str) -> float:
-        words = len(text.split())
-        return max(self.config.min_say_seconds, words * 60.0 / self.config.words_per_minute)
+    def play_prompt(
+        self, now: float, verb: Prompt, stop_at: float | None = None
+    ) -> list[SimAction]:
+        """Play ``verb`` to the callee; a ``verb`` timer fires when it is over."""
+        return self._prompts.play(now, verb, stop_at)
 
-    def _prompt(self, now: float, verb: Say | Play | Pause) -> float:
-        """Play a prompt to the callee; return how long it takes."""
-        if isinstance(verb, Say):
-            one = self._say_seconds(verb.text)
-            seconds = one * verb.loop
-            for i in range(min(verb.loop, 20)):
-                start = now + i * one
-                item = HeardItem(start, start + one, "say", verb.text, verb.voice, verb.language)
-                self.heard.append(item)
-            self.record(
-                now,
-                "verb",
-                verb="Say",
-                text=verb.text,
-                voice=verb.voice,
-                language=verb.language,
-                loop=verb.loop,
-                seconds=seconds,
-            )
-            return seconds
-        if isinstance(verb, Play):
-            if verb.digits is not None:
-                seconds = sum(
-                    0.5 if d == "w" else self.config.dtmf_digit_seconds for d in verb.digits
-                )
-                self.heard.append(HeardItem(now, now + seconds, "digits", verb.digits))
-            else:
-                seconds = self.config.play_seconds * verb.loop
-                self.heard.append(HeardItem(now, now + seconds, "play", verb.url))
-            self.record(
-                now,
-                "verb",
-                verb="Play",
-                url=verb.url,
-                digits=verb.digits,
-                loop=verb.loop,
-                seconds=seconds,
-            )
-            return seconds
-        self.record(now, "verb", verb="Pause", seconds=verb.length)
-        return verb.length
+    # ------------------------------------------------------------------ verbs
 
     def _execute(self, now: float, verb: Verb) -> list[SimAction] | None:
         """Start ``verb``; ``None`` means it finished at once (go on to the next)."""
         if isinstance(verb, Say | Play | Pause):
-            seconds = self._prompt(now, verb)
-            return [self._timer("verb", now + seconds)]
+            return self.play_prompt(now, verb)
         if isinstance(verb, Gather):
-            self._gather = _GatherState(verb)
-            self.record(
-                now,
-                "verb",
-                verb="Gather",
-                input=sorted(verb.input),
-                action=verb.action,
-                timeout=verb.timeout,
-                speech_timeout=verb.speech_timeout,
-                num_digits=verb.num_digits,
-            )
-            return self._gather_step(now)
+            return self._gather.start(now, verb)
+        if isinstance(verb, Record):
+            return self._record.start(now, verb)
+        if isinstance(verb, Dial):
+            if self.spec.direction is Direction.OUTBOUND_DIAL:
+                return self._app_error(now, 12100, "<Dial> in a dialled leg's whisper")
+            return self._dial.start(now, verb)
         if isinstance(verb, Hangup | Reject):
-            name = type(verb).__name__
-            self.record(now, "verb", verb=name)
+            self.record(now, "verb", verb=type(verb).__name__)
             return self._end(now, CallStatus.COMPLETED)
         if isinstance(verb, Redirect):
-            url = self._resolve(verb.url)
+            url = self.resolve(verb.url)
             self.record(now, "verb", verb="Redirect", url=url, method=verb.method)
             self._doc = None
-            return self._fetch(now, Purpose.REDIRECT, url, verb.method, ())
-        if isinstance(verb, Connect):
-            if verb.stream is None:
-                self.record(now, "unsupported", verb=f"Connect/{verb.other}")
-                return None
-            sid = self._ids.sid("MZ")
-            opened = OpenStream(sid, verb.stream, bidirectional=True)
-            self.streams[sid] = opened
-            self._connect = (sid, verb)
-            self.record(
-                now,
-                "verb",
-                verb="Connect/Stream",
-                stream_sid=sid,
-                url=verb.stream.url,
-                parameters=dict(verb.stream.parameters),
-            )
-            return [opened]
-        if isinstance(verb, Start):
-            sid = self._ids.sid("MZ")
-            opened = OpenStream(sid, verb.stream, bidirectional=False)
-            self.streams[sid] = opened
-            self.record(
-                now,
-                "verb",
-                verb="Start/Stream",
-                stream_sid=sid,
-                url=verb.stream.url,
-                track=verb.stream.track.value,
-                name=verb.stream.name,
-            )
-            # Not waiting for the socket: <Start> forks and TwiML goes on at once.
-            out: list[SimAction] = [opened]
-            if self._doc is not None:
-                self._doc.index += 1
-            return out + self._run(now)
-        if isinstance(verb, Stop):
-            self.record(now, "verb", verb="Stop/Stream", name=verb.stream_name)
-            closes: list[SimAction] = []
-            for sid, opened in list(self.streams.items()):
-                if opened.bidirectional:
-                    continue
-                if verb.stream_name is None or opened.stream.name == verb.stream_name:
-                    del self.streams[sid]
-                    closes.append(CloseStream(sid, "stopped by <Stop>"))
-            if self._doc is not None:
-                self._doc.index += 1
-            return closes + self._run(now)
-        if isinstance(verb, Unsupported):
-            self.record(now, "unsupported", verb=verb.name)
-            return None
+            return self.fetch(now, Purpose.REDIRECT, url, verb.method, ())
+        if isinstance(verb, Connect | Start | Stop):
+            return self._streams.execute(now, verb)
         raise AssertionError(f"unhandled verb {verb!r}")  # pragma: no cover
 
-    def _verb_done(self, now: float) -> list[SimAction]:
-        if self._gather is not None:
-            self._gather.prompt_index += 1
-            return self._gather_step(now)
-        return self._advance(now)
-
-    # ------------------------------------------------------------------ gather
-
-    def _next_reply(self) -> Reply:
-        replies = self.script.replies
-        if self._reply_index < len(replies):
-            reply = replies[self._reply_index]
-            self._reply_index += 1
-            return reply
-        return SilenceReply()
-
-    def _gather_step(self, now: float) -> list[SimAction]:
-        state = self._gather
-        assert state is not None
-        verb = state.verb
-        if state.prompt_index < len(verb.prompts):
-            seconds = self._prompt(now, verb.prompts[state.prompt_index])
-            return [self._timer("verb", now + seconds)]
-        # Prompts done: the callee answers (or not).
-        state.listening = True
-        reply = self._next_reply()
-        delay = self.script.reply_delay_ms / 1000.0
-        if isinstance(reply, SpeechReply) and "speech" in verb.input:
-            start = now + delay
-            wav_seconds = reply.seconds
-            end = start + (self._say_seconds(reply.text) if wav_seconds is None else wav_seconds)
-            tail = verb.speech_timeout
-            tail = self.config.speech_auto_endpoint if tail is None else tail
-            self.callee_inputs.append({"start": start, "end": end, "speech": reply.text})
-            extra = {"wav": reply.wav} if reply.wav is not None else {}
-            self.record(now, "callee-speech", start=start, end=end, text=reply.text, **extra)
-            if not reply.text:  # a recording without a transcript: nothing recognised
-                state.result = None
-            else:
-                state.result = (
-                    ("SpeechResult", reply.text),
-                    ("Confidence", f"{reply.confidence:.8f}".rstrip("0").rstrip(".") or "0"),
-                )
-            return [self._timer("gather", end + tail)]
-        if isinstance(reply, DigitsReply) and "dtmf" in verb.input:
-            return self._gather_digits(now + delay, reply.digits, verb)
-        if not isinstance(reply, SilenceReply):
-            # Said something the Gather was not listening for (speech to a dtmf-only Gather...).
-            self.record(now, "callee-ignored-input", reply=repr(reply), input=sorted(verb.input))
-        state.result = None
-        return [self._timer("gather", now + verb.timeout)]
-
-    def _gather_digits(self, start: float, digits: str, verb: Gather) -> list[SimAction]:
-        state = self._gather
-        assert state is not None
-        t = start
-        collected = ""
-        for d in digits:
-            t += 0.5 if d == "w" else self.config.dtmf_digit_seconds
-            if d == "w":
-                continue
-            if verb.finish_on_key and d == verb.finish_on_key:
-                break
-            collected += d
-            if verb.num_digits is not None and len(collected) >= verb.num_digits:
-                break
-        else:
-            t += verb.timeout  # no terminator: Twilio waits `timeout` for another digit
-        self.callee_inputs.append({"start": start, "end": t, "digits": digits})
-        self.record(start, "callee-digits", digits=digits, collected=collected)
-        state.result = (("Digits", collected),) if collected else None
-        return [self._timer("gather", t)]
-
-    def _gather_input_done(self, now: float) -> list[SimAction]:
-        state = self._gather
-        if state is None:
-            return []
-        self._gather = None
-        verb = state.verb
-        if state.result is None and not verb.action_on_empty_result:
-            self.record(now, "gather-no-input")
-            return self._advance(now)
-        base = self._doc.url if self._doc is not None else self._url
-        target = self._resolve(verb.action) if verb.action else base
-        if not target:
-            self.record(now, "gather-no-action-url", note="inline TwiML and no action")
-            return self._advance(now)
-        extra = list(state.result or ())
-        self.gather_posts.append({"at": now, "url": target, "params": dict(extra)})
-        self.record(now, "gather-result", url=target, **{k: v for k, v in extra})
-        self._doc = None
-        return self._fetch(now, Purpose.GATHER_ACTION, target, verb.method, extra)
+    def verb_done(self, now: float) -> list[SimAction]:
+        if self._gather.active:
+            return self._gather.step(now)
+        return self.advance(now)

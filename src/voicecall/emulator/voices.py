@@ -42,6 +42,7 @@ __all__ = [
     "VoiceError",
     "WavAudio",
     "cached_wav",
+    "decode_wav",
     "espeak_ulaw",
     "load_wav",
     "pcm_to_ulaw",
@@ -90,6 +91,11 @@ def pcm_to_ulaw(samples: npt.NDArray[Any], rate: int) -> bytes:
         x = np.asarray(soxr.resample(x, rate, SAMPLE_RATE), dtype=np.float32)
     pcm = np.clip(np.rint(x), -32768, 32767).astype(np.int16)
     return ulaw_encode(np.ascontiguousarray(pcm))
+
+
+def decode_wav(path: str, data: bytes) -> WavAudio:
+    """Check and convert WAV bytes (``path`` names them in errors); see :func:`load_wav`."""
+    return _decode_wav(path, data)
 
 
 def _decode_wav(path: str, data: bytes) -> WavAudio:
