@@ -122,7 +122,10 @@ async def test_stream_tokens_and_turns(setup: tuple[CallManager, list[float]]) -
     assert texts == ["Hi, it's your assistant.", "Is now a good time?", "yes, go ahead"]
     # a barge-in keeps what the caller actually heard of the line that was cut, and a line
     # queued behind it (never played) is kept and marked as not spoken, each on its own line
-    channel.cuts = [SpokenResult(False, 900, 3000, "Let me read you"), SpokenResult(False, 0, 0, "")]
+    channel.cuts = [
+        SpokenResult(False, 900, 3000, "Let me read you"),
+        SpokenResult(False, 0, 0, ""),
+    ]
     await manager.speak(rec.call_id, "Let me read you the whole list of options now.")
     await manager.speak(rec.call_id, "And then the prices.")
     await manager.bot_interrupted(rec.call_id, SpokenResult(False, 900, 3000, "Let me read you"))

@@ -133,3 +133,48 @@ async def test_end_is_final_speak_and_continue_get_409(
     # a second end on an ended call is harmless
     r = await server.http.post(f"/api/calls/{call_id}/end", json={"message": "Bye again"})
     assert r.status_code == 200 and r.json()["state"] == "hangup-bot"
+
+
+async def test_continue_while_the_callee_talks_keeps_their_answer(
+    server: RunningServer, emulator: Emulator
+) -> None:
+    # the agent's next line arrives while the callee is still in the middle of their answer:
+    # redirecting the call now would abandon the <Gather> and lose what they say, so the line
+    # is held and said in the answer to that Gather (issue 11, defect 8)
+    first = (
+        "Hello, Luigi trattoria, how can I help? We are open until eleven tonight and the "
+        "kitchen closes at ten thirty"
+    )
+    emulator.set_script(CALLEE, {"answer_after_ms": 100, "replies": [first, "Yes, Thursday works"]})
+    r = await server.http.post(
+        "/api/calls", json={"to": CALLEE, "message": "Hello there.", "mode": "conversation"}
+    )
+    call_id = r.json()["call_id"]
+    doc = await wait_state(server, call_id, {"listening"})
+    sid = doc["provider_call_id"]
+    for _ in range(300):  # the callee has started talking (an interim result was posted)
+        if any(e.get("kind") == "gather-partial" for e in emulator.timeline(sid)):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("no interim result")
+    r = await server.http.post(
+        f"/api/calls/{call_id}/continue",
+        json={"message": "Do you have a table on Thursday?", "timeout_seconds": 30},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["transcript"] == "Yes, Thursday works"
+    doc = (await server.http.get(f"/api/calls/{call_id}")).json()
+    assert [(ln["speaker"], ln["text"]) for ln in doc["transcript"]] == [
+        ("bot", "Hello there."),
+        ("user", first),
+        ("bot", "Do you have a table on Thursday?"),
+        ("user", "Yes, Thursday works"),
+    ]
+    kinds = [e.get("kind") for e in emulator.timeline(sid)]
+    assert "rest-redirect" not in kinds  # the Gather was never cut
+    heard = emulator.call(sid).heard
+    question = next(h for h in heard if h.text == "Do you have a table on Thursday?")
+    spoke = next(e for e in emulator.timeline(sid) if e.get("kind") == "callee-speech")
+    assert question.start >= spoke["end"]  # said after the callee finished, not over them
+    await server.http.post(f"/api/calls/{call_id}/end")

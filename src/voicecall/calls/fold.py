@@ -86,8 +86,9 @@ def fold(
                 record.turn,
             )
             return Folded(record, line=line)
-        if PENDING_SAY in record.metadata:
-            # the answer to the held-back line is in: it has been said
+        held = record.metadata.get(PENDING_SAY)
+        if isinstance(held, dict) and held.get("after_turn") != event.turn:
+            # an answer to a later turn: the held-back line was said before it; forget it
             record = record.copy(
                 metadata={k: v for k, v in record.metadata.items() if k != PENDING_SAY}
             )

@@ -444,6 +444,11 @@ class CallManager:
                     streaming=self.replies.streams(new),
                 )
             lines = [folded.line] if folded.line is not None else []
+            if i == len(events) - 1:
+                # a bot line held back for the caller's utterance is said in this answer
+                held = self.turns.held_line(live, hook, seq=live.next_seq + len(lines))
+                if held is not None:
+                    lines.append(held)
             changed = _differs(new, live.record)
             new = new.copy(updated_at=self._clock()) if changed else new
             # an event that changes nothing about the call is stored for dedupe/history only

@@ -83,6 +83,7 @@ class AutoReplier:
                     # speech starts with the first sentence while the rest is still generated
                     if not sentences:
                         line = (await turns.open_turn(live, out.text, wait=False)).line
+                        assert line is not None  # never held back on a stream
                     else:
                         line = await turns.bot_line(live, out.text)
                     channel = await turns.channel(live)

@@ -7,9 +7,11 @@ Two rules keep what people say and hear honest:
 
 * **Nothing the caller says is cut off.** On a ``<Gather>`` call, a line that arrives while the
   caller is in the middle of an utterance (the Gather's partial results say speech started) is
-  *held back*: it is stored with the call (``pending_say``) and delivered in the answer to the
-  Gather request that ends their utterance, instead of a redirect that would throw that
-  utterance away. A backstop delivers it by redirect if no such request comes.
+  *held back*: it is kept with the call (``pending_say`` in the stored record) and said in the
+  answer to the Gather request that ends their utterance, instead of a redirect that would
+  throw that utterance away. It becomes a transcript line when it is said, after the caller's
+  words (in the same commit as them). A backstop delivers it by redirect if no such request
+  comes.
 * **Nothing unspoken passes for spoken.** A line the provider or the speech engine could not
   deliver is amended in the transcript to say so.
 
@@ -57,7 +59,7 @@ class OpenedTurn:
     """A bot line stored as a new turn; ``future`` resolves with the caller's answer."""
 
     record: CallRecord
-    line: TranscriptEntry
+    line: TranscriptEntry | None  # None: held back for the caller's utterance, stored when said
     future: asyncio.Future[str] | None
     held: bool
 
@@ -84,11 +86,14 @@ class Turns:
             rec = _talkable(live)
             held = self._caller_mid_utterance(live)
             t = states.apply(rec.state, Signal.SPEAKING)
-            metadata = self._held_back(live, rec, message, "hold") if held else rec.metadata
+            metadata = (
+                self._held_back(live, rec, message, "hold", rec.turn) if held else rec.metadata
+            )
             updated = rec.copy(state=t.state, updated_at=core.now(), metadata=metadata)
-            line = live.line(Speaker.BOT, message, at=core.now(), turn=rec.turn)
-            await core.commit(live, updated, [line])
-        core.publish_line(line)
+            line = None if held else live.line(Speaker.BOT, message, at=core.now(), turn=rec.turn)
+            await core.commit(live, updated, [line] if line else [])
+        if line is not None:
+            core.publish_line(line)
         await self.deliver(live, OpenedTurn(updated, line, None, held), then="hold", wait=False)
         return updated
 
@@ -122,13 +127,13 @@ class Turns:
         async with live.lock:
             rec = _talkable(live)
             held = self._caller_mid_utterance(live)
+            turn = rec.turn + 1
             metadata = (
-                self._held_back(live, rec, message, "listen")
+                self._held_back(live, rec, message, "listen", turn)
                 if held
                 else {k: v for k, v in rec.metadata.items() if k != PENDING_SAY}
             )
             metadata["turn_token"] = secrets.token_urlsafe(12)
-            turn = rec.turn + 1
             t = states.apply(rec.state, Signal.SPEAKING)
             updated = rec.copy(
                 turn=turn,
@@ -136,13 +141,14 @@ class Turns:
                 updated_at=core.now(),
                 metadata=metadata,
             )
-            line = live.line(Speaker.BOT, message, at=core.now(), turn=turn)
-            await core.commit(live, updated, [line])
+            line = None if held else live.line(Speaker.BOT, message, at=core.now(), turn=turn)
+            await core.commit(live, updated, [line] if line else [])
             fut: asyncio.Future[str] | None = None
             if wait:
                 fut = asyncio.get_running_loop().create_future()
                 live.waiters[turn] = fut
-        core.publish_line(line)
+        if line is not None:
+            core.publish_line(line)
         return OpenedTurn(updated, line, fut, held)
 
     async def bot_line(self, live: LiveCall, text: str) -> TranscriptEntry:
@@ -157,22 +163,24 @@ class Turns:
     async def deliver(self, live: LiveCall, opened: OpenedTurn, *, then: str, wait: bool) -> None:
         """Speak a stored line: on the stream, held for the Gather answer, or by redirect."""
         core = self.core
+        if opened.held:
+            core.arm(live, _PENDING_TIMER, PENDING_SAY_SECONDS, self._deliver_pending)
+            return
+        line = opened.line
+        assert line is not None
         if core.streams(live):
             channel = await self.channel(live)
-            speaking = self.say_on_stream(live, channel, opened.line.text, line=opened.line)
+            speaking = self.say_on_stream(live, channel, line.text, line=line)
             if wait:
                 await speaking
             else:
                 core.spawn(speaking)
             return
-        if opened.held:
-            core.arm(live, _PENDING_TIMER, PENDING_SAY_SECONDS, self._deliver_pending)
-            return
-        reply = core.replies.line(opened.record, opened.line.text, then, seq=opened.line.seq)
+        reply = core.replies.line(opened.record, line.text, then, seq=line.seq)
         try:
             await core.provider.redirect(_sid(opened.record), reply)
         except ProviderError as exc:
-            await self._unspoken(live, [opened.line], exc)
+            await self._unspoken(live, [line], exc)
             raise
 
     # ------------------------------------------------------------------ end
@@ -194,14 +202,14 @@ class Turns:
             if not again:
                 held = goodbye is not None and self._caller_mid_utterance(live)
                 base = (
-                    self._held_back(live, rec, goodbye, "hangup")
+                    self._held_back(live, rec, goodbye, "hangup", rec.turn)
                     if held and goodbye is not None
                     else rec.metadata
                 )
                 metadata = {**base, "hangup_requested": True}
                 t = states.apply(rec.state, Signal.ENDING)
                 rec = rec.copy(state=t.state, metadata=metadata, updated_at=core.now())
-                if goodbye:
+                if goodbye and not held:
                     lines.append(live.line(Speaker.BOT, goodbye, at=core.now(), turn=rec.turn))
                 await core.commit(live, rec, lines)
         if again:  # a second end: hang up now
@@ -211,20 +219,23 @@ class Turns:
         for entry in lines:
             core.publish_line(entry)
         core.publish("call.updated", rec)
-        if rec.provider_call_id is None or not lines:
+        if rec.provider_call_id is None or goodbye is None:
             await core.timeout_hangup(call_id, EndReason.HANGUP_BOT, None)
             return await core.get_call(call_id)
-        line = lines[0]
         core.arm(
             live,
             _ENDING_TIMER,
-            speaking_seconds(line.text) + GOODBYE_GRACE_SECONDS,
+            speaking_seconds(goodbye)
+            + GOODBYE_GRACE_SECONDS
+            + (PENDING_SAY_SECONDS if held else 0.0),
             self.on_ending_backstop,
         )
+        if held:
+            core.arm(live, _PENDING_TIMER, PENDING_SAY_SECONDS, self._deliver_pending)
+            return live.record
+        line = lines[0]
         if core.streams(live):
             core.spawn(self._goodbye_on_stream(live, line))
-        elif held:
-            core.arm(live, _PENDING_TIMER, PENDING_SAY_SECONDS, self._deliver_pending)
         else:
             try:
                 await core.provider.redirect(
@@ -340,24 +351,49 @@ class Turns:
             return True  # a line already waits for the caller's utterance: queue behind it
         return live.speech_turn is not None and live.speech_turn == live.record.turn
 
-    def _held_back(self, live: LiveCall, rec: CallRecord, text: str, then: str) -> dict[str, Any]:
-        """The record's metadata with ``text`` held for the Gather answer under way."""
+    def _held_back(
+        self, live: LiveCall, rec: CallRecord, text: str, then: str, turn: int
+    ) -> dict[str, Any]:
+        """The record's metadata with ``text`` held for the Gather answer under way (``turn``:
+        the turn its transcript line will belong to)."""
         earlier = pending_say(rec) if _PENDING_TIMER in live.timers else None
-        seq: int | None = live.next_seq  # the line about to be stored
-        if earlier is not None:
+        if earlier is not None:  # a line already waits: this one is said right after it
             text = f"{earlier['text']} {text}"
             after_turn, after_token = earlier["after_turn"], earlier["after_token"]
-            seq = None  # two lines now: no single stored line to fetch
         else:
             after_turn, after_token = rec.turn, rec.metadata.get("turn_token")
         held = {
             "text": text,
             "then": then,
-            "seq": seq,
+            "turn": turn,
             "after_turn": after_turn,
             "after_token": after_token,
         }
         return {**rec.metadata, PENDING_SAY: held}
+
+    def held_line(
+        self, live: LiveCall, hook: ParsedWebhook, *, seq: int
+    ) -> TranscriptEntry | None:
+        """The transcript line of a held-back line that the answer to ``hook`` says (stored in
+        the same commit as the caller's words it waited for), if any."""
+        held = pending_say(live.record)
+        if (
+            held is None
+            or _PENDING_TIMER not in live.timers
+            or hook.kind is not WebhookKind.GATHER
+            or hook.turn != held.get("after_turn")
+            or hook.token != held.get("after_token")
+        ):
+            return None
+        turn = held.get("turn")
+        return TranscriptEntry(
+            live.call_id,
+            seq,
+            Speaker.BOT,
+            str(held["text"]),
+            self.core.now(),
+            turn=turn if isinstance(turn, int) else live.record.turn,
+        )
 
     async def _deliver_pending(self, call_id: str) -> None:
         """Say a held-back line by redirecting the call (no Gather answer brought it)."""
@@ -373,16 +409,22 @@ class Turns:
             rec = live.record.copy(
                 metadata={k: v for k, v in live.record.metadata.items() if k != PENDING_SAY}
             )
-            await core.commit(live, rec)
+            turn = held.get("turn")
+            line = live.line(
+                Speaker.BOT,
+                str(held["text"]),
+                at=core.now(),
+                turn=turn if isinstance(turn, int) else rec.turn,
+            )
+            await core.commit(live, rec, [line])
+        core.publish_line(line)
         then = str(held["then"])
-        seq = held.get("seq")
-        reply = core.replies.line(
-            rec, str(held["text"]), then, seq=seq if isinstance(seq, int) else None
-        )
         try:
-            await core.provider.redirect(_sid(rec), reply)
-        except (ProviderError, ValueError) as exc:
-            log.warning("call %s: a held-back line could not be delivered: %s", call_id, exc)
+            await core.provider.redirect(
+                _sid(rec), core.replies.line(rec, line.text, then, seq=line.seq)
+            )
+        except ProviderError as exc:
+            await self._unspoken(live, [line], exc)
             if then == "hangup":
                 await core.timeout_hangup(call_id, EndReason.HANGUP_BOT, None)
 

@@ -12,6 +12,12 @@ Nested ``<Say>``/``<Play>``/``<Pause>`` play first. Then the callee answers:
 Speech is posted ``speechTimeout`` after it ends (``auto``: ``SimConfig.speech_auto_endpoint``);
 digits at ``finishOnKey`` / ``numDigits``, else after ``timeout``. No input: the document goes
 on after the ``<Gather>`` (or posts an empty result with ``actionOnEmptyResult``).
+
+With ``partialResultCallback``, interim results are posted while the callee speaks (the first
+:data:`PARTIAL_FIRST_S` after the speech starts, then every :data:`PARTIAL_EVERY_S` until it
+ends): ``UnstableSpeechResult`` (the words so far), ``StableSpeechResult`` (all but the last
+of them), ``Stability`` and ``SequenceNumber`` (from 1 per Gather), answer ignored. A REST
+redirect during the speech abandons the Gather: no more partials, and no final result.
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ from voicecall.emulator.twiml import Gather
 if TYPE_CHECKING:
     from voicecall.emulator.sim import CallSim
 
-__all__ = ["GatherRun"]
+__all__ = ["PARTIAL_EVERY_S", "PARTIAL_FIRST_S", "GatherRun"]
+
+PARTIAL_FIRST_S = 0.3
+PARTIAL_EVERY_S = 0.5
 
 
 def _confidence(value: float) -> str:
@@ -42,6 +51,9 @@ class _State:
     barge_at: float | None = None  # a key pressed during the prompts
     barge_digits: str = ""
     result: tuple[tuple[str, str], ...] | None = None  # params to post, None = no input
+    # interim results still to post: (at, words so far); and how many were posted
+    partials: list[tuple[float, str]] | None = None
+    partial_seq: int = 0
 
 
 class GatherRun:
@@ -123,7 +135,10 @@ class GatherRun:
                     ("SpeechResult", reply.text),
                     ("Confidence", _confidence(reply.confidence)),
                 )
-            return [sim.timer("gather", end + self._tail())]
+            return [
+                sim.timer("gather", end + self._tail()),
+                *self._plan_partials(start, end, reply.text),
+            ]
         if isinstance(reply, DigitsReply) and "dtmf" in verb.input:
             return self._digits(now + delay, reply.digits)
         if not isinstance(reply, SilenceReply):
@@ -163,7 +178,56 @@ class GatherRun:
             if sound.text
             else None
         )
-        return [*out, sim.timer("gather", sound.end + self._tail())]
+        return [
+            *out,
+            sim.timer("gather", sound.end + self._tail()),
+            *self._plan_partials(start, sound.end, sound.text),
+        ]
+
+    def _plan_partials(self, start: float, end: float, text: str) -> list[SimAction]:
+        """Schedule the interim results of an utterance (``partialResultCallback`` only)."""
+        state = self.state
+        assert state is not None
+        words = text.split()
+        if state.verb.partial_result_callback is None or not words or end <= start:
+            return []
+        plan: list[tuple[float, str]] = []
+        at = start + PARTIAL_FIRST_S
+        while at < end:
+            heard = max(1, round(len(words) * (at - start) / (end - start)))
+            plan.append((at, " ".join(words[:heard])))
+            at += PARTIAL_EVERY_S
+        if not plan:
+            plan.append((start + (end - start) / 2, words[0]))
+        state.partials = plan
+        return [self.sim.timer("gather-partial", plan[0][0])]
+
+    def partial_due(self, now: float) -> list[SimAction]:
+        """Post the next interim result (the Gather may have been abandoned meanwhile)."""
+        state, sim = self.state, self.sim
+        if state is None or not state.partials or state.verb.partial_result_callback is None:
+            return []
+        _at, words = state.partials.pop(0)
+        state.partial_seq += 1
+        stable = words.rsplit(" ", 1)[0] if " " in words else ""
+        params = [
+            *sim.common_params(),
+            ("LanguageCode", state.verb.language),
+            ("SequenceNumber", str(state.partial_seq)),
+            ("StableSpeechResult", stable),
+            ("Stability", "0.8"),
+            ("UnstableSpeechResult", words),
+        ]
+        sim.record(now, "gather-partial", seq=state.partial_seq, text=words)
+        url = sim.resolve(state.verb.partial_result_callback)
+        out: list[SimAction] = [
+            sim.notify(
+                Purpose.GATHER_PARTIAL, url, state.verb.partial_result_callback_method, params
+            )
+        ]
+        if state.partials:
+            out.append(sim.timer("gather-partial", state.partials[0][0]))
+        return out
 
     def _digits(self, start: float, digits: str) -> list[SimAction]:
         state = self.state

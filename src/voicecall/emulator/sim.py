@@ -266,6 +266,8 @@ class CallSim:
             return self.verb_done(now)
         if name == "gather":
             return self._gather.input_done(now)
+        if name == "gather-partial":
+            return self._gather.partial_due(now)
         if name == "record":
             return self._record.done(now)
         if name == "amd":

@@ -121,13 +121,21 @@ class Purpose(StrEnum):
     RECORD_ACTION = "record-action"
     AMD_STATUS = "amd-status"  # AsyncAmdStatusCallback
     RECORDING_STATUS = "recording-status"  # recordingStatusCallback / RecordingStatusCallback
+    GATHER_PARTIAL = "gather-partial"  # <Gather partialResultCallback>: interim speech results
 
     @property
     def expects_twiml(self) -> bool:
         return self not in _NO_TWIML
 
 
-_NO_TWIML = frozenset({Purpose.STATUS_CALLBACK, Purpose.AMD_STATUS, Purpose.RECORDING_STATUS})
+_NO_TWIML = frozenset(
+    {
+        Purpose.STATUS_CALLBACK,
+        Purpose.AMD_STATUS,
+        Purpose.RECORDING_STATUS,
+        Purpose.GATHER_PARTIAL,
+    }
+)
 
 
 class InvalidCallState(Exception):

@@ -115,6 +115,8 @@ class Gather:
     action_on_empty_result: bool = False
     language: str = "en-US"
     prompts: tuple[Say | Play | Pause, ...] = ()
+    partial_result_callback: str | None = None
+    partial_result_callback_method: str = "POST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,8 @@ def _gather(el: ET.Element, warnings: list[str]) -> Gather:
         action_on_empty_result=a.boolean("actionOnEmptyResult", False),
         language=a.get("language") or "en-US",
         prompts=tuple(prompts),
+        partial_result_callback=a.get("partialResultCallback"),
+        partial_result_callback_method=a.method("partialResultCallbackMethod"),
     )
 
 
