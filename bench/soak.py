@@ -451,9 +451,14 @@ async def drain(servers: list[Server], timeout: float) -> None:
         while time.monotonic() < end:
             live = 0
             for server in servers:
-                r = await http.get(
-                    server.url + "/api/calls", params={"active": "true", "limit": 500}
-                )
+                try:
+                    r = await http.get(
+                        server.url + "/api/calls", params={"active": "true", "limit": 500}
+                    )
+                except httpx.TransportError as exc:  # busy or restarting: ask again
+                    console.print(f"drain: {server.name} did not answer ({type(exc).__name__})")
+                    live += 1
+                    continue
                 for c in r.json()["calls"]:
                     live += 1
                     with contextlib.suppress(httpx.TransportError):
@@ -558,6 +563,17 @@ def check(
     return failures, dict(figures)
 
 
+def failing_timelines(failures: list[str], emulator: Emulator) -> dict[str, list[Any]]:
+    """The emulator's timeline of every call a failure names (for the report: what happened)."""
+    named = {w.strip(":,;.") for f in failures for w in f.split() if len(w.strip(":,;.")) == 32}
+    out: dict[str, list[Any]] = {}
+    for sid, sim in emulator.calls.items():
+        cid = call_id_of(sim.spec.url)
+        if cid in named:
+            out[cid or sid] = emulator.timeline(sid)
+    return out
+
+
 def progress(
     servers: list[Server], stats: Stats, emulator: Emulator, began: float, total: float
 ) -> Table:
@@ -617,6 +633,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> tuple[int, dict[str, 
     total = args.minutes * 60
     deadline = began + total
     failures: list[str] = []
+    timelines: dict[str, list[Any]] = {}
     figures: dict[str, Any] = {}
     try:
         numbers = scripts(emulator, rng, 40)
@@ -655,6 +672,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> tuple[int, dict[str, 
         await emulator.wait_idle(30)
         calls = {s.name: await all_calls(s) for s in servers}
         failures, figures = check(servers, calls, stats, emulator)
+        timelines = failing_timelines(failures, emulator)
         for s in servers:
             s.stop()
         for s in servers:
@@ -683,6 +701,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> tuple[int, dict[str, 
         "refused": dict(stats.refused),
         "figures": figures,
         "failures": failures,
+        "timelines": timelines,
     }
     table = Table(
         title=f"soak {args.store} {'+'.join(voices)}: {'FAILED' if failures else 'clean'}"

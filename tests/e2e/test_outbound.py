@@ -178,3 +178,39 @@ async def test_continue_while_the_callee_talks_keeps_their_answer(
     spoke = next(e for e in emulator.timeline(sid) if e.get("kind") == "callee-speech")
     assert question.start >= spoke["end"]  # said after the callee finished, not over them
     await server.http.post(f"/api/calls/{call_id}/end")
+
+
+async def test_two_lines_held_while_the_callee_talks_keep_their_own_lines(
+    server: RunningServer, emulator: Emulator
+) -> None:
+    first = "Good evening, Luigi trattoria, we are very busy tonight but how can I help you"
+    emulator.set_script(CALLEE, {"answer_after_ms": 100, "replies": [first, "Yes, at eight"]})
+    r = await server.http.post(
+        "/api/calls", json={"to": CALLEE, "message": "Hello there.", "mode": "conversation"}
+    )
+    call_id = r.json()["call_id"]
+    doc = await wait_state(server, call_id, {"listening"})
+    sid = doc["provider_call_id"]
+    for _ in range(300):
+        if any(e.get("kind") == "gather-partial" for e in emulator.timeline(sid)):
+            break
+        await asyncio.sleep(0.02)
+    r = await server.http.post(f"/api/calls/{call_id}/speak", json={"message": "Sorry to bother."})
+    assert r.status_code == 200, r.text
+    r = await server.http.post(
+        f"/api/calls/{call_id}/continue",
+        json={"message": "Is there a table for two?", "timeout_seconds": 30},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["transcript"] == "Yes, at eight"
+    doc = (await server.http.get(f"/api/calls/{call_id}")).json()
+    assert [(ln["speaker"], ln["text"]) for ln in doc["transcript"]] == [
+        ("bot", "Hello there."),
+        ("user", first),
+        ("bot", "Sorry to bother."),  # each held line is its own transcript line ...
+        ("bot", "Is there a table for two?"),
+        ("user", "Yes, at eight"),
+    ]
+    heard = [h.text for h in emulator.call(sid).heard]
+    assert "Sorry to bother. Is there a table for two?" in heard  # ... said in one go
+    await server.http.post(f"/api/calls/{call_id}/end")

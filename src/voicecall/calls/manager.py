@@ -445,10 +445,8 @@ class CallManager:
                 )
             lines = [folded.line] if folded.line is not None else []
             if i == len(events) - 1:
-                # a bot line held back for the caller's utterance is said in this answer
-                held = self.turns.held_line(live, hook, seq=live.next_seq + len(lines))
-                if held is not None:
-                    lines.append(held)
+                # bot lines held back for the caller's utterance are said in this answer
+                lines += self.turns.held_lines(live, hook, seq=live.next_seq + len(lines))
             changed = _differs(new, live.record)
             new = new.copy(updated_at=self._clock()) if changed else new
             # an event that changes nothing about the call is stored for dedupe/history only

@@ -355,27 +355,29 @@ class Turns:
         self, live: LiveCall, rec: CallRecord, text: str, then: str, turn: int
     ) -> dict[str, Any]:
         """The record's metadata with ``text`` held for the Gather answer under way (``turn``:
-        the turn its transcript line will belong to)."""
+        the turn its transcript line will belong to). Lines held while one already waits are
+        said right after it, and each keeps its own transcript line."""
         earlier = pending_say(rec) if _PENDING_TIMER in live.timers else None
-        if earlier is not None:  # a line already waits: this one is said right after it
-            text = f"{earlier['text']} {text}"
+        lines = [{"text": text, "turn": turn}]
+        if earlier is not None:
+            lines = [*_held_lines(earlier), *lines]
             after_turn, after_token = earlier["after_turn"], earlier["after_token"]
         else:
             after_turn, after_token = rec.turn, rec.metadata.get("turn_token")
         held = {
-            "text": text,
+            "text": " ".join(str(ln["text"]) for ln in lines),  # what is said, in one go
+            "lines": lines,
             "then": then,
-            "turn": turn,
             "after_turn": after_turn,
             "after_token": after_token,
         }
         return {**rec.metadata, PENDING_SAY: held}
 
-    def held_line(
+    def held_lines(
         self, live: LiveCall, hook: ParsedWebhook, *, seq: int
-    ) -> TranscriptEntry | None:
-        """The transcript line of a held-back line that the answer to ``hook`` says (stored in
-        the same commit as the caller's words it waited for), if any."""
+    ) -> list[TranscriptEntry]:
+        """The transcript lines of the held-back lines that the answer to ``hook`` says (stored
+        in the same commit as the caller's words they waited for); ``[]`` if none."""
         held = pending_say(live.record)
         if (
             held is None
@@ -384,19 +386,15 @@ class Turns:
             or hook.turn != held.get("after_turn")
             or hook.token != held.get("after_token")
         ):
-            return None
-        turn = held.get("turn")
-        return TranscriptEntry(
-            live.call_id,
-            seq,
-            Speaker.BOT,
-            str(held["text"]),
-            self.core.now(),
-            turn=turn if isinstance(turn, int) else live.record.turn,
-        )
+            return []
+        now = self.core.now()
+        return [
+            TranscriptEntry(live.call_id, seq + i, Speaker.BOT, text, now, turn=turn)
+            for i, (text, turn) in enumerate(_texts_and_turns(held, live.record.turn))
+        ]
 
     async def _deliver_pending(self, call_id: str) -> None:
-        """Say a held-back line by redirecting the call (no Gather answer brought it)."""
+        """Say held-back lines by redirecting the call (no Gather answer brought them)."""
         core = self.core
         live = core.live(call_id)
         if live is None:
@@ -409,22 +407,22 @@ class Turns:
             rec = live.record.copy(
                 metadata={k: v for k, v in live.record.metadata.items() if k != PENDING_SAY}
             )
-            turn = held.get("turn")
-            line = live.line(
-                Speaker.BOT,
-                str(held["text"]),
-                at=core.now(),
-                turn=turn if isinstance(turn, int) else rec.turn,
-            )
-            await core.commit(live, rec, [line])
-        core.publish_line(line)
+            lines = [
+                live.line(Speaker.BOT, text, at=core.now(), turn=turn, offset=i)
+                for i, (text, turn) in enumerate(_texts_and_turns(held, rec.turn))
+            ]
+            await core.commit(live, rec, lines)
+        for line in lines:
+            core.publish_line(line)
         then = str(held["then"])
+        text = " ".join(line.text for line in lines)
+        # one line can be fetched by the provider if its markup is too long; several cannot
+        seq = lines[0].seq if len(lines) == 1 else None
         try:
-            await core.provider.redirect(
-                _sid(rec), core.replies.line(rec, line.text, then, seq=line.seq)
-            )
-        except ProviderError as exc:
-            await self._unspoken(live, [line], exc)
+            await core.provider.redirect(_sid(rec), core.replies.line(rec, text, then, seq=seq))
+        except (ProviderError, ValueError) as exc:
+            why = exc if isinstance(exc, ProviderError) else ProviderError(str(exc))
+            await self._unspoken(live, lines, why)
             if then == "hangup":
                 await core.timeout_hangup(call_id, EndReason.HANGUP_BOT, None)
 
@@ -468,3 +466,17 @@ def _talkable(live: LiveCall) -> CallRecord:
 def _sid(record: CallRecord) -> str:
     assert record.provider_call_id is not None
     return record.provider_call_id
+
+
+def _held_lines(held: dict[str, Any]) -> list[dict[str, Any]]:
+    lines = held.get("lines")
+    return [ln for ln in lines if isinstance(ln, dict)] if isinstance(lines, list) else []
+
+
+def _texts_and_turns(held: dict[str, Any], default_turn: int) -> list[tuple[str, int]]:
+    """Each held-back line's text and turn, in the order they are said."""
+    out: list[tuple[str, int]] = []
+    for ln in _held_lines(held):
+        turn = ln.get("turn")
+        out.append((str(ln.get("text", "")), turn if isinstance(turn, int) else default_turn))
+    return out
