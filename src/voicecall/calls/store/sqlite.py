@@ -52,8 +52,9 @@ from concurrent.futures import InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from voicecall.calls.extras import CallSpec, ReportDelivery
 from voicecall.calls.model import CallRecord, TranscriptEntry
-from voicecall.calls.store import codec, migrations
+from voicecall.calls.store import codec, extras_sql, migrations
 from voicecall.calls.store.base import CallPage, EventRow, Store
 from voicecall.errors import StoreError
 
@@ -88,6 +89,10 @@ _PRUNE_CALLERS = (
     " WHERE caller <> ? ORDER BY updated_at DESC, caller DESC LIMIT -1 OFFSET ?)"
 )
 _DELETE_CALLER = "DELETE FROM caller_memory WHERE caller = ?"
+_INSERT_SPEC = extras_sql.for_sqlite(extras_sql.INSERT_SPEC)
+_INSERT_OUTBOX = extras_sql.for_sqlite(extras_sql.INSERT_OUTBOX)
+_EXTRA_WRITES = {k: extras_sql.for_sqlite(v) for k, v in extras_sql.WRITES.items()}
+_EXTRA_READS = {k: extras_sql.for_sqlite(v) for k, v in extras_sql.READS.items()}
 _TERMINAL_IN = ", ".join("?" * len(codec.TERMINAL_STATE_VALUES))
 _ACTIVE_IN = ", ".join("?" * len(codec.ACTIVE_STATE_VALUES))
 
@@ -103,7 +108,13 @@ class WriterStats:
     items: int  # jobs applied in those transactions
 
 
-_Write = codec.PreparedCommit | codec.CallerNote | codec.ForgetCaller | codec.AmendLines
+_Write = (
+    codec.PreparedCommit
+    | codec.CallerNote
+    | codec.ForgetCaller
+    | codec.AmendLines
+    | codec.Statement
+)
 
 
 @dataclass(slots=True)
@@ -125,7 +136,7 @@ def _translate(exc: BaseException, doing: str) -> StoreError:
 def _statements(prepared: _Write) -> int:
     if isinstance(prepared, codec.CallerNote):
         return 3  # read, upsert, prune: under a savepoint
-    if isinstance(prepared, codec.ForgetCaller):
+    if isinstance(prepared, codec.ForgetCaller | codec.Statement):
         return 1
     if isinstance(prepared, codec.AmendLines):
         return 2 if len(prepared.rows) > 1 else 1
@@ -133,6 +144,8 @@ def _statements(prepared: _Write) -> int:
         (prepared.event is not None)
         + (prepared.call is not None)
         + (2 if len(prepared.transcript) > 1 else len(prepared.transcript))
+        + (prepared.spec is not None)
+        + (prepared.outbox is not None)
     )
 
 
@@ -387,6 +400,8 @@ class SQLiteStore(Store):
             return conn.execute(_DELETE_CALLER, (prepared.caller,)).rowcount > 0
         if isinstance(prepared, codec.AmendLines):
             return sum(conn.execute(_AMEND_TRANSCRIPT, row).rowcount for row in prepared.rows) > 0
+        if isinstance(prepared, codec.Statement):
+            return conn.execute(_EXTRA_WRITES[prepared.key], prepared.params).rowcount > 0
         if prepared.event is not None:
             cur = conn.execute(_INSERT_EVENT, prepared.event)
             if cur.rowcount == 0:
@@ -395,6 +410,10 @@ class SQLiteStore(Store):
             conn.execute(_UPSERT_CALL, prepared.call)
         if prepared.transcript:
             conn.executemany(_INSERT_TRANSCRIPT, prepared.transcript)
+        if prepared.spec is not None:
+            conn.execute(_INSERT_SPEC, prepared.spec)
+        if prepared.outbox is not None:
+            conn.execute(_INSERT_OUTBOX, prepared.outbox)
         return True
 
     @staticmethod
@@ -444,8 +463,10 @@ class SQLiteStore(Store):
         *,
         event: EventRow | None = None,
         transcript: Sequence[TranscriptEntry] = (),
+        spec: CallSpec | None = None,
+        outbox: ReportDelivery | None = None,
     ) -> bool:
-        prepared = codec.prepare_commit(call, event, transcript)
+        prepared = codec.prepare_commit(call, event, transcript, spec, outbox)
         if not self._open:
             raise StoreError("SQLite store is not open")
         if prepared.is_empty:
@@ -564,6 +585,16 @@ class SQLiteStore(Store):
 
     async def _amend_lines(self, write: codec.AmendLines) -> bool:
         return await self._submit(write)
+
+    async def _execute(self, statement: codec.Statement) -> bool:
+        return await self._submit(statement)
+
+    async def _query(self, key: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        sql = _EXTRA_READS[key]
+        rows: list[tuple[object, ...]] = await self._read(
+            lambda c: c.execute(sql, tuple(params)).fetchall()
+        )
+        return rows
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], _Outcome]]) -> None:
