@@ -23,6 +23,7 @@ from voicecall.calls.manager import CallManager
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.config import Settings
 from voicecall.errors import VoicecallError
+from voicecall.server import task_api
 
 PROBLEM_JSON = "application/problem+json"
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -31,13 +32,20 @@ SSE_KEEPALIVE_SECONDS = 15.0
 # ----------------------------------------------------------------------------- schemas
 
 
-class PlaceCall(BaseModel):
+class PlaceCall(task_api.TaskFields):
     to: str | None = Field(
         None, description="E.164 number to call; default: the configured to_number"
     )
-    message: str = Field(..., min_length=1, max_length=4000, description="What to say first")
-    mode: Literal["notify", "conversation"] | None = Field(
-        None, description="notify: say and hang up; conversation: talk back and forth"
+    message: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4000,
+        description="What to say first (required, except in task mode: the agent opens)",
+    )
+    mode: Literal["notify", "conversation", "task"] | None = Field(
+        None,
+        description="notify: say and hang up; conversation: talk back and forth; task: an "
+        "agent makes the whole call for a task and returns its outcome",
     )
 
 
@@ -90,6 +98,10 @@ class CallOut(BaseModel):
     transcript: list[TranscriptLine] | None = None
 
     model_config = {"populate_by_name": True}
+
+
+class CallDetail(CallOut, task_api.TaskDetail):
+    """One call with its transcript, task, outcome, owner questions and report delivery."""
 
 
 class CallList(BaseModel):
@@ -189,7 +201,10 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
 
     @api.post("/api/calls", status_code=201, response_model=CallCreated)
     async def place_call(body: PlaceCall, _: Auth, m: Manager) -> CallCreated:
-        record = await m.place_call(to=body.to, message=body.message, mode=body.mode)
+        mode = body.mode or ("task" if body.task is not None else None)
+        record = await m.place_call(
+            to=body.to, message=body.message, mode=mode, request=body.call_request()
+        )
         return CallCreated(call_id=record.call_id, status=record.state.value)
 
     @api.get("/api/calls", response_model=CallList)
@@ -203,10 +218,29 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         page = await m.list_calls(limit=limit, cursor=cursor, active=active)
         return CallList(calls=[_call_out(c) for c in page.calls], next_cursor=page.next_cursor)
 
-    @api.get("/api/calls/{call_id}", response_model=CallOut, response_model_by_alias=True)
-    async def get_call(call_id: str, _: Auth, m: Manager) -> CallOut:
+    @api.get("/api/calls/{call_id}", response_model=CallDetail, response_model_by_alias=True)
+    async def get_call(
+        call_id: str,
+        _: Auth,
+        m: Manager,
+        wait: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=task_api.MAX_WAIT_SECONDS,
+                description="Wait up to this many seconds for the call to end with its outcome "
+                "final, or for a question to the owner (see `questions`)",
+            ),
+        ] = 0,
+        questions: Annotated[
+            bool, Query(description="with wait: also answer when a question waits")
+        ] = True,
+    ) -> CallDetail:
+        if wait > 0:
+            await m.tasks.wait(call_id, wait, questions=questions)
         record = await m.get_call(call_id)
-        return _call_out(record, await m.transcript(call_id))
+        detail = await task_api.call_detail(m, record, await m.transcript(call_id))
+        return CallDetail.model_validate(detail)
 
     @api.post("/api/calls/{call_id}/speak", response_model=CallOut, response_model_by_alias=True)
     async def speak(call_id: str, body: SayMessage, _: Auth, m: Manager) -> CallOut:
@@ -222,6 +256,8 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
     @api.post("/api/calls/{call_id}/end", response_model=CallOut, response_model_by_alias=True)
     async def end_call(call_id: str, _: Auth, m: Manager, body: EndCall | None = None) -> CallOut:
         return _call_out(await m.end_call(call_id, message=body.message if body else None))
+
+    task_api.register(api, authorize)
 
     @api.delete("/api/callers/{number}/memory", response_model=Forgotten)
     async def forget_caller(number: str, _: Auth, m: Manager) -> Forgotten:
