@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import standardwebhooks
-from chat_server import FakeChat, JsonPlan, Plan
+from chat_server import FakeChat, Plan
 from fake_serve import serve
 from report_receiver import ReportReceiver
 from voicecall_server import CALLEE, TOKEN, MockPhone, loopback_socket, mock_settings, serve_asgi
@@ -362,7 +362,7 @@ async def test_an_invalid_outcome_is_asked_again_then_given_up(tmp_path: Path) -
             "no valid outcome after 2 attempts: the answer is not JSON"
         )
         assert result.summary == "Booked."  # the first answer's summary is still used
-        first, second = r.chat.structured
+        _first, second = r.chat.structured
         retry = second.body["messages"]
         assert retry[-2] == {"role": "assistant", "content": json.dumps(bad)}
         assert "outcome['booked']: 'yes' is not of type 'boolean'" in retry[-1]["content"]
