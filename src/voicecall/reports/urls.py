@@ -71,13 +71,15 @@ def refusal(address: str) -> str | None:
         return f"{address!r} is not an IP address"
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip.is_unspecified or ip.is_multicast:
+        return f"{ip} is not a unicast public address"
     if ip.is_loopback:
         return f"{ip} is a loopback address"
     if ip.is_link_local:
         return f"{ip} is a link-local address"
     if ip.is_private:
         return f"{ip} is a private address"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    if ip.is_reserved:
         return f"{ip} is not a unicast public address"
     if not ip.is_global:
         return f"{ip} is not a public address"
