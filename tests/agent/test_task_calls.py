@@ -380,3 +380,97 @@ async def test_a_schema_outside_the_strict_subset_is_asked_without_strict(tmp_pa
         (review,) = r.chat.structured
         assert review.body["response_format"]["json_schema"]["strict"] is False
         assert r.chat.rejected == []
+
+
+# ----------------------------------------------------------------------------- MCP
+
+
+@contextlib.asynccontextmanager
+async def mcp_http(r: Rig) -> AsyncIterator[str]:
+    from voicecall.agent.mcp import serve_http
+
+    sock = loopback_socket()
+    got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    async with Client(r.url, TOKEN) as client:
+        task = asyncio.create_task(serve_http(client, sock=sock, started=got.set_result))
+        try:
+            yield await asyncio.wait_for(got, 10)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_a_task_call_from_mcp_with_a_question_and_progress(tmp_path: Path) -> None:
+    from mcp.client import Client as McpClient
+
+    async with rig(tmp_path) as r, mcp_http(r) as url, McpClient(url) as mcp:
+        placed = await mcp.call_tool(
+            "initiate_call",
+            {
+                "mode": "task",
+                "task": TASK,
+                "context": "Sam",
+                "outcome_schema": SCHEMA,
+                "wait_seconds": 0,
+            },
+        )
+        assert not placed.is_error, placed
+        doc = placed.structured_content
+        assert doc is not None and doc["mode"] == "task" and not doc["outcome_final"]
+        call_id = doc["call_id"]
+        await r.phone.answer(call_id)
+        r.chat.plan(
+            Plan(text="One moment.", tool_call=("ask_owner", {"question": "Is 7:30 fine?"}))
+        )
+        progress: list[tuple[float, str | None]] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, message))
+
+        waiting = asyncio.create_task(
+            mcp.call_tool(
+                "wait_for_call",
+                {"call_id": call_id, "wait_seconds": 30},
+                progress_callback=on_progress,
+            )
+        )
+        await asyncio.sleep(0.3)  # the tool is waiting (and watching events) before they happen
+        await r.phone.says(call_id, "Only seven thirty is free.")
+        asked = await waiting
+        assert not asked.is_error, asked
+        got = asked.structured_content
+        assert got is not None and got["pending_question"] == "Is 7:30 fine?"
+        assert "answer_question" in got["next"]
+        assert "them: Only seven thirty is free." in [m for _, m in progress]
+        assert "question for you: Is 7:30 fine?" in [m for _, m in progress]
+        assert [v for v, _ in progress] == sorted(v for v, _ in progress)
+
+        r.chat.plan(Plan(text="", tool_call=("end_call", {"goodbye": "Great, thank you. Bye!"})))
+        r.chat.plan_json(
+            json.dumps(
+                {
+                    "summary": "Booked at 7:30 for Sam.",
+                    "outcome": {"booked": True, "time": "19:30", "name": "Sam"},
+                }
+            )
+        )
+        answered = await mcp.call_tool(
+            "answer_question", {"call_id": call_id, "answer": "Yes, 7:30 works."}
+        )
+        assert not answered.is_error and answered.structured_content
+        assert answered.structured_content["question"] == "Is 7:30 fine?"
+        again = await mcp.call_tool("answer_question", {"call_id": call_id, "answer": "Yes."})
+        assert again.is_error and "no question" in text(again)
+        replies = await r.wait_replies(call_id, 1)
+        assert replies[-1].hangup
+        await r.phone.hangs_up(call_id)
+        final = await mcp.call_tool("wait_for_call", {"call_id": call_id, "wait_seconds": 30})
+        out = final.structured_content
+        assert out is not None and out["outcome_final"] and out["ended"]
+        assert out["outcome"] == {"booked": True, "time": "19:30", "name": "Sam"}
+        assert out["summary"] == "Booked at 7:30 for Sam."
+
+
+def text(result: Any) -> str:
+    return "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
