@@ -19,6 +19,7 @@ from rich.table import Table
 
 from voicecall.agent.client import CallInfo, Client
 from voicecall.cli.common import ConfigOpt, UrlOpt, fail, out, settings_from
+from voicecall.cli.task_commands import ContextOpt, ReportUrlOpt, SchemaOpt, TaskOpt, WaitOpt
 from voicecall.config import Settings
 from voicecall.errors import ConfigError, VoicecallError
 from voicecall.netaddr import is_loopback
@@ -33,9 +34,11 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
+    from voicecall.cli import task_commands
     from voicecall.cli.agent_commands import register
 
     register(app)  # `voicecall mcp`, `voicecall expose`
+    task_commands.register(app)  # `voicecall answer`
 
 
 _register_extra_commands()
@@ -164,20 +167,45 @@ def init(
 
 @app.command()
 def call(
-    message: Annotated[str, typer.Option("--message", "-m", help="What to say")],
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="What to say (optional with --task)")
+    ] = None,
     to: Annotated[
         str | None, typer.Option("--to", help="E.164 number (default: to_number)")
     ] = None,
-    mode: Annotated[str | None, typer.Option(help="notify or conversation")] = None,
+    mode: Annotated[str | None, typer.Option(help="notify, conversation or task")] = None,
+    task: TaskOpt = None,
+    context: ContextOpt = None,
+    outcome_schema: SchemaOpt = None,
+    report_url: ReportUrlOpt = None,
+    wait: WaitOpt = False,
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
-    """Place an outbound call."""
-    if mode not in (None, "notify", "conversation"):
-        raise fail([f"--mode: {mode!r} is not notify or conversation"])
+    """Place an outbound call (with --task: an agent makes the whole call and returns its
+    outcome)."""
+    if mode not in (None, "notify", "conversation", "task"):
+        raise fail([f"--mode: {mode!r} is not notify, conversation or task"])
+    if task is not None or mode == "task":
+        from voicecall.cli.task_commands import run_task_call
+
+        run_task_call(
+            to=to,
+            message=message,
+            task=task,
+            context=context,
+            outcome_schema=outcome_schema,
+            report_url=report_url,
+            wait=wait,
+            config=config,
+            url=url,
+        )
+        return
+    if message is None:
+        raise fail(["--message: required (or give --task for a task call)"])
 
     async def go(c: Client) -> Any:
-        handle = await c.call(to, message, mode)
+        handle = await c.call(to, message, mode, report_url=report_url)
         return await handle.status()
 
     info = _run(go, config, url)
