@@ -60,6 +60,8 @@ class JsonPlan:
     text: str = ""
     status: int | None = None
     refusal: str | None = None
+    #: answer only once this is set (a test can kill the client while the request is open)
+    release: asyncio.Event | None = None
 
 
 @dataclass
@@ -280,7 +282,7 @@ class FakeChat:
         served = Served(body=body, headers=dict(request.headers))
         self.served.append(served)
         if body.get("stream") is not True:
-            return self._completion(served)
+            return await self._completion(served)
         plan = self.plans.pop(0) if self.plans else Plan(text="Okay.")
         if plan.status is not None:
             return _error(plan.status, "The server had an error.", "server_error", None)
@@ -288,8 +290,10 @@ class FakeChat:
             self._stream(plan, served), media_type="text/event-stream; charset=utf-8"
         )
 
-    def _completion(self, served: Served) -> Response:
+    async def _completion(self, served: Served) -> Response:
         jp = self.json_plans.pop(0) if self.json_plans else JsonPlan("{}")
+        if jp.release is not None:
+            await jp.release.wait()
         if jp.status is not None:
             return _error(jp.status, "The server had an error.", "server_error", None)
         served.finished = True

@@ -5,8 +5,8 @@ outbox=…)``), so a report is never lost between "the call ended" and "the repo
 worker delivers each pending row:
 
 * the body is built from the store once the call's outcome is final (task calls wait for their
-  outcome; other calls are ready at once), stored with the first attempt and sent unchanged on
-  every retry, with the same ``webhook-id``; only ``webhook-timestamp`` and the signature are
+  outcome; other calls are ready at once), stored before the first attempt and sent unchanged
+  on every retry, with the same ``webhook-id``; only ``webhook-timestamp`` and the signature are
   per attempt (Standard Webhooks);
 * attempts follow :data:`SCHEDULE` (at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); a 2xx
   answer delivers it, anything else (or no answer within ``reports.timeout_seconds``) waits for
@@ -156,8 +156,10 @@ class ReportDeliverer:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if row.body is None:
+                    # frozen before the first send: every attempt, even after a crash mid-send,
+                    # carries these bytes
                     body = await self._body_when_ready(call_id)
-                    row = row.copy(body=body)
+                    row = await self._record(row.copy(body=body), publish=False)
                 async with self._slots:
                     attempted = await self._attempt(row)
                 row = await self._record(attempted)
@@ -174,7 +176,7 @@ class ReportDeliverer:
                 log.warning("report of call %s: outbox unreadable (%s); retrying", call_id, exc)
                 await asyncio.sleep(STORE_RETRY_SECONDS)
 
-    async def _record(self, row: ReportDelivery) -> ReportDelivery:
+    async def _record(self, row: ReportDelivery, *, publish: bool = True) -> ReportDelivery:
         while True:
             try:
                 await self.store.put_report(row)
@@ -182,7 +184,7 @@ class ReportDeliverer:
             except StoreError as exc:
                 log.warning("report of call %s: attempt not stored (%s)", row.call_id, exc)
                 await asyncio.sleep(STORE_RETRY_SECONDS)
-        if self.bus is not None:
+        if publish and self.bus is not None:
             self.bus.publish(
                 {
                     "type": "report.delivery",
