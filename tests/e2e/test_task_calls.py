@@ -18,17 +18,17 @@ import standardwebhooks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
-from chat_server import FakeChat, Plan  # noqa: E402
-from fake_serve import serve  # noqa: E402
-from report_receiver import ReportReceiver  # noqa: E402
+from chat_server import FakeChat, Plan
+from fake_serve import serve
+from report_receiver import ReportReceiver
 
-from voicecall.emulator.pytest_plugin import EmulatorCredentials  # noqa: E402
-from voicecall.emulator.runtime import Emulator  # noqa: E402
-from voicecall.emulator.sim import SimConfig  # noqa: E402
-from voicecall.reports.signing import new_secret  # noqa: E402
-from voicecall.server.app import VoicecallApp  # noqa: E402
+from voicecall.emulator.pytest_plugin import EmulatorCredentials
+from voicecall.emulator.runtime import Emulator
+from voicecall.emulator.sim import SimConfig
+from voicecall.reports.signing import new_secret
+from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings  # noqa: E402
+from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings
 
 pytestmark = pytest.mark.e2e
 

@@ -15,16 +15,16 @@ import standardwebhooks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
-from chat_server import FakeChat, JsonPlan  # noqa: E402
-from fake_serve import serve  # noqa: E402
-from report_receiver import ReportReceiver  # noqa: E402
+from chat_server import FakeChat, JsonPlan
+from fake_serve import serve
+from report_receiver import ReportReceiver
 
-from voicecall.emulator.pytest_plugin import EmulatorCredentials  # noqa: E402
-from voicecall.emulator.runtime import Emulator  # noqa: E402
-from voicecall.reports.signing import new_secret  # noqa: E402
+from voicecall.emulator.pytest_plugin import EmulatorCredentials
+from voicecall.emulator.runtime import Emulator
+from voicecall.reports.signing import new_secret
 
-from .harness import CALLEE  # noqa: E402
-from .test_restart import ServerProcess, api, free_port, write_config  # noqa: E402
+from .harness import CALLEE
+from .test_restart import ServerProcess, api, free_port, write_config
 
 pytestmark = pytest.mark.slow
 
