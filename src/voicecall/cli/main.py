@@ -361,17 +361,28 @@ def demo(
     mode: Annotated[
         str, typer.Option(help="voice (Media Streams, local TTS/STT), gather, or auto")
     ] = "auto",
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            help="An OpenAI-compatible endpoint for the agent (e.g. http://127.0.0.1:11434/v1); "
+            "default: the scripted demo agent. Key: OPENAI_API_KEY"
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The model name at --llm")] = None,
 ) -> None:
-    """Run a whole simulated call offline: emulator + server + a short conversation."""
+    """Run a whole simulated task call offline: our agent phones a restaurant to book a table
+    (emulator + server + the owner's answer + the outcome + the signed report)."""
     from voicecall.cli.demo import run_demo
 
     if mode not in ("auto", "voice", "gather"):
         raise fail([f"--mode: {mode!r} is not auto, voice or gather"])
+    if llm is not None and not llm.startswith(("http://", "https://")):
+        raise fail([f"--llm: {llm!r} is not an http(s) URL such as http://127.0.0.1:11434/v1"])
     try:
-        result = asyncio.run(run_demo(out, workdir, mode=mode))
+        result = asyncio.run(run_demo(out, workdir, mode=mode, llm=llm, model=model))
     except (VoicecallError, RuntimeError) as exc:
         raise fail([str(exc)], 1) from None
-    raise typer.Exit(0 if result.end_reason == "hangup-bot" else 1)
+    raise typer.Exit(0 if result.ok else 1)
 
 
 def main() -> None:  # pragma: no cover - console entry
