@@ -4,6 +4,7 @@ task call that books a table, asks the owner, returns the outcome and sends the 
 from __future__ import annotations
 
 import io
+import sys
 import wave
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from rich.console import Console
 
 from voicecall.cli.demo import RESTAURANT_LINES, run_demo, voice_available
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
 pytestmark = pytest.mark.slow
 
@@ -91,9 +94,7 @@ async def test_gather_demo_with_an_llm_endpoint(
     """`voicecall demo --llm URL --model M`: the same scenario with an OpenAI-compatible model
     (here the fake server, planned like a model that books the table)."""
     import json
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
     from chat_server import FakeChat, Plan
     from fake_serve import serve
 
