@@ -292,3 +292,81 @@ async def test_answering_an_unknown_or_plain_call(
         r = await server.http.get(f"/api/calls/{call_id}", params={"wait": "601"})
         assert r.status_code == 422 and "wait" in r.json()["detail"]
         await server.http.post(f"/api/calls/{call_id}/end")
+
+
+@pytest.mark.slow
+async def test_a_task_call_over_media_streams(
+    tmp_path: Path, emulator_credentials: EmulatorCredentials
+) -> None:
+    """The same task over a Media Stream (local espeak-ng TTS, faster-whisper STT): the owner
+    consult's hold line is spoken on the stream, and the model goes on after the answer."""
+    import shutil
+
+    from voicecall.cli.demo import RESTAURANT_LINES, restaurant_callee
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    pytest.importorskip("faster_whisper")
+    chat = FakeChat(api_key=KEY)
+    receiver = ReportReceiver()
+    async with (
+        Emulator(
+            account_sid=emulator_credentials.account_sid,
+            auth_token=emulator_credentials.auth_token,
+        ) as emulator,
+        serve(chat.app()) as chat_at,
+        serve(receiver.app()) as hook_at,
+    ):
+        emulator.set_script(CALLEE, {**restaurant_callee("espeak"), "answer_after_ms": 300})
+        sock = loopback_socket()
+        settings = service_settings(
+            tmp_path,
+            api_base_url=emulator.base_url,
+            account_sid=emulator_credentials.account_sid,
+            auth_token=emulator_credentials.auth_token,
+            port=sock.getsockname()[1],
+            streaming={"enabled": True},
+            tts={"provider": "espeak"},
+            stt={"provider": "whisper"},
+            responder={"base_url": f"http://{chat_at}/v1", "model": "m", "api_key": KEY},
+            reports={"url": f"http://{hook_at}/r", "secret": SECRET, "allow_private_urls": True},
+        )
+        chat.plan(Plan(text="I'd like a table for two tonight at seven, please."))
+        chat.plan(Plan(text="", tool_call=("ask_owner", {"question": "Is 7:30 fine?"})))
+        chat.plan(Plan(text="Seven thirty is fine, under the name Sam, please."))
+        chat.plan(Plan(text="", tool_call=("end_call", {"goodbye": "Thank you, goodbye!"})))
+        chat.plan_json(
+            json.dumps(
+                {"summary": "Booked.", "outcome": {"booked": True, "time": "19:30", "name": "Sam"}}
+            )
+        )
+        async with serve_app(VoicecallApp(settings), sock) as server:
+            assert server.app.streams is not None
+            r = await server.http.post(
+                "/api/calls",
+                json={"to": CALLEE, "task": "Book a table for two at 7.", "outcome_schema": SCHEMA},
+            )
+            call_id = r.json()["call_id"]
+            doc = await doc_of(server, call_id, wait=90)
+            assert doc["pending_question"]["question"] == "Is 7:30 fine?", doc
+            # nothing was said with the question: a hold line goes out on the stream at once
+            doc = await until_doc(
+                server,
+                call_id,
+                lambda d: len(said_by(d, "user")) >= 3,
+                "the host's answer to the hold line",
+            )
+            assert "One moment, please, I'm just checking that." in said_by(doc, "bot")
+            r = await server.http.post(f"/api/calls/{call_id}/answer", json={"answer": "Yes."})
+            assert r.status_code == 200, r.text
+            doc = await doc_of(server, call_id, wait=90, questions="false")
+            assert doc["outcome_final"] and doc["state"] == "hangup-bot", doc
+            assert len(said_by(doc, "user")) == len(RESTAURANT_LINES)
+            assert said_by(doc, "bot")[-1] == "Thank you, goodbye!"
+            assert doc["outcome"]["booked"] is True
+            sim = await emulator.wait_for_call_end(doc["provider_call_id"], timeout=20)
+            stats = [e for e in sim.timeline if e.get("kind") == "stream-stats"]
+            assert stats and stats[-1]["stats"]["media_received"] > 30
+            (got,) = await receiver.wait_for(1)
+            assert standardwebhooks.Webhook(SECRET).verify(got.body, got.headers)
+        assert chat.rejected == []
