@@ -402,7 +402,8 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         no-answer, busy, hangup-user …), whether it has ended and why, and its transcript as
         lines "bot: …" / "user: …" in order."""
         info = await _guard(client.status(call_id), call_id)
-        return {**_summary(info), "transcript": _transcript(info)}
+        doc = _task_result(info) if info.mode == "task" else _summary(info)
+        return {**doc, "transcript": _transcript(info)}
 
     @server.tool(
         title="Answer the call agent's question",

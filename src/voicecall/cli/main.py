@@ -113,7 +113,7 @@ def serve(
     if problems:
         raise fail(problems)
     logs.configure(log_level)
-    for secret in (settings.twilio.auth_token, settings.api.token):
+    for secret in (settings.twilio.auth_token, settings.api.token, settings.reports.secret):
         logs.register_secret(secret.get_secret_value() if secret else None)
     application = VoicecallApp(settings)
     try:

@@ -41,4 +41,15 @@ trusted_proxies = []                # IPs/CIDRs whose X-Forwarded-* headers are 
 
 [api]
 # token = "a long random string"    # bearer token for the control API
+
+[task]                              # task calls: an agent makes the whole call (model: [responder])
+# disclosure = true                 # open by saying it is an AI assistant calling for someone
+# disclosure_text = "Hello, this is an AI assistant calling on someone's behalf."
+# owner_timeout_seconds = 60        # how long a question to you (ask_owner) waits
+# hold_interval_seconds = 10        # a hold line this often while you think
+
+[reports]                           # the signed end-of-call report (Standard Webhooks)
+# url = "https://hooks.example.com/calls"   # default destination (a call may name its own)
+# secret = "whsec_..."              # base64 of 24-64 random bytes
+# allow_private_urls = false        # never to private/loopback/link-local addresses unless true
 """
