@@ -366,3 +366,32 @@ def test_check_answer_of_untrusted_text_never_passes_an_invalid_outcome(text: st
         assert v.is_valid(outcome)
     else:
         assert outcome is None
+
+
+async def test_a_tool_runs_to_its_end_and_is_recorded_when_its_run_is_cancelled() -> None:
+    import asyncio
+
+    started = asyncio.Event()
+    release = asyncio.Event()
+    done: list[str] = []
+
+    async def slow(call: ToolCall) -> ToolOutcome:
+        started.set()
+        await release.wait()
+        done.append(call.id)
+        return ToolOutcome({"status": "asked"}, pending=True)
+
+    box = ToolBox("c1")
+    box.register(ASK_OWNER, slow)
+    run = asyncio.ensure_future(
+        box.run(request("ask_owner", {"question": "?"}), anchor=0, round=1, said="")
+    )
+    await started.wait()
+    run.cancel()  # the caller spoke again: the reply is cancelled mid-tool
+    await asyncio.sleep(0)
+    release.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert run.cancelled()
+    assert done == ["call_1"]  # the question was still asked ...
+    assert box.waiting() and box.exchanges()[0].request.id == "call_1"  # ... and recorded

@@ -255,14 +255,18 @@ class ToolBox:
         return await self.execute(exchange, into=self._exchanges)
 
     async def execute(self, exchange: Exchange, *, into: list[Exchange]) -> ToolOutcome:
-        """Check and run one call; record its exchange in ``into`` (even if the run that asked
-        is cancelled meanwhile: the tool's effect happened, so its record must too)."""
+        """Check and run one call; record its exchange in ``into`` — even if the run that asked
+        is cancelled meanwhile (the caller spoke again): the tool's effect happens, so its
+        record must too."""
+        return await asyncio.shield(self._execute(exchange, into))
+
+    async def _execute(self, exchange: Exchange, into: list[Exchange]) -> ToolOutcome:
         request = exchange.request
         entry = self._entries.get(request.name)
         if entry is None:
             outcome = ToolOutcome({"error": f"there is no tool named {request.name[:60]!r}"})
         else:
-            outcome = await asyncio.shield(self._invoke(entry, exchange))
+            outcome = await self._invoke(entry, exchange)
         exchange.result = None if outcome.pending else outcome.result
         into.append(exchange)
         return outcome
