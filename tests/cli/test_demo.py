@@ -43,7 +43,9 @@ async def test_voice_demo(tmp_path: Path) -> None:
     assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), text
     check_task_result(result, text)
     heard = [t for speaker, t in result.transcript if speaker == "user"]
-    assert len(heard) == len(RESTAURANT_LINES), result.transcript
+    # whisper may cut a line with a pause inside into two utterances: at least every line
+    assert len(heard) >= len(RESTAURANT_LINES), result.transcript
+    assert "goodbye" in heard[-1].lower(), heard
     assert result.transcript[-1][1].endswith("goodbye!")
     assert result.audio["underruns"] in ("0", "1")
     assert result.wav_path is not None

@@ -92,13 +92,17 @@ class ScriptedBookingAgent:
         if not answered:
             return "", []  # the owner is thinking: the hold lines keep the line alive
         agreed = bool(answer) and bool(_YES.search(answer or ""))
-        if f"under the name {self.name.lower()}" not in said:
+        accepted = f"under the name {self.name.lower()}"
+        if accepted not in said:
             if agreed:
                 return f"Seven thirty is fine, under the name {self.name}, please.", []
             return "", [
                 ("end_call", {"goodbye": "That doesn't suit us, thank you anyway. Goodbye!"})
             ]
-        return "", [("end_call", {"goodbye": "Thank you very much, goodbye!"})]
+        if _BOOKED.search(last) or "thank you" in said.rsplit(accepted, 1)[-1]:
+            return "", [("end_call", {"goodbye": "Thank you very much, goodbye!"})]
+        # not confirmed yet (the host's reply came late, or in pieces): wait for it politely
+        return "Thank you.", []
 
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]

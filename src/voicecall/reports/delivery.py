@@ -94,6 +94,7 @@ class ReportDeliverer:
         self._ready: dict[str, asyncio.Event] = {}
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self.attempts = 0
+        self._warned = False
 
     @property
     def signed(self) -> bool:
@@ -101,8 +102,6 @@ class ReportDeliverer:
 
     async def start(self) -> int:
         """Resume every pending report; returns how many."""
-        if self._key is None:
-            log.warning("reports.secret is not set: end-of-call reports are sent unsigned")
         rows = await self.store.pending_reports()
         for row in rows:
             self._spawn(row.call_id, row)
@@ -248,6 +247,9 @@ class ReportDeliverer:
                 updated_at=now,
             )
         body = row.body.encode()
+        if self._key is None and not self._warned:
+            self._warned = True
+            log.warning("reports.secret is not set: end-of-call reports are sent unsigned")
         headers: dict[str, Any] = {
             "content-type": "application/json",
             "user-agent": f"voicecall/{__version__}",
