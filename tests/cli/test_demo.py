@@ -52,7 +52,7 @@ async def test_voice_demo(tmp_path: Path) -> None:
     with wave.open(str(result.wav_path)) as w:
         assert (w.getnchannels(), w.getframerate()) == (2, 8000)
         assert w.getnframes() / 8000 > 8
-    assert "demo task call summary (voice)" in text and "bot reply latency" in text
+    assert "demo call summary (voice)" in text and "bot reply latency" in text
 
 
 async def test_gather_demo(tmp_path: Path) -> None:

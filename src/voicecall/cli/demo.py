@@ -568,7 +568,7 @@ def _audio_summary(session: Any) -> dict[str, Any]:
 
 
 def _summary(console: Console, result: DemoResult) -> None:
-    table = Table(title=f"demo task call summary ({result.mode})", show_header=False)
+    table = Table(title=f"demo call summary ({result.mode})", show_header=False)
     table.add_row("agent", result.agent)
     table.add_row("final state", f"{result.state} ({result.end_reason})")
     table.add_row("turns", str(sum(1 for s, _ in result.transcript if s == "user")))
