@@ -79,7 +79,7 @@ DEMO_SCHEMA: dict[str, Any] = {
 }
 OWNER_ANSWER = "Yes, 7:30 is fine."
 #: how long the owner (the demo, on its own) takes to answer once the host has replied
-OWNER_THINKS_S = 1.0
+OWNER_THINKS_S = 0.5
 #: on a terminal: how long the demo waits for the person before answering on its own
 OWNER_PROMPT_S = 10.0
 
@@ -105,7 +105,7 @@ def restaurant_callee(voice: str | None = None) -> dict[str, Any]:
     A stand-in made of the emulator's classic reply list (one line per turn of the bot) until
     the emulator's ``restaurant`` scenario lands (see above)."""
     script: dict[str, Any] = {
-        "answer_after_ms": 1200,
+        "answer_after_ms": 800,
         "reply_delay_ms": 400,
         "replies": list(RESTAURANT_LINES),
         "hangup_after_ms": 60_000,  # a host who is never answered does not wait forever
