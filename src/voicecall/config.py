@@ -356,6 +356,81 @@ class ResponderSettings(_Section):
     memory_path: str | None = None
 
 
+# --- task calls and end-of-call reports (issue 8) ----------------------------------------------
+
+DEFAULT_HOLD_LINES = [
+    "One moment, please, I'm just checking that.",
+    "Thanks for holding, I'm still checking.",
+    "Sorry for the wait, I'll be right with you.",
+]
+
+
+class TaskSettings(_Section):
+    """``[task]``: task calls (an agent hands over a whole call and gets its outcome back)."""
+
+    disclosure: bool = True
+    """Open every task call by saying it is an AI assistant calling on someone's behalf."""
+    disclosure_text: str = Field(
+        "Hello, this is an AI assistant calling on someone's behalf.", min_length=1, max_length=500
+    )
+    owner_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    """How long a question to the owner (ask_owner) waits for an answer."""
+    hold_lines: list[str] = Field(default_factory=lambda: list(DEFAULT_HOLD_LINES))
+    """Said while the owner is asked: one at once, the next every ``hold_interval_seconds``."""
+    hold_interval_seconds: float = Field(10.0, ge=2, le=120)
+    max_tool_rounds: int = Field(4, ge=1, le=20)
+    """Model requests in one reply (each round may call tools whose results feed the next)."""
+    outcome_timeout_seconds: float = Field(60.0, gt=0, le=600)
+    """How long the model may take to write a finished call's summary and outcome."""
+
+    @field_validator("hold_lines")
+    @classmethod
+    def _hold_lines(cls, v: list[str]) -> list[str]:
+        lines = [line.strip() for line in v]
+        if not lines or not all(lines):
+            raise ValueError("needs at least one line, none of them empty")
+        if any(len(line) > 500 for line in lines):
+            raise ValueError("each line must be at most 500 characters")
+        return lines
+
+
+class ReportsSettings(_Section):
+    """``[reports]``: the end-of-call report POSTed (Standard Webhooks signed) when a call ends."""
+
+    url: str | None = None
+    """Where reports go when the call did not name its own ``report_url``; unset: none."""
+    secret: SecretStr | None = None
+    """Signing secret in Standard Webhooks form: ``whsec_`` + base64 of 24-64 random bytes."""
+    allow_private_urls: bool = False
+    """Allow report URLs that resolve to private, loopback or link-local addresses."""
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://hooks.example.com/calls")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials (user:password@)")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return None
+        from voicecall.reports.signing import parse_secret
+
+        try:
+            parse_secret(v.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class Settings(BaseSettings):
     """Every setting voicecall reads. Secrets are :class:`SecretStr`: masked in every repr."""
 
@@ -388,6 +463,8 @@ class Settings(BaseSettings):
     vad: VadSettings = Field(default_factory=VadSettings)
     pacer: PacerSettings = Field(default_factory=PacerSettings)
     responder: ResponderSettings = Field(default_factory=ResponderSettings)
+    task: TaskSettings = Field(default_factory=TaskSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
 
     @field_validator("from_number", "to_number")
     @classmethod

@@ -60,7 +60,10 @@ def check_client_text(text: str) -> str:
     return text
 
 
-def _schema(max_length: int) -> dict[str, Any]:
+def text_schema(max_length: int) -> dict[str, Any]:
+    """The JSON Schema of client text of up to ``max_length`` characters (for other fields
+    that follow the rule: ``Annotated[str, Field(...), AfterValidator(check_client_text),
+    WithJsonSchema(text_schema(n))]``)."""
     return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": PATTERN}
 
 
@@ -69,7 +72,7 @@ SpokenText = Annotated[
     str,
     Field(min_length=1, max_length=4000),
     AfterValidator(check_client_text),
-    WithJsonSchema(_schema(4000)),
+    WithJsonSchema(text_schema(4000)),
 ]
 
 #: A short note, e.g. why a number is on the do-not-call list: at most 500 characters.
@@ -77,7 +80,7 @@ NoteText = Annotated[
     str,
     Field(min_length=1, max_length=500),
     AfterValidator(check_client_text),
-    WithJsonSchema(_schema(500)),
+    WithJsonSchema(text_schema(500)),
 ]
 
 _compiled = re.compile(PATTERN)

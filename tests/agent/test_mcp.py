@@ -32,6 +32,8 @@ TOOLS = {
     "get_status",
     "list_calls",
     "block_number",
+    "answer_question",
+    "wait_for_call",
 }
 
 
@@ -83,9 +85,10 @@ async def test_tools_are_described_for_a_model(server: RunningServer) -> None:
             for name, prop in tool.input_schema.get("properties", {}).items():
                 assert prop.get("description"), f"{tool.name}.{name} has no description"
         init = tools["initiate_call"].input_schema
-        assert init["required"] == ["message"]
+        assert init.get("required", []) == []  # message is optional in task mode
         mode = init["properties"]["mode"]["anyOf"][0]
-        assert mode["enum"] == ["notify", "conversation"]
+        assert mode["enum"] == ["notify", "conversation", "task"]
+        assert "ctx" not in tools["wait_for_call"].input_schema["properties"]
         assert tools["get_status"].annotations and tools["get_status"].annotations.read_only_hint
         assert tools["end_call"].annotations and tools["end_call"].annotations.destructive_hint
 

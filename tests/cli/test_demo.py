@@ -1,17 +1,36 @@
-"""The main job: `voicecall demo`, both variants, as a user runs it (offline, no accounts)."""
+"""The main job: `voicecall demo`, both variants, as a user runs it (offline, no accounts): a
+task call that books a table, asks the owner, returns the outcome and sends the signed report."""
 
 from __future__ import annotations
 
 import io
+import sys
 import wave
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from voicecall.cli.demo import run_demo, voice_available
+from voicecall.cli.demo import RESTAURANT_LINES, run_demo, voice_available
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
 pytestmark = pytest.mark.slow
+
+BOOKED = {"booked": True, "time": "19:30", "name": "Sam"}
+
+
+def check_task_result(result: object, out: str) -> None:
+    assert result.ok, out  # type: ignore[attr-defined]
+    assert result.outcome == BOOKED, out  # type: ignore[attr-defined]
+    assert "Sam" in (result.summary or "")  # type: ignore[attr-defined]
+    (question,) = result.questions  # type: ignore[attr-defined]
+    assert question["status"] == "answered" and "19:30" in question["question"]
+    report = result.report  # type: ignore[attr-defined]
+    assert report is not None and report["state"] == "delivered", out
+    assert result.report_verified, out  # type: ignore[attr-defined]
+    assert result.agent.startswith("scripted demo agent")  # type: ignore[attr-defined]
+    assert "scripted demo agent" in out and '"booked": true' in out
 
 
 async def test_voice_demo(tmp_path: Path) -> None:
@@ -20,24 +39,29 @@ async def test_voice_demo(tmp_path: Path) -> None:
         pytest.skip(f"needs {', '.join(missing)}")
     out = io.StringIO()
     result = await run_demo(Console(file=out, width=120), tmp_path, mode="voice")
-    assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), out.getvalue()
-    said = [text for speaker, text in result.transcript if speaker == "user"]
-    assert len(said) == 2, result.transcript
-    assert result.transcript[-1][1].startswith("Goodbye")
+    text = out.getvalue()
+    assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), text
+    check_task_result(result, text)
+    heard = [t for speaker, t in result.transcript if speaker == "user"]
+    # whisper may cut a line with a pause inside into two utterances: at least every line
+    assert len(heard) >= len(RESTAURANT_LINES), result.transcript
+    assert "goodbye" in heard[-1].lower(), heard
+    assert result.transcript[-1][1].endswith("goodbye!")
     assert result.audio["underruns"] in ("0", "1")
     assert result.wav_path is not None
     with wave.open(str(result.wav_path)) as w:
         assert (w.getnchannels(), w.getframerate()) == (2, 8000)
         assert w.getnframes() / 8000 > 8
-    text = out.getvalue()
     assert "demo call summary (voice)" in text and "bot reply latency" in text
 
 
 async def test_gather_demo(tmp_path: Path) -> None:
     out = io.StringIO()
     result = await run_demo(Console(file=out, width=120), tmp_path, mode="gather")
-    assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), out.getvalue()
-    assert [s for s, _ in result.transcript].count("user") == 3
+    text = out.getvalue()
+    assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), text
+    check_task_result(result, text)
+    assert [t for s, t in result.transcript if s == "user"] == RESTAURANT_LINES
     assert result.webhook_failures == 0
 
 
@@ -61,7 +85,45 @@ async def test_voice_demo_without_espeak_uses_piper_for_the_person(
     out = io.StringIO()
     result = await run_demo(Console(file=out, width=120), tmp_path)  # auto picks voice
     assert result.mode == "voice", out.getvalue()
-    assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), out.getvalue()
+    check_task_result(result, out.getvalue())
     said = [text.lower() for speaker, text in result.transcript if speaker == "user"]
-    assert len(said) == 2, result.transcript
-    assert "table" in said[0], said  # whisper understood Piper's person
+    assert "table" in said[1], said  # whisper understood Piper's host
+
+
+async def test_gather_demo_with_an_llm_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`voicecall demo --llm URL --model M`: the same scenario with an OpenAI-compatible model
+    (here the fake server, planned like a model that books the table)."""
+    import json
+
+    from chat_server import FakeChat, Plan
+    from fake_serve import serve
+
+    fake = FakeChat(api_key="sk-demo-llm")
+    fake.plan(Plan(text="Hi, I'd like a table for two tonight at seven, please."))
+    fake.plan(
+        Plan(
+            text="One moment, let me check with Sam.",
+            tool_call=("ask_owner", {"question": "Only 19:30 is free. Is 19:30 fine?"}),
+        )
+    )
+    fake.plan(Plan(text="Seven thirty is fine, under the name Sam, please."))
+    fake.plan(Plan(text="", tool_call=("end_call", {"goodbye": "Thank you, goodbye!"})))
+    fake.plan_json(json.dumps({"summary": "Booked 19:30 for Sam.", "outcome": BOOKED}))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-demo-llm")
+    out = io.StringIO()
+    async with serve(fake.app()) as at:
+        result = await run_demo(
+            Console(file=out, width=120),
+            tmp_path,
+            mode="gather",
+            llm=f"http://{at}/v1",
+            model="fake-model",
+        )
+    text = out.getvalue()
+    assert result.ok and result.outcome == BOOKED, text
+    assert result.agent == f"fake-model at http://{at}/v1"
+    assert "scripted" not in text
+    assert fake.rejected == [] and len(fake.structured) == 1
+    assert all(s.body["model"] == "fake-model" for s in fake.served)

@@ -8,6 +8,10 @@
         await call.say("Great, talk soon.")
         await call.hangup()
 
+        # or hand over the whole call and get its outcome back
+        call = await vc.call("+15551234567", task="Book a table for two tonight at 7.")
+        result = await call.result(timeout=600)     # result.outcome, result.summary
+
 Errors carry the server's RFC 9457 problem detail and say what to do. The client never starts
 a server: ``voicecall serve`` is the one runtime that owns calls.
 """
@@ -115,6 +119,37 @@ class CallInfo:
     @property
     def answered(self) -> bool:
         return self.raw.get("answered_at") is not None
+
+    @property
+    def outcome(self) -> Any:
+        """Task calls: the result (an instance of the call's outcome schema), or ``None``."""
+        return self.raw.get("outcome")
+
+    @property
+    def summary(self) -> str | None:
+        return self.raw.get("summary")
+
+    @property
+    def outcome_error(self) -> str | None:
+        """Why a task call has no outcome (never connected, the model failed …)."""
+        return self.raw.get("outcome_error")
+
+    @property
+    def outcome_final(self) -> bool:
+        """The call has ended and (task calls) its outcome is stored: nothing more will change."""
+        return bool(self.raw.get("outcome_final"))
+
+    @property
+    def pending_question(self) -> str | None:
+        """The question the call's agent is waiting for the owner to answer, if any."""
+        pending = self.raw.get("pending_question")
+        return pending.get("question") if isinstance(pending, dict) else None
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """The end-of-call report's delivery state (``state``, ``attempts`` …), if any."""
+        report = self.raw.get("report")
+        return report if isinstance(report, dict) else None
 
     def lines(self, speaker: str | None = None) -> list[str]:
         """Transcript texts, optionally of one speaker (``"bot"`` or ``"user"``)."""
@@ -248,24 +283,64 @@ class Client:
 
     # ------------------------------------------------------------------ calls
 
-    async def call(self, to: str | None, message: str, mode: str | None = None) -> Call:
+    async def call(
+        self,
+        to: str | None,
+        message: str | None = None,
+        mode: str | None = None,
+        *,
+        task: str | None = None,
+        context: str | None = None,
+        outcome_schema: dict[str, Any] | None = None,
+        report_url: str | None = None,
+    ) -> Call:
         """Place a call and return its handle.
 
         ``to`` is an E.164 number (``None``: the configured ``to_number``); ``message`` is said
-        first; ``mode`` is ``notify`` (say and hang up) or ``conversation`` (keep listening).
+        first; ``mode`` is ``notify`` (say and hang up), ``conversation`` (keep listening) or
+        ``task`` (implied by ``task``): an agent makes the whole call for ``task``, using the
+        facts in ``context``, and :meth:`Call.result` returns its outcome (an instance of
+        ``outcome_schema``, a JSON Schema). ``report_url`` receives the signed end-of-call
+        report (any mode).
         """
-        doc = await self._request(
-            "POST", "/api/calls", json_body={"to": to, "message": message, "mode": mode}
-        )
+        body: dict[str, Any] = {"to": to, "message": message, "mode": mode}
+        for key, value in (
+            ("task", task),
+            ("context", context),
+            ("outcome_schema", outcome_schema),
+            ("report_url", report_url),
+        ):
+            if value is not None:
+                body[key] = value
+        doc = await self._request("POST", "/api/calls", json_body=body)
         return Call(self, doc["call_id"])
 
     def get(self, call_id: str) -> Call:
         """A handle on an existing call (no request is made)."""
         return Call(self, call_id)
 
-    async def status(self, call_id: str) -> CallInfo:
-        """The call's record and transcript."""
-        return CallInfo.from_json(await self._request("GET", f"/api/calls/{call_id}"))
+    async def status(
+        self, call_id: str, *, wait: float | None = None, questions: bool = True
+    ) -> CallInfo:
+        """The call's record and transcript (and task, outcome, questions, report).
+
+        ``wait`` (seconds, at most 600): answer only once the call has ended with its outcome
+        final, or (``questions``) a question waits for the owner, or after ``wait`` seconds.
+        """
+        if not wait:
+            return CallInfo.from_json(await self._request("GET", f"/api/calls/{call_id}"))
+        params = {"wait": f"{min(wait, 600.0):g}", "questions": str(questions).lower()}
+        doc = await self._request(
+            "GET", f"/api/calls/{call_id}", params=params, timeout=min(wait, 600.0) + 30.0
+        )
+        return CallInfo.from_json(doc)
+
+    async def answer(self, call_id: str, answer: str) -> dict[str, Any]:
+        """Answer the question the call's agent asked the owner (409 if none waits)."""
+        doc: dict[str, Any] = await self._request(
+            "POST", f"/api/calls/{call_id}/answer", json_body={"answer": answer}
+        )
+        return doc
 
     async def calls(
         self, *, limit: int = 50, cursor: str | None = None, active: bool | None = None
@@ -472,6 +547,30 @@ class Call:
     async def wait_ended(self, timeout: float = 3600.0) -> CallInfo:
         """Wait until the call is over (or ``timeout`` passes)."""
         return await self._client.wait(self.call_id, lambda i: i.ended, timeout=timeout)
+
+    async def answer(self, answer: str) -> dict[str, Any]:
+        """Answer the question the call's agent is asking the owner."""
+        return await self._client.answer(self.call_id, answer)
+
+    async def result(self, timeout: float = 900.0) -> CallInfo:
+        """Wait until the call has ended and its outcome is final; return it (``outcome``,
+        ``summary``, ``outcome_error``). Questions to the owner do not stop the wait (answer
+        them with :meth:`answer` from elsewhere, or they time out). Raises
+        :class:`TimeoutError` if the outcome is not final within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            info = await self._client.status(
+                self.call_id, wait=max(min(left, 600.0), 0.001), questions=False
+            )
+            if info.outcome_final:
+                return info
+            if deadline - loop.time() <= 0:
+                raise TimeoutError(
+                    f"call {self.call_id} has no final outcome after {timeout:.0f} s "
+                    f"(state {info.state})"
+                )
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """This call's events (state changes and transcript lines) until it ends."""

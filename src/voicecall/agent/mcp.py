@@ -9,9 +9,11 @@ when ``api.token`` is set the HTTP endpoint requires ``Authorization: Bearer <ap
 Tools (names, arguments and descriptions are written for the model that calls them):
 ``initiate_call``, ``continue_call``, ``speak_to_user``, ``end_call``, ``get_status``,
 ``list_calls``, ``block_number`` (the do-not-call list; there is deliberately no tool to take a
-number off it: only the user can, with ``voicecall unblock``). Failures come back as tool errors
-(``is_error``) whose text says what happened and what to do next. Requests carry
-``X-Voicecall-Client: mcp`` for the server's audit trail.
+number off it: only the user can, with ``voicecall unblock``), and for task calls
+``answer_question`` and ``wait_for_call`` (which sends progress notifications when the client
+gave a progress token). Failures come back as tool errors (``is_error``) whose text says what
+happened and what to do next. Requests carry ``X-Voicecall-Client: mcp`` for the server's audit
+trail.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
@@ -53,6 +55,11 @@ Typical flows:
 - Talk with someone: initiate_call(message=<your opening line>, mode="conversation") returns
   the person's first reply; then call continue_call(call_id, <your next line>) for each turn
   (it returns what they answer), and end_call(call_id, goodbye=...) when you are done.
+- Hand over a whole call: initiate_call(mode="task", task=<the goal and its limits>,
+  context=<facts it may share>, outcome_schema=<JSON Schema of the result>). An agent on the
+  server makes the call and returns the outcome. If it needs a decision it asks you: the result
+  then has pending_question; answer with answer_question(call_id, answer) and keep waiting with
+  wait_for_call(call_id) until ended is true and outcome_final is true.
 Everything you send is spoken aloud by text-to-speech: write short, plain spoken sentences,
 no markdown, lists, URLs or emoji. Phone numbers are E.164 (+15551234567); omit `to` to call
 the user's configured default number. Calls cost money and reach real people: do not place
@@ -148,6 +155,45 @@ def _has_user_reply(info: CallInfo) -> bool:
     return bool(info.lines("user"))
 
 
+def _task_result(info: CallInfo) -> dict[str, Any]:
+    """A task call as the model needs it: the outcome, or the question, and what to do next."""
+    result = _summary(info)
+    result.update(
+        outcome=info.outcome,
+        summary=info.summary,
+        outcome_error=info.outcome_error,
+        outcome_final=info.outcome_final,
+        pending_question=info.pending_question,
+    )
+    if info.outcome_final:
+        result["next"] = "The call is over and this is its final outcome."
+    elif info.pending_question:
+        result["next"] = (
+            "The agent on the call asks you this question. Answer it with answer_question "
+            "(or ask the user), then call wait_for_call again."
+        )
+    elif info.ended:
+        result["next"] = "The call is over; its outcome is being written: call wait_for_call."
+    else:
+        result["next"] = "The call is under way: call wait_for_call to wait for its outcome."
+    return result
+
+
+def _progress_line(event: dict[str, Any]) -> str | None:
+    kind = event.get("type")
+    if kind == "transcript":
+        who = "agent" if event.get("speaker") == "bot" else "them"
+        return f"{who}: {event.get('text', '')}"
+    if kind == "question":
+        return f"question for you: {event.get('question', '')}"
+    if kind in ("call.updated", "call.ended"):
+        call = event.get("call") or {}
+        return f"state {call.get('state')}"
+    if kind == "call.outcome":
+        return "outcome ready"
+    return None
+
+
 def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]:
     """The MCP server, with its tools bound to ``client`` (the voicecall control API; its
     requests are marked as coming from MCP for the audit trail)."""
@@ -166,15 +212,15 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
     )
     async def initiate_call(
         message: Annotated[
-            SpokenText,
+            SpokenText | None,
             Field(
                 description=(
                     "What to say when the person picks up (spoken aloud). In notify mode this "
                     "is the whole message; in conversation mode it is your opening line and "
-                    "usually ends with a question."
+                    "usually ends with a question. Optional in task mode (the agent opens)."
                 ),
             ),
-        ],
+        ] = None,
         to: Annotated[
             str | None,
             Field(
@@ -185,12 +231,48 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
             ),
         ] = None,
         mode: Annotated[
-            Literal["notify", "conversation"] | None,
+            Literal["notify", "conversation", "task"] | None,
             Field(
                 description=(
                     "notify: say the message, then hang up. conversation: say it and keep "
-                    "the line open for continue_call. Omit for the server's default mode."
+                    "the line open for continue_call. task: an agent on the server makes the "
+                    "whole call for `task` and returns its outcome. Omit for the server's "
+                    "default mode (task when `task` is given)."
                 )
+            ),
+        ] = None,
+        task: Annotated[
+            str | None,
+            Field(
+                max_length=4000,
+                description=(
+                    "Task mode: what the call should get done, with its limits, in plain words "
+                    "('Book a table for two tonight at 7; 7:30 only if I agree')."
+                ),
+            ),
+        ] = None,
+        context: Annotated[
+            str | None,
+            Field(
+                max_length=8000,
+                description="Task mode: facts the agent may share (names, numbers, times).",
+            ),
+        ] = None,
+        outcome_schema: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description=(
+                    "Task mode: JSON Schema (Draft 2020-12) of the result you want back, e.g. "
+                    '{"type":"object","properties":{"booked":{"type":"boolean"}},'
+                    '"required":["booked"],"additionalProperties":false}. Default: '
+                    "{done: boolean, details: string}."
+                ),
+            ),
+        ] = None,
+        report_url: Annotated[
+            str | None,
+            Field(
+                description="Optional https URL that receives the signed end-of-call report.",
             ),
         ] = None,
         wait_seconds: Annotated[
@@ -213,8 +295,22 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         yet; then use get_status or continue_call later). In notify mode the call ends by
         itself after the message.
         """
-        call = await _guard(client.call(to, message, mode))
+        call = await _guard(
+            client.call(
+                to,
+                message,
+                mode,
+                task=task,
+                context=context,
+                outcome_schema=outcome_schema,
+                report_url=report_url,
+            )
+        )
         info = await _guard(call.status(), call.call_id)
+        if info.mode == "task":
+            if wait_seconds > 0:
+                info = await _guard(client.status(call.call_id, wait=wait_seconds), call.call_id)
+            return _task_result(info)
         conversation = info.mode == "conversation"
         if wait_seconds > 0:
             until = _has_user_reply if conversation else (lambda i: i.ended)
@@ -316,7 +412,78 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         no-answer, busy, hangup-user …), whether it has ended and why, and its transcript as
         lines "bot: …" / "user: …" in order."""
         info = await _guard(client.status(call_id), call_id)
-        return {**_summary(info), "transcript": _transcript(info)}
+        doc = _task_result(info) if info.mode == "task" else _summary(info)
+        return {**doc, "transcript": _transcript(info)}
+
+    @server.tool(
+        title="Answer the call agent's question",
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=True),
+    )
+    async def answer_question(
+        call_id: CallId,
+        answer: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=4000,
+                description="Your answer, in plain words (the agent on the call uses it).",
+            ),
+        ],
+    ) -> dict[str, Any]:
+        """Answer the question the agent of a task call is asking (its `pending_question`).
+        The agent goes on with your answer at once; then call wait_for_call for the outcome."""
+        done = await _guard(client.answer(call_id, answer), call_id)
+        return {
+            "call_id": call_id,
+            "question": done.get("question"),
+            "answer": done.get("answer"),
+            "next": "Call wait_for_call to follow the call to its outcome.",
+        }
+
+    @server.tool(title="Wait for a call", annotations=ToolAnnotations(read_only_hint=True))
+    async def wait_for_call(
+        call_id: CallId,
+        ctx: Context,
+        wait_seconds: Annotated[
+            float,
+            Field(
+                ge=0,
+                le=MAX_WAIT_SECONDS,
+                description="Longest time to wait, in seconds (at most 600).",
+            ),
+        ] = 120,
+    ) -> dict[str, Any]:
+        """Wait until the call has ended and its outcome is final, until its agent asks you a
+        question (pending_question: answer it with answer_question), or until wait_seconds pass.
+        Returns the outcome, summary and state. Sends progress notifications (state changes,
+        transcript lines) while waiting if you asked for progress."""
+        watcher: asyncio.Task[None] | None = None
+        meta = getattr(ctx.request_context, "meta", None) or {}
+        if meta.get("progress_token") is not None:
+
+            async def watch() -> None:
+                count = 0
+                with contextlib.suppress(VoicecallError):
+                    async for event in client.events():
+                        doc = event.get("call") or {}
+                        if call_id not in (event.get("call_id"), doc.get("call_id")):
+                            continue
+                        line = _progress_line(event)
+                        if line is not None:
+                            count += 1
+                            await ctx.report_progress(count, None, line[:500])
+
+            watcher = asyncio.create_task(watch())
+        try:
+            info = await _guard(client.status(call_id, wait=max(wait_seconds, 0.001)), call_id)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        result = _task_result(info)
+        result["transcript"] = _transcript(info)[-20:]
+        return result
 
     @server.tool(title="List calls", annotations=ToolAnnotations(read_only_hint=True))
     async def list_calls(

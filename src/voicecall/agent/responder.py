@@ -44,6 +44,8 @@ from voicecall.errors import ConfigError
 
 if TYPE_CHECKING:
     from voicecall.calls.store.base import Store
+    from voicecall.conversation.task import TaskBrief
+    from voicecall.conversation.tools import Tools
 
 log = logging.getLogger("voicecall.responder")
 
@@ -66,7 +68,9 @@ class ConversationContext:
     """What a responder knows when it is asked for the next reply.
 
     ``transcript`` holds ``(speaker, text)`` pairs in order, speaker ``"bot"`` or ``"user"``;
-    ``memory`` holds summaries of this caller's earlier calls (oldest first).
+    ``memory`` holds summaries of this caller's earlier calls (oldest first). Task calls also
+    carry ``task`` (the brief: what the call is for, the system prompt) and ``tools`` (what this
+    reply may use: the call's tool box, or a speculative run's held view of it).
     """
 
     call_id: str
@@ -74,6 +78,8 @@ class ConversationContext:
     caller: str | None
     transcript: list[tuple[str, str]]
     memory: list[str] = field(default_factory=list)
+    task: TaskBrief | None = None
+    tools: Tools | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,8 @@ from voicecall.calls.states import Action, Signal
 from voicecall.calls.store.base import CallPage, EventRow, Store
 from voicecall.config import InboundPolicy, Settings
 from voicecall.conversation.autoreply import AutoReplier
-from voicecall.conversation.text import check_message
+from voicecall.conversation.task import CallRequest
+from voicecall.conversation.taskcalls import TaskCalls
 from voicecall.conversation.turns import Turns
 from voicecall.errors import (
     CallNotActive,
@@ -112,7 +113,7 @@ class CallManager:
         self._pending_dials = 0
         self._reaper_interval = reaper_interval_seconds
         self._reaper: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self.stream_key = stream_tokens.derive_key(stream_secret or secrets.token_bytes(32))
         self.replies = ReplyPolicy(
             streaming=streaming,
@@ -131,6 +132,8 @@ class CallManager:
         self.media = MediaHost(self)
         #: the outbound policy and audit trail every dialled number goes through
         self.outbound = OutboundGate(settings, store, clock=clock)
+        #: task calls, owner questions, outcomes and end-of-call reports (the end seam)
+        self.tasks = TaskCalls(self)
         self.counters: dict[str, int] = {
             "calls_placed": 0,
             "calls_finalized": 0,
@@ -155,6 +158,7 @@ class CallManager:
         """Reload non-terminal calls and reconcile each with the provider. Never re-dials."""
         for record in await self.store.list_active():
             await self._restore(record)
+        await self.tasks.start()
         if self._reaper_interval > 0:
             self._reaper = asyncio.create_task(self._reap_forever(), name="voicecall-reaper")
 
@@ -260,19 +264,24 @@ class CallManager:
         self,
         *,
         to: str | None,
-        message: str,
+        message: str | None,
         mode: CallMode | str | None = None,
+        request: CallRequest | None = None,
         requester: Requester | None = None,
     ) -> CallRecord:
-        """Check the outbound policy, store the call, audit it, then dial it. Returns the
-        stored record (state ``initiated``)."""
+        """Check the request and the outbound policy, store the call, audit it, then dial it.
+        Returns the stored record (state ``initiated``).
+
+        ``request`` carries a task call's task/context/outcome schema and any call's
+        ``report_url``; all of it is checked before anything is stored or dialled."""
         to_number = parse_e164(to, field="to") if to else self.settings.to_number
         if not to_number:
             raise InvalidPhoneNumber("to: no number given and no default to_number configured")
         if not self.settings.from_number:
             raise InvalidPhoneNumber("from_number is not configured")
-        message = check_message(message)
         call_mode = CallMode(mode) if mode else CallMode(self.settings.outbound.default_mode.value)
+        plan = await self.tasks.plan(call_mode, message, request)
+        message = plan.opening
         who = requester or Requester()
         async with self.outbound.lock:  # from the policy's counts to the stored call row
             await self.outbound.check_outbound(
@@ -294,13 +303,16 @@ class CallManager:
                 updated_at=now,
                 dial_started_at=now,
             )
-            opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message, now, turn=0)
+            opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message or "", now, turn=0)
+            lines = [opening] if message else []
+            spec = plan.spec(record.call_id, now)
             self._pending_dials += 1
             try:
-                await self.store.commit(record, transcript=[opening])
+                await self.store.commit(record, transcript=lines, spec=spec)
             finally:
                 self._pending_dials -= 1
-            live = self._register(record, next_seq=1)
+            self.tasks.placed(record.call_id, spec)
+            live = self._register(record, next_seq=len(lines))
         try:
             await self.outbound.record_placed(
                 to_number,
@@ -320,7 +332,8 @@ class CallManager:
             self._on_ring_timeout,
         )
         self.publish("call.created", record)
-        self.publish_line(opening)
+        for line in lines:
+            self.publish_line(line)
         try:
             sid = await self.provider.initiate(
                 DialRequest(
@@ -477,6 +490,7 @@ class CallManager:
                 break
         if not live.record.is_terminal:
             self.turns.after_webhook(live, hook)
+            self.tasks.after_webhook(live, hook)
         return self.replies.reply(live.record, hook)
 
     def _synthetic_event(self, hook: ParsedWebhook) -> CallEvent:
@@ -516,10 +530,15 @@ class CallManager:
             record = record.copy(
                 state=CallState.HANGUP_BOT, end_reason=EndReason.REJECTED, ended_at=now, error=why
             )
-            stored = await self.store.commit(record, event=self._event_row(record.call_id, event))
+            stored = await self.store.commit(
+                record,
+                event=self._event_row(record.call_id, event),
+                outbox=await self.tasks.outbox(record),
+            )
             if stored:
                 self.counters["inbound_rejected"] += 1
                 self.publish("call.rejected", record)
+                self.tasks.ended(record)
             return Reply(reject=True)
         record = record.copy(
             state=CallState.LISTENING,
@@ -627,10 +646,11 @@ class CallManager:
             live.record = record
         live.advance(len(batch))
 
-    def spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def spawn(self, coro: Any) -> asyncio.Future[Any]:
+        task: asyncio.Future[Any] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def arm(self, live: LiveCall, name: str, delay: float, handler: Callable[[str], Any]) -> None:
         self.disarm(live, name)
@@ -765,7 +785,8 @@ class CallManager:
                 error=error or rec.error,
             )
             try:
-                await self.store.commit(final)
+                # the report outbox row is written with the end, in the same transaction
+                await self.store.commit(final, outbox=await self.tasks.outbox(final))
             except StoreError as exc:
                 # memory must still let go of the call (a failed save must never wedge calling);
                 # the reaper/restart reconciles the stored row with the provider later
@@ -789,6 +810,8 @@ class CallManager:
             self._by_provider_id.pop(rec.provider_call_id, None)
         self.counters["calls_finalized"] += 1
         self.publish("call.ended", final)
+        if t.changed:
+            self.tasks.ended(final)
 
     async def _remember(self, record: CallRecord) -> None:
         caller = record.from_number if record.direction is Direction.INBOUND else record.to_number
@@ -807,8 +830,9 @@ class CallManager:
         final = record.copy(
             state=t.state, end_reason=reason, ended_at=now, updated_at=now, error=error
         )
-        await self.store.commit(final)
+        await self.store.commit(final, outbox=await self.tasks.outbox(final))
         self.publish("call.ended", final)
+        self.tasks.ended(final)
 
     # ------------------------------------------------------------------ helpers
 

@@ -75,6 +75,7 @@ class Direction(StrEnum):
 class CallMode(StrEnum):
     NOTIFY = "notify"
     CONVERSATION = "conversation"
+    TASK = "task"
 
 
 class Speaker(StrEnum):

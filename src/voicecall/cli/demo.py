@@ -1,18 +1,22 @@
-"""``voicecall demo``: a whole call on embedded defaults, offline, with no accounts.
+"""``voicecall demo``: a whole task call on embedded defaults, offline, with no accounts.
 
-It starts the local Twilio emulator and the voicecall server in this process (each on its own
-loopback port, talking real HTTP with signed webhooks and a real Media Streams WebSocket), places
-a call to a simulated person and lets the bot hold a short conversation:
+Our agent phones a restaurant to book a table. The demo starts the local Twilio emulator and the
+voicecall server in this process (each on its own loopback port, talking real HTTP with signed
+webhooks and, in voice mode, a real Media Streams WebSocket) plus a small receiver for the
+end-of-call report, and places a **task call**: "book a table for two tonight at 7; 7:30 only if
+I agree". The emulator plays the host of Trattoria Quercia (only 7:30 is free); the in-call agent
+asks the owner (``ask_owner``: the person at the terminal answers, or the demo does after a
+moment), books, hangs up; the service writes the outcome (validated against the demo's schema)
+and the summary, and POSTs the signed report.
 
-* **voice** (default when local speech is installed): the bot greets with local TTS (Piper when
-  the ``piper`` extra is installed, else espeak-ng) over ``<Connect><Stream>``; the simulated
-  person answers in speech (espeak-ng), the bot hears it with local STT (faster-whisper tiny.en),
-  replies through the responder (the configured LLM if any, else the built-in scripted one) and
-  hangs up. The call's audio, both sides, is written to a stereo WAV file.
-* **gather**: the same conversation over TwiML ``<Say>``/``<Gather>``, driven through the control
-  API as an agent would (``continue``), for machines without local speech.
+* The agent is the **scripted demo agent** offline (:mod:`voicecall.cli.demo_agent`, labelled as
+  such; no LLM weights ship on PyPI), driving the same machinery a model does; ``--llm URL``
+  (``--model M``) runs the same scenario with any OpenAI-compatible endpoint.
+* **voice** (default when local speech is installed): local TTS (Piper, else espeak-ng) over
+  ``<Connect><Stream>``, local STT (faster-whisper tiny.en); the call's audio is written to a
+  stereo WAV file. **gather**: the same call over TwiML ``<Say>``/``<Gather>``.
 
-A live transcript is shown with rich; a summary (latencies, audio stats) closes the run.
+A live transcript is shown with rich; a summary (outcome, report, latencies, audio) closes it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
+import secrets
 import shutil
 import socket
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -36,47 +44,75 @@ from rich.status import Status
 from rich.table import Table
 
 from voicecall.agent.client import Client
+from voicecall.cli.demo_agent import ScriptedBookingAgent
 from voicecall.config import load_config
+from voicecall.conversation.chat import ChatModel
 from voicecall.emulator.media import FRAME_MS
 from voicecall.emulator.runtime import Emulator
+from voicecall.reports import signing
 from voicecall.server.app import VoicecallApp
 from voicecall.server.runner import uvicorn_options
 
 DEMO_ACCOUNT = "AC" + "d" * 32
 DEMO_TOKEN = "demo-auth-token-not-a-secret"  # noqa: S105 - local emulator only
 BOT_NUMBER = "+14155550199"
-PERSON_NUMBER = "+14155550123"
+RESTAURANT_NUMBER = "+14155550123"
+PERSON_NUMBER = RESTAURANT_NUMBER  # the number the demo calls (kept for older imports)
 
-PERSON_SCRIPT: dict[str, Any] = {
-    "answer_after_ms": 1200,
-    "reply_delay_ms": 300,
-    "replies": [
-        "Hi! Yes, this is Sam speaking.",
-        "Thursday at seven works for me.",
-        "No, that's everything. Thanks!",
-    ],
-    "hangup_after_ms": 90_000,
+DEMO_TASK = (
+    "Book a table for two at Trattoria Quercia tonight at 7 pm. If 7 is not free, a later time "
+    "up to 8 pm is fine, but only if I agree: ask me first. Book it under the name Sam."
+)
+DEMO_CONTEXT = "The booking is for Sam, a party of two, tonight."
+DEMO_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "booked": {"type": "boolean", "description": "Whether a table was booked."},
+        "time": {
+            "type": ["string", "null"],
+            "description": "The booked time, HH:MM on a 24-hour clock; null if none.",
+        },
+        "name": {"type": ["string", "null"], "description": "The name of the booking."},
+    },
+    "required": ["booked", "time", "name"],
+    "additionalProperties": False,
 }
+OWNER_ANSWER = "Yes, 7:30 is fine."
+#: how long the owner (the demo, on its own) takes to answer once the host has replied
+OWNER_THINKS_S = 0.5
+#: on a terminal: how long the demo waits for the person before answering on its own
+OWNER_PROMPT_S = 10.0
 
-BOT_LINES = [
-    "Hello! This is the voicecall demo assistant calling for Sam. Is this Sam?",
-    "Great. I'd like to book your dinner table. Does Thursday at seven work for you?",
-    "Perfect, Thursday at seven it is. Is there anything else I can help with?",
+
+# ----------------------------------------------------------------------------- the callee
+# One place to switch the callee: the emulator's keyword-reacting `restaurant` scenario (a
+# `human` script, branch `emu`) replaces this stand-in once it is on main:
+#     return {"scenario": "restaurant", **({"voice": voice} if voice else {})}
+
+# chosen so that faster-whisper tiny.en hears espeak-ng's rendering of them well enough (the
+# restaurant's name comes back garbled; "seven thirty" as "730"), checked offline
+RESTAURANT_LINES = [
+    "Good evening, Trattoria Quercia, how can I help?",
+    "Seven o'clock is full. We have a table at seven thirty.",
+    "Sure, take your time.",
+    "Wonderful, your table is booked. See you tonight, goodbye!",
 ]
-GOODBYE = "Wonderful. Your table is booked. Goodbye!"
 
 
-VOICE_PERSON_SCRIPT: dict[str, Any] = {
-    "answer_after_ms": 1200,
-    "reply_delay_ms": 500,
-    "replies": [
-        "Hi! I would like to book a table for two people.",
-        "Tomorrow evening at eight, please.",
-    ],
-    "hangup_after_ms": 90_000,
-}
-FRAME_SAMPLES = 160  # 20 ms at 8 kHz
-VOICE_OPENING = "Hello! This is the voicecall demo assistant. How can I help you today?"
+def restaurant_callee(voice: str | None = None) -> dict[str, Any]:
+    """The host of Trattoria Quercia (only 7:30 is free) as an emulator callee script.
+
+    A stand-in made of the emulator's classic reply list (one line per turn of the bot) until
+    the emulator's ``restaurant`` scenario lands (see above)."""
+    script: dict[str, Any] = {
+        "answer_after_ms": 800,
+        "reply_delay_ms": 400,
+        "replies": list(RESTAURANT_LINES),
+        "hangup_after_ms": 60_000,  # a host who is never answered does not wait forever
+    }
+    if voice is not None:
+        script["voice"] = voice
+    return script
 
 
 def voice_available() -> list[str]:
@@ -109,6 +145,9 @@ def _person_voice() -> str | None:
     return "piper" if _piper_installed() else None
 
 
+FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+
+
 @dataclass
 class DemoResult:
     call_id: str
@@ -122,6 +161,18 @@ class DemoResult:
     mode: str = "gather"
     audio: dict[str, Any] = field(default_factory=dict)
     wav_path: Path | None = None
+    agent: str = ""
+    outcome: Any = None
+    summary: str | None = None
+    outcome_error: str | None = None
+    questions: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    report_verified: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """The task call ended with a valid outcome."""
+        return self.outcome is not None
 
 
 def _overrides(emulator: Emulator, port: int, workdir: Path) -> dict[str, Any]:
@@ -129,7 +180,7 @@ def _overrides(emulator: Emulator, port: int, workdir: Path) -> dict[str, Any]:
     return {
         "provider": "twilio",
         "from_number": BOT_NUMBER,
-        "to_number": PERSON_NUMBER,
+        "to_number": RESTAURANT_NUMBER,
         "public_url": f"http://127.0.0.1:{port}",
         "twilio": {
             "account_sid": DEMO_ACCOUNT,
@@ -151,8 +202,10 @@ def _loopback_socket() -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def _serve(app: VoicecallApp, sock: socket.socket) -> AsyncIterator[str]:
-    config = uvicorn.Config(app, **uvicorn_options(app.settings, timeout_graceful_shutdown=1))
+async def _serve(app: Any, sock: socket.socket, settings: Any = None) -> AsyncIterator[str]:
+    if settings is None:
+        settings = app.settings
+    config = uvicorn.Config(app, **uvicorn_options(settings, timeout_graceful_shutdown=1))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
@@ -168,8 +221,57 @@ async def _serve(app: VoicecallApp, sock: socket.socket) -> AsyncIterator[str]:
             await asyncio.wait_for(task, 10)
 
 
+# ----------------------------------------------------------------------------- the report
+
+
+class _ReportInbox:
+    """A tiny endpoint for the end-of-call report; it checks the Standard Webhooks signature."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.reports: list[dict[str, Any]] = []
+        self.verified: list[bool] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        self.verified.append(signing.verify(self.key, headers, body, now=time.time()))
+        with contextlib.suppress(ValueError):
+            self.reports.append(json.loads(body))
+        self.arrived.set()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _agent_settings(llm: str | None, model: str | None) -> tuple[ChatModel | None, dict[str, Any]]:
+    """The scripted demo agent, or (``--llm``) the settings of an OpenAI-compatible endpoint."""
+    if llm is None:
+        return ScriptedBookingAgent(), {}
+    responder: dict[str, Any] = {"base_url": llm, "model": model or "gpt-4o-mini"}
+    key = os.environ.get("OPENAI_API_KEY")
+    if key:
+        responder["api_key"] = key
+    return None, {"responder": responder}
+
+
 async def run_demo(
-    console: Console, workdir: Path | None = None, *, mode: str = "auto"
+    console: Console,
+    workdir: Path | None = None,
+    *,
+    mode: str = "auto",
+    llm: str | None = None,
+    model: str | None = None,
 ) -> DemoResult:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="voicecall-demo-"))
     if mode == "auto":
@@ -180,75 +282,189 @@ async def run_demo(
                 f"[yellow]voice demo needs {', '.join(missing)}; "
                 "running the <Gather> demo instead[/yellow]"
             )
-    if mode == "voice":
-        return await run_voice_demo(console, workdir)
     started = time.perf_counter()
+    voice = mode == "voice"
+    tts = _tts_provider() if voice else None
+    agent, agent_overrides = _agent_settings(llm, model)
+    key = secrets.token_bytes(32)
+    inbox = _ReportInbox(key)
     async with Emulator(
         account_sid=DEMO_ACCOUNT, auth_token=DEMO_TOKEN, host="127.0.0.1", port=0, seed=42
     ) as emulator:
-        emulator.set_script(PERSON_NUMBER, PERSON_SCRIPT)
-        sock = _loopback_socket()
-        port = sock.getsockname()[1]
-        settings = load_config(env={}, overrides=_overrides(emulator, port, workdir))
-        console.print(
-            f"[dim]emulated Twilio at {emulator.base_url}; voicecall at "
-            f"http://127.0.0.1:{port}; data in {workdir}[/dim]"
+        emulator.set_script(
+            RESTAURANT_NUMBER, restaurant_callee(_person_voice() if voice else None)
         )
+        sock = _loopback_socket()
+        inbox_sock = _loopback_socket()
+        port = sock.getsockname()[1]
+        overrides = _overrides(emulator, port, workdir)
+        overrides.update(agent_overrides)
+        overrides["reports"] = {
+            "url": f"http://127.0.0.1:{inbox_sock.getsockname()[1]}/reports",
+            "secret": signing.new_secret(key),
+            "allow_private_urls": True,  # the demo's receiver is on loopback
+        }
+        if voice:
+            overrides.update(
+                streaming={"enabled": True}, tts={"provider": tts}, stt={"provider": "whisper"}
+            )
+        settings = load_config(env={}, overrides=overrides)
+        app = VoicecallApp(settings, task_model=agent)
+        label = agent.label if agent is not None else f"{settings.responder.model} at {llm}"
+        speech = f"; TTS {tts}, STT whisper tiny.en" if voice else ""
+        console.print(
+            f"[dim]emulated Twilio at {emulator.base_url}; voicecall at http://127.0.0.1:{port}"
+            f"{speech}; data in {workdir}[/dim]"
+        )
+        console.print(f"[bold]agent:[/bold] {label}", highlight=False)
+        loading = "starting voicecall and loading the speech models" if voice else "starting"
         async with (
-            _serve(VoicecallApp(settings), sock) as url,
+            _progress(console, loading) as progress,
+            _serve(inbox, inbox_sock, settings),
+            _serve(app, sock) as url,
             Client(url) as client,
-            _progress(console, "dialing") as progress,
         ):
+            progress.update("dialing")
+            if voice and app.streams is None:
+                raise RuntimeError("the voice pipeline did not start (see the log above)")
             watcher = asyncio.create_task(_show_events(client, console, progress))
             await asyncio.sleep(0.2)  # let the event stream attach before the call starts
-            call = await client.call(PERSON_NUMBER, BOT_LINES[0], "conversation")
-            console.print(f"[bold]calling[/bold] {PERSON_NUMBER} (call {call.call_id[:8]})")
-            latencies: list[float] = []
-            first = await _first_answer(client, call.call_id)
-            latencies.append(first)
-            for line in BOT_LINES[1:]:
-                t0 = time.perf_counter()
-                await call.ask(line, timeout=60)
-                latencies.append(time.perf_counter() - t0)
-            await call.hangup(GOODBYE)
-            info = await _wait_ended(client, call.call_id)
+            call = await client.call(
+                RESTAURANT_NUMBER,
+                None,
+                "task",
+                task=DEMO_TASK,
+                context=DEMO_CONTEXT,
+                outcome_schema=DEMO_SCHEMA,
+            )
+            console.print(
+                f"[bold]calling[/bold] Trattoria Quercia {RESTAURANT_NUMBER} "
+                f"(task call {call.call_id[:8]})",
+                highlight=False,
+            )
+            owner = asyncio.create_task(_owner(client, call.call_id, console))
+            try:
+                info = await call.result(timeout=300)
+            finally:
+                owner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await owner
+            progress.update("delivering the end-of-call report")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(inbox.arrived.wait(), 15)
+            info = await client.status(call.call_id)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        sim = emulator.call(info.raw["provider_call_id"])
-        deliveries = emulator.deliveries(sim.sid)
+        sid = info.raw["provider_call_id"]
+        await emulator.wait_for_call_end(sid, timeout=20)
+        deliveries = emulator.deliveries(sid)
+        audio: dict[str, Any] = {}
+        wav_path: Path | None = None
+        streams = emulator.streams_of(sid) if voice else []
+        if streams:
+            session = emulator.media_session(streams[-1])
+            audio = _audio_summary(session)
+            wav_path = workdir / "demo-call.wav"
+            wav_path.write_bytes(emulator.conversation_wav(streams[-1]))
     result = DemoResult(
         call_id=info.call_id,
         state=info.state,
         end_reason=info.end_reason,
         transcript=[(t["speaker"], t["text"]) for t in info.transcript],
-        turn_latencies=latencies,
+        turn_latencies=audio.pop("reply_latencies_s", []),
         webhooks=len(deliveries),
         webhook_failures=sum(1 for d in deliveries if d.status_code != 200),
         elapsed=time.perf_counter() - started,
+        mode=mode,
+        audio=audio,
+        wav_path=wav_path,
+        agent=label,
+        outcome=info.outcome,
+        summary=info.summary,
+        outcome_error=info.outcome_error,
+        questions=list(info.raw.get("questions") or []),
+        report=info.report,
+        report_verified=bool(inbox.verified) and all(inbox.verified),
     )
     _summary(console, result)
     return result
 
 
-async def _first_answer(client: Client, call_id: str) -> float:
-    t0 = time.perf_counter()
-    while True:
-        info = await client.status(call_id)
-        if any(t["speaker"] == "user" for t in info.transcript):
-            return time.perf_counter() - t0
-        if info.state in ("completed", "failed", "busy", "no-answer", "error", "hangup-user"):
-            raise RuntimeError(f"the call ended early ({info.state}: {info.raw.get('error')})")
-        await asyncio.sleep(0.1)
+async def run_voice_demo(console: Console, workdir: Path) -> DemoResult:
+    """The voice variant (kept for callers of the earlier API)."""
+    return await run_demo(console, workdir, mode="voice")
 
 
-async def _wait_ended(client: Client, call_id: str) -> Any:
-    for _ in range(600):
-        info = await client.status(call_id)
-        if info.end_reason is not None:
-            return info
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the call did not end")
+async def _owner(client: Client, call_id: str, console: Console) -> None:
+    """Answer the agent's questions: the person at the terminal, or the demo after a moment
+    (once the host has answered the agent's "one moment", as a person would)."""
+    interactive = sys.stdin.isatty()
+    heard = asyncio.Event()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def on_its_own() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(heard.wait(), 6.0)
+        await asyncio.sleep(OWNER_THINKS_S)
+        await _answer(client, call_id, OWNER_ANSWER, console, by="the demo, as the owner")
+
+    async def by_the_person(question: str) -> None:
+        answer = await _ask_person(console, question)
+        await _answer(client, call_id, answer, console, by="you")
+
+    try:
+        async for event in client.events():
+            doc = event.get("call") or {}
+            if call_id not in (event.get("call_id"), doc.get("call_id")):
+                continue
+            kind = event.get("type")
+            if kind == "question":
+                heard.clear()
+                job = by_the_person(str(event.get("question"))) if interactive else on_its_own()
+                pending.add(asyncio.create_task(job))
+            elif kind == "transcript" and event.get("speaker") == "user":
+                heard.set()
+    finally:
+        for task in pending:
+            task.cancel()
+
+
+async def _answer(client: Client, call_id: str, answer: str, console: Console, *, by: str) -> None:
+    with contextlib.suppress(Exception):
+        await client.answer(call_id, answer)
+        console.print(f"  [magenta]owner[/magenta] ({by}): {answer}", highlight=False)
+
+
+async def _ask_person(console: Console, question: str) -> str:
+    """Read the owner's answer on the terminal; the demo answers on its own if nobody does."""
+    console.print(
+        f"[bold magenta]the agent asks you:[/bold magenta] {question}\n"
+        f"[dim]type your answer and Enter (Enter alone: {OWNER_ANSWER!r}; the demo answers on "
+        f"its own in {OWNER_PROMPT_S:.0f} s)[/dim]",
+        highlight=False,
+    )
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[str] = loop.create_future()
+
+    def read() -> None:
+        try:
+            line = sys.stdin.readline()
+        except (OSError, ValueError):
+            line = ""
+
+        def deliver() -> None:
+            if not got.done():
+                got.set_result(line)
+
+        loop.call_soon_threadsafe(deliver)
+
+    threading.Thread(target=read, daemon=True, name="voicecall-demo-owner").start()
+    try:
+        text = (await asyncio.wait_for(got, OWNER_PROMPT_S)).strip()
+    except TimeoutError:
+        text = ""
+    return text or OWNER_ANSWER
 
 
 class _Progress:
@@ -290,8 +506,9 @@ _PHASES = {
     "ringing": "ringing",
     "answered": "answered",
     "active": "on the call",
-    "speaking": "on the call · assistant speaking",
-    "listening": "on the call · listening to Sam",
+    "speaking": "on the call · agent speaking",
+    "listening": "on the call · listening to the restaurant",
+    "ending": "saying goodbye",
 }
 
 
@@ -299,88 +516,21 @@ async def _show_events(client: Client, console: Console, progress: _Progress) ->
     async for event in client.events():
         kind = event.get("type")
         if kind == "transcript":
-            who = "[cyan]assistant[/cyan]" if event["speaker"] == "bot" else "[green]sam[/green]"
+            who = "[cyan]agent[/cyan]" if event["speaker"] == "bot" else "[green]host [/green]"
             console.print(f"  {who}: {event['text']}", highlight=False)
+        elif kind == "question":
+            console.print(
+                f"  [yellow]· asks the owner:[/yellow] {event['question']}", highlight=False
+            )
+            progress.update("waiting for the owner's answer (the agent keeps the host company)")
+        elif kind == "call.outcome":
+            progress.update("outcome written; delivering the report")
         elif kind in ("call.updated", "call.ended"):
             call = event["call"]
             extra = f" ({call['end_reason']})" if call.get("end_reason") else ""
             console.print(f"  [dim]· {call['state']}{extra}[/dim]")
-            progress.update(_PHASES.get(call["state"], "call ended, collecting the results"))
-
-
-def _responder_settings() -> dict[str, Any]:
-    """The configured LLM responder if the environment names one, else the scripted one."""
-    kind = os.environ.get("VOICECALL_RESPONDER__KIND")
-    if kind and kind != "none":
-        return {}  # taken from the environment by load_config
-    return {"kind": "scripted"}
-
-
-async def run_voice_demo(console: Console, workdir: Path) -> DemoResult:
-    started = time.perf_counter()
-    tts = _tts_provider()
-    async with Emulator(
-        account_sid=DEMO_ACCOUNT, auth_token=DEMO_TOKEN, host="127.0.0.1", port=0, seed=42
-    ) as emulator:
-        emulator.set_script(PERSON_NUMBER, {**VOICE_PERSON_SCRIPT, "voice": _person_voice()})
-        sock = _loopback_socket()
-        port = sock.getsockname()[1]
-        overrides = _overrides(emulator, port, workdir)
-        overrides.update(
-            streaming={"enabled": True}, tts={"provider": tts}, stt={"provider": "whisper"}
-        )
-        responder = _responder_settings()
-        if responder:
-            overrides["responder"] = responder
-        settings = load_config(env=dict(os.environ), overrides=overrides)
-        console.print(
-            f"[dim]emulated Twilio at {emulator.base_url}; voicecall at http://127.0.0.1:{port}; "
-            f"TTS {tts}, STT whisper tiny.en, responder {settings.responder.kind}; "
-            f"data in {workdir}[/dim]"
-        )
-        app = VoicecallApp(settings)
-        async with (
-            _progress(console, "starting voicecall and loading the speech models") as progress,
-            _serve(app, sock) as url,
-            Client(url) as client,
-        ):
-            progress.update("dialing")
-            if app.streams is None:
-                raise RuntimeError("the voice pipeline did not start (see the log above)")
-            watcher = asyncio.create_task(_show_events(client, console, progress))
-            await asyncio.sleep(0.2)
-            call = await client.call(PERSON_NUMBER, VOICE_OPENING, "conversation")
-            console.print(f"[bold]calling[/bold] {PERSON_NUMBER} (call {call.call_id[:8]})")
-            info = await _wait_ended(client, call.call_id)
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        sid = info.raw["provider_call_id"]
-        await emulator.wait_for_call_end(sid, timeout=20)
-        deliveries = emulator.deliveries(sid)
-        streams = emulator.streams_of(sid)
-        audio: dict[str, Any] = {}
-        wav_path: Path | None = None
-        if streams:
-            session = emulator.media_session(streams[-1])
-            audio = _audio_summary(session)
-            wav_path = workdir / "demo-call.wav"
-            wav_path.write_bytes(emulator.conversation_wav(streams[-1]))
-    result = DemoResult(
-        call_id=info.call_id,
-        state=info.state,
-        end_reason=info.end_reason,
-        transcript=[(t["speaker"], t["text"]) for t in info.transcript],
-        turn_latencies=audio.pop("reply_latencies_s", []),
-        webhooks=len(deliveries),
-        webhook_failures=sum(1 for d in deliveries if d.status_code != 200),
-        elapsed=time.perf_counter() - started,
-        mode="voice",
-        audio=audio,
-        wav_path=wav_path,
-    )
-    _summary(console, result)
-    return result
+            phase = _PHASES.get(call["state"], "call ended, writing the outcome and summary")
+            progress.update(phase)
 
 
 def _audio_summary(session: Any) -> dict[str, Any]:
@@ -419,19 +569,28 @@ def _audio_summary(session: Any) -> dict[str, Any]:
 
 def _summary(console: Console, result: DemoResult) -> None:
     table = Table(title=f"demo call summary ({result.mode})", show_header=False)
+    table.add_row("agent", result.agent)
     table.add_row("final state", f"{result.state} ({result.end_reason})")
     table.add_row("turns", str(sum(1 for s, _ in result.transcript if s == "user")))
+    for q in result.questions:
+        table.add_row("owner asked", f"{q['question']} → {q.get('answer') or q['status']}")
+    if result.outcome is not None:
+        table.add_row("outcome", json.dumps(result.outcome))
+    else:
+        table.add_row("outcome", f"none ({result.outcome_error})")
+    if result.summary:
+        table.add_row("summary", result.summary)
+    if result.report:
+        signed = "signature verified" if result.report_verified else "signature NOT verified"
+        table.add_row(
+            "end-of-call report",
+            f"{result.report['state']} after {result.report['attempts']} attempt(s), "
+            f"Standard Webhooks {signed}",
+        )
     if result.turn_latencies and result.mode == "voice":
         table.add_row(
-            "bot reply latency (person stops → bot audio)",
+            "bot reply latency (host stops → bot audio)",
             ", ".join(f"{x:.2f} s" for x in result.turn_latencies),
-        )
-    elif result.turn_latencies:
-        worst = max(result.turn_latencies)
-        table.add_row(
-            "turn time (bot speaks → caller's answer)",
-            f"avg {sum(result.turn_latencies) / len(result.turn_latencies):.1f} s, "
-            f"max {worst:.1f} s (speech at conversational pace)",
         )
     for key, value in result.audio.items():
         table.add_row(key, value)
@@ -440,9 +599,11 @@ def _summary(console: Console, result: DemoResult) -> None:
     )
     table.add_row("wall time", f"{result.elapsed:.1f} s")
     console.print(table)
+    if result.outcome is not None:
+        console.print("[bold]outcome[/bold]", json.dumps(result.outcome, indent=2), highlight=False)
     if result.wav_path is not None:
         console.print(
-            f"the call's audio (left: person, right: bot): {result.wav_path}",
+            f"the call's audio (left: the host, right: the agent): {result.wav_path}",
             soft_wrap=True,
             highlight=False,
         )

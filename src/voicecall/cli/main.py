@@ -30,6 +30,7 @@ from voicecall.cli.common import (
 )
 from voicecall.cli.output import call_table, event_line, print_call, print_json, transcript_line
 from voicecall.cli.preflight import serve_problems
+from voicecall.cli.task_commands import ContextOpt, ReportUrlOpt, SchemaOpt, TaskOpt
 from voicecall.errors import VoicecallError
 
 app = typer.Typer(
@@ -42,12 +43,13 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
-    from voicecall.cli import agent_commands, policy_commands
+    from voicecall.cli import agent_commands, policy_commands, task_commands
     from voicecall.cli.emulator_command import register as register_emulator
 
     agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
     register_emulator(app)  # `voicecall emulator` (and its `load`, `sink`)
     policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
+    task_commands.register(app)  # `voicecall answer`
 
 
 T = TypeVar("T")
@@ -71,8 +73,8 @@ def _run(make: Callable[[Client], Awaitable[T]], config: Path | None, url: str |
 
 
 def _check_mode(mode: str | None) -> None:
-    if mode not in (None, "notify", "conversation"):
-        raise fail([f"--mode: {mode!r} is not notify or conversation"])
+    if mode not in (None, "notify", "conversation", "task"):
+        raise fail([f"--mode: {mode!r} is not notify, conversation or task"])
 
 
 # ----------------------------------------------------------------------------- server
@@ -274,20 +276,30 @@ def _existing_responder(path: Path) -> dict[str, Any] | None:
 
 @app.command()
 def call(
-    message: Annotated[str, typer.Option("--message", "-m", help="What to say first")],
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="What to say (optional with --task)")
+    ] = None,
     to: Annotated[
         str | None, typer.Option("--to", help="E.164 number to call (default: to_number)")
     ] = None,
     mode: Annotated[
         str | None,
-        typer.Option(help="notify (say, hang up) or conversation (default: outbound.default_mode)"),
+        typer.Option(
+            help="notify (say, hang up), conversation, or task (default: outbound.default_mode; "
+            "task when --task is given)"
+        ),
     ] = None,
+    task: TaskOpt = None,
+    context: ContextOpt = None,
+    outcome_schema: SchemaOpt = None,
+    report_url: ReportUrlOpt = None,
     wait: Annotated[
         bool,
         typer.Option(
             "--wait",
             help="Show the live transcript until the call ends; in a conversation until the "
-            "callee first answers (the answer is printed)",
+            "callee first answers (the answer is printed); in a task call, prompt the agent's "
+            "questions and print the outcome JSON",
         ),
     ] = False,
     timeout: Annotated[
@@ -298,17 +310,35 @@ def call(
     config: ConfigOpt = None,
     url: UrlOpt = None,
 ) -> None:
-    """Place an outbound call."""
+    """Place an outbound call (with --task: an agent makes the whole call and returns its
+    outcome)."""
     from voicecall.cli.wait import CallWatcher, WaitResult
 
     _check_mode(mode)
+    if task is not None or mode == "task":
+        from voicecall.cli.task_commands import run_task_call
+
+        run_task_call(
+            to=to,
+            message=message,
+            task=task,
+            context=context,
+            outcome_schema=outcome_schema,
+            report_url=report_url,
+            wait=wait,
+            config=config,
+            url=url,
+        )
+        return
+    if message is None:
+        raise fail(["--message: required (or give --task for a task call)"])
     if timeout is not None and not wait:
         raise fail(["--timeout: only with --wait (how long to wait for the call)"])
     live = err if json_out else out
 
     async def go(c: Client) -> tuple[CallInfo, WaitResult | None]:
         if not wait:
-            handle = await c.call(to, message, mode)
+            handle = await c.call(to, message, mode, report_url=report_url)
             return await handle.status(), None
 
         def line(doc: dict[str, Any]) -> None:
@@ -318,7 +348,7 @@ def call(
             err.print(f"  [dim]· {info.state}[/dim]", highlight=False)
 
         async with CallWatcher(c, on_line=line, on_state=state) as watcher:
-            handle = await c.call(to, message, mode)
+            handle = await c.call(to, message, mode, report_url=report_url)
             if not json_out:
                 live.print(f"call [bold]{handle.call_id}[/bold] placed", highlight=False)
             result = await watcher.wait(handle.call_id, timeout=timeout)
@@ -503,17 +533,28 @@ def demo(
     mode: Annotated[
         str, typer.Option(help="voice (Media Streams, local TTS/STT), gather, or auto")
     ] = "auto",
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            help="An OpenAI-compatible endpoint for the agent (e.g. http://127.0.0.1:11434/v1); "
+            "default: the scripted demo agent. Key: OPENAI_API_KEY"
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The model name at --llm")] = None,
 ) -> None:
-    """Run a whole simulated call offline: emulator + server + a short conversation."""
+    """Run a whole simulated task call offline: our agent phones a restaurant to book a table
+    (emulator + server + the owner's answer + the outcome + the signed report)."""
     from voicecall.cli.demo import run_demo
 
     if mode not in ("auto", "voice", "gather"):
         raise fail([f"--mode: {mode!r} is not auto, voice or gather"])
+    if llm is not None and not llm.startswith(("http://", "https://")):
+        raise fail([f"--llm: {llm!r} is not an http(s) URL such as http://127.0.0.1:11434/v1"])
     try:
-        result = asyncio.run(run_demo(out, workdir, mode=mode))
+        result = asyncio.run(run_demo(out, workdir, mode=mode, llm=llm, model=model))
     except (VoicecallError, RuntimeError) as exc:
         raise fail([str(exc)], 1) from None
-    raise typer.Exit(0 if result.end_reason == "hangup-bot" else 1)
+    raise typer.Exit(0 if result.ok else 1)
 
 
 _register_extra_commands()

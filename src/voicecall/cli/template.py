@@ -280,6 +280,32 @@ kind = "none"                       # none (agents `continue`) | scripted | chat
 # memory_path = "/path/to/old-memory.json"   # only to import an older memory file once
 """,
     ),
+    Block(
+        "task",
+        """\
+# Task calls (docs/agents.md): an agent makes the whole call for a task and returns its outcome;
+# its model is the [responder] chat endpoint (base_url, model, api_key).
+[task]
+# disclosure = true                 # open by saying it is an AI assistant calling for someone
+# disclosure_text = "Hello, this is an AI assistant calling on someone's behalf."
+# owner_timeout_seconds = 60        # how long a question to you (ask_owner) waits
+# hold_lines = ["One moment, please, I'm just checking that."]   # said while you think
+# hold_interval_seconds = 10        # a hold line this often while you think
+# max_tool_rounds = 4               # tool calls the agent may chain in one reply
+# outcome_timeout_seconds = 60      # the outcome/summary request after the call
+""",
+    ),
+    Block(
+        "reports",
+        """\
+# The signed end-of-call report (Standard Webhooks), POSTed when any call ends.
+[reports]
+# url = "https://hooks.example.com/calls"   # default destination (a call may name its own)
+# secret = "whsec_..."              # base64 of 24-64 random bytes
+# allow_private_urls = false        # never to private/loopback/link-local addresses unless true
+# timeout_seconds = 10
+""",
+    ),
 )
 
 _HEADER: Final = """\

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from voicecall.agent.responder import ConversationContext, EndCall
+from voicecall.agent.responder import ConversationContext, EndCall, Responder
 from voicecall.calls.live import LiveCall
 from voicecall.calls.model import CallMode, CallState, Direction
 from voicecall.errors import CallNotActive, StoreError
@@ -29,14 +29,18 @@ class AutoReplier:
     def maybe(self, live: LiveCall) -> None:
         """The caller finished a turn nobody is waiting for: let the responder answer."""
         rec = live.record
+        # task calls: their own agent answers, and not while a tool's result (the owner's
+        # answer) is pending: the hold lines keep the caller company meanwhile
+        responder = self.core.tasks.responder_for(rec, self.core.responder)
         if (
-            self.core.responder is None
+            responder is None
             or rec.mode is CallMode.NOTIFY
             or rec.state is CallState.ENDING
+            or self.core.tasks.holding(live)
         ):
             return
         self.cancel(live)  # the caller spoke again: the old reply is stale
-        live.reply_task = asyncio.create_task(self._reply(live))
+        live.reply_task = asyncio.create_task(self._reply(live, responder))
 
     def cancel(self, live: LiveCall) -> None:
         task = live.reply_task
@@ -61,17 +65,17 @@ class AutoReplier:
             caller=caller,
             transcript=[(ln.speaker.value, ln.text) for ln in lines],
             memory=memory,
+            **await core.tasks.context(live),  # task calls: the brief and the tool box
         )
 
-    async def _reply(self, live: LiveCall) -> None:
+    async def _reply(self, live: LiveCall, responder: Responder) -> None:
         core = self.core
         turns = core.turns
-        assert core.responder is not None
         call_id = live.call_id
         streams = core.streams(live)
         sentences: list[str] = []
         goodbye: EndCall | None = None
-        gen = core.responder.reply(await self._context(live))
+        gen = responder.reply(await self._context(live))
         try:
             async for out in gen:
                 if isinstance(out, EndCall):

@@ -30,6 +30,7 @@ from voicecall.calls.outbound import Requester, Surface, token_fingerprint
 from voicecall.config import Settings
 from voicecall.errors import VoicecallError
 from voicecall.phone import E164_PATTERN
+from voicecall.server import task_api
 from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
@@ -48,7 +49,7 @@ PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
 # ----------------------------------------------------------------------------- schemas
 
 
-class PlaceCall(BaseModel):
+class PlaceCall(task_api.TaskFields):
     to: str | None = Field(
         None,
         max_length=16,
@@ -56,9 +57,13 @@ class PlaceCall(BaseModel):
         description="E.164 number to call, exactly as written (e.g. +14155550100: no spaces, "
         "letters or extension); default: the configured to_number",
     )
-    message: SpokenText = Field(description="What to say first")
-    mode: Literal["notify", "conversation"] | None = Field(
-        None, description="notify: say and hang up; conversation: talk back and forth"
+    message: SpokenText | None = Field(
+        None, description="What to say first (required, except in task mode: the agent opens)"
+    )
+    mode: Literal["notify", "conversation", "task"] | None = Field(
+        None,
+        description="notify: say and hang up; conversation: talk back and forth; task: an "
+        "agent makes the whole call for a task and returns its outcome",
     )
 
 
@@ -109,6 +114,10 @@ class CallOut(BaseModel):
     transcript: list[TranscriptLine] | None = None
 
     model_config = {"populate_by_name": True}
+
+
+class CallDetail(CallOut, task_api.TaskDetail):
+    """One call with its transcript, task, outcome, owner questions and report delivery."""
 
 
 class CallList(BaseModel):
@@ -269,8 +278,13 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
     )
     async def place_call(body: PlaceCall, _: Auth, m: Manager, who: Who) -> CallCreated:
         """Place a call. The number must pass the outbound policy (403/429 naming the rule)."""
+        mode = body.mode or ("task" if body.task is not None else None)
         record = await m.place_call(
-            to=body.to, message=body.message, mode=body.mode, requester=who
+            to=body.to,
+            message=body.message,
+            mode=mode,
+            request=body.call_request(),
+            requester=who,
         )
         return CallCreated(call_id=record.call_id, status=record.state.value)
 
@@ -287,13 +301,32 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
 
     @api.get(
         "/api/calls/{call_id}",
-        response_model=CallOut,
+        response_model=CallDetail,
         response_model_by_alias=True,
-        responses=problems(404, 409),
+        responses=problems(404, 409, 422),
     )
-    async def get_call(call_id: CallId, _: Auth, m: Manager) -> CallOut:
+    async def get_call(
+        call_id: CallId,
+        _: Auth,
+        m: Manager,
+        wait: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=task_api.MAX_WAIT_SECONDS,
+                description="Wait up to this many seconds for the call to end with its outcome "
+                "final, or for a question to the owner (see `questions`)",
+            ),
+        ] = 0,
+        questions: Annotated[
+            bool, Query(description="with wait: also answer when a question waits")
+        ] = True,
+    ) -> CallDetail:
+        if wait > 0:
+            await m.tasks.wait(call_id, wait, questions=questions)
         record = await m.get_call(call_id)
-        return _call_out(record, await m.transcript(call_id))
+        detail = await task_api.call_detail(m, record, await m.transcript(call_id))
+        return CallDetail.model_validate(detail)
 
     @api.post(
         "/api/calls/{call_id}/speak",
@@ -325,6 +358,20 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         call_id: CallId, _: Auth, m: Manager, body: EndCall | None = None
     ) -> CallOut:
         return _call_out(await m.end_call(call_id, message=body.message if body else None))
+
+    @api.post(
+        "/api/calls/{call_id}/answer",
+        response_model=task_api.Answered,
+        responses=problems(400, 404, 409, 415, 422),
+    )
+    async def answer(
+        call_id: CallId, body: task_api.Answer, _: Auth, m: Manager
+    ) -> task_api.Answered:
+        """The owner's answer to the question the call's agent asked (409 if none waits)."""
+        settled = await m.tasks.answer(call_id, body.answer)
+        return task_api.Answered(
+            call_id=call_id, seq=settled.seq, question=settled.question, answer=settled.answer
+        )
 
     @api.delete(
         "/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422)

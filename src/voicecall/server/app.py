@@ -37,9 +37,11 @@ from voicecall.calls.lease import Lease, lease_for
 from voicecall.calls.manager import CallManager
 from voicecall.calls.store.base import Store, open_store_from_url
 from voicecall.config import Settings
+from voicecall.conversation.chat import ChatModel, OpenAIChat
 from voicecall.errors import StoreError
 from voicecall.providers.base import Provider
 from voicecall.providers.registry import build_provider
+from voicecall.reports.delivery import ReportDeliverer
 from voicecall.server.api import build_api
 from voicecall.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from voicecall.server.streams import StreamEndpoint, build_stream_endpoint
@@ -109,6 +111,25 @@ def build_responder(
     return responder, CallerMemory(store)
 
 
+def build_task_model(settings: Settings, http: httpx.AsyncClient) -> ChatModel | None:
+    """The model task calls use: the ``[responder]`` chat endpoint (whatever ``responder.kind``
+    is); ``None`` when it cannot be used (then task calls are refused with a 422 saying why)."""
+    cfg = settings.responder
+    key = cfg.api_key.get_secret_value() if cfg.api_key else os.environ.get("OPENAI_API_KEY")
+    if not cfg.base_url.startswith(("http://", "https://")) or not cfg.model:
+        return None
+    if not key and "api.openai.com" in cfg.base_url:
+        return None
+    return OpenAIChat(
+        cfg.base_url,
+        cfg.model,
+        key or None,
+        http,
+        timeout_s=cfg.timeout_seconds,
+        json_timeout_s=settings.task.outcome_timeout_seconds,
+    )
+
+
 class VoicecallApp:
     """The ASGI application ``voicecall serve`` runs under uvicorn."""
 
@@ -121,6 +142,7 @@ class VoicecallApp:
         http: httpx.AsyncClient | None = None,
         reaper_interval_seconds: float = 60.0,
         on_lease_lost: Callable[[], None] | None = None,
+        task_model: ChatModel | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -143,6 +165,9 @@ class VoicecallApp:
         """Holds the store lease and runs the manager (``False``: standby, or fenced)."""
         self._lease_task: asyncio.Task[None] | None = None
         self._on_lease_lost = on_lease_lost or _terminate_process
+        #: the model of task calls when given (the demo's scripted agent); else from settings
+        self._task_model = task_model
+        self.reports: ReportDeliverer | None = None
 
     def _get_manager(self) -> CallManager:
         if self.manager is None:
@@ -193,7 +218,12 @@ class VoicecallApp:
             self.settings, self._http, store
         )
         await self._import_memory_file()
+        model = self._task_model or build_task_model(self.settings, self._http)
+        self.manager.tasks.use_model(model)
+        self.reports = ReportDeliverer(store, self.settings.reports, bus=self.bus)
+        self.manager.tasks.reports = self.reports
         await self.manager.start()
+        await self.reports.start()
         self._webhook = WebhookEndpoint(self.settings, self.provider, self.manager, self.metrics)
         if self.streams is not None:
             # load local speech models now, not when the first caller is waiting for an answer
@@ -276,6 +306,9 @@ class VoicecallApp:
         if self.manager is not None:
             with contextlib.suppress(Exception):
                 await self.manager.stop()
+        if self.reports is not None:
+            with contextlib.suppress(Exception):
+                await self.reports.stop()
 
     async def shutdown(self) -> None:
         if not self.started:
@@ -292,6 +325,8 @@ class VoicecallApp:
             await self.streams.aclose()
         if self.manager is not None:
             await self.manager.stop()
+        if self.reports is not None:
+            await self.reports.stop()
         if self.provider is not None:
             await self.provider.aclose()
         if self.lease is not None:

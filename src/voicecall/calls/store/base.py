@@ -22,6 +22,11 @@ Contract (one test suite runs it against every backend):
   (``record_audit``/``audit``, newest first, pruned by age on write) and the counts the outbound
   policy needs (``outbound_counts``: calls to a number in the last 24 h, calls in the last hour,
   talk time in the last 24 h, from the stored outbound call rows). Same writer, same guarantees.
+* What is kept beside a call (migration 4) never widens the ``calls`` row: a call's request
+  (:class:`CallSpec`) is committed with the call's first row, its report outbox row with the
+  commit that ends it (both in that same transaction, both ``ON CONFLICT DO NOTHING``), its final
+  result once (a second one is refused, ``False``), the owner's questions as rows that are
+  settled only from ``pending``. The checks run here once; backends hold the SQL.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from voicecall.calls.extras import (
+    CallResult,
+    CallSpec,
+    OwnerQuestion,
+    QuestionStatus,
+    ReportDelivery,
+)
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.calls.policy import OutboundCounts
 from voicecall.calls.store import codec
@@ -98,8 +110,12 @@ class Store(ABC):
         *,
         event: EventRow | None = None,
         transcript: Sequence[TranscriptEntry] = (),
+        spec: CallSpec | None = None,
+        outbox: ReportDelivery | None = None,
     ) -> bool:
-        """Atomically record ``event``, upsert ``call`` and append ``transcript`` (each optional).
+        """Atomically record ``event``, upsert ``call`` and append ``transcript`` (each optional);
+        with ``call``, also insert its ``spec`` (a new call's request) and its report ``outbox``
+        row (the commit that ends it), each unless one is stored already.
 
         Returns ``False`` (and writes nothing) when ``event.dedupe_key`` was already recorded.
         """
@@ -227,6 +243,85 @@ class Store(ABC):
             raise ValueError("number contains a NUL character")
         at = float(now)
         return await self._outbound_counts(number, at - DAY_SECONDS, at - HOUR_SECONDS, at)
+    # -- beside a call: request, result, owner questions, report outbox ----------------------
+
+    async def call_spec(self, call_id: str) -> CallSpec | None:
+        """What was asked for the call beyond its row (``None``: a plain call)."""
+        if codec.unstorable(call_id):
+            return None
+        rows = await self._query("spec", (call_id,))
+        return codec.row_to_spec(rows[0]) if rows else None
+
+    async def put_result(self, result: CallResult) -> bool:
+        """Store a call's final summary/outcome; ``False`` (nothing written) if it has one."""
+        return await self._execute(codec.prepare_result(result))
+
+    async def call_result(self, call_id: str) -> CallResult | None:
+        if codec.unstorable(call_id):
+            return None
+        rows = await self._query("result", (call_id,))
+        return codec.row_to_result(rows[0]) if rows else None
+
+    async def unfinished_outcomes(self) -> list[str]:
+        """Ended task calls whose outcome was never stored (e.g. the server died meanwhile),
+        oldest first."""
+        rows = await self._query("unfinished_outcomes", codec.TERMINAL_STATE_VALUES)
+        return [str(r[0]) for r in rows]
+
+    async def put_question(self, question: OwnerQuestion) -> None:
+        """Store a new question (``StoreError`` if the call already has one with its ``seq``)."""
+        if question.status is not QuestionStatus.PENDING:
+            raise ValueError("a new question is pending")
+        await self._execute(codec.Statement("put_question", codec.question_to_row(question)))
+
+    async def settle_question(
+        self,
+        call_id: str,
+        seq: int,
+        status: QuestionStatus,
+        *,
+        answer: str | None = None,
+        at: float,
+    ) -> bool:
+        """Settle a pending question; ``False`` if it was not pending (already settled)."""
+        return await self._execute(codec.prepare_settle(call_id, seq, status, answer, at))
+
+    async def cancel_questions(self, *, at: float, call_id: str | None = None) -> bool:
+        """Cancel the pending questions of one call (or of every call, at start-up: nobody waits
+        for their answers any more); ``True`` if there were any."""
+        if call_id is None:
+            return await self._execute(codec.Statement("cancel_all_questions", (float(at),)))
+        return await self._execute(codec.Statement("cancel_questions", (float(at), call_id)))
+
+    async def questions(self, call_id: str) -> list[OwnerQuestion]:
+        """The call's questions to the owner, in the order they were asked."""
+        if codec.unstorable(call_id):
+            return []
+        return [codec.row_to_question(r) for r in await self._query("questions", (call_id,))]
+
+    async def put_report(self, report: ReportDelivery) -> bool:
+        """Record a delivery attempt on the call's outbox row (its ``body`` is kept once set);
+        ``False`` if the row does not exist."""
+        return await self._execute(codec.prepare_report_update(report))
+
+    async def report(self, call_id: str) -> ReportDelivery | None:
+        if codec.unstorable(call_id):
+            return None
+        rows = await self._query("report", (call_id,))
+        return codec.row_to_report(rows[0]) if rows else None
+
+    async def pending_reports(self) -> list[ReportDelivery]:
+        """Every report not delivered (or given up on) yet, soonest attempt first."""
+        return [codec.row_to_report(r) for r in await self._query("pending_reports", ())]
+
+    @abstractmethod
+    async def _execute(self, statement: codec.Statement) -> bool:
+        """Run one prepared single-statement write through the writer (durable on return);
+        ``True`` if it changed a row."""
+
+    @abstractmethod
+    async def _query(self, key: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        """Run the backend's read ``key`` with ``params``."""
 
     # Backends implement only the I/O; the checks above run once, before it, for both.
 

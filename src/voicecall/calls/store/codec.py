@@ -20,6 +20,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from voicecall.calls.extras import (
+    CallResult,
+    CallSpec,
+    OwnerQuestion,
+    QuestionStatus,
+    ReportDelivery,
+    ReportState,
+)
 from voicecall.calls.model import (
     TERMINAL_STATES,
     CallMode,
@@ -81,10 +89,18 @@ class PreparedCommit:
     event: tuple[Any, ...] | None
     call: tuple[Any, ...] | None
     transcript: tuple[tuple[Any, ...], ...]
+    spec: tuple[Any, ...] | None = None
+    outbox: tuple[Any, ...] | None = None
 
     @property
     def is_empty(self) -> bool:
-        return self.event is None and self.call is None and not self.transcript
+        return (
+            self.event is None
+            and self.call is None
+            and not self.transcript
+            and self.spec is None
+            and self.outbox is None
+        )
 
 
 def _opt_float(value: float | None) -> float | None:
@@ -212,6 +228,8 @@ def prepare_commit(
     call: CallRecord | None,
     event: base.EventRow | None,
     transcript: Sequence[TranscriptEntry],
+    spec: CallSpec | None = None,
+    outbox: ReportDelivery | None = None,
 ) -> PreparedCommit:
     """Validate and encode one commit. Raises ``StoreError``/``TypeError`` before any I/O.
 
@@ -225,10 +243,14 @@ def prepare_commit(
         if (row[0], row[1]) in lines:
             raise StoreError(f"transcript line {row[1]} given twice in one commit")
         lines[(row[0], row[1])] = row
+    if (spec is not None or outbox is not None) and call is None:
+        raise ValueError("a call spec or report outbox row is committed with its call")
     return PreparedCommit(
         event=None if event is None else _no_nul(event_to_row(event), EVENT_COLUMNS),
         call=None if call is None else _no_nul(call_to_row(call), CALL_COLUMNS),
         transcript=tuple(lines.values()),
+        spec=None if spec is None else spec_to_row(spec),
+        outbox=None if outbox is None else report_to_row(outbox),
     )
 
 
@@ -477,3 +499,205 @@ def check_before(before: int | None) -> int | None:
     if isinstance(before, bool) or not isinstance(before, int) or before < 1:
         raise ValueError("before must be a positive audit entry id")
     return before
+# -- what is kept beside a call (migration 4) ---------------------------------------------------
+
+SPEC_COLUMNS: tuple[str, ...] = (
+    "call_id",
+    "task",
+    "context",
+    "outcome_schema",
+    "report_url",
+    "created_at",
+)
+RESULT_COLUMNS: tuple[str, ...] = ("call_id", "summary", "outcome", "outcome_error", "at")
+QUESTION_COLUMNS: tuple[str, ...] = (
+    "call_id",
+    "seq",
+    "question",
+    "asked_at",
+    "status",
+    "answer",
+    "settled_at",
+)
+REPORT_COLUMNS: tuple[str, ...] = (
+    "webhook_id",
+    "call_id",
+    "url",
+    "state",
+    "attempts",
+    "next_at",
+    "body",
+    "last_status",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "delivered_at",
+)
+
+
+def _json_text(value: Any, column: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{column} is not JSON-serializable: {exc}") from None
+
+
+def _json_value(text: Any, column: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise StoreError(f"unreadable stored value in column {column!r}") from None
+
+
+def spec_to_row(spec: CallSpec) -> tuple[Any, ...]:
+    if not isinstance(spec, CallSpec):
+        raise TypeError(f"expected CallSpec, got {type(spec).__name__}")
+    schema = None if spec.outcome_schema is None else _json_text(spec.outcome_schema, "schema")
+    row = (
+        spec.call_id,
+        spec.task,
+        spec.context,
+        schema,
+        spec.report_url,
+        _finite(spec.created_at, "created_at"),
+    )
+    return _no_nul(row, SPEC_COLUMNS)
+
+
+def row_to_spec(row: Row) -> CallSpec:
+    schema = _json_value(row[3], "outcome_schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise StoreError("unreadable stored value in column 'outcome_schema'")
+    return CallSpec(
+        call_id=row[0],
+        task=row[1],
+        context=row[2],
+        outcome_schema=schema,
+        report_url=row[4],
+        created_at=float(row[5]),
+    )
+
+
+def prepare_result(result: CallResult) -> Statement:
+    """The one write of a call's final result (``outcome`` JSON; NULL when there is none)."""
+    if not isinstance(result, CallResult):
+        raise TypeError(f"expected CallResult, got {type(result).__name__}")
+    if result.outcome_error is None:
+        outcome: str | None = _json_text(result.outcome, "outcome")
+    elif result.outcome is None:
+        outcome = None
+    else:
+        raise ValueError("a result has an outcome or an outcome_error, not both")
+    row = (result.call_id, result.summary, outcome, result.outcome_error, _finite(result.at, "at"))
+    return Statement("put_result", _no_nul(row, RESULT_COLUMNS))
+
+
+def row_to_result(row: Row) -> CallResult:
+    error = row[3]
+    return CallResult(
+        call_id=row[0],
+        summary=row[1],
+        outcome=None if error is not None else _json_value(row[2], "outcome"),
+        outcome_error=error,
+        at=float(row[4]),
+    )
+
+
+def question_to_row(q: OwnerQuestion) -> tuple[Any, ...]:
+    if not isinstance(q, OwnerQuestion):
+        raise TypeError(f"expected OwnerQuestion, got {type(q).__name__}")
+    if q.seq < 0:
+        raise ValueError("seq must be >= 0")
+    row = (
+        q.call_id,
+        int(q.seq),
+        q.question,
+        _finite(q.asked_at, "asked_at"),
+        QuestionStatus(q.status).value,
+        q.answer,
+        None if q.settled_at is None else _finite(q.settled_at, "settled_at"),
+    )
+    return _no_nul(row, QUESTION_COLUMNS)
+
+
+def row_to_question(row: Row) -> OwnerQuestion:
+    return OwnerQuestion(
+        call_id=row[0],
+        seq=int(row[1]),
+        question=row[2],
+        asked_at=float(row[3]),
+        status=_enum(QuestionStatus, row[4], "status"),
+        answer=row[5],
+        settled_at=_opt_float(row[6]),
+    )
+
+
+def prepare_settle(
+    call_id: str, seq: int, status: QuestionStatus, answer: str | None, at: float
+) -> Statement:
+    """Settle a *pending* question (answered, timeout or cancelled)."""
+    status = QuestionStatus(status)
+    if status is QuestionStatus.PENDING:
+        raise ValueError("a question is settled as answered, timeout or cancelled")
+    if (status is QuestionStatus.ANSWERED) != (answer is not None):
+        raise ValueError("an answered question has an answer; others have none")
+    params = (status.value, answer, _finite(at, "at"), call_id, int(seq))
+    return Statement("settle_question", _no_nul(params, ("status", "answer", "at", "call", "seq")))
+
+
+def report_to_row(r: ReportDelivery) -> tuple[Any, ...]:
+    if not isinstance(r, ReportDelivery):
+        raise TypeError(f"expected ReportDelivery, got {type(r).__name__}")
+    if r.attempts < 0:
+        raise ValueError("attempts must be >= 0")
+    row = (
+        r.webhook_id,
+        r.call_id,
+        r.url,
+        ReportState(r.state).value,
+        int(r.attempts),
+        _finite(r.next_at, "next_at"),
+        r.body,
+        None if r.last_status is None else int(r.last_status),
+        r.last_error,
+        _finite(r.created_at, "created_at"),
+        _finite(r.updated_at, "updated_at"),
+        None if r.delivered_at is None else _finite(r.delivered_at, "delivered_at"),
+    )
+    return _no_nul(row, REPORT_COLUMNS)
+
+
+def row_to_report(row: Row) -> ReportDelivery:
+    return ReportDelivery(
+        webhook_id=row[0],
+        call_id=row[1],
+        url=row[2],
+        state=_enum(ReportState, row[3], "state"),
+        attempts=int(row[4]),
+        next_at=float(row[5]),
+        body=row[6],
+        last_status=None if row[7] is None else int(row[7]),
+        last_error=row[8],
+        created_at=float(row[9]),
+        updated_at=float(row[10]),
+        delivered_at=_opt_float(row[11]),
+    )
+
+
+def prepare_report_update(r: ReportDelivery) -> Statement:
+    """Record a delivery attempt (state, counters, the frozen body) on an existing row."""
+    row = report_to_row(r)
+    # SET state, attempts, next_at, body, last_status, last_error, updated_at, delivered_at
+    # WHERE webhook_id
+    return Statement("put_report", (*row[3:9], row[10], row[11], row[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One validated single-statement write: ``key`` names the SQL each backend holds for it;
+    the writer answers whether it changed a row."""
+
+    key: str
+    params: tuple[Any, ...]

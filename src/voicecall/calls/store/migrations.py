@@ -228,10 +228,123 @@ _POSTGRES_V3 = (
     " WHERE direction = 'outbound'",
 )
 
+# Task calls and end-of-call reports, beside the calls row that every status webhook rewrites:
+# call_specs (what was asked: task, context, outcome_schema JSON, report_url), call_results (the
+# final summary and outcome JSON, written once), call_questions (the owner consults) and
+# report_outbox (one durable delivery per call, inserted in the transaction that ends the call).
+_SQLITE_V4 = (
+    """
+    CREATE TABLE call_specs (
+        call_id TEXT PRIMARY KEY NOT NULL,
+        task TEXT,
+        context TEXT,
+        outcome_schema TEXT,
+        report_url TEXT,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE call_results (
+        call_id TEXT PRIMARY KEY NOT NULL,
+        summary TEXT,
+        outcome TEXT,
+        outcome_error TEXT,
+        at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE call_questions (
+        call_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        question TEXT NOT NULL,
+        asked_at REAL NOT NULL,
+        status TEXT NOT NULL,
+        answer TEXT,
+        settled_at REAL,
+        PRIMARY KEY (call_id, seq)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX call_questions_pending ON call_questions (status) WHERE status = 'pending'",
+    """
+    CREATE TABLE report_outbox (
+        webhook_id TEXT PRIMARY KEY NOT NULL,
+        call_id TEXT NOT NULL UNIQUE,
+        url TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at REAL NOT NULL,
+        body TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        delivered_at REAL
+    )
+    """,
+    "CREATE INDEX report_outbox_pending ON report_outbox (next_at) WHERE state = 'pending'",
+)
+
+_POSTGRES_V4 = (
+    """
+    CREATE TABLE call_specs (
+        call_id text COLLATE "C" PRIMARY KEY,
+        task text,
+        context text,
+        outcome_schema text,
+        report_url text,
+        created_at double precision NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE call_results (
+        call_id text COLLATE "C" PRIMARY KEY,
+        summary text,
+        outcome text,
+        outcome_error text,
+        at double precision NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE call_questions (
+        call_id text COLLATE "C" NOT NULL,
+        seq bigint NOT NULL,
+        question text NOT NULL,
+        asked_at double precision NOT NULL,
+        status text NOT NULL,
+        answer text,
+        settled_at double precision,
+        PRIMARY KEY (call_id, seq)
+    )
+    """,
+    "CREATE INDEX call_questions_pending ON call_questions (status) WHERE status = 'pending'",
+    """
+    CREATE TABLE report_outbox (
+        webhook_id text COLLATE "C" PRIMARY KEY,
+        call_id text COLLATE "C" NOT NULL UNIQUE,
+        url text NOT NULL,
+        state text NOT NULL,
+        attempts bigint NOT NULL,
+        next_at double precision NOT NULL,
+        body text,
+        last_status bigint,
+        last_error text,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
+        delivered_at double precision
+    )
+    """,
+    "CREATE INDEX report_outbox_pending ON report_outbox (next_at) WHERE state = 'pending'",
+)
+
+# Version 3 belongs to another change being built in parallel (the lead renumbers at merge if
+# needed); until it lands here it is an empty step, so databases stay on one numbering.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls, events, transcript", _SQLITE_V1, _POSTGRES_V1),
     Migration(2, "caller_memory", _SQLITE_V2, _POSTGRES_V2),
     Migration(3, "blocked_numbers, outbound_audit", _SQLITE_V3, _POSTGRES_V3),
+    Migration(
+        4, "call_specs, call_results, call_questions, report_outbox", _SQLITE_V4, _POSTGRES_V4
+    ),
 )
 
 

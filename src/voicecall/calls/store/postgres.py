@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -41,9 +42,10 @@ from typing import Any
 
 import psycopg
 
+from voicecall.calls.extras import CallSpec, ReportDelivery
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.calls.policy import OutboundCounts
-from voicecall.calls.store import codec, migrations
+from voicecall.calls.store import codec, extras_sql, migrations
 from voicecall.calls.store.base import AuditEntry, BlockedNumber, CallPage, EventRow, Store
 from voicecall.errors import StoreError
 
@@ -63,7 +65,13 @@ _TRANSCRIPT_ARRAY_TYPES = ("text", "int8", "text", "text", "float8", "bool", "in
 _ADVISORY_CLASS = 0x766F6963  # "voic": first key of pg_advisory_xact_lock(int, int)
 
 
-def _commit_sql(has_event: bool, has_call: bool, has_transcript: bool) -> str:
+def _commit_sql(
+    has_event: bool,
+    has_call: bool,
+    has_transcript: bool,
+    has_spec: bool = False,
+    has_outbox: bool = False,
+) -> str:
     ctes: list[str] = []
     gate = "true"
     if has_event:
@@ -87,20 +95,36 @@ def _commit_sql(has_event: bool, has_call: bool, has_transcript: bool) -> str:
             f"t AS (INSERT INTO transcript ({', '.join(codec.TRANSCRIPT_COLUMNS)})"  # noqa: S608
             f" SELECT * FROM unnest({arrays}) WHERE {gate})"
         )
+    if has_spec:
+        values = ", ".join(f"%s::{t}" for t in extras_sql.SPEC_PG_TYPES)
+        ctes.append(
+            f"s AS (INSERT INTO call_specs ({', '.join(codec.SPEC_COLUMNS)})"
+            f" SELECT {values} WHERE {gate} ON CONFLICT (call_id) DO NOTHING)"
+        )
+    if has_outbox:
+        values = ", ".join(f"%s::{t}" for t in extras_sql.REPORT_PG_TYPES)
+        ctes.append(
+            f"o AS (INSERT INTO report_outbox ({', '.join(codec.REPORT_COLUMNS)})"
+            f" SELECT {values} WHERE {gate} ON CONFLICT DO NOTHING)"
+        )
     return f"WITH {', '.join(ctes)} SELECT {gate}"
 
 
-_COMMIT_SQL: dict[tuple[bool, bool, bool], str] = {
-    (e, c, t): _commit_sql(e, c, t)
-    for e in (False, True)
-    for c in (False, True)
-    for t in (False, True)
-    if e or c or t
+_COMMIT_SQL: dict[tuple[bool, bool, bool, bool, bool], str] = {
+    (e, c, t, s, o): _commit_sql(e, c, t, s, o)
+    for e, c, t, s, o in itertools.product((False, True), repeat=5)
+    if (e or c or t) and (c or not (s or o))
 }
 
 
 def _commit_params(prepared: codec.PreparedCommit) -> tuple[str, list[Any]]:
-    key = (prepared.event is not None, prepared.call is not None, bool(prepared.transcript))
+    key = (
+        prepared.event is not None,
+        prepared.call is not None,
+        bool(prepared.transcript),
+        prepared.spec is not None,
+        prepared.outbox is not None,
+    )
     params: list[Any] = []
     if prepared.event is not None:
         params.extend(prepared.event)
@@ -108,7 +132,15 @@ def _commit_params(prepared: codec.PreparedCommit) -> tuple[str, list[Any]]:
         params.extend(prepared.call)
     if prepared.transcript:
         params.extend(list(column) for column in zip(*prepared.transcript, strict=True))
+    if prepared.spec is not None:
+        params.extend(prepared.spec)
+    if prepared.outbox is not None:
+        params.extend(prepared.outbox)
     return _COMMIT_SQL[key], params
+
+
+_EXTRA_WRITES = {k: extras_sql.for_postgres_write(v) for k, v in extras_sql.WRITES.items()}
+_EXTRA_READS = dict(extras_sql.READS)
 
 
 _AMEND_SQL = (
@@ -465,8 +497,10 @@ class PostgresStore(Store):
         *,
         event: EventRow | None = None,
         transcript: Sequence[TranscriptEntry] = (),
+        spec: CallSpec | None = None,
+        outbox: ReportDelivery | None = None,
     ) -> bool:
-        prepared = codec.prepare_commit(call, event, transcript)
+        prepared = codec.prepare_commit(call, event, transcript, spec, outbox)
         if not self._open or self._queue is None:
             raise StoreError("PostgreSQL store is not open")
         if prepared.is_empty:
@@ -615,3 +649,9 @@ class PostgresStore(Store):
 
     async def _amend_lines(self, write: codec.AmendLines) -> bool:
         return await self._submit(_AMEND_SQL, [list(col) for col in zip(*write.rows, strict=True)])
+
+    async def _execute(self, statement: codec.Statement) -> bool:
+        return await self._submit(_EXTRA_WRITES[statement.key], list(statement.params))
+
+    async def _query(self, key: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        return await self._fetch(_EXTRA_READS[key], params)

@@ -52,9 +52,10 @@ from concurrent.futures import InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from voicecall.calls.extras import CallSpec, ReportDelivery
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.calls.policy import OutboundCounts
-from voicecall.calls.store import codec, migrations
+from voicecall.calls.store import codec, extras_sql, migrations
 from voicecall.calls.store.base import AuditEntry, BlockedNumber, CallPage, EventRow, Store
 from voicecall.errors import StoreError
 
@@ -109,6 +110,10 @@ _OUTBOUND_COUNTS = (
     " (SELECT total(max(coalesce(ended_at, ?) - answered_at, 0)) FROM calls"
     "  WHERE direction = 'outbound' AND answered_at IS NOT NULL AND created_at >= ?)"
 )
+_INSERT_SPEC = extras_sql.for_sqlite(extras_sql.INSERT_SPEC)
+_INSERT_OUTBOX = extras_sql.for_sqlite(extras_sql.INSERT_OUTBOX)
+_EXTRA_WRITES = {k: extras_sql.for_sqlite(v) for k, v in extras_sql.WRITES.items()}
+_EXTRA_READS = {k: extras_sql.for_sqlite(v) for k, v in extras_sql.READS.items()}
 _TERMINAL_IN = ", ".join("?" * len(codec.TERMINAL_STATE_VALUES))
 _ACTIVE_IN = ", ".join("?" * len(codec.ACTIVE_STATE_VALUES))
 
@@ -132,6 +137,7 @@ _Write = (
     | codec.UnblockWrite
     | codec.AuditWrite
     | codec.AmendLines
+    | codec.Statement
 )
 
 
@@ -154,7 +160,9 @@ def _translate(exc: BaseException, doing: str) -> StoreError:
 def _statements(prepared: _Write) -> int:
     if isinstance(prepared, codec.CallerNote):
         return 3  # read, upsert, prune: under a savepoint
-    if isinstance(prepared, codec.ForgetCaller | codec.BlockWrite | codec.UnblockWrite):
+    if isinstance(
+        prepared, codec.ForgetCaller | codec.BlockWrite | codec.UnblockWrite | codec.Statement
+    ):
         return 1
     if isinstance(prepared, codec.AuditWrite):
         return 1 if prepared.prune_before is None else 2
@@ -164,6 +172,8 @@ def _statements(prepared: _Write) -> int:
         (prepared.event is not None)
         + (prepared.call is not None)
         + (2 if len(prepared.transcript) > 1 else len(prepared.transcript))
+        + (prepared.spec is not None)
+        + (prepared.outbox is not None)
     )
 
 
@@ -428,6 +438,8 @@ class SQLiteStore(Store):
             return True
         if isinstance(prepared, codec.AmendLines):
             return sum(conn.execute(_AMEND_TRANSCRIPT, row).rowcount for row in prepared.rows) > 0
+        if isinstance(prepared, codec.Statement):
+            return conn.execute(_EXTRA_WRITES[prepared.key], prepared.params).rowcount > 0
         if prepared.event is not None:
             cur = conn.execute(_INSERT_EVENT, prepared.event)
             if cur.rowcount == 0:
@@ -436,6 +448,10 @@ class SQLiteStore(Store):
             conn.execute(_UPSERT_CALL, prepared.call)
         if prepared.transcript:
             conn.executemany(_INSERT_TRANSCRIPT, prepared.transcript)
+        if prepared.spec is not None:
+            conn.execute(_INSERT_SPEC, prepared.spec)
+        if prepared.outbox is not None:
+            conn.execute(_INSERT_OUTBOX, prepared.outbox)
         return True
 
     @staticmethod
@@ -485,8 +501,10 @@ class SQLiteStore(Store):
         *,
         event: EventRow | None = None,
         transcript: Sequence[TranscriptEntry] = (),
+        spec: CallSpec | None = None,
+        outbox: ReportDelivery | None = None,
     ) -> bool:
-        prepared = codec.prepare_commit(call, event, transcript)
+        prepared = codec.prepare_commit(call, event, transcript, spec, outbox)
         if not self._open:
             raise StoreError("SQLite store is not open")
         if prepared.is_empty:
@@ -654,6 +672,16 @@ class SQLiteStore(Store):
 
     async def _amend_lines(self, write: codec.AmendLines) -> bool:
         return await self._submit(write)
+
+    async def _execute(self, statement: codec.Statement) -> bool:
+        return await self._submit(statement)
+
+    async def _query(self, key: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        sql = _EXTRA_READS[key]
+        rows: list[tuple[object, ...]] = await self._read(
+            lambda c: c.execute(sql, tuple(params)).fetchall()
+        )
+        return rows
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], _Outcome]]) -> None:
