@@ -431,6 +431,26 @@ class ReportsSettings(_Section):
         return v
 
 
+class VoicemailSettings(_Section):
+    """``[voicemail]``: answering-machine detection on outbound calls (docs/telephony.md)."""
+
+    machine_detection: Literal["off", "detect", "voicemail"] = "off"
+    """The default of a call's ``machine_detection``: ``off``; ``detect`` records what answered
+    (Twilio's ``answered_by``); ``voicemail`` also leaves a message on a machine and hangs up."""
+    max_message_chars: int = Field(1000, ge=1, le=4000)
+    """The longest ``voicemail_message`` a call may ask for."""
+
+
+class HoldSettings(_Section):
+    """``[hold]``: hold music, ringing and recorded announcements on a Media Stream."""
+
+    detect: Literal["auto", "off"] = "auto"
+    """``auto``: outbound streamed calls listen for hold music/ringing (the bot stays silent,
+    such audio never reaches the model); ``off``: every sound is a person."""
+    max_hold_seconds: float = Field(600.0, gt=0, le=4 * 3600)
+    """How long the bot waits on hold before it hangs up (end reason ``timeout``)."""
+
+
 class Settings(BaseSettings):
     """Every setting voicecall reads. Secrets are :class:`SecretStr`: masked in every repr."""
 
@@ -465,6 +485,8 @@ class Settings(BaseSettings):
     responder: ResponderSettings = Field(default_factory=ResponderSettings)
     task: TaskSettings = Field(default_factory=TaskSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
+    hold: HoldSettings = Field(default_factory=HoldSettings)
 
     @field_validator("from_number", "to_number")
     @classmethod

@@ -20,6 +20,7 @@ class EventKind(StrEnum):
     SPEECH = "speech"
     DTMF = "dtmf"
     ENDED = "ended"
+    AMD = "amd"  # answering-machine detection decided (``answered_by``)
 
 
 @dataclass(frozen=True, slots=True)

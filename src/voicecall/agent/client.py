@@ -121,6 +121,13 @@ class CallInfo:
         return self.raw.get("answered_at") is not None
 
     @property
+    def answered_by(self) -> str | None:
+        """What answered, in Twilio's words (``human``, ``machine_end_beep`` …), when
+        machine detection ran; ``None`` otherwise."""
+        value = self.raw.get("answered_by")
+        return str(value) if value else None
+
+    @property
     def outcome(self) -> Any:
         """Task calls: the result (an instance of the call's outcome schema), or ``None``."""
         return self.raw.get("outcome")
@@ -293,6 +300,10 @@ class Client:
         context: str | None = None,
         outcome_schema: dict[str, Any] | None = None,
         report_url: str | None = None,
+        machine_detection: str | None = None,
+        voicemail_message: str | None = None,
+        hold_detect: str | None = None,
+        max_hold_seconds: float | None = None,
     ) -> Call:
         """Place a call and return its handle.
 
@@ -302,6 +313,11 @@ class Client:
         facts in ``context``, and :meth:`Call.result` returns its outcome (an instance of
         ``outcome_schema``, a JSON Schema). ``report_url`` receives the signed end-of-call
         report (any mode).
+
+        ``machine_detection``: ``off``, ``detect`` (:attr:`CallInfo.answered_by` is stored) or
+        ``voicemail`` (on a machine, ``voicemail_message`` — default: the message — is left and
+        the call ends ``voicemail``). ``hold_detect`` (``auto``/``off``) and
+        ``max_hold_seconds``: hold music on streamed calls (the bot waits silently).
         """
         body: dict[str, Any] = {"to": to, "message": message, "mode": mode}
         for key, value in (
@@ -309,6 +325,10 @@ class Client:
             ("context", context),
             ("outcome_schema", outcome_schema),
             ("report_url", report_url),
+            ("machine_detection", machine_detection),
+            ("voicemail_message", voicemail_message),
+            ("hold_detect", hold_detect),
+            ("max_hold_seconds", max_hold_seconds),
         ):
             if value is not None:
                 body[key] = value

@@ -98,6 +98,7 @@ def _summary(info: CallInfo) -> dict[str, Any]:
         "to": info.to,
         "from": info.from_,
         "answered": info.answered,
+        "answered_by": info.answered_by,
         "created_at": info.raw.get("created_at"),
     }
 
@@ -275,6 +276,37 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
                 description="Optional https URL that receives the signed end-of-call report.",
             ),
         ] = None,
+        machine_detection: Annotated[
+            Literal["off", "detect", "voicemail"] | None,
+            Field(
+                description=(
+                    "Answering machines: off; detect (answered_by tells who answered); "
+                    "voicemail (on a machine, leave voicemail_message after the beep and hang "
+                    "up: the call ends 'voicemail'). Omit for the server's default."
+                )
+            ),
+        ] = None,
+        voicemail_message: Annotated[
+            str | None,
+            Field(
+                max_length=4000,
+                description=(
+                    "With machine_detection voicemail: the message to leave (default: the "
+                    "message; task mode: written from the task)."
+                ),
+            ),
+        ] = None,
+        max_hold_seconds: Annotated[
+            float | None,
+            Field(
+                gt=0,
+                le=14400,
+                description=(
+                    "How long to wait silently on hold (music, ringing) before hanging up. "
+                    "Omit for the server's default."
+                ),
+            ),
+        ] = None,
         wait_seconds: Annotated[
             float,
             Field(
@@ -304,6 +336,9 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
                 context=context,
                 outcome_schema=outcome_schema,
                 report_url=report_url,
+                machine_detection=machine_detection,
+                voicemail_message=voicemail_message,
+                max_hold_seconds=max_hold_seconds,
             )
         )
         info = await _guard(call.status(), call.call_id)

@@ -15,8 +15,9 @@ and ends the call if no stream comes back).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from voicecall.errors import VoicecallError
 
@@ -50,6 +51,19 @@ class SpeechChannel(Protocol):
 
     async def close(self, reason: str) -> None:
         """Close the stream (the provider then runs the TwiML after ``<Connect>``, if any)."""
+        ...
+
+
+#: called with each inbound μ-law payload, in order, inside the audio path (must be quick)
+AudioTap = Callable[[bytes], None]
+
+
+@runtime_checkable
+class TappableChannel(Protocol):
+    """A channel whose inbound (callee) audio can be listened to (detectors: beep, hold)."""
+
+    def add_tap(self, tap: AudioTap) -> Callable[[], None]:
+        """Call ``tap`` with every inbound payload from now on; returns the remover."""
         ...
 
 

@@ -62,6 +62,10 @@ def fold(
         if event.answered_by and event.answered_by.startswith("machine"):
             changes["metadata"] = {**record.metadata, "answered_by": event.answered_by}
         return Folded(record.copy(**changes), t.actions)
+    if event.kind is EventKind.AMD:
+        if not event.answered_by or record.metadata.get("answered_by") == event.answered_by:
+            return Folded(record)
+        return Folded(record.copy(metadata={**record.metadata, "answered_by": event.answered_by}))
     if event.kind is EventKind.ENDED:
         return Folded(record, end=end_reason_for(record, event))
     if event.kind in (EventKind.SPEECH, EventKind.DTMF):
@@ -128,6 +132,8 @@ def on_voice_fetch(
         )
         if streaming:
             rec = next_stream_generation(rec, now=now)
+    elif streaming and "stream_gen" not in rec.metadata:
+        rec = next_stream_generation(rec, now=now)  # a notify call streamed (voicemail)
     return rec
 
 

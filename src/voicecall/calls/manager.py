@@ -76,6 +76,8 @@ from voicecall.providers.base import (
     Reply,
     WebhookKind,
 )
+from voicecall.telephony.options import TelephonyOptions
+from voicecall.telephony.voicemail import Voicemail
 
 log = logging.getLogger("voicecall.manager")
 
@@ -128,6 +130,7 @@ class CallManager:
         self.outbound = OutboundGate(settings, store, clock=clock)
         #: task calls, owner questions, outcomes and end-of-call reports (the end seam)
         self.tasks = TaskCalls(self)
+        self.voicemail = Voicemail(self)  # answering machines (telephony/voicemail.py)
         self.counters: dict[str, int] = {
             "calls_placed": 0,
             "calls_finalized": 0,
@@ -248,10 +251,16 @@ class CallManager:
         mode: CallMode | str | None = None,
         request: CallRequest | None = None,
         requester: Requester | None = None,
+        telephony: TelephonyOptions | None = None,
     ) -> CallRecord:
         """Place an outbound call (see :class:`~voicecall.calls.placement.Placement`)."""
         return await self.placement.place_call(
-            to=to, message=message, mode=mode, request=request, requester=requester
+            to=to,
+            message=message,
+            mode=mode,
+            request=request,
+            requester=requester,
+            telephony=telephony,
         )
 
     async def reap_once(self) -> int:
@@ -364,6 +373,7 @@ class CallManager:
         if not live.record.is_terminal:
             self.turns.after_webhook(live, hook)
             self.tasks.after_webhook(live, hook)
+            self.voicemail.after_webhook(live, hook)
         return self.replies.reply(live.record, hook)
 
     def synthetic_event(self, hook: ParsedWebhook) -> CallEvent:

@@ -58,7 +58,8 @@ class MediaHost:
         live.attached.set()
         core.disarm(live, "stream-grace")
         core.bus.publish({"type": "stream.attached", "at": core.now(), "call_id": call_id})
-        if live.record.metadata.get("opening_spoken"):
+        core.voicemail.stream_attached(live, channel)
+        if live.record.metadata.get("opening_spoken") or core.voicemail.holds_opening(live):
             return
         async with live.lock:
             rec = live.record.copy(metadata={**live.record.metadata, "opening_spoken": True})

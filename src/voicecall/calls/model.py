@@ -159,4 +159,6 @@ class CallRecord:
             "ended_at": self.ended_at,
             "turn": self.turn,
             "error": self.error,
+            "machine_detection": self.metadata.get("machine_detection", "off"),
+            "answered_by": self.metadata.get("answered_by"),
         }

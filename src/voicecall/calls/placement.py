@@ -28,6 +28,8 @@ from voicecall.conversation.task import CallRequest
 from voicecall.errors import InvalidPhoneNumber, ProviderError, StoreError
 from voicecall.phone import parse_e164
 from voicecall.providers.base import DialRequest
+from voicecall.telephony.machine import MD_MODE
+from voicecall.telephony.options import TelephonyOptions, call_metadata
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
@@ -50,6 +52,7 @@ class Placement:
         mode: CallMode | str | None = None,
         request: CallRequest | None = None,
         requester: Requester | None = None,
+        telephony: TelephonyOptions | None = None,
     ) -> CallRecord:
         """Check the request and the outbound policy, store the call, audit it, then dial it.
         Returns the stored record (state ``initiated``).
@@ -63,6 +66,7 @@ class Placement:
         if not core.settings.from_number:
             raise InvalidPhoneNumber("from_number is not configured")
         call_mode = CallMode(mode) if mode else CallMode(core.settings.outbound.default_mode.value)
+        machine = call_metadata(telephony, core.settings)  # 422 naming the field
         plan = await core.tasks.plan(call_mode, message, request)
         message = plan.opening
         who = requester or Requester()
@@ -85,6 +89,7 @@ class Placement:
                 created_at=now,
                 updated_at=now,
                 dial_started_at=now,
+                metadata=machine,
             )
             opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message or "", now, turn=0)
             lines = [opening] if message else []
@@ -120,6 +125,7 @@ class Placement:
                     from_=core.settings.from_number,
                     ring_timeout_seconds=core.settings.ring_timeout_seconds,
                     time_limit_seconds=int(core.settings.max_duration_seconds) + 60,
+                    machine_detection="DetectMessageEnd" if MD_MODE in machine else None,
                 )
             )
         except ProviderError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from voicecall.calls import stream_tokens
 from voicecall.calls.model import CallMode, CallRecord, CallState, Direction, EndReason
 from voicecall.providers.base import Listen, ParsedWebhook, Reply, WebhookKind
+from voicecall.telephony.machine import MD_MODE, MachineDetection, voicemail_pending
 
 #: metadata key of a bot line held back on a <Gather> call while the caller was talking
 PENDING_SAY = "pending_say"
@@ -34,12 +35,16 @@ class ReplyPolicy:
     stream_key: bytes
 
     def streams(self, record: CallRecord) -> bool:
-        """Whether this call's speech flows over a Media Stream."""
-        return self.streaming and record.mode is not CallMode.NOTIFY
+        """Whether this call's speech flows over a Media Stream (a ``voicemail`` call's too, in
+        notify mode: the bot hears the greeting)."""
+        return self.streaming and (
+            record.mode is not CallMode.NOTIFY
+            or record.metadata.get(MD_MODE) == MachineDetection.VOICEMAIL
+        )
 
     def reply(self, record: CallRecord, hook: ParsedWebhook) -> Reply:
         """The answer to ``hook`` given the call as stored."""
-        if hook.kind in (WebhookKind.STATUS, WebhookKind.PARTIAL):
+        if hook.kind in (WebhookKind.STATUS, WebhookKind.PARTIAL, WebhookKind.AMD):
             return Reply.empty()
         if record.is_terminal:
             return (
@@ -60,6 +65,8 @@ class ReplyPolicy:
             return Reply(hangup=True)
         if self.streams(record) and hook.kind in (WebhookKind.VOICE, WebhookKind.HOLD):
             return self.stream(record)
+        if voicemail_pending(record) and hook.kind in (WebhookKind.VOICE, WebhookKind.HOLD):
+            return Reply(hold_call_id=record.call_id)  # silent while AMD listens to the greeting
         if hook.kind is WebhookKind.VOICE:
             if record.mode is CallMode.NOTIFY:
                 return self.notify(record)

@@ -31,6 +31,13 @@ from voicecall.cli.common import (
 from voicecall.cli.output import call_table, event_line, print_call, print_json, transcript_line
 from voicecall.cli.preflight import serve_problems
 from voicecall.cli.task_commands import ContextOpt, ReportUrlOpt, SchemaOpt, TaskOpt
+from voicecall.cli.telephony_options import (
+    HoldDetectOpt,
+    MachineDetectionOpt,
+    MaxHoldOpt,
+    VoicemailMessageOpt,
+    telephony_kwargs,
+)
 from voicecall.errors import VoicecallError
 
 app = typer.Typer(
@@ -293,6 +300,10 @@ def call(
     context: ContextOpt = None,
     outcome_schema: SchemaOpt = None,
     report_url: ReportUrlOpt = None,
+    machine_detection: MachineDetectionOpt = None,
+    voicemail_message: VoicemailMessageOpt = None,
+    hold_detect: HoldDetectOpt = None,
+    max_hold_seconds: MaxHoldOpt = None,
     wait: Annotated[
         bool,
         typer.Option(
@@ -315,6 +326,7 @@ def call(
     from voicecall.cli.wait import CallWatcher, WaitResult
 
     _check_mode(mode)
+    moves = telephony_kwargs(machine_detection, voicemail_message, hold_detect, max_hold_seconds)
     if task is not None or mode == "task":
         from voicecall.cli.task_commands import run_task_call
 
@@ -328,6 +340,7 @@ def call(
             wait=wait,
             config=config,
             url=url,
+            telephony=moves,
         )
         return
     if message is None:
@@ -338,7 +351,7 @@ def call(
 
     async def go(c: Client) -> tuple[CallInfo, WaitResult | None]:
         if not wait:
-            handle = await c.call(to, message, mode, report_url=report_url)
+            handle = await c.call(to, message, mode, report_url=report_url, **moves)
             return await handle.status(), None
 
         def line(doc: dict[str, Any]) -> None:
@@ -348,7 +361,7 @@ def call(
             err.print(f"  [dim]· {info.state}[/dim]", highlight=False)
 
         async with CallWatcher(c, on_line=line, on_state=state) as watcher:
-            handle = await c.call(to, message, mode, report_url=report_url)
+            handle = await c.call(to, message, mode, report_url=report_url, **moves)
             if not json_out:
                 live.print(f"call [bold]{handle.call_id}[/bold] placed", highlight=False)
             result = await watcher.wait(handle.call_id, timeout=timeout)

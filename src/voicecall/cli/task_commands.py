@@ -79,6 +79,7 @@ def run_task_call(
     wait: bool,
     config: Path | None,
     url: str | None,
+    telephony: dict[str, Any] | None = None,
 ) -> None:
     """Place a task call; with ``wait`` follow it to its outcome (exit 1 without one)."""
     if not (task or "").strip():
@@ -97,6 +98,7 @@ def run_task_call(
                 context=context,
                 outcome_schema=schema,
                 report_url=report_url,
+                **(telephony or {}),
             )
             err.print(f"task call [bold]{call.call_id}[/bold] placed", highlight=False)
             if not wait:

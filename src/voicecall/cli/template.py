@@ -306,6 +306,24 @@ kind = "none"                       # none (agents `continue`) | scripted | chat
 # timeout_seconds = 10
 """,
     ),
+    Block(
+        "voicemail",
+        """\
+# Answering machines on outbound calls (Twilio AMD; a call may choose its own).
+[voicemail]
+# machine_detection = "off"         # off | detect (store answered_by) | voicemail (leave one)
+# max_message_chars = 1000          # the longest voicemail_message a call may ask for
+""",
+    ),
+    Block(
+        "hold",
+        """\
+# Hold music, ringing and announcements on streamed outbound calls: the bot stays silent.
+[hold]
+# detect = "auto"                   # auto | off (every sound is a person)
+# max_hold_seconds = 600            # then the call ends (reason timeout)
+""",
+    ),
 )
 
 _HEADER: Final = """\

@@ -221,3 +221,40 @@ def system_prompt(
         )
     parts.append("Tools you can use: " + ", ".join(tools) + ".")
     return "\n\n".join(parts)
+
+
+#: the longest voicemail message a task model may leave (characters)
+MAX_VOICEMAIL_CHARS = 600
+
+
+def voicemail_prompt(spec: TaskSpec, *, disclosure: str | None) -> list[dict[str, str]]:
+    """The messages asking the model for a voicemail message for ``spec``'s task."""
+    facts = spec.context or "(none)"
+    parts = [
+        "You placed a phone call on behalf of the person you work for, and an answering "
+        "machine picked up. Write the voicemail message you will leave now: two to four short "
+        "spoken sentences, plain words, no lists or markup. Say who you are calling for and "
+        "why, and what you would like the listener to do (for example call back). Share only "
+        "the facts below. Answer with the message only.",
+        f"The task:\n{spec.task}",
+        f"Facts you may share:\n{facts}",
+    ]
+    if disclosure:
+        parts.append(f'Begin with this disclosure, word for word: "{disclosure}"')
+    return [
+        {"role": "system", "content": "\n\n".join(parts)},
+        {"role": "user", "content": "The beep has sounded. Your message:"},
+    ]
+
+
+def voicemail_text(raw: str) -> str | None:
+    """The model's message, tidied: one line, at most :data:`MAX_VOICEMAIL_CHARS` (cut at a
+    sentence end when one is near); ``None`` when it wrote nothing."""
+    text = " ".join(raw.split()).strip().strip('"')
+    if not text:
+        return None
+    if len(text) > MAX_VOICEMAIL_CHARS:
+        cut = text[:MAX_VOICEMAIL_CHARS]
+        end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+        text = cut[: end + 1] if end > MAX_VOICEMAIL_CHARS // 2 else cut
+    return text

@@ -31,7 +31,7 @@ from voicecall.calls.extras import CallSpec, OwnerQuestion, QuestionStatus, Repo
 from voicecall.calls.live import LiveCall
 from voicecall.calls.model import CallMode, CallRecord, Direction
 from voicecall.conversation.agent import TaskAgent
-from voicecall.conversation.chat import ChatModel
+from voicecall.conversation.chat import ChatModel, ModelError, TextDelta
 from voicecall.conversation.outcome import decide
 from voicecall.conversation.owner import OwnerDesk
 from voicecall.conversation.task import (
@@ -41,6 +41,8 @@ from voicecall.conversation.task import (
     check_task_request,
     opening_line,
     system_prompt,
+    voicemail_prompt,
+    voicemail_text,
 )
 from voicecall.conversation.text import check_message
 from voicecall.conversation.tools import (
@@ -55,6 +57,7 @@ from voicecall.errors import InvalidRequest, StoreError
 from voicecall.providers.base import ParsedWebhook, WebhookKind
 from voicecall.reports import urls
 from voicecall.reports.delivery import ReportDeliverer, new_outbox_row
+from voicecall.telephony.machine import voicemail_pending
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
@@ -66,6 +69,9 @@ ToolFactory = Callable[[str], ToolHandler]
 
 #: events that may settle a wait on a call
 _WAKING = ("call.ended", "call.outcome", "question", "call.created", "call.updated")
+
+#: how long the model may take to write a voicemail message
+VOICEMAIL_MODEL_SECONDS = 20.0
 
 NO_MODEL = (
     "mode: task calls need a chat model; set responder.base_url and responder.model (and "
@@ -216,6 +222,7 @@ class TaskCalls:
         if (
             rec.mode is not CallMode.TASK
             or rec.message is not None
+            or voicemail_pending(rec)  # voicemail decides first (it lets the agent open)
             or hook.kind is not WebhookKind.VOICE
             or rec.answered_at is None
         ):
@@ -225,6 +232,33 @@ class TaskCalls:
             return
         session.opened = True
         self.core.autoreply.maybe(live)
+
+    async def voicemail_message(self, record: CallRecord) -> str | None:
+        """The hook of voicemail: a task call reached a machine; the model writes the message
+        from the task (``None``: no model, no task, or it wrote nothing / failed in time)."""
+        if self.model is None or record.mode is not CallMode.TASK:
+            return None
+        task = (await self._session(record.call_id)).task
+        if task is None:
+            return None
+        disclosure = self.settings.disclosure_text if self.settings.disclosure else None
+        said: list[str] = []
+
+        async def write() -> None:
+            assert self.model is not None
+            async with contextlib.aclosing(
+                self.model.stream(voicemail_prompt(task, disclosure=disclosure), [])
+            ) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        said.append(event.text)
+
+        try:
+            await asyncio.wait_for(write(), VOICEMAIL_MODEL_SECONDS)
+        except (ModelError, TimeoutError) as exc:
+            log.warning("call %s: no voicemail message from the model: %s", record.call_id, exc)
+            return None
+        return voicemail_text("".join(said))
 
     def _box(self, session: _Session, call_id: str) -> ToolBox:
         if session.box is None:

@@ -373,9 +373,7 @@ class Turns:
         }
         return {**rec.metadata, PENDING_SAY: held}
 
-    def held_lines(
-        self, live: LiveCall, hook: ParsedWebhook, *, seq: int
-    ) -> list[TranscriptEntry]:
+    def held_lines(self, live: LiveCall, hook: ParsedWebhook, *, seq: int) -> list[TranscriptEntry]:
         """The transcript lines of the held-back lines that the answer to ``hook`` says (stored
         in the same commit as the caller's words they waited for); ``[]`` if none."""
         held = pending_say(live.record)

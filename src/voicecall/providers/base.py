@@ -80,6 +80,7 @@ class WebhookKind(StrEnum):
     HOLD = "hold"  # a keep-alive redirect while the bot has nothing to say
     PARTIAL = "partial"  # a <Gather>'s partial speech result: the caller is talking
     LINE = "line"  # the provider fetches a stored bot line (too long to send inline)
+    AMD = "amd"  # answering-machine detection's verdict (``answered_by``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,9 @@ class DialRequest:
     from_: str
     ring_timeout_seconds: int
     time_limit_seconds: int | None = None
+    #: answering-machine detection: ``None`` (off) or "DetectMessageEnd", verdict posted to our
+    #: ``kind=amd`` webhook (async: the call's TwiML runs meanwhile)
+    machine_detection: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ _KIND = {
     TwilioKind.HOLD: WebhookKind.HOLD,
     TwilioKind.PARTIAL: WebhookKind.PARTIAL,
     TwilioKind.LINE: WebhookKind.LINE,
+    TwilioKind.AMD: WebhookKind.AMD,
 }
 
 HOLD_PAUSE_SECONDS = 20
@@ -198,6 +199,9 @@ class TwilioProvider(Provider):
     async def initiate(self, request: DialRequest) -> str:
         url = build_webhook_url(self._webhook_url, call_id=request.call_id, kind="voice")
         status = build_webhook_url(self._webhook_url, call_id=request.call_id, kind="status")
+        amd = None
+        if request.machine_detection is not None:
+            amd = build_webhook_url(self._webhook_url, call_id=request.call_id, kind="amd")
         call = await self.rest.create_call(
             to=request.to,
             from_=request.from_,
@@ -205,6 +209,8 @@ class TwilioProvider(Provider):
             status_callback=status,
             timeout=request.ring_timeout_seconds,
             time_limit=request.time_limit_seconds,
+            machine_detection=request.machine_detection,
+            async_amd_callback=amd,
         )
         return call.sid
 

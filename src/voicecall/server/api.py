@@ -34,6 +34,7 @@ from voicecall.server import task_api
 from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
+from voicecall.telephony.options import TelephonyOptions
 from voicecall.textrules import SpokenText
 
 log = logging.getLogger("voicecall.api")
@@ -65,6 +66,32 @@ class PlaceCall(task_api.TaskFields):
         description="notify: say and hang up; conversation: talk back and forth; task: an "
         "agent makes the whole call for a task and returns its outcome",
     )
+    machine_detection: Literal["off", "detect", "voicemail"] | None = Field(
+        None,
+        description="answering machines: off; detect (store answered_by); voicemail (leave "
+        "voicemail_message on a machine, then hang up). Default: voicemail.machine_detection",
+    )
+    voicemail_message: SpokenText | None = Field(
+        None,
+        description="machine_detection voicemail: the message left on a machine (default: the "
+        "call's message; task calls: written from the task)",
+    )
+    hold_detect: Literal["auto", "off"] | None = Field(
+        None,
+        description="streamed calls: auto (hold music/ringing is not a person: the bot stays "
+        "silent) or off. Default: hold.detect",
+    )
+    max_hold_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=4 * 3600,
+        description="the longest wait on hold before the call ends. Default: hold.max_hold_seconds",
+    )
+
+    def telephony(self) -> TelephonyOptions:
+        return TelephonyOptions(
+            self.machine_detection, self.voicemail_message, self.hold_detect, self.max_hold_seconds
+        )
 
 
 class SayMessage(BaseModel):
@@ -111,6 +138,12 @@ class CallOut(BaseModel):
     ended_at: float | None
     turn: int
     error: str | None
+    machine_detection: str = Field("off", description="off, detect or voicemail")
+    answered_by: str | None = Field(
+        None,
+        description="what answered, in Twilio's words (human, machine_start, machine_end_beep, "
+        "machine_end_silence, machine_end_other, fax, unknown); null: not detected",
+    )
     transcript: list[TranscriptLine] | None = None
 
     model_config = {"populate_by_name": True}
@@ -285,6 +318,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
             mode=mode,
             request=body.call_request(),
             requester=who,
+            telephony=body.telephony(),
         )
         return CallCreated(call_id=record.call_id, status=record.state.value)
 
@@ -373,9 +407,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
             call_id=call_id, seq=settled.seq, question=settled.question, answer=settled.answer
         )
 
-    @api.delete(
-        "/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422)
-    )
+    @api.delete("/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422))
     async def forget_caller(
         number: Annotated[
             str, Path(max_length=16, pattern=None, json_schema_extra={"pattern": E164_PATTERN})

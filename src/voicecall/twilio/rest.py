@@ -249,6 +249,7 @@ class TwilioRest:
         timeout: int,
         time_limit: int | None = None,
         machine_detection: str | None = None,
+        async_amd_callback: str | None = None,
     ) -> CallResource:
         """Place an outbound call (``POST /Calls.json``). See the module docstring on retries."""
         if not to or not from_:
@@ -278,6 +279,15 @@ class TwilioRest:
             form.append(("TimeLimit", str(time_limit)))
         if machine_detection is not None:
             form.append(("MachineDetection", machine_detection))
+        if async_amd_callback is not None:
+            if machine_detection is None:
+                raise ValueError("async_amd_callback needs machine_detection")
+            _check_http_url(async_amd_callback, "async_amd_callback")
+            form += [
+                ("AsyncAmd", "true"),
+                ("AsyncAmdStatusCallback", async_amd_callback),
+                ("AsyncAmdStatusCallbackMethod", "POST"),
+            ]
         data = await self._call("create call", "POST", "/Calls.json", form=form, create=True)
         return CallResource.from_json(data)
 

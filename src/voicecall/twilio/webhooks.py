@@ -9,6 +9,8 @@ Three kinds of request reach voicecall, told apart by query parameters *we* put 
 * ``kind=hold``: a keep-alive ``<Redirect>`` while the bot has nothing new to say (no event).
 * ``kind=partial``: a ``<Gather>`` ``partialResultCallback`` with ``turn``/``tok`` (no event:
   it only tells the manager the caller has started an utterance on that turn).
+* ``kind=amd``: the ``AsyncAmdStatusCallback`` of answering-machine detection (``AnsweredBy``,
+  ``MachineDetectionDuration``; no ``CallStatus``): one AMD event.
 * ``kind=line``: Twilio fetching a stored bot line (``seq``) and what follows it (``then``:
   ``listen``, ``hold`` or ``hangup``) — the redirect of a line whose TwiML is too long to
   send inline (Twilio's ``Twiml`` parameter holds 4,000 characters). No event.
@@ -29,6 +31,7 @@ status      completed/busy/no-answer/       ENDED with end_reason completed / bu
 voice       ringing                         RINGING (an inbound call: ``call_id`` is None)
 voice       in-progress                     ANSWERED (outbound call answered, TwiML fetched)
 voice       anything else                   none
+amd         (none sent)                     AMD with ``answered_by`` (one of Twilio's words)
 gather      (any)                           SPEECH if SpeechResult is non-blank, else DTMF if
                                             Digits is non-empty, else none; with ``turn``
 ==========  ==============================  ====================================================
@@ -39,6 +42,7 @@ parameters), never from ``I-Twilio-Idempotency-Token`` (unsigned) or randomness:
     twilio:{CallSid}:status:{SequenceNumber or "_"}:{CallStatus}
     twilio:{CallSid}:voice:{CallStatus}
     twilio:{CallSid}:gather:{turn}:{tok}
+    twilio:{CallSid}:amd:{AnsweredBy}
 
 A voice fetch and the ``answered`` status callback both yield ANSWERED under different keys;
 the state machine treats a repeated ANSWERED as a no-op.
@@ -96,6 +100,21 @@ class WebhookKind(StrEnum):
     HOLD = "hold"  # a keep-alive <Redirect> while the bot has nothing new to say: no event
     PARTIAL = "partial"  # a <Gather> partialResultCallback: the caller is talking; no event
     LINE = "line"  # fetch of a bot line too long to send inline (``seq``, ``then``); no event
+    AMD = "amd"  # the AsyncAmdStatusCallback: AnsweredBy (no CallStatus)
+
+
+#: Twilio's ``AnsweredBy`` words
+ANSWERED_BY = frozenset(
+    {
+        "human",
+        "machine_start",
+        "machine_end_beep",
+        "machine_end_silence",
+        "machine_end_other",
+        "fax",
+        "unknown",
+    }
+)
 
 
 #: what follows a bot line fetched with ``kind=line``
@@ -440,10 +459,17 @@ def parse_webhook(
     if call_sid is None or not CALL_SID_RE.fullmatch(call_sid):
         raise _reject("missing or malformed CallSid")
     status_raw = f.text("CallStatus")
+    if kind is WebhookKind.AMD and status_raw is None:
+        status_raw = CallStatus.IN_PROGRESS.value  # the AMD callback carries no CallStatus
     try:
         call_status = CallStatus(status_raw or "")
     except ValueError:
         raise _reject("missing or unknown CallStatus") from None
+    answered_by = f.text("AnsweredBy")
+    if answered_by is not None and answered_by not in ANSWERED_BY:
+        raise _reject("unknown AnsweredBy")
+    if kind is WebhookKind.AMD and answered_by is None:
+        raise _reject("amd webhook without AnsweredBy")
     account_sid = f.text("AccountSid")
     if account_sid is not None and not _ACCOUNT_SID_RE.fullmatch(account_sid):
         raise _reject("malformed AccountSid")
@@ -472,7 +498,7 @@ def parse_webhook(
         sequence_number=f.uint("SequenceNumber"),
         timestamp=_parse_timestamp(f.text("Timestamp")),
         call_duration=f.uint("CallDuration"),
-        answered_by=f.text("AnsweredBy"),
+        answered_by=answered_by,
         line_seq=line_seq,
         then=then,
         speech_result=f.text("SpeechResult", limit=MAX_SPEECH_CHARS),
@@ -537,6 +563,8 @@ def to_events(req: WebhookRequest) -> list[CallEvent]:
                 )
             ]
         return [_event(req, kind, key)]
+    if req.kind is WebhookKind.AMD:
+        return [_event(req, EventKind.AMD, f"twilio:{sid}:amd:{req.answered_by}")]
     if req.kind in (WebhookKind.HOLD, WebhookKind.PARTIAL, WebhookKind.LINE):
         return []  # a partial result is not stored: it only says the caller is talking
     if req.kind is WebhookKind.VOICE:

@@ -23,13 +23,13 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from voicecall.audio.g711 import BYTES_PER_SECOND, ulaw_decode
 from voicecall.audio.pacer import Chunk, Item, MarkPoint
-from voicecall.calls.channel import SpokenResult, StreamHost
+from voicecall.calls.channel import AudioTap, SpokenResult, StreamHost
 from voicecall.errors import VoicecallError
 from voicecall.speech.errors import SpeechError
 from voicecall.speech.stt.base import SttSession
@@ -193,6 +193,8 @@ class VoiceSession:
         self.detach_reason: str | None = None
         self.barge_ins = 0
         self.frames_in = 0
+        #: listeners of the inbound audio (detectors); empty for most calls: no cost then
+        self._taps: list[AudioTap] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -303,7 +305,18 @@ class VoiceSession:
         elif isinstance(event, Stop):
             self.detach_reason = self.detach_reason or "stream stopped"
 
+    def add_tap(self, tap: AudioTap) -> Callable[[], None]:
+        """Call ``tap`` with each inbound payload (in the audio path: it must be quick)."""
+        self._taps = [*self._taps, tap]
+
+        def remove() -> None:
+            self._taps = [t for t in self._taps if t is not tap]
+
+        return remove
+
     def _on_media(self, payload: bytes) -> None:
+        for tap in self._taps:
+            tap(payload)
         self.frames_in += 1
         if self.frames_in % _REPORT_EVERY == 0:  # batched: metrics cost per frame adds up
             self._obs.frames_in(_REPORT_EVERY)

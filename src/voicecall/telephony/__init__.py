@@ -1,0 +1,1 @@
+"""Telephony moves beside the conversation: answering machines (voicemail) and hold/IVR."""
