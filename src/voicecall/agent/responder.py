@@ -80,6 +80,9 @@ class ConversationContext:
     memory: list[str] = field(default_factory=list)
     task: TaskBrief | None = None
     tools: Tools | None = None
+    #: an empty answer is silence, not the fallback line (the call has been on hold: the model
+    #: may choose to say nothing to a recorded announcement)
+    allow_silence: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,7 +511,7 @@ class ChatResponder:
         end = _end_call(tools)
         if end is not None:
             yield end
-        elif not spoke:
+        elif not spoke and not ctx.allow_silence:
             yield Sentence(self.fallback_line)
 
 

@@ -76,6 +76,7 @@ from voicecall.providers.base import (
     Reply,
     WebhookKind,
 )
+from voicecall.telephony.hold import Hold
 from voicecall.telephony.options import TelephonyOptions
 from voicecall.telephony.voicemail import Voicemail
 
@@ -131,6 +132,7 @@ class CallManager:
         #: task calls, owner questions, outcomes and end-of-call reports (the end seam)
         self.tasks = TaskCalls(self)
         self.voicemail = Voicemail(self)  # answering machines (telephony/voicemail.py)
+        self.hold = Hold(self)  # hold music and IVR waits on streams (telephony/hold.py)
         self.counters: dict[str, int] = {
             "calls_placed": 0,
             "calls_finalized": 0,

@@ -59,6 +59,7 @@ class MediaHost:
         core.disarm(live, "stream-grace")
         core.bus.publish({"type": "stream.attached", "at": core.now(), "call_id": call_id})
         core.voicemail.stream_attached(live, channel)
+        core.hold.stream_attached(live, channel)
         if live.record.metadata.get("opening_spoken") or core.voicemail.holds_opening(live):
             return
         async with live.lock:
@@ -96,6 +97,9 @@ class MediaHost:
         core = self.core
         live = core.live(call_id)
         if live is None or not text.strip():
+            return
+        if core.hold.drops(live):  # hold music/ringing: never a line, never to the model
+            log.info("call %s: on hold; a transcript of the hold audio was dropped", call_id)
             return
         if not final:
             core.bus.publish(

@@ -65,6 +65,7 @@ class AutoReplier:
             caller=caller,
             transcript=[(ln.speaker.value, ln.text) for ln in lines],
             memory=memory,
+            allow_silence=core.hold.silence_ok(live),
             **await core.tasks.context(live),  # task calls: the brief and the tool box
         )
 
