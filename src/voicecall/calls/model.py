@@ -161,4 +161,5 @@ class CallRecord:
             "error": self.error,
             "machine_detection": self.metadata.get("machine_detection", "off"),
             "answered_by": self.metadata.get("answered_by"),
+            "on_hold": "on_hold_since" in self.metadata,
         }

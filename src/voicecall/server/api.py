@@ -144,6 +144,9 @@ class CallOut(BaseModel):
         description="what answered, in Twilio's words (human, machine_start, machine_end_beep, "
         "machine_end_silence, machine_end_other, fax, unknown); null: not detected",
     )
+    on_hold: bool = Field(
+        False, description="streamed calls: the far end plays hold music or ringing now"
+    )
     transcript: list[TranscriptLine] | None = None
 
     model_config = {"populate_by_name": True}

@@ -19,6 +19,7 @@ from voicecall.calls.channel import SpeechChannel, TappableChannel
 from voicecall.calls.live import LiveCall
 from voicecall.calls.model import Direction, EndReason
 from voicecall.telephony.holdwatch import HoldChange, HoldWatch
+from voicecall.telephony.machine import MD_VERDICT, voicemail_pending
 from voicecall.telephony.options import hold_settings
 
 if TYPE_CHECKING:
@@ -75,8 +76,8 @@ class Hold:
             return
         async with live.lock:
             rec = live.record
-            if rec.is_terminal:
-                return
+            if rec.is_terminal or voicemail_pending(rec) or rec.metadata.get(MD_VERDICT) == "leave":
+                return  # a greeting's beep is no hold; a message being left is not cut
             md = dict(rec.metadata)
             if change is HoldChange.HOLD:
                 if MD_ON_HOLD in md:
