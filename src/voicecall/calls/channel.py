@@ -66,6 +66,10 @@ class TappableChannel(Protocol):
         """Call ``tap`` with every inbound payload from now on; returns the remover."""
         ...
 
+    def hold_stt(self, held: bool, *, replay_frames: int = 0) -> None:
+        """Hold (silence) the recogniser's input, or release it replaying the last frames."""
+        ...
+
 
 class StreamHost(Protocol):
     """What the stream endpoint needs from the call manager."""

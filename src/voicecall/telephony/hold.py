@@ -13,7 +13,7 @@ Menus are heard as speech; the model presses keys with ``send_dtmf``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voicecall.calls.channel import SpeechChannel, TappableChannel
 from voicecall.calls.live import LiveCall
@@ -39,6 +39,7 @@ class Hold:
     def __init__(self, core: CallManager) -> None:
         self.core = core
         self.watches: dict[str, HoldWatch] = {}
+        core.bus.add_listener(self._on_event)
 
     def stream_attached(self, live: LiveCall, channel: SpeechChannel) -> None:
         rec = live.record
@@ -56,8 +57,15 @@ class Hold:
 
         def tap(payload: bytes) -> None:
             change = watch.feed(payload)
-            if change is not None:
-                core.spawn(self.changed(call_id, change))
+            if change is None:
+                return
+            # at once, in the audio path: the recogniser never hears the hold audio that
+            # follows, and hears the person from their first word
+            if change is HoldChange.HOLD:
+                channel.hold_stt(True)
+            else:
+                channel.hold_stt(False, replay_frames=watch.frames - watch.person_from + 1)
+            core.spawn(self.changed(call_id, change))
 
         channel.add_tap(tap)
 
@@ -111,5 +119,7 @@ class Hold:
             call_id, EndReason.TIMEOUT, f"on hold longer than max_hold_seconds ({seconds:g} s)"
         )
 
-    def forget(self, call_id: str) -> None:
-        self.watches.pop(call_id, None)
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "call.ended":
+            call_id = event["call"]["call_id"]
+            self.watches.pop(call_id, None)

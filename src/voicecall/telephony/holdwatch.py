@@ -62,6 +62,8 @@ class HoldWatch:
         self.frames = 0
         self.analysed = 0  # frames the discriminator saw (the cost)
         self.on_hold = False
+        #: the frame where the speech that ended the last hold began
+        self.person_from = 0
         self._continuous_until = self.config.warmup_frames
         self._probe_left = 0
         self._next_probe = self.config.warmup_frames
@@ -111,6 +113,7 @@ class HoldWatch:
             return None
         if label is Label.SPEECH and self.on_hold:
             self.on_hold = False
+            self.person_from = min(self.frames, change.sample // FRAME_BYTES)
             self._continuous_until = self.frames + self.config.linger_frames
             self._next_probe = self._continuous_until
             return HoldChange.PERSON

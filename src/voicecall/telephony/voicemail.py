@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voicecall.audio.beep import BeepDetector, BeepEvent
 from voicecall.calls.channel import SpeechChannel, TappableChannel
@@ -56,8 +56,19 @@ class Voicemail:
         self.core = core
         self._untap: dict[str, object] = {}
         self._prepared: dict[str, asyncio.Future[str | None]] = {}
-        #: beep-detector events seen (call id → event), for the latency benchmark and logs
+        #: beep-detector events of live calls (call id → event)
         self.greeting_ends: dict[str, BeepEvent] = {}
+        core.bus.add_listener(self._on_event)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") != "call.ended":
+            return
+        call_id = event["call"]["call_id"]
+        self.greeting_ends.pop(call_id, None)
+        self._untap.pop(call_id, None)
+        fut = self._prepared.pop(call_id, None)
+        if fut is not None:
+            fut.cancel()
 
     # ------------------------------------------------------------------ seams
 

@@ -69,6 +69,8 @@ log = logging.getLogger("voicecall.voice")
 
 _BYTES_PER_MS: Final = BYTES_PER_SECOND // 1000
 _REPORT_EVERY: Final = 50  # inbound frames per metrics update (one second of caller audio)
+_STT_HELD_MAX: Final = 150  # payloads kept while the recogniser is held (3 s of 20 ms frames)
+_ULAW_SILENCE: Final = b"\xff" * 1600
 
 
 class SpeechQueueFull(VoicecallError):
@@ -195,6 +197,9 @@ class VoiceSession:
         self.frames_in = 0
         #: listeners of the inbound audio (detectors); empty for most calls: no cost then
         self._taps: list[AudioTap] = []
+        #: while the far end is on hold the recogniser hears silence; the real audio is kept
+        #: (bounded) so the onset of the person who picks up can be replayed to it
+        self._stt_held: deque[bytes] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -295,7 +300,11 @@ class VoiceSession:
         if type(event) is Media:  # ~50 a second: no further dispatch, no extra coroutine
             self._on_media(event.payload)
             if self._stt is not None:
-                self._stt.send(event.payload)  # never blocks: buffers while connecting
+                if self._stt_held is None:
+                    self._stt.send(event.payload)  # never blocks: buffers while connecting
+                else:
+                    self._stt_held.append(event.payload)
+                    self._stt.send(_ULAW_SILENCE[: len(event.payload)])
         elif isinstance(event, Mark):
             self._on_mark(event)
         elif isinstance(event, Dtmf):
@@ -313,6 +322,19 @@ class VoiceSession:
             self._taps = [t for t in self._taps if t is not tap]
 
         return remove
+
+    def hold_stt(self, held: bool, *, replay_frames: int = 0) -> None:
+        """``held``: the recogniser hears silence instead of the caller's audio (hold music
+        never becomes a transcript). Released, the last ``replay_frames`` payloads (the onset
+        of the person who picked up, heard before it was recognised as speech) are sent first."""
+        if held:
+            if self._stt_held is None:
+                self._stt_held = deque(maxlen=_STT_HELD_MAX)
+            return
+        kept, self._stt_held = self._stt_held, None
+        if kept and self._stt is not None and replay_frames > 0:
+            for payload in list(kept)[-replay_frames:]:
+                self._stt.send(payload)
 
     def _on_media(self, payload: bytes) -> None:
         for tap in self._taps:
