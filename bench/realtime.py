@@ -137,6 +137,7 @@ def run_server(
 
         async def stream_attached(self, call_id: str, channel: SpeechChannel) -> None:
             words = int(call_id.rsplit("-", 1)[-1].split("w")[-1]) if "w" in call_id else 40
+            watch_hold(channel)
             self.tasks[call_id] = asyncio.create_task(self._talk(channel, words))
 
         async def _talk(self, channel: SpeechChannel, words: int) -> None:
@@ -604,7 +605,28 @@ def b64_frames(ulaw: bytes) -> list[str]:
 
 
 def line_noise() -> list[str]:
-    return b64_frames(noise_ulaw(2.0, 40.0, seed=7))
+    # VOICECALL_BENCH_INBOUND_AMPLITUDE: the callee's level (40: a quiet line, -58 dBFS;
+    # 3000: talking level, every frame active)
+    amplitude = float(os.environ.get("VOICECALL_BENCH_INBOUND_AMPLITUDE", "40"))
+    return b64_frames(noise_ulaw(2.0, amplitude, seed=7))
+
+
+def watch_hold(channel: Any) -> None:
+    """VOICECALL_BENCH_HOLD (server side): ``off``; ``gated``: the service's hold watcher
+    (telephony/holdwatch.py) on every stream; ``always``: a music discriminator on every frame
+    of every stream (what an earlier attempt did)."""
+    from voicecall.audio.music import MusicDiscriminator
+    from voicecall.calls.channel import TappableChannel
+    from voicecall.telephony.holdwatch import HoldWatch
+
+    mode = os.environ.get("VOICECALL_BENCH_HOLD", "off")
+    if mode == "off" or not isinstance(channel, TappableChannel):
+        return
+    if mode == "always":
+        disc = MusicDiscriminator()
+        channel.add_tap(lambda p: disc.feed_ulaw(p) if len(p) == 160 else None)
+    else:
+        channel.add_tap(HoldWatch().feed)
 
 
 async def open_many(port: int, count: int, words: int, rate: float = 100.0) -> list[Stream]:
