@@ -385,3 +385,55 @@ async def test_a_task_call_over_media_streams(
             (got,) = await receiver.wait_for(1)
             assert standardwebhooks.Webhook(SECRET).verify(got.body, got.headers)
         assert chat.rejected == []
+
+
+async def test_a_task_call_reaching_voicemail_leaves_a_message_the_model_wrote(
+    tmp_path: Path, emulator_credentials: EmulatorCredentials, store_url: str
+) -> None:
+    async with task_server(tmp_path, emulator_credentials, store_url) as (
+        server,
+        emulator,
+        chat,
+        _receiver,
+    ):
+        emulator.set_script(
+            CALLEE,
+            {
+                "answer_after_ms": 200,
+                "voicemail": {
+                    # long enough for AMD to hear a machine at this emulator's 1,200 words/min
+                    "greeting": " ".join(["Hi, this is the Trattoria, we are closed now."] * 8)
+                    + " Please leave a message after the tone.",
+                    "beep": {"frequency_hz": 1000, "duration_ms": 400},
+                    "max_silence_ms": 3000,
+                },
+            },
+        )
+        chat.plan(Plan(text="Hello, this is an assistant calling for Sam about a table tonight."))
+        chat.plan_json(
+            json.dumps(
+                {"summary": "Voicemail.", "outcome": {"booked": False, "time": None, "name": None}}
+            )
+        )
+        r = await server.http.post(
+            "/api/calls",
+            json={
+                "to": CALLEE,
+                "mode": "task",
+                "task": "Book a table for two tonight at 7.",
+                "context": "Name: Sam",
+                "outcome_schema": SCHEMA,
+                "machine_detection": "voicemail",
+            },
+        )
+        assert r.status_code == 201, r.text
+        call_id = r.json()["call_id"]
+        doc = await until_doc(server, call_id, lambda d: d["ended_at"] is not None, "the end")
+        assert doc["end_reason"] == "voicemail", doc
+        # the model was asked for the message from the task (no tools offered), and it was left
+        first = chat.streamed[0]
+        assert "answering machine" in first.body["messages"][0]["content"]
+        assert "Book a table for two tonight at 7." in first.body["messages"][0]["content"]
+        assert said_by(doc, "bot")[-1].startswith("Hello, this is an assistant calling for Sam")
+        sim = emulator.call(doc["provider_call_id"])
+        assert "calling for sam" in sim.callee.message.text.lower()
