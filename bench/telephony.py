@@ -1,6 +1,14 @@
 """Voicemail latency: the end of the answering machine's beep → the first frame of our message.
 
-Run:  .venv/bin/python bench/telephony.py [--calls 20] [--concurrency 4]
+Run:  .venv/bin/python bench/telephony.py voicemail [--calls 20] [--concurrency 4]
+      .venv/bin/python bench/telephony.py holdcost
+
+``holdcost``: the CPU the hold watcher adds per stream, in process (no server): microseconds per
+20 ms frame of the music discriminator on every frame (what an earlier attempt ran on every
+stream) and of ``HoldWatch`` on a conversation, a quiet
+line and hold music, and how long music that starts mid-call takes to be found.
+
+``voicemail``:
 
 The real server (in-process, loopback, SQLite, Media Streams with espeak-ng TTS and the local
 faster-whisper STT loaded) places ``--calls`` voicemail calls (``machine_detection: voicemail``,
@@ -123,8 +131,57 @@ async def run(calls: int, concurrency: int) -> list[float]:
                 return latencies
 
 
+def hold_cost() -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "audio"))
+    from audio_material import hold_music, set_rms, silence, speech, to_i16
+
+    from voicecall.audio.g711 import ulaw_encode
+    from voicecall.audio.music import MusicDiscriminator
+    from voicecall.telephony.holdwatch import HoldChange, HoldWatch
+
+    def frames(x: Any) -> list[bytes]:
+        data = ulaw_encode(to_i16(x))
+        return [data[i : i + 160] for i in range(0, len(data) - 159, 160)]
+
+    words = (
+        "Thank you for calling. How can I help you today? I can check that for you now. "
+        "Sure, one moment please, let me look that up."
+    )
+    talk = np.concatenate([set_rms(speech(words).astype(np.float64), -20.0)] * 5)
+    material = {
+        "conversation": frames(talk),
+        "quiet line": frames(silence(30_000.0) + np.random.default_rng(1).normal(0, 3, 240_000)),
+        "hold music": frames(hold_music(30.0, seed=1)),
+    }
+    makers: dict[str, Any] = {
+        "discriminator on every frame": lambda: MusicDiscriminator().feed_ulaw,
+        "HoldWatch (the service's)": lambda: HoldWatch().feed,
+    }
+    for what, fs in material.items():
+        for name, make in makers.items():
+            best = float("inf")
+            for _ in range(3):
+                feed = make()
+                t = time.perf_counter()
+                for f in fs:
+                    feed(f)
+                best = min(best, (time.perf_counter() - t) / len(fs))
+            print(
+                f"{what:13s} {name:32s} {best * 1e6:6.1f} µs/frame = "
+                f"{best * 50 * 1000:5.2f} ms CPU per stream-second"
+            )
+    found = []
+    for seed in range(6):
+        watch = HoldWatch()
+        fs = frames(np.concatenate([talk[: 8000 * 10], hold_music(15.0, seed=seed)]))
+        at = next((i for i, f in enumerate(fs) if watch.feed(f) is HoldChange.HOLD), None)
+        found.append(float("nan") if at is None else (at - 500) / 50)
+    print("music starting mid-call found after (s): " + ", ".join(f"{x:.1f}" for x in found))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("what", choices=["voicemail", "holdcost"])
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args()
@@ -133,6 +190,9 @@ def main() -> None:
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}, "
         f"load average before: {os.getloadavg()[0]:.2f}"
     )
+    if args.what == "holdcost":
+        hold_cost()
+        return
     values = np.asarray(asyncio.run(run(args.calls, args.concurrency))) * 1000
     print(
         f"beep end → first message frame over {len(values)} voicemail calls: "

@@ -5,14 +5,18 @@ of one streamed call, but not on every frame of every call (an earlier attempt d
 streams one core carries from ~500 to ~130-150). It runs the discriminator only while hold is
 plausible, and samples the rest of the time:
 
-* **continuous** for ``warmup_frames`` after the stream starts (IVRs and hold queues play their
-  music right after the answer or a key press), while the line is on hold, and for
-  ``linger_frames`` after anything that was not speech (music, ring-back, a tone);
-* **probing** otherwise: every ``probe_every_frames`` it runs a fresh discriminator on
-  ``probe_frames`` frames (a 1.2 s look every 4 s: 30 % of the frames); a probe that ends on
-  music, ring-back or a tone turns continuous mode on and reports ``HOLD``;
-* quiet frames (peak under ``quiet_peak``) never start a probe (a silent line is nobody's
-  music; the discriminator is not needed to hear that).
+* **continuous** while the line is on hold, for ``linger_frames`` after anything that was not
+  speech (music, ring-back, a tone; hold often comes back after an announcement), and for
+  ``warmup_frames`` after the stream starts (default 0: the probe below finds music that plays
+  from the answer 1.5 s in, as fast as a warm-up would, at a fraction of the cost);
+* **probing** otherwise: a fresh discriminator looks at ``probe_frames`` frames (1.2 s) when
+  the line has carried sound without a pause for ``probe_after_frames`` (1.5 s: music and
+  ringing do, a person rarely talks that long without a 200 ms breath or pause), at most once
+  every ``probe_every_frames`` (4 s) after the last one ended (a probe that has not heard
+  speech by its end looks up to twice more: some music takes longer to tell); a probe that
+  ends on music, ring-back or a tone turns continuous mode on and reports ``HOLD``. A pause is
+  ``pause_frames`` quiet frames in a row (every sample under about -40 dBFS: a table lookup,
+  no FFT); a quiet line costs nothing.
 
 Labels mean: music, ring-back and tones are hold (``HOLD`` once); speech after hold is a person
 or a recorded announcement (``PERSON``); silence changes nothing. Time is the frame count.
@@ -32,6 +36,9 @@ __all__ = ["HoldChange", "HoldConfig", "HoldWatch"]
 _HOLD_LABELS: Final = frozenset({Label.MUSIC, Label.RINGBACK, Label.TONE})
 # μ-law low 7 bits at or above this: a magnitude under about -40 dBFS (0x7F is zero)
 _QUIET_MIN: Final = 0x68
+_MAX_EXTENSIONS: Final = 2  # a probe that has not heard speech looks up to 3× as long
+#: μ-law byte → 1 when its magnitude is above that (a frame with any 1 has sound)
+_LOUD: Final = bytes(1 if (b & 0x7F) < _QUIET_MIN else 0 for b in range(256))
 
 
 class HoldChange(enum.Enum):
@@ -41,10 +48,12 @@ class HoldChange(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class HoldConfig:
-    warmup_frames: int = 500  # 10 s
+    warmup_frames: int = 0
     linger_frames: int = 500  # 10 s after the last non-speech label
     probe_every_frames: int = 200  # 4 s
     probe_frames: int = 60  # 1.2 s
+    probe_after_frames: int = 75  # 1.5 s of sound without a pause
+    pause_frames: int = 10  # 200 ms of quiet
 
     def __post_init__(self) -> None:
         if min(self.warmup_frames, self.linger_frames) < 0:
@@ -68,6 +77,9 @@ class HoldWatch:
         self._probe_left = 0
         self._next_probe = self.config.warmup_frames
         self._partial = b""
+        self._extensions = 0
+        self._sound_run = 0  # frames of sound since the last pause
+        self._quiet_run = 0
 
     def feed(self, ulaw: bytes) -> HoldChange | None:
         """Account for one payload; a change of hold state it completed, if any."""
@@ -91,11 +103,24 @@ class HoldWatch:
             self._probe_left -= 1
             change = self._analyse(frame)
             if self._probe_left == 0 and not self.on_hold:
-                self._next_probe = n + self.config.probe_every_frames - self.config.probe_frames
+                if self.disc.label is not Label.SPEECH and self._extensions < _MAX_EXTENSIONS:
+                    # not decided yet (some music needs longer): look a little longer
+                    self._extensions += 1
+                    self._probe_left = self.config.probe_frames
+                else:
+                    self._next_probe = n + self.config.probe_every_frames
             return change
-        if n >= self._next_probe and not _quiet(frame):
+        if 1 in frame.translate(_LOUD):
+            self._quiet_run = 0
+            self._sound_run += 1
+        else:
+            self._quiet_run += 1
+            if self._quiet_run >= self.config.pause_frames:
+                self._sound_run = 0
+        if n >= self._next_probe and self._sound_run >= self.config.probe_after_frames:
             self.disc.reset()  # a fresh look: nothing from the last probe carries over
             self._probe_left = self.config.probe_frames - 1
+            self._extensions = 0
             return self._analyse(frame)
         return None
 
@@ -118,9 +143,3 @@ class HoldWatch:
             self._next_probe = self._continuous_until
             return HoldChange.PERSON
         return None
-
-
-def _quiet(frame: bytes) -> bool:
-    """Whether a μ-law frame is quiet (every 4th sample about -40 dBFS or less; μ-law keeps the
-    magnitude inverted in the low 7 bits: larger is quieter)."""
-    return min(b & 0x7F for b in frame[::4]) >= _QUIET_MIN
