@@ -131,3 +131,11 @@ def test_any_answered_by_is_parsed_or_refused(word: str) -> None:
         assert word not in ANSWERED_BY
     else:
         assert req.answered_by in ANSWERED_BY
+
+
+def test_a_status_callback_with_an_unknown_answered_by_is_kept_without_it() -> None:
+    form = f"CallSid={SID}&CallStatus=in-progress&AnsweredBy=robot".encode()
+    req = parse_webhook(parse_form(b"kind=status"), parse_form(form))
+    assert req.answered_by is None
+    (event,) = to_events(req)
+    assert event.kind is EventKind.ANSWERED

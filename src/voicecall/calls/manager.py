@@ -42,7 +42,6 @@ from voicecall.calls.inbound import InboundDoor
 from voicecall.calls.live import LiveCall, next_seq_after
 from voicecall.calls.media_host import MediaHost
 from voicecall.calls.model import (
-    CallMode,
     CallRecord,
     CallState,
     Direction,
@@ -50,7 +49,7 @@ from voicecall.calls.model import (
     Speaker,
     TranscriptEntry,
 )
-from voicecall.calls.outbound import OutboundGate, Requester
+from voicecall.calls.outbound import OutboundGate
 from voicecall.calls.placement import Placement
 from voicecall.calls.replies import ReplyPolicy
 from voicecall.calls.states import Signal
@@ -58,7 +57,6 @@ from voicecall.calls.store.base import CallPage, EventRow, Store
 from voicecall.calls.timers import CallTimers
 from voicecall.config import Settings
 from voicecall.conversation.autoreply import AutoReplier
-from voicecall.conversation.task import CallRequest
 from voicecall.conversation.taskcalls import TaskCalls
 from voicecall.conversation.turns import Turns
 from voicecall.errors import (
@@ -77,7 +75,6 @@ from voicecall.providers.base import (
     WebhookKind,
 )
 from voicecall.telephony.hold import Hold
-from voicecall.telephony.options import TelephonyOptions
 from voicecall.telephony.voicemail import Voicemail
 
 log = logging.getLogger("voicecall.manager")
@@ -123,6 +120,8 @@ class CallManager:
         self.memory = memory
         self.timers = CallTimers(self, reaper_interval_seconds=reaper_interval_seconds)
         self.placement = Placement(self)
+        #: place an outbound call (see :meth:`Placement.place_call`: its arguments are the API's)
+        self.place_call = self.placement.place_call
         self.inbound = InboundDoor(self)
         self.turns = Turns(self)
         self.autoreply = AutoReplier(self)
@@ -243,26 +242,6 @@ class CallManager:
         returns it in E.164 or raises (and audits) the refusal. See :class:`OutboundGate`."""
         return await self.outbound.check_outbound(
             number, surface=surface, token_fingerprint=token_fingerprint, field=field
-        )
-
-    async def place_call(
-        self,
-        *,
-        to: str | None,
-        message: str | None,
-        mode: CallMode | str | None = None,
-        request: CallRequest | None = None,
-        requester: Requester | None = None,
-        telephony: TelephonyOptions | None = None,
-    ) -> CallRecord:
-        """Place an outbound call (see :class:`~voicecall.calls.placement.Placement`)."""
-        return await self.placement.place_call(
-            to=to,
-            message=message,
-            mode=mode,
-            request=request,
-            requester=requester,
-            telephony=telephony,
         )
 
     async def reap_once(self) -> int:

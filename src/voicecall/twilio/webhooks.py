@@ -467,7 +467,9 @@ def parse_webhook(
         raise _reject("missing or unknown CallStatus") from None
     answered_by = f.text("AnsweredBy")
     if answered_by is not None and answered_by not in ANSWERED_BY:
-        raise _reject("unknown AnsweredBy")
+        if kind is WebhookKind.AMD:
+            raise _reject("unknown AnsweredBy")
+        answered_by = None  # a status callback is never refused for a word we do not know
     if kind is WebhookKind.AMD and answered_by is None:
         raise _reject("amd webhook without AnsweredBy")
     account_sid = f.text("AccountSid")
