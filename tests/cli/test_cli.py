@@ -298,3 +298,36 @@ async def test_do_not_call_list_and_audit_from_the_cli(tmp_path: Path) -> None:
         assert "s3cret" not in out
         entries = await app.manager.outbound.audit(limit=10)
         assert {e.surface for e in entries} == {"cli"}
+
+
+async def test_call_with_machine_detection_and_hold_options(tmp_path: Path) -> None:
+    async with server(tmp_path) as (app, _url, config):
+        code, out, err = await run_cli(
+            "call",
+            "--to",
+            "+14155550123",
+            "-m",
+            "Your parcel is ready.",
+            "--machine-detection",
+            "voicemail",
+            "--voicemail-message",
+            "Hi Sam, your parcel is ready.",
+            "--max-hold-seconds",
+            "90",
+            "--json",
+            config=config,
+        )
+        assert code == 0, err
+        placed = json.loads(out)
+        assert placed["machine_detection"] == "voicemail" and placed["answered_by"] is None
+        record = await app.manager.get_call(placed["call_id"])
+        assert record.metadata["voicemail_message"] == "Hi Sam, your parcel is ready."
+        assert record.metadata["max_hold_seconds"] == 90.0
+        (sent,) = app.manager.provider.calls.values()  # the mock provider: AMD was asked
+        assert sent.request.machine_detection == "DetectMessageEnd"
+        # a bad value: one line naming the field, nothing stored
+        code, _, err = await run_cli(
+            "call", "--to", "+14155550123", "-m", "x", "--voicemail-message", "hi", config=config
+        )
+        assert code == 1 and "voicemail_message" in err and "Traceback" not in err
+        assert len((await app.manager.list_calls()).calls) == 1
