@@ -16,6 +16,7 @@ from twilio.request_validator import RequestValidator
 from voicecall.calls.model import Direction, EndReason
 from voicecall.errors import WebhookRejected
 from voicecall.events import EventKind
+from voicecall.textrules import problem_in
 from voicecall.twilio.signature import verify_signature
 from voicecall.twilio.webhooks import (
     MAX_SPEECH_CHARS,
@@ -544,3 +545,45 @@ def test_parse_webhook_only_raises_webhook_rejected(
 def test_bytes_to_events_only_raises_webhook_rejected(body: bytes, qs: bytes) -> None:
     with contextlib.suppress(WebhookRejected):
         to_events(parse_webhook(parse_query(qs), parse_form(body)))
+
+
+# -- control characters in what callers say (issue 11, defect 3) ----------------------------------
+
+
+def test_controls_in_speech_and_digits_are_stripped_from_the_signed_form() -> None:
+    body = urlencode(
+        [
+            ("CallSid", CALL),
+            ("CallStatus", "in-progress"),
+            ("SpeechResult", "yes\x00 it\x1b is\x7f me\u0085"),
+            ("Confidence", "0.9"),
+        ]
+    ).encode()
+    (event,) = to_events(parse_webhook(Q_GATHER, parse_form(body)))
+    assert event.kind is EventKind.SPEECH and event.transcript == "yes it is me"
+    digits = urlencode([*BASE_FORM, ("Digits", "12\x00#\x0b")]).encode()
+    (event,) = to_events(parse_webhook(Q_GATHER, parse_form(digits)))
+    assert event.kind is EventKind.DTMF and event.digits == "12#"
+    only_controls = urlencode([*BASE_FORM, ("SpeechResult", "\x00\x01"), ("Digits", "\x00")])
+    assert to_events(parse_webhook(Q_GATHER, parse_form(only_controls.encode()))) == []
+
+
+@pytest.mark.parametrize("name", ["From", "To", "Caller", "Called", "AnsweredBy"])
+def test_controls_in_labels_are_refused_with_400(name: str) -> None:
+    with pytest.raises(WebhookRejected, match=f"{name} contains a control character") as info:
+        parse_webhook((), (*BASE_FORM, (name, "+1415555\x000100")))
+    assert info.value.http_status == 400
+
+
+@given(st.text(max_size=200))
+def test_any_speech_result_is_kept_storable(text: str) -> None:
+    form = (*BASE_FORM, ("SpeechResult", text))
+    events = to_events(parse_webhook(Q_GATHER, form))
+    kept = "".join(ch for ch in text if ch.isprintable() or ch in "\t\n\r" or ord(ch) > 0x9F)
+    kept = "".join(ch for ch in kept if not 0xD800 <= ord(ch) <= 0xDFFF).strip()
+    if not kept:
+        assert events == []
+        return
+    (event,) = events
+    assert event.transcript == kept
+    assert problem_in(event.transcript) is None

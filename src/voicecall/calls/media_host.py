@@ -14,6 +14,7 @@ from voicecall.calls import stream_tokens
 from voicecall.calls.channel import SpeechChannel, SpokenResult, StreamRejected
 from voicecall.calls.fold import next_stream_generation
 from voicecall.calls.model import Direction, EndReason, Speaker, TranscriptEntry
+from voicecall.textrules import caller_text
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
@@ -94,6 +95,7 @@ class MediaHost:
     async def caller_said(self, call_id: str, text: str, *, final: bool) -> None:
         core = self.core
         live = core.live(call_id)
+        text = caller_text(text)  # what recognition heard, made storable
         if live is None or not text.strip():
             return
         if not final:

@@ -134,6 +134,9 @@ class Provider(ABC):
     #: the (lower-case) header carrying the webhook signature; requests without it are refused
     #: before their body is read
     signature_header: str
+    #: the media type webhook bodies must declare (``Content-Type``, parameters aside); any
+    #: other (or none) is refused with 415 before the body is read
+    webhook_media_type: str
 
     # webhooks (pure)
     @abstractmethod

@@ -44,6 +44,7 @@ class MockCall:
 class MockProvider(Provider):
     name = "mock"
     signature_header = "x-mock-signature"
+    webhook_media_type = "application/json"
 
     def __init__(self, secret: str = "mock-secret") -> None:  # noqa: S107 - a test double
         self._secret = secret.encode()

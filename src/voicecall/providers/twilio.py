@@ -64,6 +64,7 @@ _EMPTY_RESPONSE = ProviderResponse(200, twiml.Response().to_xml().encode())
 class TwilioProvider(Provider):
     name = "twilio"
     signature_header = SIGNATURE_HEADER
+    webhook_media_type = "application/x-www-form-urlencoded"
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         problems = []

@@ -1,8 +1,10 @@
 """The webhook endpoint: a lean raw-ASGI handler (it is the hot path).
 
 Order of checks, cheapest first, so unauthenticated clients cost almost nothing:
-method (POST only) → signature header present (else 401, body never read) → declared size
-(413) → body read with a size cap and a deadline (413 / 408) → signature over the public URL
+method (POST only) → signature header present (else 401, body never read) → the provider's
+media type (Twilio: ``application/x-www-form-urlencoded``, optionally ``; charset=utf-8``; else
+415, body never read, nothing applied) → declared size (413) → body read with a size cap and
+a deadline (413 / 408) → signature over the public URL
 (403) → parse (400) → the manager applies it and persists (a store failure → 503 so the
 provider retries) → the provider's markup (200).
 """
@@ -47,6 +49,8 @@ class WebhookEndpoint:
     _counters: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
     _last_response: ProviderResponse | None = field(default=None, init=False, repr=False)
     _last_headers: tuple[tuple[bytes, bytes], ...] = field(default=(), init=False, repr=False)
+    # the last Content-Type value found acceptable (senders repeat theirs exactly)
+    _accepted_type: str | None = field(default=None, init=False, repr=False)
 
     def _count(self, kind: str, outcome: str) -> None:
         counter = self._counters.get((kind, outcome))
@@ -66,8 +70,17 @@ class WebhookEndpoint:
             await _respond(send, 401, b"missing signature\n")
             self._count(kind, "rejected_unsigned")
             return
+        content_type = headers.get("content-type")
+        if content_type is None or content_type != self._accepted_type:
+            if not media_type_is(content_type, self.provider.webhook_media_type):
+                await _respond(send, 415, b"unsupported media type\n")
+                self._count(kind, "rejected_media_type")
+                return
+            self._accepted_type = content_type
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > self.max_body_bytes
+        ):
             await _respond(send, 413, b"body too large\n")
             self._count(kind, "rejected_size")
             return
@@ -135,6 +148,24 @@ class WebhookEndpoint:
         await send({"type": "http.response.body", "body": response.body})
         self._count(kind, "ok")
         self.metrics.webhook_seconds.observe(time.perf_counter() - started)
+
+
+_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
+
+
+def media_type_is(content_type: str | None, expected: str) -> bool:
+    """``content_type`` names the media type ``expected`` (case-insensitive), with no charset
+    but UTF-8 (or its subset US-ASCII); other parameters are ignored. Pure."""
+    if content_type is None:
+        return False
+    media_type, _, params = content_type.partition(";")
+    if media_type.strip().lower() != expected:
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in _CHARSETS:
+            return False
+    return True
 
 
 class _TooLarge(Exception):

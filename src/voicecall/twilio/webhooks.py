@@ -58,6 +58,7 @@ from urllib.parse import quote, unquote_to_bytes
 from voicecall.calls.model import Direction, EndReason
 from voicecall.errors import WebhookRejected
 from voicecall.events import CallEvent, EventKind
+from voicecall.textrules import caller_text
 
 __all__ = [
     "CALL_SID_RE",
@@ -338,6 +339,19 @@ class _Fields:
             raise _reject(f"{self._where} field {name} longer than {limit} characters")
         return value
 
+    def label(self, name: str) -> str | None:
+        """A short label (a number, ``AnsweredBy``): any control character is refused (400)."""
+        value = self.text(name)
+        if value is not None and not value.isprintable():
+            raise _reject(f"{self._where} field {name} contains a control character")
+        return value
+
+    def said(self, name: str, *, limit: int) -> str | None:
+        """What a caller said (``SpeechResult``, ``Digits``): control characters stripped, never
+        refused for them (a refusal would fail every retry and drop what was said)."""
+        value = self.text(name, limit=limit)
+        return None if value is None else caller_text(value)
+
     def uint(self, name: str) -> int | None:
         value = self.text(name)
         if value is None or value == "":
@@ -452,7 +466,7 @@ def parse_webhook(
         direction = CallDirection(direction_raw) if direction_raw else None
     except ValueError:
         raise _reject("unknown Direction") from None
-    digits = f.text("Digits", limit=MAX_DIGITS_CHARS)
+    digits = f.said("Digits", limit=MAX_DIGITS_CHARS)
     if digits is not None and not _DIGITS_RE.fullmatch(digits):
         raise _reject("Digits contains characters other than 0-9 * #")
 
@@ -465,20 +479,20 @@ def parse_webhook(
         turn_token=turn_token,
         account_sid=account_sid,
         direction=direction,
-        from_=f.text("From"),
-        to=f.text("To"),
-        caller=f.text("Caller"),
-        called=f.text("Called"),
+        from_=f.label("From"),
+        to=f.label("To"),
+        caller=f.label("Caller"),
+        called=f.label("Called"),
         sequence_number=f.uint("SequenceNumber"),
         timestamp=_parse_timestamp(f.text("Timestamp")),
         call_duration=f.uint("CallDuration"),
-        answered_by=f.text("AnsweredBy"),
+        answered_by=f.label("AnsweredBy"),
         line_seq=line_seq,
         then=then,
-        speech_result=f.text("SpeechResult", limit=MAX_SPEECH_CHARS),
+        speech_result=f.said("SpeechResult", limit=MAX_SPEECH_CHARS),
         confidence=_parse_confidence(f.text("Confidence")),
         digits=digits,
-        callback_source=f.text("CallbackSource"),
+        callback_source=f.label("CallbackSource"),
     )
 
 
