@@ -93,7 +93,7 @@ def serve(
     from voicecall.cli.common import PortBusy, bind_listener, check_logging
     from voicecall.cli.preflight import preflight_problems, secrets_of
     from voicecall.server.app import VoicecallApp
-    from voicecall.server.runner import uvicorn_options
+    from voicecall.server.runner import settle_gc, uvicorn_options
 
     check_logging(log_level, log_format)
     settings = settings_from(config)
@@ -113,6 +113,7 @@ def serve(
         raise fail([str(exc)], 1) from None
     logs.configure(log_level, log_format)
     server = uvicorn.Server(uvicorn.Config(VoicecallApp(settings), **uvicorn_options(settings)))
+    settle_gc()
     try:
         server.run(sockets=[sock])
     finally:
