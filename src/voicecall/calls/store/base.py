@@ -243,6 +243,7 @@ class Store(ABC):
             raise ValueError("number contains a NUL character")
         at = float(now)
         return await self._outbound_counts(number, at - DAY_SECONDS, at - HOUR_SECONDS, at)
+
     # -- beside a call: request, result, owner questions, report outbox ----------------------
 
     async def call_spec(self, call_id: str) -> CallSpec | None:

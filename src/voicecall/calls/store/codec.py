@@ -499,6 +499,8 @@ def check_before(before: int | None) -> int | None:
     if isinstance(before, bool) or not isinstance(before, int) or before < 1:
         raise ValueError("before must be a positive audit entry id")
     return before
+
+
 # -- what is kept beside a call (migration 4) ---------------------------------------------------
 
 SPEC_COLUMNS: tuple[str, ...] = (

@@ -198,8 +198,7 @@ _SQLITE_V3 = (
     )
     """,
     "CREATE INDEX outbound_audit_at ON outbound_audit (at)",
-    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at)"
-    " WHERE direction = 'outbound'",
+    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at) WHERE direction = 'outbound'",
 )
 
 _POSTGRES_V3 = (
@@ -224,8 +223,7 @@ _POSTGRES_V3 = (
     )
     """,
     "CREATE INDEX outbound_audit_at ON outbound_audit (at)",
-    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at)"
-    " WHERE direction = 'outbound'",
+    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at) WHERE direction = 'outbound'",
 )
 
 # Task calls and end-of-call reports, beside the calls row that every status webhook rewrites:
