@@ -200,7 +200,9 @@ async def webhook_run(
         assert st == {200: args.calls}, (name, st)
         await asyncio.sleep(0.5)
         half = len(load) // 2
+        cpu0 = proc_cpu_s(proc.pid)
         rps, _lat, st = await wh.closed_loop(port, load[:half], args.connections, args.seconds)
+        cpu_us = (proc_cpu_s(proc.pid) - cpu0) / max(1, sum(st.values())) * 1e6
         assert set(st) == {200}, (name, st)
         await asyncio.sleep(0.5)
         sent = sum(st.values())
@@ -208,6 +210,7 @@ async def webhook_run(
         assert set(ost) == {200}, (name, ost)
     return {
         "rps": rps,
+        "cpu_us": cpu_us,
         "p50": wh.pct(olat, 50),
         "p99": wh.pct(olat, 99),
         "max": max(olat) * 1000,
@@ -232,10 +235,12 @@ async def bench_webhooks(bundle: Path, tmp: Path, args: argparse.Namespace) -> N
             results[name].append(got[name])
         v, s = got["voicecall"], got["seed"]
         print(
-            f"  pair {pair + 1}: voicecall {v['rps']:>6,}/s p99 {v['p99']:6.2f} ms "
-            f"(max {v['max']:6.1f}) | seed {s['rps']:>6,}/s p99 {s['p99']:6.2f} ms "
-            f"(max {s['max']:6.1f}) | throughput {v['rps'] / s['rps']:.2f}×, "
-            f"p99 {v['p99'] / s['p99']:.2f}×  (load {os.getloadavg()[0]:.2f})",
+            f"  pair {pair + 1}: voicecall {v['rps']:>6,}/s {v['cpu_us']:5.0f} µs CPU/request, "
+            f"p99 {v['p99']:6.2f} ms (max {v['max']:6.1f}) | seed {s['rps']:>6,}/s "
+            f"{s['cpu_us']:5.0f} µs, p99 {s['p99']:6.2f} ms (max {s['max']:6.1f}) | "
+            f"throughput {v['rps'] / s['rps']:.2f}×, per CPU-second "
+            f"{s['cpu_us'] / v['cpu_us']:.2f}×, p99 {v['p99'] / s['p99']:.2f}×  "
+            f"(load {os.getloadavg()[0]:.2f})",
             flush=True,
         )
     v_all, s_all = results["voicecall"], results["seed"]
@@ -244,6 +249,12 @@ async def bench_webhooks(bundle: Path, tmp: Path, args: argparse.Namespace) -> N
         f"  webhooks/s: voicecall median {_median([r['rps'] for r in v_all]):,.0f}, "
         f"seed {_median([r['rps'] for r in s_all]):,.0f}; ratio per pair "
         f"{', '.join(f'{r:.2f}' for r in ratios)} (median {_median(ratios):.2f}×)"
+    )
+    cpur = sorted(b["cpu_us"] / a["cpu_us"] for a, b in zip(v_all, s_all, strict=True))
+    print(
+        f"  requests per CPU-second (1e6 / CPU µs per request; what one uncontended core could "
+        f"serve): ratio per pair {', '.join(f'{r:.2f}' for r in cpur)} "
+        f"(median {_median(cpur):.2f}×)"
     )
     p99r = sorted(a["p99"] / b["p99"] for a, b in zip(v_all, s_all, strict=True))
     print(
@@ -322,6 +333,7 @@ async def stream_run(
             cpu = proc_cpu_s(proc.pid) - c0
             rss1 = proc_rss_kb(proc.pid)
             gaps = sum(s.gaps for s in opened) - gaps0
+            lag = caller.lag[-int(args.stream_seconds / rt.TICK * 10) :]
             media = sum(s.media_bytes for s in opened)
             open_now = sum(1 for s in opened if s.transport is not None)
         finally:
@@ -338,6 +350,7 @@ async def stream_run(
         "utterances": utterances,
         "audio_s": media / 8000,
         "open": open_now,
+        "client_lag_p99_ms": rt.percentile(lag, 99) * 1000,
     }
 
 
@@ -377,7 +390,8 @@ async def bench_streams(bundle: Path, args: argparse.Namespace) -> None:
                 f"  pair {pair + 1} {name:9}: CPU {r['cpu_ms_per_stream_s']:.2f} ms/stream-s "
                 f"({r['cpu_pct']:.0f} % of a core), RSS {r['rss_kb_per_stream']:.0f} KB/stream, "
                 f"gaps {r['gaps']}, drift p99 {r['drift_p99_ms']:.1f} ms over "
-                f"{r['utterances']} utterances, {r['audio_s']:.0f} s audio, {r['open']} open"
+                f"{r['utterances']} utterances, {r['audio_s']:.0f} s audio, {r['open']} open; "
+                f"load client's tick lag p99 {r['client_lag_p99_ms']:.1f} ms"
             )
         cpu_ratio = v["cpu_ms_per_stream_s"] / s["cpu_ms_per_stream_s"]
         mem_ratio = v["rss_kb_per_stream"] / max(1e-9, s["rss_kb_per_stream"])
