@@ -37,6 +37,7 @@ def test_written_as_the_call_goes_and_closed_at_the_end(tmp_path: Path) -> None:
     for i in range(150):  # 3 s of caller audio
         tap.inbound(20 * i, _tone(), (i + 1) * 0.02)
     # before the end: every flushed second is in the file, with a true header
+    tap.written()
     on_disk = _frames(path)
     assert 8000 <= on_disk < 150 * FRAME
     tap.outbound(0, _tone(3000) * 5, 3.0)
@@ -52,6 +53,7 @@ def test_stale_header_is_repaired_and_the_file_continued(tmp_path: Path) -> None
     tap.stream_started(0.0)
     for i in range(100):
         tap.inbound(20 * i, _tone(), (i + 1) * 0.02)
+    tap.written()
     flushed = _frames(path)
     # the process dies after appending, before the header was rewritten (and mid-frame)
     with open(path, "ab") as f:
@@ -72,12 +74,17 @@ def test_disk_errors_stop_the_recording_not_the_call(tmp_path: Path) -> None:
     path = tmp_path / "c.wav"
     tap = WavTap(path, flush_every=1)
     tap.stream_started(0.0)
-    tap.wav._file.close()  # the disk goes away
+    def full(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    tap.wav.append = full  # type: ignore[method-assign]  # the disk is full
     for i in range(3):
         tap.inbound(20 * i, _tone(), (i + 1) * 0.02)  # never raises
-    assert tap.failed is not None
+    tap.stream_ended(0.1)  # hands everything to the writer, which meets the full disk
+    tap.written()
+    assert tap.failed is not None and "No space" in tap.failed
     assert tap.closed
-    tap.close()
+    tap.close()  # still closes the file
 
 
 _CHILD = textwrap.dedent(
@@ -96,6 +103,7 @@ _CHILD = textwrap.dedent(
         tap.outbound(160 * i, tone, (i + 1) * 0.02)
         i += 1
         if i == 150:
+            tap.written()
             print("flushed", flush=True)
         if i >= 150:
             time.sleep(0.005)

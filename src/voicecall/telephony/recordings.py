@@ -132,7 +132,7 @@ class Recordings:
 
     async def _finish(self, call_id: str, tap: WavTap) -> None:
         try:
-            seconds = await asyncio.to_thread(tap.close)
+            seconds = await asyncio.wrap_future(tap.finish())
             now = self._clock()
             status = RecordingStatus.FAILED if tap.failed else RecordingStatus.COMPLETED
             await self._put(
@@ -308,7 +308,7 @@ class Recordings:
             self._sweeper = None
         for call_id, tap in list(self._taps.items()):
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(tap.close)
+                await asyncio.wrap_future(tap.finish())
             self._taps.pop(call_id, None)
 
     async def _sweep_forever(self) -> None:
