@@ -216,3 +216,60 @@ async def test_placing_a_recorded_call_asks_the_provider_and_announces(
     plain = await manager.place_call(to="+14155550101", message="Hi.", mode="notify")
     assert plain.message == "Hi." and "record" not in plain.metadata
     assert not provider.calls[plain.provider_call_id or ""].request.record
+
+
+async def test_inbound_calls_on_streams_record_and_hear_the_announcement_first(
+    tmp_path: Path,
+) -> None:
+    from voicecall.events import CallEvent, EventKind
+    from voicecall.providers.base import ParsedWebhook, WebhookKind
+
+    store = SQLiteStore(str(tmp_path / "calls.db"))
+    await store.open()
+
+    def inbound(sid: str) -> ParsedWebhook:
+        return ParsedWebhook(
+            kind=WebhookKind.VOICE,
+            provider_call_id=sid,
+            call_id=None,
+            events=(
+                CallEvent(
+                    kind=EventKind.RINGING,
+                    dedupe_key=f"t:{sid}:voice:ringing",
+                    provider_call_id=sid,
+                    direction=Direction.INBOUND,
+                ),
+            ),
+            inbound=True,
+            from_number="+14155550100",
+            to_number="+14155550199",
+        )
+
+    for streaming, records in ((True, True), (False, False)):
+        settings = load_config(
+            env={},
+            overrides={
+                "provider": "mock",
+                "from_number": "+14155550199",
+                "inbound_policy": "open",
+                "max_concurrent_calls": 5,
+                "recording": {"enabled": True, "dir": str(tmp_path / "rec")},
+            },
+        )
+        manager = CallManager(settings, store, MockProvider(), reaper_interval_seconds=0)
+        manager.streaming = streaming
+        sid = f"CA{int(streaming):032x}"
+        reply = await manager.handle_webhook(inbound(sid))
+        rec = await store.get_call_by_provider_id(sid)
+        assert rec is not None
+        lines = await store.transcript(rec.call_id)
+        greeting = settings.inbound_greeting
+        if records:  # recorded by us on its stream: announced first
+            assert rec.metadata["record"] is True
+            assert lines[0].text == f"This call is recorded. {greeting}"
+            assert manager.replies.opening(rec) == lines[0].text
+        else:  # <Gather>: Twilio's Record=true exists only on calls we create; not announced
+            assert "record" not in rec.metadata
+            assert lines[0].text == greeting and reply.say == greeting
+        await manager.stop()
+    await store.close()

@@ -46,6 +46,7 @@ _LATE_TOLERANCE: Final = SAMPLE_RATE // 50  # 20 ms: one inbound frame of clock 
 _MAX_EXTRAPOLATE: Final = SAMPLE_RATE // 10  # "now" runs at most 100 ms past the last frame
 _MAX_RECONNECT_GAP: Final = 30 * SAMPLE_RATE
 _GATHER: Final = SAMPLE_RATE // 5  # caller audio decoded 200 ms at a time
+_LATE_WINDOW_MS: Final = 300
 
 
 def wants_recording(requested: bool | None, *, enabled: bool) -> bool:
@@ -80,7 +81,9 @@ class StreamTape:
     Times (``now``) are the event loop's monotonic seconds; positions are 8 kHz samples."""
 
     def __init__(self, recorder: StereoRecorder | None = None, *, start: int = 0) -> None:
-        self.recorder: Final = recorder or StereoRecorder()
+        # the bot's audio lands at "now" or later (never more than 20 ms before the caller
+        # track's end), so a short late window keeps the buffer small (4 s per call)
+        self.recorder: Final = recorder or StereoRecorder(late_window_ms=_LATE_WINDOW_MS)
         self._offset = start  # where the current stream's timestamp 0 is on the tape
         self._stream_t0: float | None = None  # loop time of the current stream's first event
         self._last_end = start  # tape position after the last inbound frame
