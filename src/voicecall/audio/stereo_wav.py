@@ -393,12 +393,9 @@ class WavFile:
         if sync:
             os.fsync(self._file.fileno())
         if self._declared != self._data:
-            self._file.seek(4)
-            self._file.write(struct.pack("<I", HEADER_BYTES - 8 + self._data))
-            self._file.seek(HEADER_BYTES - 4)
-            self._file.write(struct.pack("<I", self._data))
-            self._file.seek(0, os.SEEK_END)
-            self._file.flush()
+            # the whole canonical header in one positioned write (no seek: two system calls
+            # per flush in all, which matters to a writer thread sharing the GIL)
+            os.pwrite(self._file.fileno(), wav_header(self._data), 0)
             if sync:
                 os.fsync(self._file.fileno())
             self._declared = self._data
