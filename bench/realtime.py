@@ -22,6 +22,9 @@ played, ``clear`` honoured). Definitions:
   (arrival time − audio position) over the utterance after the lead;
 - capacity: server-side send lateness of every outbound message (vs. the pacer's schedule),
   server CPU (one core = 100 %), RSS per stream; inbound frames processed vs. sent.
+
+Recording's cost: the same run with every stream recorded to a stereo WAV, e.g.
+``capacity --settings '{"recording":{"enabled":true,"dir":"/tmp/vc-bench-rec"}}'``.
 """
 
 from __future__ import annotations
@@ -182,6 +185,12 @@ def run_server(
         observer_factory=None if lean else lambda m: Recording(m),
     )
     _ = StreamMetrics
+    if settings.recording.enabled:  # every stream recorded, as `voicecall serve` records calls
+        from voicecall.telephony.wavtap import WavTap
+
+        rec_dir = Path(settings.recording.dir).expanduser()
+        rec_dir.mkdir(parents=True, exist_ok=True)
+        endpoint.taps = lambda call_id: WavTap(rec_dir / f"{call_id}.wav")
 
     def cpu_seconds() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)

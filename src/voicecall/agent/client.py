@@ -151,6 +151,13 @@ class CallInfo:
         report = self.raw.get("report")
         return report if isinstance(report, dict) else None
 
+    @property
+    def recording(self) -> dict[str, Any] | None:
+        """Where the call's recording is (``source``, ``status``, ``duration_seconds`` …), if
+        it has one; :meth:`Client.recording` fetches the audio."""
+        recording = self.raw.get("recording")
+        return recording if isinstance(recording, dict) else None
+
     def lines(self, speaker: str | None = None) -> list[str]:
         """Transcript texts, optionally of one speaker (``"bot"`` or ``"user"``)."""
         return [t["text"] for t in self.transcript if speaker is None or t["speaker"] == speaker]
@@ -243,7 +250,9 @@ class Client:
         json_body: Any = None,
         params: Any = None,
         timeout: float | None = None,
+        raw: bool = False,
     ) -> Any:
+        """The answer's JSON (``raw``: its bytes); problems raise :class:`ClientError`."""
         try:
             kwargs: dict[str, Any] = {"json": json_body, "params": params}
             if timeout is not None:
@@ -272,6 +281,8 @@ class Client:
                     detail = doc.get("detail")
                     rule = doc.get("rule") if isinstance(doc.get("rule"), str) else None
             raise ClientError(response.status_code, title, detail, rule)
+        if raw:
+            return response.content
         try:
             return response.json()
         except ValueError:
@@ -293,6 +304,7 @@ class Client:
         context: str | None = None,
         outcome_schema: dict[str, Any] | None = None,
         report_url: str | None = None,
+        record: bool | None = None,
     ) -> Call:
         """Place a call and return its handle.
 
@@ -301,7 +313,8 @@ class Client:
         ``task`` (implied by ``task``): an agent makes the whole call for ``task``, using the
         facts in ``context``, and :meth:`Call.result` returns its outcome (an instance of
         ``outcome_schema``, a JSON Schema). ``report_url`` receives the signed end-of-call
-        report (any mode).
+        report (any mode). ``record``: record the call (``None``: the server's
+        ``recording.enabled``); the callee first hears ``recording.announcement``.
         """
         body: dict[str, Any] = {"to": to, "message": message, "mode": mode}
         for key, value in (
@@ -309,6 +322,7 @@ class Client:
             ("context", context),
             ("outcome_schema", outcome_schema),
             ("report_url", report_url),
+            ("record", record),
         ):
             if value is not None:
                 body[key] = value
@@ -334,6 +348,13 @@ class Client:
             "GET", f"/api/calls/{call_id}", params=params, timeout=min(wait, 600.0) + 30.0
         )
         return CallInfo.from_json(doc)
+
+    async def recording(self, call_id: str) -> bytes:
+        """The call's recording as WAV bytes (stereo 16-bit 8 kHz, left the caller, right the
+        bot, for Media Streams calls; Twilio's for ``<Gather>`` calls). ``ClientError`` 404
+        ``NoRecording`` when it has none."""
+        data: bytes = await self._request("GET", f"/api/calls/{call_id}/recording", raw=True)
+        return data
 
     async def answer(self, call_id: str, answer: str) -> dict[str, Any]:
         """Answer the question the call's agent asked the owner (409 if none waits)."""
@@ -551,6 +572,10 @@ class Call:
     async def answer(self, answer: str) -> dict[str, Any]:
         """Answer the question the call's agent is asking the owner."""
         return await self._client.answer(self.call_id, answer)
+
+    async def recording(self) -> bytes:
+        """The call's recording as WAV bytes (see :meth:`Client.recording`)."""
+        return await self._client.recording(self.call_id)
 
     async def result(self, timeout: float = 900.0) -> CallInfo:
         """Wait until the call has ended and its outcome is final; return it (``outcome``,

@@ -275,6 +275,16 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
                 description="Optional https URL that receives the signed end-of-call report.",
             ),
         ] = None,
+        record: Annotated[
+            bool | None,
+            Field(
+                description=(
+                    "Record the call (the person first hears that it is recorded). Omit for "
+                    "the server's default (recording.enabled). The user gets the audio with "
+                    "`voicecall recording CALL_ID -o call.wav`."
+                ),
+            ),
+        ] = None,
         wait_seconds: Annotated[
             float,
             Field(
@@ -304,6 +314,7 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
                 context=context,
                 outcome_schema=outcome_schema,
                 report_url=report_url,
+                record=record,
             )
         )
         info = await _guard(call.status(), call.call_id)
@@ -413,6 +424,10 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         lines "bot: …" / "user: …" in order."""
         info = await _guard(client.status(call_id), call_id)
         doc = _task_result(info) if info.mode == "task" else _summary(info)
+        if info.recording is not None:  # where it is, never the audio (see `voicecall recording`)
+            doc["recording"] = {
+                k: info.recording.get(k) for k in ("source", "status", "duration_seconds")
+            }
         return {**doc, "transcript": _transcript(info)}
 
     @server.tool(

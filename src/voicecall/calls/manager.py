@@ -76,6 +76,7 @@ from voicecall.providers.base import (
     Reply,
     WebhookKind,
 )
+from voicecall.telephony.recordings import Recordings
 
 log = logging.getLogger("voicecall.manager")
 
@@ -111,6 +112,7 @@ class CallManager:
         self.replies = ReplyPolicy(
             streaming=streaming,
             inbound_greeting=settings.inbound_greeting,
+            announcement=settings.recording.announcement,
             notify_pause_seconds=settings.outbound.notify_hangup_delay_seconds,
             stream_key=self.stream_key,
         )
@@ -128,6 +130,7 @@ class CallManager:
         self.outbound = OutboundGate(settings, store, clock=clock)
         #: task calls, owner questions, outcomes and end-of-call reports (the end seam)
         self.tasks = TaskCalls(self)
+        self.recordings = Recordings(self)  # call recordings (telephony/recordings.py)
         self.counters: dict[str, int] = {
             "calls_placed": 0,
             "calls_finalized": 0,

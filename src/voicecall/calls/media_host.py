@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from voicecall.calls import stream_tokens
 from voicecall.calls.channel import SpeechChannel, SpokenResult, StreamRejected
 from voicecall.calls.fold import next_stream_generation
-from voicecall.calls.model import Direction, EndReason, Speaker, TranscriptEntry
+from voicecall.calls.model import EndReason, Speaker, TranscriptEntry
 from voicecall.textrules import caller_text
 
 if TYPE_CHECKING:
@@ -64,9 +64,7 @@ class MediaHost:
         async with live.lock:
             rec = live.record.copy(metadata={**live.record.metadata, "opening_spoken": True})
             await core.commit(live, rec)
-        opening = (
-            rec.message if rec.direction is Direction.OUTBOUND else core.settings.inbound_greeting
-        )
+        opening = core.replies.opening(rec)
         if opening:
             # the opening is the call's first stored line (seq 0, written when it was created)
             first = TranscriptEntry(call_id, 0, Speaker.BOT, opening, rec.created_at, turn=None)

@@ -64,7 +64,8 @@ class Placement:
             raise InvalidPhoneNumber("from_number is not configured")
         call_mode = CallMode(mode) if mode else CallMode(core.settings.outbound.default_mode.value)
         plan = await core.tasks.plan(call_mode, message, request)
-        message = plan.opening
+        recorded = core.recordings.wants(request.record if request is not None else None)
+        message = core.recordings.opening(plan.opening, recorded)
         who = requester or Requester()
         async with core.outbound.lock:  # from the policy's counts to the stored call row
             await core.outbound.check_outbound(
@@ -85,6 +86,7 @@ class Placement:
                 created_at=now,
                 updated_at=now,
                 dial_started_at=now,
+                metadata=core.recordings.metadata(recorded),
             )
             opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message or "", now, turn=0)
             lines = [opening] if message else []
@@ -120,6 +122,8 @@ class Placement:
                     from_=core.settings.from_number,
                     ring_timeout_seconds=core.settings.ring_timeout_seconds,
                     time_limit_seconds=int(core.settings.max_duration_seconds) + 60,
+                    # on a Media Stream we record ourselves; else the provider does
+                    record=recorded and not core.replies.streams(record),
                 )
             )
         except ProviderError as exc:

@@ -43,13 +43,14 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
-    from voicecall.cli import agent_commands, policy_commands, task_commands
+    from voicecall.cli import agent_commands, policy_commands, recording_commands, task_commands
     from voicecall.cli.emulator_command import register as register_emulator
 
     agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
     register_emulator(app)  # `voicecall emulator` (and its `load`, `sink`)
     policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
     task_commands.register(app)  # `voicecall answer`
+    recording_commands.register(app)  # `voicecall recording`
 
 
 T = TypeVar("T")
@@ -294,6 +295,14 @@ def call(
     context: ContextOpt = None,
     outcome_schema: SchemaOpt = None,
     report_url: ReportUrlOpt = None,
+    record: Annotated[
+        bool | None,
+        typer.Option(
+            "--record/--no-record",
+            help="Record the call; the callee first hears recording.announcement (default: "
+            "recording.enabled); save it with `voicecall recording ID -o out.wav`",
+        ),
+    ] = None,
     wait: Annotated[
         bool,
         typer.Option(
@@ -326,6 +335,7 @@ def call(
             context=context,
             outcome_schema=outcome_schema,
             report_url=report_url,
+            record=record,
             wait=wait,
             config=config,
             url=url,
@@ -339,7 +349,7 @@ def call(
 
     async def go(c: Client) -> tuple[CallInfo, WaitResult | None]:
         if not wait:
-            handle = await c.call(to, message, mode, report_url=report_url)
+            handle = await c.call(to, message, mode, report_url=report_url, record=record)
             return await handle.status(), None
 
         def line(doc: dict[str, Any]) -> None:
@@ -349,7 +359,7 @@ def call(
             err.print(f"  [dim]· {info.state}[/dim]", highlight=False)
 
         async with CallWatcher(c, on_line=line, on_state=state) as watcher:
-            handle = await c.call(to, message, mode, report_url=report_url)
+            handle = await c.call(to, message, mode, report_url=report_url, record=record)
             if not json_out:
                 live.print(f"call [bold]{handle.call_id}[/bold] placed", highlight=False)
             result = await watcher.wait(handle.call_id, timeout=timeout)

@@ -78,6 +78,7 @@ def run_task_call(
     report_url: str | None,
     wait: bool,
     config: Path | None,
+    record: bool | None = None,
     url: str | None,
 ) -> None:
     """Place a task call; with ``wait`` follow it to its outcome (exit 1 without one)."""
@@ -97,6 +98,7 @@ def run_task_call(
                 context=context,
                 outcome_schema=schema,
                 report_url=report_url,
+                record=record,
             )
             err.print(f"task call [bold]{call.call_id}[/bold] placed", highlight=False)
             if not wait:

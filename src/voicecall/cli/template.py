@@ -306,6 +306,18 @@ kind = "none"                       # none (agents `continue`) | scripted | chat
 # timeout_seconds = 10
 """,
     ),
+    Block(
+        "recording",
+        """\
+# Call recordings (docs/telephony.md): a stereo WAV per Media Streams call (left: the caller,
+# right: the bot); Twilio's own recording (Record=true) on <Gather> calls.
+[recording]
+# enabled = false                   # record every call (a call may ask with record: true)
+# dir = "~/.voicecall/recordings"   # where stream recordings are written
+# announcement = "This call is recorded."   # said before the first line of a recorded call
+# retention_days = 30               # delete recordings older than this (unset: keep them)
+""",
+    ),
 )
 
 _HEADER: Final = """\
@@ -441,6 +453,7 @@ def local_values(
             "max_minutes_per_day": False,
         },
         "serve": {"port": port},
+        "recording": {"dir": Note(str(project / ".voicecall" / "recordings"), "this project's")},
         "store": {
             "url": Note(
                 f"sqlite:///{project / '.voicecall' / 'voicecall.db'}", "this project's calls"

@@ -50,6 +50,8 @@ class CallRequest:
     context: str | None = None
     outcome_schema: dict[str, Any] | None = None
     report_url: str | None = None
+    record: bool | None = None
+    """Record the call (``None``: ``recording.enabled`` decides)."""
 
     @property
     def empty(self) -> bool:
@@ -58,6 +60,7 @@ class CallRequest:
             and self.context is None
             and self.outcome_schema is None
             and self.report_url is None
+            and self.record is None
         )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from voicecall.calls.model import EndReason
+from voicecall.errors import ProviderError
 from voicecall.events import CallEvent
 
 # --------------------------------------------------------------------------- replies (intents)
@@ -80,6 +81,19 @@ class WebhookKind(StrEnum):
     HOLD = "hold"  # a keep-alive redirect while the bot has nothing to say
     PARTIAL = "partial"  # a <Gather>'s partial speech result: the caller is talking
     LINE = "line"  # the provider fetches a stored bot line (too long to send inline)
+    RECORDING = "recording"  # a recording's status (the call's recording is ready, or absent)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingInfo:
+    """A provider's recording status callback: its recording of a call."""
+
+    sid: str
+    status: str  # in-progress | completed | absent | failed
+    dedupe_key: str
+    url: str | None = None
+    duration_seconds: float | None = None
+    channels: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,8 @@ class ParsedWebhook:
     #: ``kind=line``: the transcript line to say and what follows it (listen, hold, hangup)
     line_seq: int | None = None
     then: str | None = None
+    #: ``kind=recording``: the provider's recording of the call
+    recording: RecordingInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +132,8 @@ class DialRequest:
     from_: str
     ring_timeout_seconds: int
     time_limit_seconds: int | None = None
+    #: the provider records the call (its recording status callback comes back signed)
+    record: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +188,14 @@ class Provider(ABC):
 
     @abstractmethod
     async def fetch_status(self, provider_call_id: str) -> RemoteStatus: ...
+
+    async def recording_audio(self, recording_sid: str) -> bytes:
+        """The provider's recording (``DialRequest.record``) as WAV bytes."""
+        raise ProviderError(f"{self.name} keeps no recordings")
+
+    async def delete_recording(self, recording_sid: str) -> bool:
+        """Delete the provider's recording; ``False`` when it was already gone."""
+        raise ProviderError(f"{self.name} keeps no recordings")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources (the shared HTTP client is owned by the app, not the provider)."""

@@ -52,6 +52,8 @@ class MockProvider(Provider):
         self.calls: dict[str, MockCall] = {}
         self.hangups: list[str] = []
         self.fail_next_initiate: Exception | None = None
+        #: recordings it keeps (``DialRequest.record``), by sid: tests put WAV bytes here
+        self.recordings: dict[str, bytes] = {}
 
     def sign(self, body: bytes) -> str:
         return hmac.new(self._secret, body, hashlib.sha256).hexdigest()
@@ -136,6 +138,16 @@ class MockProvider(Provider):
             raise CallNotFound(f"no mock call {provider_call_id}", code=20404)
         ended = {"completed": EndReason.COMPLETED, "canceled": EndReason.CANCELED}.get(call.status)
         return RemoteStatus(live=ended is None, end_reason=ended, raw_status=call.status)
+
+
+    async def recording_audio(self, recording_sid: str) -> bytes:
+        audio = self.recordings.get(recording_sid)
+        if audio is None:
+            raise CallNotFound(f"no mock recording {recording_sid}", code=20404)
+        return audio
+
+    async def delete_recording(self, recording_sid: str) -> bool:
+        return self.recordings.pop(recording_sid, None) is not None
 
 
 def build_mock(settings: Settings, http: httpx.AsyncClient) -> MockProvider:

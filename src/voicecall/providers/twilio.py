@@ -19,6 +19,7 @@ from voicecall.providers.base import (
     ParsedWebhook,
     Provider,
     ProviderResponse,
+    RecordingInfo,
     RemoteStatus,
     Reply,
     WebhookKind,
@@ -28,6 +29,7 @@ from voicecall.twilio.rest import MAX_TWIML_CHARS, TwilioRest
 from voicecall.twilio.signature import SIGNATURE_HEADER, VerifyReason, verify_signature
 from voicecall.twilio.webhooks import (
     CallDirection,
+    WebhookRequest,
     build_webhook_url,
     parse_form,
     parse_query,
@@ -52,6 +54,7 @@ _KIND = {
     TwilioKind.HOLD: WebhookKind.HOLD,
     TwilioKind.PARTIAL: WebhookKind.PARTIAL,
     TwilioKind.LINE: WebhookKind.LINE,
+    TwilioKind.RECORDING: WebhookKind.RECORDING,
 }
 
 HOLD_PAUSE_SECONDS = 20
@@ -126,6 +129,7 @@ class TwilioProvider(Provider):
             answered_by=parsed.answered_by,
             line_seq=parsed.line_seq,
             then=parsed.then,
+            recording=_recording(parsed),
         )
 
     def render(self, reply: Reply) -> ProviderResponse:
@@ -199,6 +203,11 @@ class TwilioProvider(Provider):
     async def initiate(self, request: DialRequest) -> str:
         url = build_webhook_url(self._webhook_url, call_id=request.call_id, kind="voice")
         status = build_webhook_url(self._webhook_url, call_id=request.call_id, kind="status")
+        recording = (
+            build_webhook_url(self._webhook_url, call_id=request.call_id, kind="recording")
+            if request.record
+            else None
+        )
         call = await self.rest.create_call(
             to=request.to,
             from_=request.from_,
@@ -206,6 +215,7 @@ class TwilioProvider(Provider):
             status_callback=status,
             timeout=request.ring_timeout_seconds,
             time_limit=request.time_limit_seconds,
+            recording_status_callback=recording,
         )
         return call.sid
 
@@ -225,6 +235,12 @@ class TwilioProvider(Provider):
         url = build_webhook_url(self._webhook_url, call_id=call_id, kind="line", seq=seq, then=then)
         await self.rest.redirect(provider_call_id, url=url)
 
+    async def recording_audio(self, recording_sid: str) -> bytes:
+        return await self.rest.recording_media(recording_sid)
+
+    async def delete_recording(self, recording_sid: str) -> bool:
+        return await self.rest.delete_recording(recording_sid)
+
     async def fetch_status(self, provider_call_id: str) -> RemoteStatus:
         call = await self.rest.fetch(provider_call_id)
         reason = _ENDED.get(call.status)
@@ -234,3 +250,20 @@ class TwilioProvider(Provider):
             answered=call.status == "in-progress" or (call.duration or 0) > 0,
             raw_status=call.status,
         )
+
+
+def _recording(parsed: WebhookRequest) -> RecordingInfo | None:
+    """A recording status callback's facts, with their dedupe key (signed fields only)."""
+    if parsed.kind is not TwilioKind.RECORDING or parsed.recording_sid is None:
+        return None
+    status = parsed.recording_status or ""
+    return RecordingInfo(
+        sid=parsed.recording_sid,
+        status=status,
+        dedupe_key=f"twilio:{parsed.call_sid}:recording:{parsed.recording_sid}:{status}",
+        url=parsed.recording_url or None,
+        duration_seconds=(
+            None if parsed.recording_duration is None else float(parsed.recording_duration)
+        ),
+        channels=parsed.recording_channels,
+    )

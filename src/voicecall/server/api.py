@@ -30,7 +30,7 @@ from voicecall.calls.outbound import Requester, Surface, token_fingerprint
 from voicecall.config import Settings
 from voicecall.errors import VoicecallError
 from voicecall.phone import E164_PATTERN
-from voicecall.server import task_api
+from voicecall.server import recording_api, task_api
 from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
@@ -49,7 +49,7 @@ PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
 # ----------------------------------------------------------------------------- schemas
 
 
-class PlaceCall(task_api.TaskFields):
+class PlaceCall(task_api.TaskFields, recording_api.RecordField):
     to: str | None = Field(
         None,
         max_length=16,
@@ -116,8 +116,9 @@ class CallOut(BaseModel):
     model_config = {"populate_by_name": True}
 
 
-class CallDetail(CallOut, task_api.TaskDetail):
-    """One call with its transcript, task, outcome, owner questions and report delivery."""
+class CallDetail(CallOut, task_api.TaskDetail, recording_api.RecordingDetail):
+    """One call with its transcript, task, outcome, owner questions, report delivery and
+    recording."""
 
 
 class CallList(BaseModel):
@@ -283,7 +284,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
             to=body.to,
             message=body.message,
             mode=mode,
-            request=body.call_request(),
+            request=body.call_request(record=body.record),
             requester=who,
         )
         return CallCreated(call_id=record.call_id, status=record.state.value)
@@ -415,6 +416,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         )
 
     add_policy_routes(api, authorize)
+    recording_api.add_recording_routes(api, call_id_param)
     return api
 
 

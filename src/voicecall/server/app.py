@@ -223,6 +223,9 @@ class VoicecallApp:
         self.reports = ReportDeliverer(store, self.settings.reports, bus=self.bus)
         self.manager.tasks.reports = self.reports
         await self.manager.start()
+        await self.manager.recordings.start()
+        if self.streams is not None:
+            self.streams.taps = self.manager.recordings.tap_for
         await self.reports.start()
         self._webhook = WebhookEndpoint(self.settings, self.provider, self.manager, self.metrics)
         if self.streams is not None:
@@ -305,6 +308,8 @@ class VoicecallApp:
                 await self.streams.aclose()
         if self.manager is not None:
             with contextlib.suppress(Exception):
+                await self.manager.recordings.stop()
+            with contextlib.suppress(Exception):
                 await self.manager.stop()
         if self.reports is not None:
             with contextlib.suppress(Exception):
@@ -324,6 +329,7 @@ class VoicecallApp:
         if self.streams is not None:
             await self.streams.aclose()
         if self.manager is not None:
+            await self.manager.recordings.stop()
             await self.manager.stop()
         if self.reports is not None:
             await self.reports.stop()

@@ -63,8 +63,10 @@ class TaskFields(BaseModel):
         description="any mode: where the signed end-of-call report is POSTed (else reports.url)",
     )
 
-    def call_request(self) -> CallRequest | None:
-        request = CallRequest(self.task, self.context, self.outcome_schema, self.report_url)
+    def call_request(self, *, record: bool | None = None) -> CallRequest | None:
+        request = CallRequest(
+            self.task, self.context, self.outcome_schema, self.report_url, record=record
+        )
         return None if request.empty else request
 
 
@@ -130,4 +132,5 @@ async def call_detail(
         **record.to_json(),
         "transcript": [t.to_json() for t in transcript],
         **await manager.tasks.extras(record),
+        **await manager.recordings.extras(record),
     }

@@ -21,7 +21,7 @@ from typing import Any
 from voicecall.calls.manager import CallManager
 from voicecall.config import Settings
 from voicecall.errors import StoreError, WebhookRejected
-from voicecall.providers.base import HttpRequest, Provider, ProviderResponse
+from voicecall.providers.base import HttpRequest, Provider, ProviderResponse, WebhookKind
 from voicecall.server.metrics import Metrics
 from voicecall.twilio.signature import rebuild_public_url
 
@@ -137,7 +137,10 @@ class WebhookEndpoint:
             return
         kind = parsed.kind.value
         try:
-            reply = await self.manager.handle_webhook(parsed)
+            if parsed.kind is WebhookKind.RECORDING:  # beside the call's lifecycle
+                reply = await self.manager.recordings.handle_webhook(parsed)
+            else:
+                reply = await self.manager.handle_webhook(parsed)
         except StoreError as exc:
             log.error("webhook not persisted, asking the provider to retry: %s", exc)
             self._count(kind, "store_error")

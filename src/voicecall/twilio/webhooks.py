@@ -9,6 +9,10 @@ Three kinds of request reach voicecall, told apart by query parameters *we* put 
 * ``kind=hold``: a keep-alive ``<Redirect>`` while the bot has nothing new to say (no event).
 * ``kind=partial``: a ``<Gather>`` ``partialResultCallback`` with ``turn``/``tok`` (no event:
   it only tells the manager the caller has started an utterance on that turn).
+* ``kind=recording``: a ``RecordingStatusCallback`` (``Record=true`` on create): the call's
+  recording (``RecordingSid``, ``RecordingUrl``, ``RecordingStatus``, ``RecordingDuration``,
+  ``RecordingChannels``); it carries no ``CallStatus``. No call event: its dedupe key is
+  ``twilio:{CallSid}:recording:{RecordingSid}:{RecordingStatus}``.
 * ``kind=line``: Twilio fetching a stored bot line (``seq``) and what follows it (``then``:
   ``listen``, ``hold`` or ``hangup``) — the redirect of a line whose TwiML is too long to
   send inline (Twilio's ``Twiml`` parameter holds 4,000 characters). No event.
@@ -64,6 +68,7 @@ __all__ = [
     "CALL_SID_RE",
     "MAX_FORM_FIELDS",
     "MAX_SPEECH_CHARS",
+    "RECORDING_STATUSES",
     "CallDirection",
     "CallStatus",
     "WebhookKind",
@@ -98,6 +103,12 @@ class WebhookKind(StrEnum):
     HOLD = "hold"  # a keep-alive <Redirect> while the bot has nothing new to say: no event
     PARTIAL = "partial"  # a <Gather> partialResultCallback: the caller is talking; no event
     LINE = "line"  # fetch of a bot line too long to send inline (``seq``, ``then``); no event
+    RECORDING = "recording"  # a RecordingStatusCallback: the call's recording; no call event
+
+
+#: what ``RecordingStatus`` may say
+RECORDING_STATUSES = frozenset({"in-progress", "completed", "absent", "failed"})
+RECORDING_SID_RE = re.compile(r"RE[0-9a-f]{32}")
 
 
 #: what follows a bot line fetched with ``kind=line``
@@ -315,7 +326,7 @@ class WebhookRequest:
 
     kind: WebhookKind
     call_sid: str
-    call_status: CallStatus
+    call_status: CallStatus | None  # None only on kind=recording (those carry none)
     call_id: str | None = None
     turn: int | None = None
     turn_token: str | None = None
@@ -335,6 +346,11 @@ class WebhookRequest:
     confidence: float | None = None
     digits: str | None = None
     callback_source: str | None = None
+    recording_sid: str | None = None
+    recording_url: str | None = None
+    recording_status: str | None = None
+    recording_duration: int | None = None
+    recording_channels: int | None = None
 
 
 class _Fields:
@@ -472,10 +488,23 @@ def parse_webhook(
     if call_sid is None or not CALL_SID_RE.fullmatch(call_sid):
         raise _reject("missing or malformed CallSid")
     status_raw = f.text("CallStatus")
-    try:
-        call_status = CallStatus(status_raw or "")
-    except ValueError:
-        raise _reject("missing or unknown CallStatus") from None
+    call_status: CallStatus | None = None
+    if kind is not WebhookKind.RECORDING or status_raw is not None:
+        try:
+            call_status = CallStatus(status_raw or "")
+        except ValueError:
+            raise _reject("missing or unknown CallStatus") from None
+    recording_sid = f.text("RecordingSid")
+    recording_status = f.text("RecordingStatus")
+    if kind is WebhookKind.RECORDING:
+        if call_id is None:
+            raise _reject("recording webhook without callId")
+        if recording_sid is None or not RECORDING_SID_RE.fullmatch(recording_sid):
+            raise _reject("missing or malformed RecordingSid")
+        if recording_status not in RECORDING_STATUSES:
+            raise _reject("missing or unknown RecordingStatus")
+    # "-1": Twilio's "no duration" (absent, failed)
+    no_duration = f.text("RecordingDuration") == "-1"
     account_sid = f.text("AccountSid")
     if account_sid is not None and not _ACCOUNT_SID_RE.fullmatch(account_sid):
         raise _reject("malformed AccountSid")
@@ -511,6 +540,11 @@ def parse_webhook(
         confidence=_parse_confidence(f.text("Confidence")),
         digits=digits,
         callback_source=f.label("CallbackSource"),
+        recording_sid=recording_sid,
+        recording_url=f.text("RecordingUrl"),
+        recording_status=recording_status,
+        recording_duration=None if no_duration else f.uint("RecordingDuration"),
+        recording_channels=f.uint("RecordingChannels"),
     )
 
 
@@ -552,6 +586,8 @@ def _event(
 def to_events(req: WebhookRequest) -> list[CallEvent]:
     """The normalized events one webhook means (see the module docstring's table)."""
     sid = req.call_sid
+    if req.call_status is None or req.kind is WebhookKind.RECORDING:
+        return []  # a recording's status says nothing about the call's
     if req.kind is WebhookKind.STATUS:
         kind = _STATUS_EVENTS.get(req.call_status)
         if kind is None:

@@ -56,6 +56,7 @@ from voicecall.voice.bargein import (
 from voicecall.voice.listener import Listener
 from voicecall.voice.player import Player, drive
 from voicecall.voice.settings import VoiceTuning
+from voicecall.voice.tap import MediaTap
 
 __all__ = [
     "ChannelClosed",
@@ -158,6 +159,7 @@ class VoiceSession:
         tuning: VoiceTuning,
         observer: VoiceObserver | None = None,
         vad_enabled: bool = True,
+        tap: MediaTap | None = None,
     ) -> None:
         if media.state is not SessionState.STREAMING:
             raise ValueError("the media session must have accepted start")
@@ -169,6 +171,8 @@ class VoiceSession:
         self._tts = tts
         self._stt = stt
         self._obs = observer or VoiceObserver()
+        #: hears both tracks (the call's recorder), if any
+        self.tap: Final = tap
         self.detector: Final = BargeInDetector(
             echo_guard_ms=tuning.echo_guard_ms, energy_ratio=tuning.echo_energy_ratio
         )
@@ -207,6 +211,8 @@ class VoiceSession:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.tap is not None:
+            self.tap.stream_started(loop.time())
         self.player.start()
         self._tasks.append(loop.create_task(self._speak_loop(), name="voice-speaker"))
         self._tasks.append(loop.create_task(self._notify_loop(), name="voice-notifier"))
@@ -223,6 +229,8 @@ class VoiceSession:
         self._closed = True
         self._obs.frames_in(self.frames_in % _REPORT_EVERY)
         self._abandon_all(self.player.now())
+        if self.tap is not None:
+            self.tap.stream_ended(self.player.now())
         await self.player.aclose()
         if self._writer is not None:
             self._writer.cancel()
@@ -292,6 +300,8 @@ class VoiceSession:
             return
         if type(event) is Media:  # ~50 a second: no further dispatch, no extra coroutine
             self._on_media(event.payload)
+            if self.tap is not None and event.track != "outbound":
+                self.tap.inbound(event.timestamp_ms, event.payload, self.player.now())
             if self._stt is not None:
                 self._stt.send(event.payload)  # never blocks: buffers while connecting
         elif isinstance(event, Mark):
@@ -351,6 +361,8 @@ class VoiceSession:
             if isinstance(item, Chunk):
                 self.media.send_media(item.payload)
                 chunks += 1
+                if self.tap is not None:
+                    self.tap.outbound(item.position, item.payload, now)
                 if utt is not None and not utt.audio_sent:
                     utt.audio_sent = True
                     self.detector.bot_started(self.listener.samples)
@@ -477,6 +489,8 @@ class VoiceSession:
             for name in self.media.send_clear():
                 self._mark_pos.pop(name, None)
             self._flush()
+            if self.tap is not None:
+                self.tap.cleared(self.player.now())
         self.detector.bot_stopped()
         now = self.player.now()
         utt = self._current
