@@ -25,6 +25,7 @@ from voicecall.calls.replies import PENDING_SAY
 from voicecall.calls.states import Action, Signal
 from voicecall.events import CallEvent, EventKind
 from voicecall.providers.base import ParsedWebhook
+from voicecall.telephony.keypad import pressed
 
 log = logging.getLogger("voicecall.manager")
 
@@ -73,7 +74,7 @@ def fold(
             call_id=record.call_id,
             seq=seq,
             speaker=Speaker.USER,
-            text=text if event.kind is EventKind.SPEECH else f"[dtmf] {text}",
+            text=text if event.kind is EventKind.SPEECH else pressed(text or ""),
             at=now,
             final=True,
             turn=event.turn,

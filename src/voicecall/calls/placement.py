@@ -85,6 +85,7 @@ class Placement:
                 created_at=now,
                 updated_at=now,
                 dial_started_at=now,
+                metadata=dict(plan.metadata),
             )
             opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message or "", now, turn=0)
             lines = [opening] if message else []

@@ -21,6 +21,8 @@ from voicecall.config import Settings
 from voicecall.errors import StoreError, WebhookRejected
 from voicecall.providers.base import HttpRequest, Provider, ProviderResponse
 from voicecall.server.metrics import Metrics
+from voicecall.telephony.service import WEBHOOK_KINDS as TELEPHONY_KINDS
+from voicecall.telephony.service import telephony_for
 from voicecall.twilio.signature import rebuild_public_url
 
 log = logging.getLogger("voicecall.webhooks")
@@ -115,7 +117,10 @@ class WebhookEndpoint:
             return
         kind = parsed.kind.value
         try:
-            reply = await self.manager.handle_webhook(parsed)
+            if parsed.kind in TELEPHONY_KINDS:  # a transfer's whisper or dial result
+                reply = await telephony_for(self.manager).handle_webhook(parsed)
+            else:
+                reply = await self.manager.handle_webhook(parsed)
         except StoreError as exc:
             log.error("webhook not persisted, asking the provider to retry: %s", exc)
             self._count(kind, "store_error")
