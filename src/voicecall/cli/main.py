@@ -30,7 +30,13 @@ from voicecall.cli.common import (
 )
 from voicecall.cli.output import call_table, event_line, print_call, print_json, transcript_line
 from voicecall.cli.preflight import serve_problems
-from voicecall.cli.task_commands import ContextOpt, ReportUrlOpt, SchemaOpt, TaskOpt
+from voicecall.cli.task_commands import (
+    ContextOpt,
+    ReportUrlOpt,
+    SchemaOpt,
+    TaskOpt,
+    TransferToOpt,
+)
 from voicecall.errors import VoicecallError
 
 app = typer.Typer(
@@ -43,13 +49,14 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
-    from voicecall.cli import agent_commands, policy_commands, task_commands
+    from voicecall.cli import agent_commands, policy_commands, task_commands, telephony_commands
     from voicecall.cli.emulator_command import register as register_emulator
 
     agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
     register_emulator(app)  # `voicecall emulator` (and its `load`, `sink`)
     policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
     task_commands.register(app)  # `voicecall answer`
+    telephony_commands.register(app)  # `voicecall dtmf`, `voicecall transfer`
 
 
 T = TypeVar("T")
@@ -293,6 +300,7 @@ def call(
     context: ContextOpt = None,
     outcome_schema: SchemaOpt = None,
     report_url: ReportUrlOpt = None,
+    transfer_to: TransferToOpt = None,
     wait: Annotated[
         bool,
         typer.Option(
@@ -328,8 +336,11 @@ def call(
             wait=wait,
             config=config,
             url=url,
+            transfer_to=transfer_to,
         )
         return
+    if transfer_to:
+        raise fail(["--transfer-to: only for task calls (give --task)"])
     if message is None:
         raise fail(["--message: required (or give --task for a task call)"])
     if timeout is not None and not wait:
