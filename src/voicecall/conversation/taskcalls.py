@@ -254,6 +254,17 @@ class TaskCalls:
             session.known = True
         return session
 
+    def resolve_tool(self, call_id: str, tool_call_id: str, result: dict[str, Any]) -> bool:
+        """A tool whose result came later (a warm transfer's) has it now: the agent goes on.
+        ``False`` when no such call waits on this call."""
+        session = self._sessions.get(call_id)
+        if session is None or session.box is None:
+            return False
+        if not session.box.resolve(tool_call_id, result):
+            return False
+        self._continue(call_id)
+        return True
+
     def _continue(self, call_id: str) -> None:
         """A pending tool result arrived (the owner answered, or did not): the agent goes on."""
         live = self.core.live(call_id)

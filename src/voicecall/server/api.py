@@ -109,6 +109,9 @@ class TransferOut(BaseModel):
     summary: str | None = None
     ended_at: float | None = None
     dial_call_sid: str | None = None
+    agent_answers: bool = Field(
+        False, description="the model that asked for the transfer says how it went"
+    )
 
 
 class CallOut(BaseModel):

@@ -19,14 +19,29 @@ from voicecall.conversation.tools import (
     ToolOutcome,
 )
 from voicecall.errors import VoicecallError
-from voicecall.telephony.transfer_plan import TransferMode, allowed_targets
+from voicecall.telephony.transfer_plan import (
+    TransferMode,
+    TransferState,
+    allowed_targets,
+    transfer_of,
+)
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
     from voicecall.telephony.dtmf_out import Keypad
     from voicecall.telephony.transfer import Transfers
 
-SURFACE = "agent"
+
+def outcome_of(transfer: TransferState) -> dict[str, Any]:
+    """The ``transfer_call`` result the model reads once the number took the call or not."""
+    if transfer.status.came_back:
+        return {
+            "status": transfer.status.value,
+            "to": transfer.to,
+            "note": "The number did not take the call; the caller is back with you. Tell them "
+            "and go on with the conversation.",
+        }
+    return {"status": transfer.status.value, "to": transfer.to}
 
 
 def register_tools(core: CallManager, keypad: Keypad, transfers: Transfers) -> None:
@@ -64,8 +79,18 @@ def register_tools(core: CallManager, keypad: Keypad, transfers: Transfers) -> N
                 )
             except (VoicecallError, ValueError) as exc:
                 return ToolOutcome({"error": str(exc)})
-            transfer = record.to_json().get("transfer") or {}
-            return ToolOutcome({"status": transfer.get("status", "started"), "to": to})
+            transfer = transfer_of(record.metadata)
+            if transfer is None or not transfer.status.under_way:  # cold: handed over
+                status = transfer.status.value if transfer is not None else "handed-over"
+                return ToolOutcome({"status": status, "to": to})
+            tool_id = call.id
+
+            def done(result: TransferState) -> None:
+                core.tasks.resolve_tool(call.call_id, tool_id, outcome_of(result))
+
+            transfers.on_result(call.call_id, done)
+            # the result comes later: nothing more is said while the number rings
+            return ToolOutcome({"status": "dialing", "to": to}, pending=True)
 
         return transfer_call
 

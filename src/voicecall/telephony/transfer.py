@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from voicecall.calls import states
@@ -54,9 +56,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("voicecall.telephony")
 
 
+#: told a warm transfer's result (the model tool waiting on it)
+ResultHandler = Callable[[TransferState], None]
+
+
 class Transfers:
     def __init__(self, core: CallManager) -> None:
         self.core = core
+        self._waiting: dict[str, ResultHandler] = {}
+
+    def on_result(self, call_id: str, handler: ResultHandler) -> None:
+        """Call ``handler`` with the result of the call's warm transfer under way; the agent
+        that asked then says how it went (no fixed line is said)."""
+        self._waiting[call_id] = handler
 
     # ------------------------------------------------------------------ the request
 
@@ -201,7 +213,10 @@ class Transfers:
         if not transfer.status.under_way:  # a redelivery: the same answer as the first time
             return self._reply(live.record, transfer)
         status = dial_result(hook.dial_status)
+        handler = self._waiting.get(live.call_id)
         moved = transfer.moved(status, now=core.now(), dial_call_sid=hook.dial_call_sid)
+        if handler is not None:
+            moved = replace(moved, agent_answers=True)
         key = f"{core.provider.name}:{hook.provider_call_id}:dial:{hook.turn}:{hook.token}"
         record = _with(live.record, moved, now=core.now())
         lines: list[TranscriptEntry] = []
@@ -216,11 +231,14 @@ class Transfers:
         self._published(record, moved)
         for line in lines:
             core.publish_line(line)
+        self._waiting.pop(live.call_id, None)
+        if handler is not None:
+            handler(moved)
         log.info("call %s: transfer to %s: %s", live.call_id, moved.to, status.value)
         if status is TransferStatus.COMPLETED:
             await core.finalize(live.call_id, EndReason.TRANSFERRED, locked=True)
             return Reply(hangup=True)
-        if core.streams(live):
+        if core.streams(live) and lines:
             core.spawn(self._say_back(live, lines[0]))
         return self._reply(record, moved)
 
@@ -239,6 +257,8 @@ class Transfers:
             used = int(md.get("stream_used", 0))
             if int(md.get("stream_gen", 0)) <= used:  # no reconnect allowed yet: allow one
                 record = next_stream_generation(record, now=now)
+        if transfer.agent_answers:
+            return record, []  # the model that asked for the transfer says how it went
         line = TranscriptEntry(
             live.call_id, live.next_seq, Speaker.BOT, back_line(transfer.status), now, turn=turn
         )
@@ -253,6 +273,10 @@ class Transfers:
             return Reply(hangup=True)  # cannot happen for a matching result; be safe
         if core.replies.streams(record):
             return core.replies.stream(record)
+        if transfer.status.came_back and transfer.agent_answers:
+            # the model says how it went (its line comes by redirect with a Gather): hold the
+            # line until then, so nothing the caller says goes into a Gather about to be replaced
+            return Reply(hold_call_id=record.call_id)
         if transfer.status.came_back:
             listen = Listen(
                 call_id=record.call_id,

@@ -92,6 +92,9 @@ class TransferState:
     summary: str | None = None
     ended_at: float | None = None
     dial_call_sid: str | None = None
+    #: the caller came back to a model that asked for the transfer (its tool): the model says
+    #: so, not the fixed line
+    agent_answers: bool = False
 
     def to_metadata(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,7 @@ class TransferState:
             "summary": self.summary,
             "ended_at": self.ended_at,
             "dial_call_sid": self.dial_call_sid,
+            "agent_answers": self.agent_answers,
         }
 
     def matches(self, seq: int | None, token: str | None) -> bool:
@@ -138,6 +142,7 @@ def transfer_of(metadata: dict[str, Any]) -> TransferState | None:
             summary=raw.get("summary"),
             ended_at=raw.get("ended_at"),
             dial_call_sid=raw.get("dial_call_sid"),
+            agent_answers=bool(raw.get("agent_answers", False)),
         )
     except (KeyError, TypeError, ValueError):
         return None
