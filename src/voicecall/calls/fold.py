@@ -93,7 +93,7 @@ def fold(
             record = record.copy(
                 metadata={k: v for k, v in record.metadata.items() if k != PENDING_SAY}
             )
-        return Folded(record, line=line, wake=(record.turn, text))
+        return Folded(record, line=line, wake=(record.turn, line.text))
     return Folded(record)
 
 
