@@ -14,8 +14,8 @@ from voicecall.calls.store.sqlite import SQLiteStore
 from voicecall.config import load_config
 from voicecall.errors import CallNotActive, InvalidPhoneNumber, InvalidRequest, OutboundRefused
 from voicecall.events import CallEvent, EventKind
-from voicecall.providers.base import ParsedWebhook, Reply, WebhookKind
-from voicecall.providers.mock import MockProvider
+from voicecall.providers.base import DialRequest, ParsedWebhook, Reply, WebhookKind
+from voicecall.providers.mock import MockCall, MockProvider
 from voicecall.telephony.service import telephony_for
 
 TO = "+14155550100"
@@ -186,3 +186,48 @@ async def test_bad_transfers_change_nothing(env) -> None:
     assert err.value.http_status == 403
     assert provider.calls[sid].replies == []
     assert await store.get_call(call_id) == before
+
+
+async def test_an_inbound_call_is_transferred_with_our_number_as_caller_id(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(str(tmp_path / "in.db"))
+    await store.open()
+    provider = MockProvider()
+    settings = load_config(
+        env={},
+        overrides={"provider": "mock", "from_number": FROM, "inbound_policy": "open"},
+    )
+    manager = CallManager(settings, store, provider, reaper_interval_seconds=0)
+    await manager.start()
+    try:
+        sid = "CA" + "2" * 32
+        await manager.handle_webhook(
+            ParsedWebhook(
+                kind=WebhookKind.VOICE,
+                provider_call_id=sid,
+                call_id=None,
+                events=(
+                    CallEvent(
+                        kind=EventKind.RINGING,
+                        dedupe_key=f"t:{sid}:voice",
+                        provider_call_id=sid,
+                        direction=Direction.INBOUND,
+                    ),
+                ),
+                inbound=True,
+                from_number="+14155550111",
+                to_number="+14155550222",
+            )
+        )
+        live = manager.live_by_provider_id(sid)
+        assert live is not None
+        provider.calls[sid] = MockCall(
+            sid, DialRequest(live.call_id, "+14155550222", "+14155550111", 30)
+        )
+        await telephony_for(manager).transfers.start(live.call_id, to=TARGET, mode="cold")
+        dial = provider.calls[sid].replies[-1].dial
+        assert dial is not None and dial.caller_id == "+14155550222"  # ours, not the caller's
+    finally:
+        await manager.stop()
+        await store.close()

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING
 from voicecall.calls import states
 from voicecall.calls.fold import next_stream_generation
 from voicecall.calls.live import LiveCall
-from voicecall.calls.model import CallRecord, CallState, EndReason, Speaker, TranscriptEntry
+from voicecall.calls.model import (
+    CallRecord,
+    CallState,
+    Direction,
+    EndReason,
+    Speaker,
+    TranscriptEntry,
+)
 from voicecall.calls.outbound import Requester
 from voicecall.calls.states import Signal
 from voicecall.calls.store.base import EventRow
@@ -120,7 +127,7 @@ class Transfers:
         assert sid is not None  # require_answered checked it
         dial = DialOut(
             to=number,
-            caller_id=record.from_number or core.settings.from_number or number,
+            caller_id=_our_number(record) or core.settings.from_number or number,
             timeout_seconds=core.settings.transfer.ring_timeout_seconds,
             whisper=(call_id, transfer.seq, transfer.token) if how is TransferMode.WARM else None,
         )
@@ -315,6 +322,11 @@ class Transfers:
             {"type": "call.transfer", "at": core.now(), "call_id": record.call_id, **view}
         )
         core.publish("call.updated", record)
+
+
+def _our_number(record: CallRecord) -> str | None:
+    """The number of ours on the call (the transfer's caller id must be a number we own)."""
+    return record.to_number if record.direction is Direction.INBOUND else record.from_number
 
 
 def _with(record: CallRecord, transfer: TransferState, *, now: float) -> CallRecord:
