@@ -444,6 +444,15 @@ class RecordingSettings(_Section):
     """Recordings older than this are deleted (files and references); unset: kept."""
 
 
+class TransferSettings(_Section):
+    """``[transfer]``: handing a live call to another number (docs/telephony.md)."""
+
+    ring_timeout_seconds: int = Field(30, ge=5, le=600)
+    """How long the number rings before a warm transfer counts as not answered."""
+    whisper_voice: str | None = None
+    """``<Say voice>`` of the summary the number hears first (default: Twilio's)."""
+
+
 class Settings(BaseSettings):
     """Every setting voicecall reads. Secrets are :class:`SecretStr`: masked in every repr."""
 
@@ -479,6 +488,7 @@ class Settings(BaseSettings):
     task: TaskSettings = Field(default_factory=TaskSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    transfer: TransferSettings = Field(default_factory=TransferSettings)
 
     @field_validator("from_number", "to_number")
     @classmethod

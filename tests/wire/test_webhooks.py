@@ -504,6 +504,8 @@ field_names = st.sampled_from(
         "CallDuration",
         "Confidence",
         "SpeechResult",
+        "DialCallStatus",
+        "DialCallSid",
         "Digits",
         "Timestamp",
         "AccountSid",
@@ -514,13 +516,28 @@ field_names = st.sampled_from(
 )
 field_values = st.one_of(
     st.sampled_from(
-        [CALL, ACCOUNT, "in-progress", "completed", "inbound", "0", "12", "0.5", "1#", "", "nan"]
+        [
+            CALL,
+            ACCOUNT,
+            "in-progress",
+            "completed",
+            "inbound",
+            "0",
+            "12",
+            "0.5",
+            "1#",
+            "",
+            "nan",
+            "busy",
+            "no-answer",
+        ]
     ),
     st.text(max_size=20),
 )
 query_names = st.sampled_from(["callId", "kind", "turn", "tok", "x"])
 query_values = st.one_of(
-    st.sampled_from(["voice", "status", "gather", "3", "abc"]), st.text(max_size=8)
+    st.sampled_from(["voice", "status", "gather", "whisper", "dial", "3", "abc"]),
+    st.text(max_size=8),
 )
 
 
@@ -587,3 +604,53 @@ def test_any_speech_result_is_kept_storable(text: str) -> None:
     (event,) = events
     assert event.transcript == kept
     assert problem_in(event.transcript) is None
+
+
+# -- transfers: the whisper and the <Dial action> -----------------------------------------------
+
+LEG = "CA" + "0123456789abcdef" * 2
+Q_DIAL = (("callId", "c0ffee"), ("kind", "dial"), ("tok", "tr4nsf3r"), ("turn", "2"))
+DIAL_BUSY = (
+    b"AccountSid=" + ACCOUNT.encode() + b"&CallSid=" + CALL.encode() + b"&CallStatus=in-progress"
+    b"&Direction=outbound-api&DialCallStatus=busy&DialCallSid="
+    + LEG.encode()
+    + b"&DialCallDuration=0"
+)
+
+
+def test_a_dial_action_carries_its_result_and_no_event() -> None:
+    req = parse_webhook(Q_DIAL, parse_form(DIAL_BUSY))
+    assert (req.kind.value, req.turn, req.turn_token) == ("dial", 2, "tr4nsf3r")
+    assert (req.dial_call_status, req.dial_call_sid) == ("busy", LEG)
+    assert to_events(req) == []  # the transfer code answers and deduplicates it
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "why"),
+    [
+        (Q_DIAL, DIAL_BUSY.replace(b"DialCallStatus=busy", b"DialCallStatus=ringing"), "Dial"),
+        (Q_DIAL, DIAL_BUSY.replace(b"DialCallStatus=busy&", b""), "DialCallStatus"),
+        (Q_DIAL, DIAL_BUSY.replace(LEG.encode(), b"CAnope"), "DialCallSid"),
+        (Q_DIAL[:2], DIAL_BUSY, "turn and tok"),
+        ((("callId", "c0ffee"), ("kind", "whisper")), DIAL_BUSY, "turn and tok"),
+    ],
+)
+def test_bad_dial_and_whisper_requests_are_400(
+    query: tuple[tuple[str, str], ...], body: bytes, why: str
+) -> None:
+    with pytest.raises(WebhookRejected, match=why) as err:
+        parse_webhook(query, parse_form(body))
+    assert err.value.http_status == 400
+
+
+def test_transfer_urls_are_signed_routing() -> None:
+    url = build_webhook_url(
+        "https://voice.example.com/twilio/voice",
+        call_id="c0ffee",
+        kind="whisper",
+        turn=2,
+        token="tr4nsf3r",
+    )
+    assert url.endswith("?callId=c0ffee&kind=whisper&tok=tr4nsf3r&turn=2")
+    with pytest.raises(ValueError, match="turn and token"):
+        build_webhook_url("https://v.example.com/", call_id="c", kind="dial")

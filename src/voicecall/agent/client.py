@@ -121,6 +121,12 @@ class CallInfo:
         return self.raw.get("answered_at") is not None
 
     @property
+    def transfer(self) -> dict[str, Any] | None:
+        """The call's last transfer (``to``, ``mode``, ``status`` …), or ``None``."""
+        value = self.raw.get("transfer")
+        return value if isinstance(value, dict) else None
+
+    @property
     def outcome(self) -> Any:
         """Task calls: the result (an instance of the call's outcome schema), or ``None``."""
         return self.raw.get("outcome")
@@ -305,6 +311,7 @@ class Client:
         outcome_schema: dict[str, Any] | None = None,
         report_url: str | None = None,
         record: bool | None = None,
+        transfer_to: list[str] | None = None,
     ) -> Call:
         """Place a call and return its handle.
 
@@ -315,6 +322,7 @@ class Client:
         ``outcome_schema``, a JSON Schema). ``report_url`` receives the signed end-of-call
         report (any mode). ``record``: record the call (``None``: the server's
         ``recording.enabled``); the callee first hears ``recording.announcement``.
+        report (any mode). ``transfer_to``: numbers a task call's agent may transfer it to.
         """
         body: dict[str, Any] = {"to": to, "message": message, "mode": mode}
         for key, value in (
@@ -323,6 +331,7 @@ class Client:
             ("outcome_schema", outcome_schema),
             ("report_url", report_url),
             ("record", record),
+            ("transfer_to", transfer_to),
         ):
             if value is not None:
                 body[key] = value
@@ -390,6 +399,26 @@ class Client:
         doc = await self._request(
             "POST", f"/api/calls/{call_id}/speak", json_body={"message": message}
         )
+        return CallInfo.from_json(doc)
+
+    async def dtmf(self, call_id: str, digits: str) -> dict[str, Any]:
+        """Press keys on a live call (``0-9 * # A-D``, ``w`` = 0.5 s pause). Returns
+        ``{call_id, digits, via, seconds}``; invalid digits raise :class:`ClientError` 422."""
+        doc: dict[str, Any] = await self._request(
+            "POST", f"/api/calls/{call_id}/dtmf", json_body={"digits": digits}
+        )
+        return doc
+
+    async def transfer(
+        self, call_id: str, to: str, *, mode: str = "cold", summary: str | None = None
+    ) -> CallInfo:
+        """Transfer a live call to ``to`` (E.164): ``cold`` hands it over at once; ``warm``
+        first tells the number ``summary`` and comes back to the agent if nobody takes it
+        (see :attr:`CallInfo.transfer`). A blocked number raises :class:`ClientError` 403."""
+        body: dict[str, Any] = {"to": to, "mode": mode}
+        if summary is not None:
+            body["summary"] = summary
+        doc = await self._request("POST", f"/api/calls/{call_id}/transfer", json_body=body)
         return CallInfo.from_json(doc)
 
     async def continue_(self, call_id: str, message: str, *, timeout: float | None = None) -> str:
@@ -556,6 +585,16 @@ class Call:
     async def ask(self, text: str, *, timeout: float | None = None) -> str:
         """Say ``text`` and return what the caller answers (their next final transcript)."""
         return await self._client.continue_(self.call_id, text, timeout=timeout)
+
+    async def press(self, digits: str) -> dict[str, Any]:
+        """Press keys on the call (``"1w23#"``: ``w`` waits half a second)."""
+        return await self._client.dtmf(self.call_id, digits)
+
+    async def transfer(
+        self, to: str, *, mode: str = "cold", summary: str | None = None
+    ) -> CallInfo:
+        """Transfer the call to ``to`` (cold, or warm with ``summary`` for the number)."""
+        return await self._client.transfer(self.call_id, to, mode=mode, summary=summary)
 
     async def hangup(self, goodbye: str | None = None) -> CallInfo:
         """End the call (saying ``goodbye`` first, if given). Idempotent."""

@@ -25,6 +25,7 @@ from voicecall.calls.replies import PENDING_SAY
 from voicecall.calls.states import Action, Signal
 from voicecall.events import CallEvent, EventKind
 from voicecall.providers.base import ParsedWebhook
+from voicecall.telephony.keypad import pressed
 from voicecall.textrules import caller_text
 
 log = logging.getLogger("voicecall.manager")
@@ -77,7 +78,7 @@ def fold(
             call_id=record.call_id,
             seq=seq,
             speaker=Speaker.USER,
-            text=text if event.kind is EventKind.SPEECH else f"[dtmf] {text}",
+            text=text if event.kind is EventKind.SPEECH else pressed(text or ""),
             at=now,
             final=True,
             turn=event.turn,
@@ -96,7 +97,7 @@ def fold(
             record = record.copy(
                 metadata={k: v for k, v in record.metadata.items() if k != PENDING_SAY}
             )
-        return Folded(record, line=line, wake=(record.turn, text))
+        return Folded(record, line=line, wake=(record.turn, line.text))
     return Folded(record)
 
 

@@ -14,6 +14,8 @@ from voicecall.calls import stream_tokens
 from voicecall.calls.channel import SpeechChannel, SpokenResult, StreamRejected
 from voicecall.calls.fold import next_stream_generation
 from voicecall.calls.model import EndReason, Speaker, TranscriptEntry
+from voicecall.telephony.keypad import pressed
+from voicecall.telephony.transfer_plan import transfer_under_way
 from voicecall.textrules import caller_text
 
 if TYPE_CHECKING:
@@ -85,6 +87,9 @@ class MediaHost:
             {"type": "stream.detached", "at": core.now(), "call_id": call_id, "reason": reason}
         )
 
+        if transfer_under_way(live.record.metadata):
+            return  # the call was handed to a <Dial>: the transfer's result decides what next
+
         async def lost(cid: str) -> None:
             await core.timeout_hangup(cid, EndReason.ERROR, f"media stream lost ({reason})")
 
@@ -115,7 +120,7 @@ class MediaHost:
             core.autoreply.maybe(live)
 
     async def caller_pressed(self, call_id: str, digit: str) -> None:
-        await self.caller_said(call_id, f"[dtmf] {digit}", final=True)
+        await self.caller_said(call_id, pressed(digit), final=True)
 
     async def bot_interrupted(self, call_id: str, result: SpokenResult) -> None:
         """Barge-in. The line that was cut is amended by whoever spoke it (``say_on_stream``

@@ -31,6 +31,7 @@ class CallState(StrEnum):
     NO_ANSWER = "no-answer"
     BUSY = "busy"
     VOICEMAIL = "voicemail"
+    TRANSFERRED = "transferred"  # handed over to another number (telephony/transfer.py)
 
     @property
     def is_terminal(self) -> bool:
@@ -48,6 +49,7 @@ TERMINAL_STATES = frozenset(
         CallState.NO_ANSWER,
         CallState.BUSY,
         CallState.VOICEMAIL,
+        CallState.TRANSFERRED,
     }
 )
 
@@ -66,6 +68,7 @@ class EndReason(StrEnum):
     ERROR = "error"
     VOICEMAIL = "voicemail"
     REJECTED = "rejected"
+    TRANSFERRED = "transferred"
 
 
 class Direction(StrEnum):
@@ -103,6 +106,13 @@ class TranscriptEntry:
             "final": self.final,
             "turn": self.turn,
         }
+
+
+def _public_transfer(raw: Any) -> dict[str, Any] | None:
+    """A call's last transfer as clients see it (its webhook routing token left out)."""
+    if not isinstance(raw, dict):
+        return None
+    return {k: v for k, v in raw.items() if k != "token"}
 
 
 def new_call_id() -> str:
@@ -167,6 +177,8 @@ class CallRecord:
             "ended_at": self.ended_at,
             "turn": self.turn,
             "error": self.error,
+            # the last transfer of the call and its result (telephony/transfer.py), if any
+            "transfer": _public_transfer(self.metadata.get("transfer")),
         }
 
 

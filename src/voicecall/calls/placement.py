@@ -86,7 +86,7 @@ class Placement:
                 created_at=now,
                 updated_at=now,
                 dial_started_at=now,
-                metadata=core.recordings.metadata(recorded),
+                metadata={**dict(plan.metadata), **core.recordings.metadata(recorded)},
             )
             opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message or "", now, turn=0)
             lines = [opening] if message else []

@@ -30,7 +30,13 @@ from voicecall.cli.common import (
 )
 from voicecall.cli.output import call_table, event_line, print_call, print_json, transcript_line
 from voicecall.cli.preflight import serve_problems
-from voicecall.cli.task_commands import ContextOpt, ReportUrlOpt, SchemaOpt, TaskOpt
+from voicecall.cli.task_commands import (
+    ContextOpt,
+    ReportUrlOpt,
+    SchemaOpt,
+    TaskOpt,
+    TransferToOpt,
+)
 from voicecall.errors import VoicecallError
 
 app = typer.Typer(
@@ -43,7 +49,13 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
-    from voicecall.cli import agent_commands, policy_commands, recording_commands, task_commands
+    from voicecall.cli import (
+        agent_commands,
+        policy_commands,
+        recording_commands,
+        task_commands,
+        telephony_commands,
+    )
     from voicecall.cli.emulator_command import register as register_emulator
 
     agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
@@ -51,6 +63,7 @@ def _register_extra_commands() -> None:
     policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
     task_commands.register(app)  # `voicecall answer`
     recording_commands.register(app)  # `voicecall recording`
+    telephony_commands.register(app)  # `voicecall dtmf`, `voicecall transfer`
 
 
 T = TypeVar("T")
@@ -303,6 +316,7 @@ def call(
             "recording.enabled); save it with `voicecall recording ID -o out.wav`",
         ),
     ] = None,
+    transfer_to: TransferToOpt = None,
     wait: Annotated[
         bool,
         typer.Option(
@@ -339,8 +353,11 @@ def call(
             wait=wait,
             config=config,
             url=url,
+            transfer_to=transfer_to,
         )
         return
+    if transfer_to:
+        raise fail(["--transfer-to: only for task calls (give --task)"])
     if message is None:
         raise fail(["--message: required (or give --task for a task call)"])
     if timeout is not None and not wait:

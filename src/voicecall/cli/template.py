@@ -318,6 +318,15 @@ kind = "none"                       # none (agents `continue`) | scripted | chat
 # retention_days = 30               # delete recordings older than this (unset: keep them)
 """,
     ),
+    Block(
+        "transfer",
+        """\
+# Transfers of a live call to another number (API/CLI/MCP `transfer`, the transfer_call tool).
+[transfer]
+# ring_timeout_seconds = 30         # a warm transfer's number rings this long, then "no-answer"
+# whisper_voice = "Polly.Joanna"    # voice of the summary the number hears first
+""",
+    ),
 )
 
 _HEADER: Final = """\

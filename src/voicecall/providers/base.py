@@ -31,6 +31,19 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class DialOut:
+    """Connect the call to ``to`` (a transfer). ``whisper``: ``(call_id, seq, token)`` of a warm
+    transfer: the target first fetches the whisper webhook (it hears the summary), and when the
+    dial is over the provider posts the dial webhook with the same routing (its result); a cold
+    transfer has neither."""
+
+    to: str
+    caller_id: str
+    timeout_seconds: int = 30
+    whisper: tuple[str, int, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What to tell the provider to do next on a call, provider-neutral.
 
@@ -53,6 +66,10 @@ class Reply:
     #: ``(call_id, seq)``: ``say`` is this stored transcript line; a provider that cannot send
     #: the whole reply inline may have the call fetch it from the webhook (``kind=line``)
     line: tuple[str, int] | None = None
+    #: keys to press first (``<Play digits>``: 0-9 * # w), then ``listen`` as usual
+    digits: str | None = None
+    #: connect the call to another number (a transfer); nothing else is said or done
+    dial: DialOut | None = None
 
     @staticmethod
     def empty() -> Reply:
@@ -82,6 +99,8 @@ class WebhookKind(StrEnum):
     PARTIAL = "partial"  # a <Gather>'s partial speech result: the caller is talking
     LINE = "line"  # the provider fetches a stored bot line (too long to send inline)
     RECORDING = "recording"  # a recording's status (the call's recording is ready, or absent)
+    WHISPER = "whisper"  # a warm transfer's target answered: what it hears first (the summary)
+    DIAL = "dial"  # a transfer's dial is over: ``dial_status`` says how
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +132,10 @@ class ParsedWebhook:
     then: str | None = None
     #: ``kind=recording``: the provider's recording of the call
     recording: RecordingInfo | None = None
+    #: ``kind=dial``: how the dial ended (``completed``, ``busy``, ``no-answer``, ``failed``,
+    #: ``canceled``) and the dialled leg's call id
+    dial_status: str | None = None
+    dial_call_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

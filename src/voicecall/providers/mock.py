@@ -94,6 +94,8 @@ class MockProvider(Provider):
                 to_number=doc.get("to"),
                 turn=doc.get("turn"),
                 token=doc.get("token"),
+                dial_status=doc.get("dial_status"),
+                dial_call_sid=doc.get("dial_call_sid"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise WebhookRejected(f"malformed mock webhook ({exc})", http_status=400) from None
@@ -107,6 +109,10 @@ class MockProvider(Provider):
             "hangup": reply.hangup,
             "reject": reply.reject,
             "hold": reply.hold_call_id is not None,
+            "digits": reply.digits,
+            "dial": None
+            if reply.dial is None
+            else {"to": reply.dial.to, "warm": reply.dial.whisper is not None},
         }
         return ProviderResponse(200, json.dumps(doc).encode(), "application/json")
 
@@ -138,7 +144,6 @@ class MockProvider(Provider):
             raise CallNotFound(f"no mock call {provider_call_id}", code=20404)
         ended = {"completed": EndReason.COMPLETED, "canceled": EndReason.CANCELED}.get(call.status)
         return RemoteStatus(live=ended is None, end_reason=ended, raw_status=call.status)
-
 
     async def recording_audio(self, recording_sid: str) -> bytes:
         audio = self.recordings.get(recording_sid)

@@ -14,6 +14,7 @@ from voicecall.calls.model import EndReason
 from voicecall.config import Settings
 from voicecall.errors import ConfigError, WebhookRejected
 from voicecall.providers.base import (
+    DialOut,
     DialRequest,
     HttpRequest,
     ParsedWebhook,
@@ -55,6 +56,8 @@ _KIND = {
     TwilioKind.PARTIAL: WebhookKind.PARTIAL,
     TwilioKind.LINE: WebhookKind.LINE,
     TwilioKind.RECORDING: WebhookKind.RECORDING,
+    TwilioKind.WHISPER: WebhookKind.WHISPER,
+    TwilioKind.DIAL: WebhookKind.DIAL,
 }
 
 HOLD_PAUSE_SECONDS = 20
@@ -130,6 +133,8 @@ class TwilioProvider(Provider):
             line_seq=parsed.line_seq,
             then=parsed.then,
             recording=_recording(parsed),
+            dial_status=parsed.dial_call_status,
+            dial_call_sid=parsed.dial_call_sid,
         )
 
     def render(self, reply: Reply) -> ProviderResponse:
@@ -142,6 +147,10 @@ class TwilioProvider(Provider):
         voice = twiml.voice_for(reply.voice)
         if reply.reject:
             return twiml.Response(twiml.Reject()).to_xml()
+        if reply.dial is not None:
+            return twiml.Response(self._dial(reply.dial)).to_xml()
+        if reply.digits:
+            verbs.append(twiml.PlayDigits(reply.digits))
         if reply.stream_token is not None and reply.stream_call_id is not None:
             # the token rides in a <Parameter>: Twilio drops query strings from stream URLs.
             # When the stream ends, the <Redirect> asks us what next (a reconnect or hang-up).
@@ -193,6 +202,27 @@ class TwilioProvider(Provider):
             verbs.append(twiml.Pause(HOLD_PAUSE_SECONDS))
             verbs.append(self._hold_redirect(reply.hold_call_id))
         return twiml.Response(*verbs).to_xml()
+
+    def _dial(self, dial: DialOut) -> twiml.Dial:
+        """A transfer: cold (just the number) or warm (whisper URL and action, both signed
+        routing to this call's transfer)."""
+        if dial.whisper is None:
+            return twiml.Dial(
+                twiml.Number(dial.to), caller_id=dial.caller_id, timeout=dial.timeout_seconds
+            )
+        call_id, seq, token = dial.whisper
+        whisper = build_webhook_url(
+            self._webhook_url, call_id=call_id, kind="whisper", turn=seq, token=token
+        )
+        action = build_webhook_url(
+            self._webhook_url, call_id=call_id, kind="dial", turn=seq, token=token
+        )
+        return twiml.Dial(
+            twiml.Number(dial.to, url=whisper),
+            caller_id=dial.caller_id,
+            action=action,
+            timeout=dial.timeout_seconds,
+        )
 
     def _hold_redirect(self, call_id: str) -> twiml.Redirect:
         url = build_webhook_url(self._webhook_url, call_id=call_id, kind="hold")

@@ -34,6 +34,7 @@ from voicecall.server import recording_api, task_api
 from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
+from voicecall.server.telephony_api import add_telephony_routes
 from voicecall.textrules import SpokenText
 
 log = logging.getLogger("voicecall.api")
@@ -94,6 +95,25 @@ class TranscriptLine(BaseModel):
     turn: int | None
 
 
+class TransferOut(BaseModel):
+    """A call's last transfer and its result (docs/telephony.md)."""
+
+    seq: int
+    to: str
+    mode: str = Field(description="cold or warm")
+    status: str = Field(
+        description="handed-over (cold), dialing, connected, completed, busy, no-answer, "
+        "failed or canceled"
+    )
+    started_at: float
+    summary: str | None = None
+    ended_at: float | None = None
+    dial_call_sid: str | None = None
+    agent_answers: bool = Field(
+        False, description="the model that asked for the transfer says how it went"
+    )
+
+
 class CallOut(BaseModel):
     call_id: str
     direction: str
@@ -111,6 +131,7 @@ class CallOut(BaseModel):
     ended_at: float | None
     turn: int
     error: str | None
+    transfer: TransferOut | None = None
     transcript: list[TranscriptLine] | None = None
 
     model_config = {"populate_by_name": True}
@@ -374,9 +395,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
             call_id=call_id, seq=settled.seq, question=settled.question, answer=settled.answer
         )
 
-    @api.delete(
-        "/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422)
-    )
+    @api.delete("/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422))
     async def forget_caller(
         number: Annotated[
             str, Path(max_length=16, pattern=None, json_schema_extra={"pattern": E164_PATTERN})
@@ -417,6 +436,15 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
 
     add_policy_routes(api, authorize)
     recording_api.add_recording_routes(api, call_id_param)
+    add_telephony_routes(
+        api,
+        call_id_dep=call_id_param,
+        auth=authorize,
+        manager=current_manager,
+        requester=requester,
+        call_out=_call_out,
+        call_model=CallOut,
+    )
     return api
 
 

@@ -46,6 +46,7 @@ from voicecall.server.api import build_api
 from voicecall.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from voicecall.server.streams import StreamEndpoint, build_stream_endpoint
 from voicecall.server.webhooks import Receive, Scope, Send, WebhookEndpoint, _respond
+from voicecall.telephony.service import telephony_for
 
 log = logging.getLogger("voicecall.server")
 
@@ -211,6 +212,7 @@ class VoicecallApp:
             stream_secret=_stream_secret(self.settings),
         )
         self.bus.add_listener(self._observe)
+        telephony_for(self.manager)  # keypad and transfers, and their tools for task calls
         self.streams = build_stream_endpoint(self.settings, self.manager, self.metrics, self._http)
         # speech goes over Media Streams only when a stream endpoint could be built
         self.manager.streaming = self.streams is not None

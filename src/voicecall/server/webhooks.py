@@ -23,6 +23,8 @@ from voicecall.config import Settings
 from voicecall.errors import StoreError, WebhookRejected
 from voicecall.providers.base import HttpRequest, Provider, ProviderResponse, WebhookKind
 from voicecall.server.metrics import Metrics
+from voicecall.telephony.service import WEBHOOK_KINDS as TELEPHONY_KINDS
+from voicecall.telephony.service import telephony_for
 from voicecall.twilio.signature import rebuild_public_url
 
 log = logging.getLogger("voicecall.webhooks")
@@ -139,6 +141,8 @@ class WebhookEndpoint:
         try:
             if parsed.kind is WebhookKind.RECORDING:  # beside the call's lifecycle
                 reply = await self.manager.recordings.handle_webhook(parsed)
+            elif parsed.kind in TELEPHONY_KINDS:  # a transfer's whisper or dial result
+                reply = await telephony_for(self.manager).handle_webhook(parsed)
             else:
                 reply = await self.manager.handle_webhook(parsed)
         except StoreError as exc:

@@ -16,6 +16,12 @@ Three kinds of request reach voicecall, told apart by query parameters *we* put 
 * ``kind=line``: Twilio fetching a stored bot line (``seq``) and what follows it (``then``:
   ``listen``, ``hold`` or ``hangup``) — the redirect of a line whose TwiML is too long to
   send inline (Twilio's ``Twiml`` parameter holds 4,000 characters). No event.
+* ``kind=whisper``: a warm transfer's ``<Number url>``: the dialled party answered and fetches
+  what it hears first. ``CallSid`` is the *dialled leg's*; ``turn``/``tok`` name the transfer.
+  No event (the transfer code answers it).
+* ``kind=dial``: a transfer's ``<Dial action>`` with ``DialCallStatus``, ``DialCallSid``;
+  ``turn``/``tok`` name the transfer. No event (deduplicated by the transfer code on
+  ``twilio:{CallSid}:dial:{turn}:{tok}``).
 
 Untrusted input never raises anything but :class:`~voicecall.errors.WebhookRejected` (HTTP 400).
 
@@ -104,12 +110,21 @@ class WebhookKind(StrEnum):
     PARTIAL = "partial"  # a <Gather> partialResultCallback: the caller is talking; no event
     LINE = "line"  # fetch of a bot line too long to send inline (``seq``, ``then``); no event
     RECORDING = "recording"  # a RecordingStatusCallback: the call's recording; no call event
+    WHISPER = "whisper"  # a warm transfer's target leg fetches its whisper (``turn``, ``tok``)
+    DIAL = "dial"  # a transfer's <Dial action>: DialCallStatus (``turn``, ``tok``)
 
 
 #: what ``RecordingStatus`` may say
 RECORDING_STATUSES = frozenset({"in-progress", "completed", "absent", "failed"})
 RECORDING_SID_RE = re.compile(r"RE[0-9a-f]{32}")
 
+
+#: the kinds whose URL names a turn (or a transfer) with its token
+_TURN_KINDS = frozenset(
+    {WebhookKind.GATHER, WebhookKind.PARTIAL, WebhookKind.WHISPER, WebhookKind.DIAL}
+)
+#: ``DialCallStatus`` values (Twilio)
+DIAL_STATUSES = frozenset({"completed", "answered", "busy", "no-answer", "failed", "canceled"})
 
 #: what follows a bot line fetched with ``kind=line``
 LINE_THEN = frozenset({"listen", "hold", "hangup"})
@@ -286,7 +301,7 @@ def build_webhook_url(
         raise ValueError("call_id must match [A-Za-z0-9_.-]{1,128}")
     if (turn is None) != (token is None):
         raise ValueError("turn and token go together")
-    if webhook_kind in (WebhookKind.GATHER, WebhookKind.PARTIAL) and turn is None:
+    if webhook_kind in _TURN_KINDS and turn is None:
         raise ValueError(f"a {webhook_kind.value} URL needs turn and token")
     if turn is not None and turn < 0:
         raise ValueError("turn must be >= 0")
@@ -351,6 +366,8 @@ class WebhookRequest:
     recording_status: str | None = None
     recording_duration: int | None = None
     recording_channels: int | None = None
+    dial_call_status: str | None = None
+    dial_call_sid: str | None = None
 
 
 class _Fields:
@@ -475,7 +492,7 @@ def parse_webhook(
     turn_token = q.text("tok", limit=MAX_TOKEN_CHARS)
     if turn_token is not None and not _TOKEN_RE.fullmatch(turn_token):
         raise _reject("malformed turn token")
-    if kind in (WebhookKind.GATHER, WebhookKind.PARTIAL) and (turn is None or turn_token is None):
+    if kind in _TURN_KINDS and (turn is None or turn_token is None):
         raise _reject(f"{kind.value} webhook without turn and tok")
     line_seq = q.uint("seq")
     then = q.text("then")
@@ -516,6 +533,14 @@ def parse_webhook(
     digits = f.said("Digits", limit=MAX_DIGITS_CHARS)
     if digits is not None and not _DIGITS_RE.fullmatch(digits):
         raise _reject("Digits contains characters other than 0-9 * #")
+    dial_status = f.text("DialCallStatus") or None
+    if dial_status is not None and dial_status not in DIAL_STATUSES:
+        raise _reject("unknown DialCallStatus")
+    dial_sid = f.text("DialCallSid") or None
+    if dial_sid is not None and not CALL_SID_RE.fullmatch(dial_sid):
+        raise _reject("malformed DialCallSid")
+    if kind is WebhookKind.DIAL and dial_status is None:
+        raise _reject("dial webhook without DialCallStatus")
 
     return WebhookRequest(
         kind=kind,
@@ -545,6 +570,8 @@ def parse_webhook(
         recording_status=recording_status,
         recording_duration=None if no_duration else f.uint("RecordingDuration"),
         recording_channels=f.uint("RecordingChannels"),
+        dial_call_status=dial_status,
+        dial_call_sid=dial_sid,
     )
 
 
@@ -605,7 +632,13 @@ def to_events(req: WebhookRequest) -> list[CallEvent]:
                 )
             ]
         return [_event(req, kind, key)]
-    if req.kind in (WebhookKind.HOLD, WebhookKind.PARTIAL, WebhookKind.LINE):
+    if req.kind in (
+        WebhookKind.HOLD,
+        WebhookKind.PARTIAL,
+        WebhookKind.LINE,
+        WebhookKind.WHISPER,
+        WebhookKind.DIAL,
+    ):
         return []  # a partial result is not stored: it only says the caller is talking
     if req.kind is WebhookKind.VOICE:
         kind = _VOICE_EVENTS.get(req.call_status)

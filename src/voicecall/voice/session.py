@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -129,6 +129,8 @@ class _Utterance:
     played_pos: int | None = None  # last echoed mark position within this utterance
     played_at: float = 0.0
     synth_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: prepared μ-law audio (keypad tones) instead of synthesized text; never cut by barge-in
+    audio: bytes | None = field(default=None, repr=False)
 
     @property
     def start_mark(self) -> str:
@@ -137,6 +139,12 @@ class _Utterance:
     @property
     def end_mark(self) -> str:
         return f"u{self.number}e"
+
+
+async def _prepared(ulaw: bytes, chunk: int = 1600) -> AsyncIterator[bytes]:
+    """Prepared audio in pacer-sized chunks (200 ms), as a TTS stream would deliver it."""
+    for start in range(0, len(ulaw), chunk):
+        yield ulaw[start : start + chunk]
 
 
 class VoiceSession:
@@ -276,6 +284,22 @@ class VoiceSession:
             ) from None
         return await asyncio.shield(utt.future)
 
+    async def play_audio(self, ulaw: bytes, label: str) -> SpokenResult:
+        """Queue prepared μ-law audio (in-band keypad tones) in order with speech; return once
+        it was played. Caller speech does not cut it (an IVR prompt talks over keys)."""
+        if self._closed:
+            raise ChannelClosed(f"call {self.call_id}: the media stream is closed")
+        self._numbers += 1
+        future = asyncio.get_running_loop().create_future()
+        utt = _Utterance(self._numbers, label, future, audio=ulaw)
+        try:
+            self._queue.put_nowait(utt)
+        except asyncio.QueueFull:
+            raise SpeechQueueFull(
+                f"call {self.call_id}: {self._queue.maxsize} utterances already queued"
+            ) from None
+        return await asyncio.shield(utt.future)
+
     async def interrupt(self) -> None:
         """Stop speaking now: cancel synthesis, drop queued audio and utterances, ``clear``."""
         if not self._closed:
@@ -320,6 +344,9 @@ class VoiceSession:
         bot_levels = self._bot_levels
         onset = self.listener.feed(payload, bot_rms=max(bot_levels) if bot_levels else 0.0)
         if onset is not None and self.tuning.barge_in and self.detector.bot_speaking:
+            current = self._current
+            if current is not None and current.audio is not None:
+                return  # keypad tones are not speech: talking over them does not stop them
             self.barge_ins += 1
             self._obs.barge_in()
             self._cut(notify=True)
@@ -449,7 +476,7 @@ class VoiceSession:
     async def _synthesize(self, utt: _Utterance) -> None:
         pacer = self.player.pacer
         self.player.push(b"", mark=utt.start_mark)
-        audio = self._tts.synthesize(utt.text)
+        audio = _prepared(utt.audio) if utt.audio is not None else self._tts.synthesize(utt.text)
         try:
             async for chunk in audio:
                 if not chunk:
