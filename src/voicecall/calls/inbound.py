@@ -72,11 +72,14 @@ class InboundDoor:
             state=CallState.LISTENING,
             answered_at=now,
             turn=1,
-            metadata={"turn_token": secrets.token_urlsafe(12)},
+            metadata={
+                "turn_token": secrets.token_urlsafe(12),
+                **core.recordings.metadata(core.settings.recording.enabled and core.streaming),
+            },
         )
         if core.streaming:
             record = next_stream_generation(record, now=now)
-        greeting = core.settings.inbound_greeting
+        greeting = core.replies.opening(record) or ""
         line = TranscriptEntry(record.call_id, 0, Speaker.BOT, greeting, now, turn=1)
         stored = await core.store.commit(
             record, event=core.event_row(record.call_id, event), transcript=[line]

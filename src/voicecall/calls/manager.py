@@ -75,6 +75,7 @@ from voicecall.providers.base import (
     WebhookKind,
 )
 from voicecall.telephony.hold import Hold
+from voicecall.telephony.recordings import Recordings
 from voicecall.telephony.voicemail import Voicemail
 
 log = logging.getLogger("voicecall.manager")
@@ -111,6 +112,7 @@ class CallManager:
         self.replies = ReplyPolicy(
             streaming=streaming,
             inbound_greeting=settings.inbound_greeting,
+            announcement=settings.recording.announcement,
             notify_pause_seconds=settings.outbound.notify_hangup_delay_seconds,
             stream_key=self.stream_key,
         )
@@ -132,6 +134,7 @@ class CallManager:
         self.tasks = TaskCalls(self)
         self.voicemail = Voicemail(self)  # answering machines (telephony/voicemail.py)
         self.hold = Hold(self)  # hold music and IVR waits on streams (telephony/hold.py)
+        self.recordings = Recordings(self)  # call recordings (telephony/recordings.py)
         self.counters: dict[str, int] = {
             "calls_placed": 0,
             "calls_finalized": 0,

@@ -68,7 +68,8 @@ class Placement:
         call_mode = CallMode(mode) if mode else CallMode(core.settings.outbound.default_mode.value)
         machine = call_metadata(telephony, core.settings)  # 422 naming the field
         plan = await core.tasks.plan(call_mode, message, request)
-        message = plan.opening
+        recorded = core.recordings.wants(request.record if request is not None else None)
+        message = core.recordings.opening(plan.opening, recorded)
         who = requester or Requester()
         async with core.outbound.lock:  # from the policy's counts to the stored call row
             await core.outbound.check_outbound(
@@ -89,7 +90,11 @@ class Placement:
                 created_at=now,
                 updated_at=now,
                 dial_started_at=now,
-                metadata=machine,
+                metadata={
+                    **dict(plan.metadata),
+                    **core.recordings.metadata(recorded),
+                    **machine,
+                },
             )
             opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message or "", now, turn=0)
             lines = [opening] if message else []
@@ -126,6 +131,8 @@ class Placement:
                     ring_timeout_seconds=core.settings.ring_timeout_seconds,
                     time_limit_seconds=int(core.settings.max_duration_seconds) + 60,
                     machine_detection="DetectMessageEnd" if MD_MODE in machine else None,
+                    # on a Media Stream we record ourselves; else the provider does
+                    record=recorded and not core.replies.streams(record),
                 )
             )
         except ProviderError as exc:

@@ -30,10 +30,11 @@ from voicecall.calls.outbound import Requester, Surface, token_fingerprint
 from voicecall.config import Settings
 from voicecall.errors import VoicecallError
 from voicecall.phone import E164_PATTERN
-from voicecall.server import task_api
+from voicecall.server import recording_api, task_api
 from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
+from voicecall.server.telephony_api import add_telephony_routes
 from voicecall.telephony.options import TelephonyOptions
 from voicecall.textrules import SpokenText
 
@@ -50,7 +51,7 @@ PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
 # ----------------------------------------------------------------------------- schemas
 
 
-class PlaceCall(task_api.TaskFields):
+class PlaceCall(task_api.TaskFields, recording_api.RecordField):
     to: str | None = Field(
         None,
         max_length=16,
@@ -121,6 +122,25 @@ class TranscriptLine(BaseModel):
     turn: int | None
 
 
+class TransferOut(BaseModel):
+    """A call's last transfer and its result (docs/telephony.md)."""
+
+    seq: int
+    to: str
+    mode: str = Field(description="cold or warm")
+    status: str = Field(
+        description="handed-over (cold), dialing, connected, completed, busy, no-answer, "
+        "failed or canceled"
+    )
+    started_at: float
+    summary: str | None = None
+    ended_at: float | None = None
+    dial_call_sid: str | None = None
+    agent_answers: bool = Field(
+        False, description="the model that asked for the transfer says how it went"
+    )
+
+
 class CallOut(BaseModel):
     call_id: str
     direction: str
@@ -147,13 +167,15 @@ class CallOut(BaseModel):
     on_hold: bool = Field(
         False, description="streamed calls: the far end plays hold music or ringing now"
     )
+    transfer: TransferOut | None = None
     transcript: list[TranscriptLine] | None = None
 
     model_config = {"populate_by_name": True}
 
 
-class CallDetail(CallOut, task_api.TaskDetail):
-    """One call with its transcript, task, outcome, owner questions and report delivery."""
+class CallDetail(CallOut, task_api.TaskDetail, recording_api.RecordingDetail):
+    """One call with its transcript, task, outcome, owner questions, report delivery and
+    recording."""
 
 
 class CallList(BaseModel):
@@ -319,7 +341,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
             to=body.to,
             message=body.message,
             mode=mode,
-            request=body.call_request(),
+            request=body.call_request(record=body.record),
             requester=who,
             telephony=body.telephony(),
         )
@@ -450,6 +472,16 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         )
 
     add_policy_routes(api, authorize)
+    recording_api.add_recording_routes(api, call_id_param)
+    add_telephony_routes(
+        api,
+        call_id_dep=call_id_param,
+        auth=authorize,
+        manager=current_manager,
+        requester=requester,
+        call_out=_call_out,
+        call_model=CallOut,
+    )
     return api
 
 

@@ -55,6 +55,7 @@ from voicecall.twilio.signature import (
 )
 from voicecall.voice.session import VoiceObserver, VoiceSession
 from voicecall.voice.settings import VoiceTuning, streaming_problems, stt_config, tts_config
+from voicecall.voice.tap import MediaTap
 
 __all__ = [
     "StreamEndpoint",
@@ -213,6 +214,9 @@ class StreamEndpoint:
         self._pending_by_ip: Tally[str] = Tally()
         self.sessions: dict[str, VoiceSession] = {}
         """Attached sessions by call id."""
+        self.taps: Callable[[str], MediaTap | None] | None = None
+        """``call_id -> tap``: who hears a claimed call's audio beside the pipeline (the
+        recorder), or nobody."""
 
     async def aclose(self) -> None:
         """Close every live stream (shutdown) and the speech providers."""
@@ -432,6 +436,15 @@ class StreamEndpoint:
             log.error("stream for %s: claim failed: %r", start.call_sid, exc)
         return None
 
+    def _tap(self, call_id: str) -> MediaTap | None:
+        if self.taps is None:
+            return None
+        try:
+            return self.taps(call_id)
+        except Exception as exc:  # a recorder that cannot start never stops the call
+            log.error("call %s: its recording could not start: %r", call_id, exc)
+            return None
+
     async def _attach(
         self, call_id: str, media: MediaSession, transport: _AsgiTransport
     ) -> VoiceSession | None:
@@ -451,6 +464,7 @@ class StreamEndpoint:
             tuning=self.tuning,
             observer=self._observer_factory(self.metrics),
             vad_enabled=self.vad_enabled,
+            tap=self._tap(call_id),
         )
         session.start()
         self.sessions[call_id] = session

@@ -45,7 +45,7 @@ from voicecall.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from voicecall.twilio.webhooks import CALL_SID_RE, CallStatus
+from voicecall.twilio.webhooks import CALL_SID_RE, RECORDING_SID_RE, CallStatus
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -198,6 +198,12 @@ def _check_sid(call_sid: str) -> str:
     return call_sid
 
 
+def _check_recording_sid(recording_sid: str) -> str:
+    if not isinstance(recording_sid, str) or not RECORDING_SID_RE.fullmatch(recording_sid):
+        raise ValueError("recording_sid must look like RE followed by 32 hex digits")
+    return recording_sid
+
+
 def _check_http_url(url: str, what: str) -> None:
     if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
         raise ValueError(f"{what} must be an http(s) URL")
@@ -250,8 +256,12 @@ class TwilioRest:
         time_limit: int | None = None,
         machine_detection: str | None = None,
         async_amd_callback: str | None = None,
+        recording_status_callback: str | None = None,
     ) -> CallResource:
-        """Place an outbound call (``POST /Calls.json``). See the module docstring on retries."""
+        """Place an outbound call (``POST /Calls.json``). See the module docstring on retries.
+
+        ``recording_status_callback``: record the call (``Record=true``, both parties on their
+        own channel) and post the recording's ``completed``/``absent`` status there."""
         if not to or not from_:
             raise ValueError("to and from_ are required")
         _check_http_url(url, "url")
@@ -288,6 +298,15 @@ class TwilioRest:
                 ("AsyncAmdStatusCallback", async_amd_callback),
                 ("AsyncAmdStatusCallbackMethod", "POST"),
             ]
+        if recording_status_callback is not None:
+            _check_http_url(recording_status_callback, "recording_status_callback")
+            form += [
+                ("Record", "true"),
+                ("RecordingChannels", "dual"),
+                ("RecordingStatusCallback", recording_status_callback),
+                ("RecordingStatusCallbackMethod", "POST"),
+                ("RecordingStatusCallbackEvent", "completed absent"),
+            ]
         data = await self._call("create call", "POST", "/Calls.json", form=form, create=True)
         return CallResource.from_json(data)
 
@@ -321,6 +340,26 @@ class TwilioRest:
     async def fetch(self, call_sid: str) -> CallResource:
         sid = _check_sid(call_sid)
         return CallResource.from_json(await self._call("fetch call", "GET", f"/Calls/{sid}.json"))
+
+    async def recording_media(self, recording_sid: str) -> bytes:
+        """A recording's audio as WAV (``GET /Recordings/{Sid}.wav``, with the account's
+        credentials: media URLs may require them). Retried like every read."""
+        sid = _check_recording_sid(recording_sid)
+        data = await self._call(
+            "fetch recording", "GET", f"/Recordings/{sid}.wav", raw=True, accept="audio/wav"
+        )
+        if not isinstance(data, bytes):  # pragma: no cover - raw answers are bytes
+            raise ProviderError("Twilio fetch recording: no audio")
+        return data
+
+    async def delete_recording(self, recording_sid: str) -> bool:
+        """Delete a recording; ``False`` when it was already gone (20404)."""
+        sid = _check_recording_sid(recording_sid)
+        try:
+            await self._call("delete recording", "DELETE", f"/Recordings/{sid}.json", raw=True)
+        except CallNotFound:
+            return False
+        return True
 
     async def list_calls(
         self,
@@ -426,9 +465,12 @@ class TwilioRest:
         form: Sequence[tuple[str, str]] | None = None,
         params: Sequence[tuple[str, str]] | None = None,
         create: bool = False,
+        raw: bool = False,
+        accept: str = "application/json",
     ) -> Any:
+        """The response's JSON (``raw``: its bytes)."""
         url = f"{self._base}/2010-04-01/Accounts/{self._account_sid}{path}"
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         content: bytes | None = None
         if form is not None:
             content = urlencode(list(form)).encode("ascii")
@@ -471,6 +513,8 @@ class TwilioRest:
                 unavailable = ProviderUnavailable(reason)
                 unavailable.maybe_applied = sent
                 raise unavailable
+            if response.status_code < 400 and raw:
+                return response.content
             if response.status_code < 400:
                 try:
                     return response.json()

@@ -334,6 +334,33 @@ _POSTGRES_V4 = (
     "CREATE INDEX report_outbox_pending ON report_outbox (next_at) WHERE state = 'pending'",
 )
 
+# Call recordings: one row per recorded call, where its audio is (a local WAV or Twilio's
+# recording) and its state; the retention sweeper keeps a tombstone (status 'deleted').
+_RECORDINGS = """
+    CREATE TABLE call_recordings (
+        call_id {text} PRIMARY KEY{notnull},
+        source {text} NOT NULL,
+        status {text} NOT NULL,
+        path {text},
+        sid {text},
+        url {text},
+        channels {int},
+        duration_seconds {real},
+        started_at {real} NOT NULL,
+        updated_at {real} NOT NULL
+    )
+    """
+_SQLITE_V5 = (
+    _RECORDINGS.format(text="TEXT", notnull=" NOT NULL", int="INTEGER", real="REAL"),
+    "CREATE INDEX call_recordings_started ON call_recordings (started_at)",
+)
+_POSTGRES_V5 = (
+    _RECORDINGS.format(
+        text='text COLLATE "C"', notnull="", int="bigint", real="double precision"
+    ).replace('source text COLLATE "C"', "source text"),
+    "CREATE INDEX call_recordings_started ON call_recordings (started_at)",
+)
+
 # Version 3 belongs to another change being built in parallel (the lead renumbers at merge if
 # needed); until it lands here it is an empty step, so databases stay on one numbering.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -343,6 +370,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "call_specs, call_results, call_questions, report_outbox", _SQLITE_V4, _POSTGRES_V4
     ),
+    Migration(5, "call_recordings", _SQLITE_V5, _POSTGRES_V5),
 )
 
 
