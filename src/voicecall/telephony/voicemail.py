@@ -193,6 +193,7 @@ class Voicemail:
         core.publish_line(line)
         if rec.message is not None and rec.message != text:
             await self._not_spoken(rec.call_id, rec.message, rec.created_at)
+        core.disarm(live, "notify")  # the notify backstop counted from the answer, not the beep
         core.arm(
             live,
             "voicemail",
