@@ -13,10 +13,10 @@ plausible, and samples the rest of the time:
   the line has carried sound without a pause for ``probe_after_frames`` (1.5 s: music and
   ringing do, a person rarely talks that long without a 200 ms breath or pause), at most once
   every ``probe_every_frames`` (4 s) after the last one ended (a probe that has not heard
-  speech by its end looks up to twice more: some music takes longer to tell); a probe that
-  ends on music, ring-back or a tone turns continuous mode on and reports ``HOLD``. A pause is
-  ``pause_frames`` quiet frames in a row (every sample under about -40 dBFS: a table lookup,
-  no FFT); a quiet line costs nothing.
+  speech or a steady noise by its end looks up to twice more: some music takes longer to
+  tell); a probe that ends on music, ring-back or a tone turns continuous mode on and reports
+  ``HOLD``. A pause is ``pause_frames`` quiet frames in a row (every sample under about
+  -40 dBFS: a table lookup, no FFT); a quiet line costs nothing.
 
 Labels mean: music, ring-back and tones are hold (``HOLD`` once); speech after hold is a person
 or a recorded announcement (``PERSON``); silence changes nothing. Time is the frame count.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from voicecall.audio.g711 import FRAME_BYTES
-from voicecall.audio.music import Label, MusicDiscriminator
+from voicecall.audio.music import Label, MusicDiscriminator, gate
 
 __all__ = ["HoldChange", "HoldConfig", "HoldWatch"]
 
@@ -103,7 +103,7 @@ class HoldWatch:
             self._probe_left -= 1
             change = self._analyse(frame)
             if self._probe_left == 0 and not self.on_hold:
-                if self.disc.label is not Label.SPEECH and self._extensions < _MAX_EXTENSIONS:
+                if self._undecided() and self._extensions < _MAX_EXTENSIONS:
                     # not decided yet (some music needs longer): look a little longer
                     self._extensions += 1
                     self._probe_left = self.config.probe_frames
@@ -123,6 +123,14 @@ class HoldWatch:
             self._extensions = 0
             return self._analyse(frame)
         return None
+
+    def _undecided(self) -> bool:
+        """A probe's end: neither speech nor a steady noise (which the discriminator calls
+        silence) was heard, so music may still be on its way to a decision."""
+        if self.disc.label is Label.SPEECH:
+            return False
+        f = self.disc.features
+        return f is None or gate(f, self.disc.config) is not Label.SILENCE
 
     def _analyse(self, frame: bytes) -> HoldChange | None:
         self.analysed += 1
