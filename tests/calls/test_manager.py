@@ -280,7 +280,7 @@ async def test_dial_failure_ends_call_failed(env: tuple[CallManager, MockProvide
     exc = ProviderUnavailable("read timeout")
     exc.maybe_created = True
     provider.fail_next_initiate = exc
-    manager.unconfirmed_dial_seconds = 0.05
+    manager.placement.unconfirmed_dial_seconds = 0.05
     rec = await manager.place_call(to=TO, message="hi")
     assert rec.state is CallState.INITIATED and "not re-dialled" in (rec.error or "")
     for _ in range(100):
@@ -406,7 +406,7 @@ async def test_reaper_only_ends_calls_the_provider_says_are_over(store: SQLiteSt
 
 
 async def test_ring_timeout_backstop(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    import voicecall.calls.manager as mod
+    import voicecall.calls.timers as mod
 
     monkeypatch.setattr(mod, "RING_BACKSTOP_GRACE_SECONDS", -4.95)  # fire 50 ms after creation
     provider = MockProvider()
