@@ -394,7 +394,8 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         responses=problems(success={200: {"content": {"text/event-stream": {}}}}),
     )
     async def events(request: Request, _: Auth, m: Manager) -> StreamingResponse:
-        """Server-sent events: call.created / call.updated / call.ended / transcript."""
+        """Server-sent events: call.created / call.updated / call.ended / transcript /
+        turn.latency (a bot reply's latency record, once it was spoken)."""
 
         async def stream() -> AsyncIterator[bytes]:
             async with m.bus.subscribe() as queue:
