@@ -331,7 +331,12 @@ async def speak(session: Any, line: dict[str, Any], args: argparse.Namespace) ->
     seconds = len(line["audio"]) / 8000
     if await until(lambda: len(session.turns) > before, seconds + 5):
         turn = session.turns[before]
-        await until(lambda: turn["reply_ms"] is not None, args.turn_timeout)
+        if turn["overlap"]:  # the bot talked over the end (it answered a pause): its next
+            await quiet(session, args.reply_delay_ms)  # audio is the answer, if any comes
+            heard = len(session.app_utterances)
+            await until(lambda: len(session.app_utterances) > heard, args.turn_timeout)
+        else:
+            await until(lambda: turn["reply_ms"] is not None, args.turn_timeout)
     await quiet(session, args.reply_delay_ms)
 
 
@@ -339,7 +344,9 @@ def summarize(
     first_token_ms: int, lines: list[dict[str, Any]], session: Any, doc: dict[str, Any]
 ) -> dict[str, Any]:
     records = sorted((t["latency"] for t in doc["turns"]), key=lambda r: r["speech_end_stream_ms"])
+    # turns the bot did not talk over (an overlapped turn has no reply of its own)
     caller = [t for t in session.turns if t["voice_to_voice_ms"] is not None]
+    overlapped = sum(1 for t in session.turns if t["overlap"])
     # pauses: bot audio starting inside a paused utterance (after its first half, before its end)
     pause_replies = 0
     paused = 0
@@ -382,6 +389,7 @@ def summarize(
         "record_vs_caller_max_gap_ms": max(gaps) if gaps else None,
         "matched_turns": len(gaps),
         "paused_utterances": paused,
+        "overlapped_turns": overlapped,
         "replies_during_pauses": pause_replies,
         "turns": {
             "records": [
@@ -429,6 +437,7 @@ def report(console: Console, result: dict[str, Any]) -> None:
     console.print(
         f"  replies during a mid-sentence pause: {result['replies_during_pauses']} "
         f"(in {result['paused_utterances']} paused utterances; goal 0) · "
+        f"turns the bot talked over: {result['overlapped_turns']} · "
         f"barge-in clears {result['barge_in_clears']} · underruns {result['underruns']}",
         highlight=False,
     )
