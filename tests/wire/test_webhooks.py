@@ -300,7 +300,13 @@ def test_golden_gather_speech() -> None:
     (event,) = to_events(req)
     assert event.kind is EventKind.SPEECH
     assert (event.transcript, event.turn) == ("Yes, tomorrow at 3 works for me.", 4)
-    assert event.dedupe_key == f"twilio:{CALL}:gather:4:t0k-3n"
+    assert event.dedupe_key.startswith(f"twilio:{CALL}:gather:4:t0k-3n:")
+    # a redelivery is the same event; another answer to the same <Gather> is not
+    (again,) = to_events(parse_webhook(Q_GATHER, parse_form(GATHER_SPEECH)))
+    assert again.dedupe_key == event.dedupe_key
+    other = GATHER_SPEECH.replace(b"works", b"suits")
+    (second,) = to_events(parse_webhook(Q_GATHER, parse_form(other)))
+    assert second.transcript != event.transcript and second.dedupe_key != event.dedupe_key
 
 
 def test_golden_gather_digits_and_empty() -> None:

@@ -58,6 +58,7 @@ app = typer.Typer(
 def _register_extra_commands() -> None:
     from voicecall.cli import (
         agent_commands,
+        latency_commands,
         policy_commands,
         recording_commands,
         task_commands,
@@ -71,6 +72,7 @@ def _register_extra_commands() -> None:
     task_commands.register(app)  # `voicecall answer`
     recording_commands.register(app)  # `voicecall recording`
     telephony_commands.register(app)  # `voicecall dtmf`, `voicecall transfer`
+    latency_commands.register(app)  # `voicecall latency`
 
 
 T = TypeVar("T")

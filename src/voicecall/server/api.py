@@ -34,6 +34,7 @@ from voicecall.server import recording_api, task_api
 from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
+from voicecall.server.latency_api import TurnLatencyOut, add_latency_routes
 from voicecall.server.telephony_api import add_telephony_routes
 from voicecall.telephony.options import TelephonyOptions
 from voicecall.textrules import SpokenText
@@ -120,6 +121,9 @@ class TranscriptLine(BaseModel):
     at: float
     final: bool
     turn: int | None
+    latency: TurnLatencyOut | None = Field(
+        None, description="Bot replies on a media stream: how long the reply took"
+    )
 
 
 class TransferOut(BaseModel):
@@ -449,7 +453,8 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         responses=problems(success={200: {"content": {"text/event-stream": {}}}}),
     )
     async def events(request: Request, _: Auth, m: Manager) -> StreamingResponse:
-        """Server-sent events: call.created / call.updated / call.ended / transcript."""
+        """Server-sent events: call.created / call.updated / call.ended / transcript /
+        turn.latency (a bot reply's latency record, once it was spoken)."""
 
         async def stream() -> AsyncIterator[bytes]:
             async with m.bus.subscribe() as queue:
@@ -482,6 +487,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         call_out=_call_out,
         call_model=CallOut,
     )
+    add_latency_routes(api, authorize)
     return api
 
 

@@ -13,9 +13,11 @@ Every error carries Twilio's ``code`` and HTTP ``status``; the Auth Token never 
 message (it travels only in the Authorization header, and any echo of it is redacted).
 
 Retries are bounded (:class:`RetryPolicy`: exponential backoff with jitter) and only where a
-repeat cannot do harm: fetch, list, hang-up, cancel and redirect are retried on 429, 5xx and
-transport errors. ``create_call`` is **not** idempotent (a repeat dials the person twice), so
-it is retried only when the failure proves Twilio never processed it: the connection was never
+repeat cannot do harm: fetch, list, hang-up and cancel are retried on 429, 5xx and transport
+errors; redirect too, except after a transport error once the request was sent (it may have
+taken effect and the call moved on: a repeat would replay old TwiML; ``maybe_applied`` says
+so). ``create_call`` is **not** idempotent (a repeat dials the person twice), so it is retried
+only when the failure proves Twilio never processed it: the connection was never
 made (``ConnectError``, ``ConnectTimeout``, ``PoolTimeout``) or Twilio answered 429 (documented
 as not processed). After a read timeout or a 5xx the call may exist:
 :class:`CallOutcomeUnknown` (a :class:`ProviderUnavailable`) is raised with
@@ -334,7 +336,12 @@ class TwilioRest:
             assert url is not None
             _check_http_url(url, "url")
             form = [("Url", url), ("Method", "POST")]
-        data = await self._call("redirect call", "POST", f"/Calls/{sid}.json", form=form)
+        # Not repeated after a request that may have reached Twilio without an answer (a read
+        # timeout): the call may have moved on meanwhile (the caller answered the new TwiML),
+        # and a repeat would start that TwiML again. Twilio's own error answers are repeated.
+        data = await self._call(
+            "redirect call", "POST", f"/Calls/{sid}.json", form=form, replay_after_send=False
+        )
         return CallResource.from_json(data)
 
     async def fetch(self, call_sid: str) -> CallResource:
@@ -465,6 +472,7 @@ class TwilioRest:
         form: Sequence[tuple[str, str]] | None = None,
         params: Sequence[tuple[str, str]] | None = None,
         create: bool = False,
+        replay_after_send: bool = True,
         raw: bool = False,
         accept: str = "application/json",
     ) -> Any:
@@ -500,7 +508,7 @@ class TwilioRest:
                 assert failure is not None
                 never_sent = issubclass(failure, _NEVER_SENT)
                 sent = sent or not never_sent
-                if (idempotent or never_sent) and not last:
+                if (never_sent or (idempotent and replay_after_send)) and not last:
                     await policy.sleep(policy.delay(attempt, None))
                     continue
                 reason = f"Twilio {op} failed: {failure.__name__}"

@@ -51,8 +51,11 @@ parameters), never from ``I-Twilio-Idempotency-Token`` (unsigned) or randomness:
 
     twilio:{CallSid}:status:{SequenceNumber or "_"}:{CallStatus}
     twilio:{CallSid}:voice:{CallStatus}
-    twilio:{CallSid}:gather:{turn}:{tok}
+    twilio:{CallSid}:gather:{turn}:{tok}:{digest of SpeechResult and Digits}
     twilio:{CallSid}:amd:{AnsweredBy}
+
+(A redelivery carries the same words; a second run of the same ``<Gather>`` — a redirect that
+timed out but reached Twilio — may hear new ones, which are kept, never taken for a duplicate.)
 
 A voice fetch and the ``answered`` status callback both yield ANSWERED under different keys;
 the state machine treats a repeated ANSWERED as a no-op.
@@ -60,6 +63,7 @@ the state machine treats a repeated ANSWERED as a no-op.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -675,9 +679,14 @@ def to_events(req: WebhookRequest) -> list[CallEvent]:
         if kind is None:
             return []
         return [_event(req, kind, f"twilio:{sid}:voice:{req.call_status.value}")]
-    # GATHER: parse_webhook guarantees turn and token.
-    key = f"twilio:{sid}:gather:{req.turn}:{req.turn_token}"
+    # GATHER: parse_webhook guarantees turn and token. The key names what was said, too: a
+    # redelivery carries the same words, but the same <Gather> may run twice (a redirect that
+    # timed out yet reached Twilio), and its second answer is new speech that must be kept.
     speech = (req.speech_result or "").strip()
+    said = hashlib.blake2b(
+        f"{speech}\x00{req.digits or ''}".encode(), digest_size=8
+    ).hexdigest()
+    key = f"twilio:{sid}:gather:{req.turn}:{req.turn_token}:{said}"
     if speech:
         return [
             _event(

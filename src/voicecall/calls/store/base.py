@@ -34,6 +34,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from voicecall.calls.extras import (
     CallResult,
@@ -345,6 +346,25 @@ class Store(ABC):
         if codec.unstorable(call_id):
             return False
         return await self._execute(codec.Statement("delete_recording", (float(at), call_id)))
+    # -- latency records of bot replies (voice/latency.py) ----------------------------------
+
+    async def set_latency(self, call_id: str, seq: int, latency: dict[str, Any]) -> bool:
+        """Attach a latency record to a stored line; ``False`` if the line does not exist."""
+        return await self._execute(codec.prepare_latency(call_id, seq, latency))
+
+    async def recent_latency(
+        self, *, limit: int, call_id: str | None = None
+    ) -> list[tuple[str, int, float, dict[str, Any]]]:
+        """The newest ``limit`` latency records, newest first, as ``(call_id, seq, at,
+        record)``; only one call's with ``call_id``."""
+        codec.check_limit(limit)
+        if call_id is None:
+            rows = await self._query("recent_latency", (limit,))
+        elif codec.unstorable(call_id):
+            return []
+        else:
+            rows = await self._query("call_latency", (call_id, limit))
+        return [codec.row_to_turn_latency(r) for r in rows]
 
     @abstractmethod
     async def _execute(self, statement: codec.Statement) -> bool:

@@ -360,6 +360,9 @@ _POSTGRES_V5 = (
     ).replace('source text COLLATE "C"', "source text"),
     "CREATE INDEX call_recordings_started ON call_recordings (started_at)",
 )
+# a bot reply's latency record (JSON text, voice/latency.py), set once its first frame was sent
+_SQLITE_V6 = ("ALTER TABLE transcript ADD COLUMN latency TEXT",)
+_POSTGRES_V6 = ("ALTER TABLE transcript ADD COLUMN latency text",)
 
 # Version 3 belongs to another change being built in parallel (the lead renumbers at merge if
 # needed); until it lands here it is an empty step, so databases stay on one numbering.
@@ -371,6 +374,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         4, "call_specs, call_results, call_questions, report_outbox", _SQLITE_V4, _POSTGRES_V4
     ),
     Migration(5, "call_recordings", _SQLITE_V5, _POSTGRES_V5),
+    Migration(6, "transcript.latency", _SQLITE_V6, _POSTGRES_V6),
 )
 
 

@@ -576,7 +576,7 @@ class PostgresStore(Store):
         if codec.unstorable(call_id):
             return []
         rows = await self._fetch(
-            f"SELECT {', '.join(codec.TRANSCRIPT_COLUMNS)} FROM transcript"  # noqa: S608
+            f"SELECT {', '.join(codec.TRANSCRIPT_READ_COLUMNS)} FROM transcript"  # noqa: S608
             " WHERE call_id = %s ORDER BY seq",
             (call_id,),
         )
