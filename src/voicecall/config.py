@@ -280,8 +280,21 @@ class SttDeepgramSettings(_Section):
 
 
 class SttWhisperSettings(_Section):
+    """``[stt.whisper]``: local faster-whisper; its segmentation uses the ``[vad]`` engine and
+    levels, with ``pause_ms`` as the silence that starts a transcription."""
+
     model_path: str | None = None
     language: str | None = "en"
+    beam_size: int = Field(1, ge=1, le=10)
+    temperature: float = Field(0.0, ge=0, le=1)
+    """One temperature, no fallback (a fallback to hotter retries cost up to 1.9 s)."""
+    without_timestamps: bool = True
+    no_speech_threshold: float | None = Field(0.6, ge=0, le=1)
+    compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
+    cpu_threads: int = Field(0, ge=0, le=64)
+    """0: CTranslate2's default."""
+    pause_ms: int = Field(100, ge=20, le=2000)
+    """Silence after which the turn so far is transcribed (early, while the caller pauses)."""
 
 
 class SttSettings(_Section):
@@ -314,6 +327,24 @@ class VadSettings(_Section):
     echo_energy_ratio: float | None = Field(None, gt=0, le=100)
     """If set, caller speech must be at least this many times the RMS of the bot audio playing
     to count as a barge-in while the bot speaks (rejects loud echo)."""
+
+
+class TurnSettings(_Section):
+    """``[turn]``: when the caller's turn is over (local whisper; cloud engines endpoint on
+    their own). The silence needed depends on the words so far."""
+
+    hangover_ms: int = Field(200, ge=0, le=5000)
+    """Silence that ends a turn whose words sound complete ("Two people, please.")."""
+    lead_in_ms: int = Field(700, ge=0, le=10_000)
+    """Silence that ends a turn of only a greeting or marker ("Hi!", "Well"): people go on."""
+    incomplete_ms: int = Field(1300, ge=0, le=10_000)
+    """Silence that ends an unfinished turn ("a table for", "um", a trailing comma): the cap."""
+
+    @model_validator(mode="after")
+    def _order(self) -> TurnSettings:
+        if not self.hangover_ms <= self.lead_in_ms <= self.incomplete_ms:
+            raise ValueError("hangover_ms <= lead_in_ms <= incomplete_ms must hold")
+        return self
 
 
 class PacerSettings(_Section):
@@ -461,6 +492,7 @@ class Settings(BaseSettings):
     tts: TtsSettings = Field(default_factory=TtsSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
     vad: VadSettings = Field(default_factory=VadSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     pacer: PacerSettings = Field(default_factory=PacerSettings)
     responder: ResponderSettings = Field(default_factory=ResponderSettings)
     task: TaskSettings = Field(default_factory=TaskSettings)

@@ -14,8 +14,17 @@ import pytest
 from voicecall.audio.g711 import FRAME_BYTES, ulaw_encode
 from voicecall.audio.vad import WebRtcVad
 from voicecall.speech.errors import SpeechEngineMissing
-from voicecall.speech.stt.whisper import UtteranceCollector, WhisperStt
+from voicecall.speech.stt.whisper import (
+    TurnCutter,
+    TurnJob,
+    UtteranceCollector,
+    WhisperDecode,
+    WhisperStt,
+)
 from voicecall.speech.tts.espeak import EspeakTts
+from voicecall.voice.endturn import Commit, TurnPolicy
+
+POLICY = TurnPolicy(hangover_ms=200, lead_in_ms=700, incomplete_ms=1300)
 
 needs_whisper = pytest.mark.skipif(
     importlib.util.find_spec("faster_whisper") is None
@@ -31,10 +40,10 @@ class ScriptedVad:
     """A VAD whose per-frame decision is given: loud frames are speech (stands in for webrtcvad
     so the cutting arithmetic is checked exactly)."""
 
-    def __init__(self) -> None:
+    def __init__(self, silence_ms: int = 400) -> None:
         from voicecall.audio.vad import Segmenter
 
-        self._seg = Segmenter(100 * 8, 400 * 8)
+        self._seg = Segmenter(100 * 8, silence_ms * 8)
         self._offset = 0
 
     @property
@@ -93,6 +102,72 @@ def test_collector_splits_overlong_speech() -> None:
     c = UtteranceCollector(ScriptedVad(), preroll_ms=0, max_utterance_ms=1000)  # type: ignore[arg-type]
     done = feed_in_frames(c, tone(2500))
     assert [(u.start_ms, u.end_ms) for u in done] == [(0, 1000), (1000, 2000)]
+
+
+def cut(cutter: TurnCutter, audio: bytes) -> list[TurnJob | Commit]:
+    out: list[TurnJob | Commit] = []
+    for i in range(0, len(audio), FRAME_BYTES):
+        out.extend(cutter.feed(audio[i : i + FRAME_BYTES]))
+    return out
+
+
+def test_cutter_asks_for_a_transcript_at_each_pause_and_commits_a_complete_turn() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=300, tail_ms=200)  # type: ignore[arg-type]
+    (job,) = cut(c, quiet(1000) + tone(800) + quiet(100))
+    assert isinstance(job, TurnJob) and not job.final
+    assert (job.start_ms, job.upto_ms) == (700, 1800)
+    assert job.pcm.size == (1900 - 700) * 8  # the tail is what there is so far
+    assert c.heard("Two people, please.", job.upto_ms) is None  # 100 ms of silence < 200
+    (commit,) = cut(c, quiet(100))
+    assert isinstance(commit, Commit)
+    assert (commit.text, commit.speech_end_ms, commit.decided_ms) == (
+        "Two people, please.",
+        1800,
+        2000,
+    )
+    assert cut(c, quiet(2000)) == []
+
+
+def test_cutter_waits_through_a_thinking_pause_and_keeps_one_turn() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
+    (first,) = cut(c, tone(1000) + quiet(100))
+    assert isinstance(first, TurnJob)
+    assert c.heard("I'd like a table for", first.upto_ms) is None
+    assert cut(c, quiet(900)) == []  # a one-second pause: not the end
+    (second,) = cut(c, tone(600) + quiet(100))
+    assert isinstance(second, TurnJob) and second.start_ms == 0  # the whole turn again
+    assert second.pcm.size == 2600 * 8  # up to the end of speech (no tail)
+    commit = c.heard("I'd like a table for two.", second.upto_ms)
+    assert commit is None
+    (commit,) = cut(c, quiet(100))
+    assert isinstance(commit, Commit) and commit.text == "I'd like a table for two."
+
+
+def test_cutter_commits_a_late_transcript_at_once() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
+    (job,) = cut(c, tone(500) + quiet(100))
+    assert cut(c, quiet(400)) == []  # no transcript yet: nothing to decide on
+    commit = c.heard("Yes.", job.upto_ms)  # type: ignore[union-attr]
+    assert commit is not None and commit.decided_ms == 1000
+
+
+def test_cutter_flush_and_overlong_turns_are_final_jobs() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, max_turn_ms=1000)  # type: ignore[arg-type]
+    jobs = cut(c, tone(2500))
+    assert [(j.start_ms, j.final) for j in jobs if isinstance(j, TurnJob)] == [
+        (0, True),
+        (1000, True),
+    ]
+    last = c.flush()
+    assert last is not None and last.final and last.start_ms == 2000
+    assert c.flush() is None
+
+
+def test_decode_options_are_checked() -> None:
+    with pytest.raises(ValueError):
+        WhisperDecode(beam_size=0)
+    with pytest.raises(ValueError):
+        WhisperDecode(temperature=1.5)
 
 
 async def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ TwiML ``<Say>``/``<Gather>`` path.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ from voicecall.speech.registry import (
     choose_stt,
     choose_tts,
 )
+from voicecall.speech.stt.whisper import WhisperDecode
 from voicecall.speech.tts.elevenlabs import DEFAULT_MODEL_ID, DEFAULT_VOICE_ID
+from voicecall.voice.endturn import TurnPolicy
 
 __all__ = [
     "VoiceTuning",
@@ -40,6 +43,7 @@ __all__ = [
     "streaming_problems",
     "stt_config",
     "tts_config",
+    "whisper_config",
 ]
 
 
@@ -88,7 +92,33 @@ def stt_config(settings: Settings) -> SttConfig:
             language=s.deepgram.language,
             endpointing_ms=s.deepgram.endpointing_ms,
         ),
-        whisper=WhisperSttConfig(model_path=s.whisper.model_path, language=s.whisper.language),
+        whisper=whisper_config(settings),
+    )
+
+
+def whisper_config(settings: Settings) -> WhisperSttConfig:
+    """``[stt.whisper]``, ``[turn]`` and ``[vad]``: the local engine, its decoding, the end of
+    the turn, and its segmentation (the ``[vad]`` engine and levels; speech ends after
+    ``stt.whisper.pause_ms`` of silence, when the turn so far is transcribed)."""
+    w, t = settings.stt.whisper, settings.turn
+    segmentation = dataclasses.replace(
+        VoiceTuning.from_settings(settings), min_silence_ms=w.pause_ms
+    )
+    return WhisperSttConfig(
+        model_path=w.model_path,
+        language=w.language,
+        decode=WhisperDecode(
+            beam_size=w.beam_size,
+            temperature=w.temperature,
+            without_timestamps=w.without_timestamps,
+            no_speech_threshold=w.no_speech_threshold,
+            compute_type=w.compute_type,
+            cpu_threads=w.cpu_threads,
+        ),
+        turn=TurnPolicy(
+            hangover_ms=t.hangover_ms, lead_in_ms=t.lead_in_ms, incomplete_ms=t.incomplete_ms
+        ),
+        vad_factory=segmentation.vad_factory(),
     )
 
 
