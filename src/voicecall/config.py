@@ -291,10 +291,22 @@ class SttWhisperSettings(_Section):
     without_timestamps: bool = True
     no_speech_threshold: float | None = Field(0.6, ge=0, le=1)
     compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
-    cpu_threads: int = Field(0, ge=0, le=64)
-    """0: CTranslate2's default."""
+    cpu_threads: int = Field(1, ge=0, le=64)
+    """Threads per transcription; 0: CTranslate2's default (one was fastest on a busy 2-core
+    box)."""
+    fit_seconds: float | None = Field(6.0, ge=0.5, le=30)
+    """Encode the audio plus this much silence, not Whisper's fixed 30 s window (3–5× faster on
+    a CPU; a looping result is redone on the full window). Unset/false: always 30 s."""
     pause_ms: int = Field(100, ge=20, le=2000)
     """Silence after which the turn so far is transcribed (early, while the caller pauses)."""
+
+    @field_validator("fit_seconds", mode="before")
+    @classmethod
+    def _fit_off(cls, v: Any) -> Any:
+        # TOML has no null: `false` (or "off") means the full 30 s window
+        if v is False or (isinstance(v, str) and v.strip().lower() in ("false", "off", "none")):
+            return None
+        return v
 
 
 class SttSettings(_Section):

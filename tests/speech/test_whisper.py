@@ -56,6 +56,10 @@ class ScriptedVad:
         loud = float(np.abs(frame.astype(np.int32)).mean()) > 1000
         return self._seg.update(loud, start, frame.size)
 
+    @property
+    def onset_pending(self) -> bool:
+        return self._seg.onset_pending
+
     def reset(self) -> None:
         self._seg.reset()
 
@@ -136,11 +140,29 @@ def test_cutter_waits_through_a_thinking_pause_and_keeps_one_turn() -> None:
     assert cut(c, quiet(900)) == []  # a one-second pause: not the end
     (second,) = cut(c, tone(600) + quiet(100))
     assert isinstance(second, TurnJob) and second.start_ms == 0  # the whole turn again
-    assert second.pcm.size == 2600 * 8  # up to the end of speech (no tail)
+    # up to the end of speech (no tail), the 1 s pause shortened to 300 ms
+    assert second.pcm.size == (2600 - 1000 + 300) * 8
+    pcm = second.pcm.astype(np.int32)
+    assert np.abs(pcm[1000 * 8 : 1150 * 8]).max() < 100  # the pause's first 150 ms …
+    assert np.abs(pcm[1150 * 8 : 1300 * 8]).max() < 100  # … and its last 150 ms
+    assert np.abs(pcm[1300 * 8 : 1400 * 8]).max() > 1000  # then the words after it
     commit = c.heard("I'd like a table for two.", second.upto_ms)
     assert commit is None
     (commit,) = cut(c, quiet(100))
     assert isinstance(commit, Commit) and commit.text == "I'd like a table for two."
+
+
+def test_cutter_holds_the_commit_while_speech_is_starting_again() -> None:
+    """ "No, thank you.": 180 ms after "No" the caller goes on; the speech start is only
+    confirmed at 280 ms (min_speech_ms 100), after the 200 ms hangover: no commit meanwhile."""
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
+    (job,) = cut(c, tone(500) + quiet(100))
+    assert isinstance(job, TurnJob)
+    assert c.heard("No", job.upto_ms) is None
+    assert cut(c, quiet(80) + tone(200)) == []  # would have committed at 700 ms otherwise
+    assert c.turn.speaking
+    (again,) = cut(c, tone(300) + quiet(100))
+    assert isinstance(again, TurnJob) and again.upto_ms == 1180
 
 
 def test_cutter_commits_a_late_transcript_at_once() -> None:
@@ -192,12 +214,16 @@ def test_default_model_is_the_packaged_tiny_en() -> None:
 @pytest.mark.slow
 @needs_whisper
 @needs_espeak
-async def test_whisper_transcribes_espeak_speech_over_the_phone_path() -> None:
+@pytest.mark.parametrize("fit_seconds", [6.0, None])
+async def test_whisper_transcribes_espeak_speech_over_the_phone_path(
+    fit_seconds: float | None,
+) -> None:
+    """Whisper on a window fitted to the audio (the default) and on its full 30 s window."""
     speech = b"".join(
         [c async for c in EspeakTts(rate_wpm=140).synthesize("Please book a table for two people.")]
     )
     audio = quiet(500) + speech + quiet(1500)
-    stt = WhisperStt(vad_factory=WebRtcVad)
+    stt = WhisperStt(vad_factory=WebRtcVad, decode=WhisperDecode(fit_seconds=fit_seconds))
     session = await stt.open_session()
     for i in range(0, len(audio), FRAME_BYTES):
         session.send(audio[i : i + FRAME_BYTES])

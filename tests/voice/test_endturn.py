@@ -55,6 +55,9 @@ def run_pause(
         ("My number is five five five", Completeness.INCOMPLETE),
         ("My number is 555 12", Completeness.INCOMPLETE),
         ("I want the", Completeness.INCOMPLETE),
+        ("I'd like a payable for it.", Completeness.INCOMPLETE),  # whisper's invented "it"
+        ("Thanks for that.", Completeness.INCOMPLETE),  # the price of the rule above
+        ("I'll take it.", Completeness.COMPLETE),
         ("Hi!", Completeness.LEAD_IN),
         ("Hello.", Completeness.LEAD_IN),
         ("Good morning!", Completeness.LEAD_IN),

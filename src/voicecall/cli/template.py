@@ -243,7 +243,8 @@ enabled = false
 # without_timestamps = true
 # no_speech_threshold = 0.6
 # compute_type = "int8"             # int8 | int8_float32 | float32
-# cpu_threads = 0                   # 0: CTranslate2's default
+# cpu_threads = 1                   # per transcription; 0: CTranslate2's default
+# fit_seconds = 6.0                 # encode audio + 6 s, not a fixed 30 s window (faster)
 # pause_ms = 100                    # silence that starts transcribing the turn so far
 """,
     ),

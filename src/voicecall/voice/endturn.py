@@ -8,7 +8,10 @@ middle of a sentence. So the silence needed depends on the partial transcript of
   people pause after "Hi!" and go on ("Hi! I would like …");
 - **incomplete** (ends in a preposition, article, conjunction, a filler like "um", a trailing
   comma or ellipsis, an unfinished number or list: "I'd like a table for …") →
-  ``incomplete_ms``, the cap: a thinking pause is not an answer.
+  ``incomplete_ms``, the cap: a thinking pause is not an answer. Whisper tends to finish a
+  cut-off phrase with an invented pronoun ("a table for" → "a table for it."), so a preposition
+  followed by it/that/this/them counts as unfinished too: "Thanks for that." waits the cap, a
+  reply in the middle of a sentence would be worse.
 
 An audio model alone cannot tell these apart (smart-turn v3.2 scored a complete and a cut-off
 espeak sentence alike, 0.95 vs 0.98); the words can.
@@ -132,6 +135,9 @@ _NUMBER_WORDS: Final = _words(
     ninety hundred thousand double triple
     """
 )
+# Whisper finishes a cut-off phrase with a made-up pronoun: "a table for" → "a table for it."
+_PREPOSITIONS: Final = _words("for to of in on at with from about into onto like near")
+_FILLED_IN: Final = _words("it that this them")
 _TRAILING_OPEN: Final = re.compile(r"(?:,|;|:|-|–|—|\.\.\.|…)\s*$")
 
 
@@ -154,6 +160,8 @@ def judge(text: str) -> Completeness:
         return Completeness.INCOMPLETE  # "eggs, milk," / "so…" / "the code is 4 -"
     if words[-1] in _UNFINISHED:
         return Completeness.INCOMPLETE
+    if len(words) >= 3 and words[-1] in _FILLED_IN and words[-2] in _PREPOSITIONS:
+        return Completeness.INCOMPLETE  # maybe invented: waiting costs less than cutting in
     if len(words) >= 3 and all(_is_number(w) for w in words[-3:]):
         return Completeness.INCOMPLETE  # reading out digits: "five five five one two"
     raw = [t.strip(".,!?") for t in stripped.split()[-2:]]

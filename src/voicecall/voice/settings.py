@@ -114,6 +114,7 @@ def whisper_config(settings: Settings) -> WhisperSttConfig:
             no_speech_threshold=w.no_speech_threshold,
             compute_type=w.compute_type,
             cpu_threads=w.cpu_threads,
+            fit_seconds=w.fit_seconds,
         ),
         turn=TurnPolicy(
             hangover_ms=t.hangover_ms, lead_in_ms=t.lead_in_ms, incomplete_ms=t.incomplete_ms
