@@ -38,6 +38,11 @@ def run_pause(
     ("text", "expected"),
     [
         ("Two people, please.", Completeness.COMPLETE),
+        ("Two people please", Completeness.INCOMPLETE),  # unpunctuated: whisper heard no end
+        ("My number is time time time", Completeness.INCOMPLETE),
+        ('He said "yes."', Completeness.COMPLETE),
+        ("Is that right?", Completeness.COMPLETE),
+        ("Yes", Completeness.COMPLETE),
         ("Yes.", Completeness.COMPLETE),
         ("No", Completeness.COMPLETE),
         ("Thank you.", Completeness.COMPLETE),

@@ -11,7 +11,9 @@ middle of a sentence. So the silence needed depends on the partial transcript of
   ``incomplete_ms``, the cap: a thinking pause is not an answer. Whisper tends to finish a
   cut-off phrase with an invented pronoun ("a table for" → "a table for it."), so a preposition
   followed by it/that/this/them counts as unfinished too: "Thanks for that." waits the cap, a
-  reply in the middle of a sentence would be worse.
+  reply in the middle of a sentence would be worse. And Whisper ends what sounds finished with
+  a full stop, question or exclamation mark: two or more words without one count as unfinished
+  ("My number is five five five" came back unpunctuated).
 
 An audio model alone cannot tell these apart (smart-turn v3.2 scored a complete and a cut-off
 espeak sentence alike, 0.95 vs 0.98); the words can.
@@ -138,6 +140,7 @@ _NUMBER_WORDS: Final = _words(
 # Whisper finishes a cut-off phrase with a made-up pronoun: "a table for" → "a table for it."
 _PREPOSITIONS: Final = _words("for to of in on at with from about into onto like near")
 _FILLED_IN: Final = _words("it that this them")
+_TERMINAL: Final = re.compile(r"[.?!]['\"”’)]*\s*$")
 _TRAILING_OPEN: Final = re.compile(r"(?:,|;|:|-|–|—|\.\.\.|…)\s*$")
 
 
@@ -167,6 +170,8 @@ def judge(text: str) -> Completeness:
     raw = [t.strip(".,!?") for t in stripped.split()[-2:]]
     if len(raw) == 2 and all(t.isdigit() for t in raw):
         return Completeness.INCOMPLETE  # "555 12" (but not "7:30")
+    if len(words) >= 2 and not _TERMINAL.search(stripped) and not all(w in _LEAD_IN for w in words):
+        return Completeness.INCOMPLETE  # Whisper punctuates what sounds finished
     if all(w in _LEAD_IN for w in words) and not (
         len(words) == 1 and words[0] in _ANSWERS and not stripped.endswith(",")
     ):
