@@ -18,11 +18,30 @@ class Body(BaseModel):
 
 # every character class that matters, often: controls, C1, blanks, surrogate-free text
 _interesting = st.sampled_from(
-    ["\x00", "\x07", "\t", "\n", "\r", "\x0b", "\x1c", "\x7f", "\x85", "\xa0", " ", "\u2028",
-     "\u3000", "\ufeff", "\u200b", "a", "é", "☎"]
+    [
+        "\x00",
+        "\x07",
+        "\t",
+        "\n",
+        "\r",
+        "\x0b",
+        "\x1c",
+        "\x7f",
+        "\x85",
+        "\xa0",
+        " ",
+        "\u2028",
+        "\u3000",
+        "\ufeff",
+        "\u200b",
+        "a",
+        "é",
+        "☎",
+    ]
 )
-_texts = st.lists(st.one_of(_interesting, st.characters(exclude_categories=["Cs"])),
-                  max_size=12).map("".join)
+_texts = st.lists(
+    st.one_of(_interesting, st.characters(exclude_categories=["Cs"])), max_size=12
+).map("".join)
 
 
 @given(_texts)

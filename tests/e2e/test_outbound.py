@@ -115,9 +115,7 @@ async def test_end_is_final_speak_and_continue_get_409(
     server: RunningServer, emulator: Emulator
 ) -> None:
     call_id = await _answered_conversation(server, emulator, ["hi", None])
-    r = await server.http.post(
-        f"/api/calls/{call_id}/end", json={"message": "Thanks, goodbye."}
-    )
+    r = await server.http.post(f"/api/calls/{call_id}/end", json={"message": "Thanks, goodbye."})
     assert r.json()["state"] == "ending"
     r = await server.http.post(f"/api/calls/{call_id}/speak", json={"message": "One more."})
     assert r.status_code == 409 and "ending" in r.json()["detail"]

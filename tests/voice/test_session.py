@@ -4,6 +4,7 @@ echo guard, interrupt, DTMF, STT over the Deepgram fake, shutdown."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,8 +20,10 @@ from voice_harness import (
 )
 
 from voicecall.speech.errors import SpeechError
+from voicecall.speech.stt.base import Transcript
 from voicecall.speech.tts.base import TtsProvider
 from voicecall.twilio.media import MediaSession
+from voicecall.voice.latency import MARKS, STAGES
 from voicecall.voice.session import ChannelClosed, SpeechQueueFull, VoiceSession
 from voicecall.voice.settings import VoiceTuning
 
@@ -400,3 +403,59 @@ async def test_sends_that_have_to_wait_keep_every_frame_in_order() -> None:
         assert ticks == sorted(ticks, key=lambda n: int(n.rsplit("-", 1)[1]))
     finally:
         await session.shutdown("test over")
+
+
+# -- latency records -----------------------------------------------------------------------------
+
+
+class ScriptedStt:
+    """An STT session that says one final transcript when told to (times given by the test)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.queue: asyncio.Queue[Transcript | None] = asyncio.Queue()
+
+    def send(self, ulaw_frame: bytes) -> None:
+        self.frames += 1
+
+    async def events(self) -> AsyncIterator[Transcript]:
+        while (item := await self.queue.get()) is not None:
+            yield item
+
+    async def aclose(self) -> None:
+        self.queue.put_nowait(None)
+
+
+async def test_the_first_reply_after_a_final_transcript_carries_its_latency() -> None:
+    stt = ScriptedStt()
+    r = await make_rig(stt=stt)
+    try:
+        for _ in range(25):  # 500 ms of caller audio, arriving frame by frame
+            await r.peer.deliver(r.peer.wire.media(SILENCE_FRAME))
+            await asyncio.sleep(0.002)
+        stt.queue.put_nowait(
+            Transcript("two please", True, 0, 500, speech_end_ms=300, decided_ms=500)
+        )
+        await r.host.wait_for(lambda: r.host.said)
+        end_arrival, end_stream_ms = r.session.clock.arrival_at_ms(300) or (0.0, 0)
+        decided_arrival, _ = r.session.clock.arrival_at_ms(500) or (0.0, 0)
+        responder_at = time.monotonic()
+        result = await r.session.say("Two it is.", responder_at=responder_at)
+        rec = result.latency
+        assert rec is not None
+        # the speech end is the 15th frame's arrival; the media clock counts from its timestamps
+        assert end_stream_ms == rec.speech_end_stream_ms == 320
+        assert rec.end_of_turn_ms == pytest.approx((decided_arrival - end_arrival) * 1000, abs=0.1)
+        assert rec.marks["responder_first"] == pytest.approx(
+            (responder_at - end_arrival) * 1000, abs=0.1
+        )
+        marks = [rec.marks[m] for m in MARKS]
+        assert marks == sorted(marks)  # every mark, in pipeline order
+        assert rec.voice_to_voice_ms == rec.marks["first_frame_sent"]
+        assert sum(rec.stage_ms(s) for s in STAGES[:-1]) == pytest.approx(
+            rec.voice_to_voice_ms, abs=0.5
+        )
+        # the next utterance answers nothing new
+        assert (await r.session.say("Anything else?")).latency is None
+    finally:
+        await r.session.shutdown("test over")

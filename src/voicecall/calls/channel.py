@@ -16,9 +16,12 @@ and ends the call if no stream comes back).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from voicecall.errors import VoicecallError
+
+if TYPE_CHECKING:
+    from voicecall.voice.latency import TurnLatency
 
 
 class StreamRejected(VoicecallError):
@@ -29,19 +32,24 @@ class StreamRejected(VoicecallError):
 class SpokenResult:
     """What became of one utterance: ``completed`` when its end mark was echoed (the caller heard
     all of it), else interrupted by barge-in or a clear, with ``heard_ms`` of audio played and
-    ``heard_text`` the (approximate, proportional) words played before the cut."""
+    ``heard_text`` the (approximate, proportional) words played before the cut. ``latency``:
+    when this utterance answered a caller's turn and its first frame was sent, how long that
+    took (voice/latency.py)."""
 
     completed: bool
     heard_ms: int
     total_ms: int
     heard_text: str
+    latency: TurnLatency | None = None
 
 
 class SpeechChannel(Protocol):
     """One call's live audio path (implemented by the real-time voice pipeline)."""
 
-    async def say(self, text: str) -> SpokenResult:
-        """Queue ``text`` (utterances never overlap); return once it was played or cut off."""
+    async def say(self, text: str, *, responder_at: float | None = None) -> SpokenResult:
+        """Queue ``text`` (utterances never overlap); return once it was played or cut off.
+        ``responder_at``: when a responder produced ``text`` (``time.monotonic()``), for the
+        latency record of the reply."""
         ...
 
     async def interrupt(self) -> None:

@@ -92,6 +92,9 @@ class TranscriptEntry:
     at: float
     final: bool = True
     turn: int | None = None
+    latency: dict[str, Any] | None = None
+    """A bot reply's latency record (voice/latency.py ``TurnLatency.to_json``), set after its
+    first frame was sent; ``None`` on other lines and replies not measured."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +104,7 @@ class TranscriptEntry:
             "at": self.at,
             "final": self.final,
             "turn": self.turn,
+            "latency": self.latency,
         }
 
 

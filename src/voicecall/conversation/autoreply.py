@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from voicecall.agent.responder import ConversationContext, EndCall, Responder
@@ -78,6 +79,7 @@ class AutoReplier:
         gen = responder.reply(await self._context(live))
         try:
             async for out in gen:
+                produced_at = time.monotonic()  # the responder's output (latency record)
                 if isinstance(out, EndCall):
                     goodbye = out
                     break
@@ -91,7 +93,15 @@ class AutoReplier:
                     else:
                         line = await turns.bot_line(live, out.text)
                     channel = await turns.channel(live)
-                    core.spawn(turns.say_on_stream(live, channel, out.text, line=line))
+                    core.spawn(
+                        turns.say_on_stream(
+                            live,
+                            channel,
+                            out.text,
+                            line=line,
+                            responder_at=None if sentences else produced_at,
+                        )
+                    )
                 sentences.append(out.text)
         except CallNotActive:
             return

@@ -36,6 +36,7 @@ from voicecall.calls.live import LiveCall
 from voicecall.calls.model import CallRecord, CallState, EndReason, Speaker, TranscriptEntry
 from voicecall.calls.replies import PENDING_SAY, pending_say
 from voicecall.calls.states import Signal
+from voicecall.conversation.latency import record_latency
 from voicecall.conversation.text import check_message
 from voicecall.errors import CallNotActive, ProviderError, StoreError, TurnTimeout, VoicecallError
 from voicecall.providers.base import ParsedWebhook, WebhookKind
@@ -281,14 +282,21 @@ class Turns:
         text: str,
         *,
         line: TranscriptEntry | None = None,
+        responder_at: float | None = None,
     ) -> SpokenResult:
-        """Speak ``text`` on the stream; the call is ``listening`` again once it was heard."""
+        """Speak ``text`` on the stream; the call is ``listening`` again once it was heard.
+        ``responder_at``: when the responder produced ``text`` (for the latency record)."""
         try:
-            result = await channel.say(text)
+            if responder_at is None:
+                result = await channel.say(text)
+            else:
+                result = await channel.say(text, responder_at=responder_at)
         except VoicecallError as exc:
             if line is not None:
                 await self._unspoken(live, [line], exc)
             raise
+        if result.latency is not None and line is not None:
+            await record_latency(self.core, line, result.latency)
         async with live.lock:
             rec = live.record
             t = states.apply(rec.state, Signal.LISTENING)
@@ -373,9 +381,7 @@ class Turns:
         }
         return {**rec.metadata, PENDING_SAY: held}
 
-    def held_lines(
-        self, live: LiveCall, hook: ParsedWebhook, *, seq: int
-    ) -> list[TranscriptEntry]:
+    def held_lines(self, live: LiveCall, hook: ParsedWebhook, *, seq: int) -> list[TranscriptEntry]:
         """The transcript lines of the held-back lines that the answer to ``hook`` says (stored
         in the same commit as the caller's words they waited for); ``[]`` if none."""
         held = pending_say(live.record)

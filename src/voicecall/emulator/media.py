@@ -17,6 +17,12 @@ of the same length; or Piper), see :mod:`voicecall.emulator.voices`, and is queu
 track; the session records the exact sample where each utterance
 starts, so barge-in latency (``clear`` time minus onset) is measured from it.
 
+Turns, as the caller sees them (``turns`` in the summary): for each utterance, where its last
+voiced frame ends on the stream clock (``speech_end_ms``: the last 20 ms frame whose level is
+above :data:`VOICED_RMS`), when that frame was sent (``speech_end_sent_ms``) and when the first
+frame of the app's next audio arrived (``reply_ms``; the runner's clock, ms since sample 0), so
+``voice_to_voice_ms`` is what a caller waits between its last word and the bot's first sound.
+
 :func:`run_stream` is the I/O edge: it opens the WebSocket with ``X-Twilio-Signature`` over the
 stream URL exactly as given in the TwiML, paces frames on an absolute monotonic schedule and
 records its own send lateness.
@@ -33,6 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
+from voicecall.audio.g711 import ulaw_decode
 from voicecall.emulator.lateness import LatenessHistogram
 from voicecall.emulator.speech_audio import (
     Utterance,
@@ -66,6 +75,19 @@ SAMPLE_RATE = 8000
 SILENCE = b"\xff" * FRAME_BYTES
 SILENCE_B64 = base64.b64encode(SILENCE).decode("ascii")
 MAX_MESSAGE_CHARS = 1 << 20
+VOICED_RMS = 300.0
+"""A frame louder than this (int16 RMS, about -40 dBFS) is voiced (turn measurements)."""
+
+
+def last_voiced_frame(ulaw: bytes) -> int | None:
+    """Index of the last 20 ms frame of ``ulaw`` above :data:`VOICED_RMS` (None: all quiet)."""
+    n = -(-len(ulaw) // FRAME_BYTES)
+    if n == 0:
+        return None
+    pcm = ulaw_decode(ulaw + SILENCE[: n * FRAME_BYTES - len(ulaw)]).astype(np.float64)
+    rms = np.sqrt(np.mean(pcm.reshape(n, FRAME_BYTES) ** 2, axis=1))
+    voiced = np.flatnonzero(rms > VOICED_RMS)
+    return int(voiced[-1]) if voiced.size else None
 
 
 @dataclass(slots=True)
@@ -108,6 +130,7 @@ class MediaSession:
     clear_latencies_ms: list[float] = field(default_factory=list)
     app_utterances: list[dict[str, float]] = field(default_factory=list)
     marks: list[dict[str, Any]] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)  # see the module docs
     lateness: LatenessHistogram = field(default_factory=LatenessHistogram)  # per sent frame
     started_at: float | None = None  # emulator clock of sample 0 (set by the runner)
     started_mono: float | None = None  # time.monotonic() of sample 0
@@ -126,6 +149,9 @@ class MediaSession:
         self._inbound = bytearray()
         self._inbound_queue: list[tuple[bytes, str]] = []
         self._last_onset_ms: float | None = None
+        self._voiced_left: int | None = None  # frames until the current utterance's last voiced
+        self._voiced_label = ""
+        self._turn_ended: dict[str, Any] | None = None  # reached in the frame being sent
         self.heard = bytearray()  # outbound track as the callee hears it (silence included)
         self.spoken = bytearray()  # inbound track: what the callee said (silence included)
         self._sid_json = json.dumps(self.stream_sid)
@@ -183,6 +209,15 @@ class MediaSession:
             self.onsets.append({"text": label, "sample": sample, "ms": ms})
             self._last_onset_ms = float(ms)
             self._inbound += ulaw
+            self._voiced_left, self._voiced_label = last_voiced_frame(ulaw), label
+        self._turn_ended = None
+        if self._voiced_left is not None:
+            if self._voiced_left == 0:
+                end = (self._chunk + 1) * FRAME_MS
+                self._turn_ended = {"text": self._voiced_label, "speech_end_ms": end}
+                self._voiced_left = None
+            else:
+                self._voiced_left -= 1
         if self._inbound:
             frame = bytes(self._inbound[:FRAME_BYTES])
             del self._inbound[:FRAME_BYTES]
@@ -203,18 +238,34 @@ class MediaSession:
             f'"timestamp": "{timestamp}", "payload": "{payload}"}}}}'
         )
 
-    def media(self) -> str:
-        """The next inbound frame (callee speech or silence) as a ``media`` message."""
+    def _sent(self, now_ms: float | None) -> None:
+        """The frame just built is being sent at ``now_ms``: note a turn's speech end."""
+        if self._turn_ended is not None:
+            self.turns.append(
+                {
+                    **self._turn_ended,
+                    "speech_end_sent_ms": now_ms,
+                    "reply_ms": None,
+                    "voice_to_voice_ms": None,
+                }
+            )
+            self._turn_ended = None
+
+    def media(self, now_ms: float | None = None) -> str:
+        """The next inbound frame (callee speech or silence) as a ``media`` message;
+        ``now_ms``: when it is sent (the runner's clock), for the turn measurements."""
         _, payload = self._next_inbound()
+        self._sent(now_ms)
         timestamp = self._chunk * FRAME_MS
         self._chunk += 1
         self.stats.frames_sent += 1
         return self._media_message("inbound", self._chunk, timestamp, payload)
 
-    def media_tracks(self, outbound: bytes) -> list[str]:
+    def media_tracks(self, outbound: bytes, now_ms: float | None = None) -> list[str]:
         """The next frame of every track this stream carries (``outbound``: what the callee
         hears now). A fork with ``outbound_track`` only still advances the inbound track."""
         _, payload = self._next_inbound()
+        self._sent(now_ms)
         timestamp = self._chunk * FRAME_MS
         self._chunk += 1
         out: list[str] = []
@@ -294,6 +345,11 @@ class MediaSession:
             self.stats.bytes_received += len(audio)
             if not audio:
                 return []
+            if not self._utterance_open and self.turns and self.turns[-1]["reply_ms"] is None:
+                turn = self.turns[-1]  # the first frame of the app's audio after the turn
+                turn["reply_ms"] = now_ms
+                if turn["speech_end_sent_ms"] is not None:
+                    turn["voice_to_voice_ms"] = round(now_ms - turn["speech_end_sent_ms"], 3)
             if self._utterance_open and self._dry_since is not None:
                 self.stats.underruns += 1
                 self.stats.underrun_ms += max(0.0, now_ms - self._dry_since)
@@ -374,6 +430,7 @@ class MediaSession:
             "onsets": list(self.onsets),
             "clear_latencies_ms": list(self.clear_latencies_ms),
             "app_utterances": list(self.app_utterances),
+            "turns": [dict(t) for t in self.turns],
             "marks": list(self.marks),
             "lateness_ms": self.lateness.summary(),
         }
@@ -513,10 +570,10 @@ class _StreamDriver:
         while say_at and say_at[0][0] <= t:
             self._say(say_at.pop(0)[1])
         if self.plan.outbound is None:
-            client.send_text(session.media())
+            client.send_text(session.media(t))
         else:
             now = (session.started_at or 0.0) + t / 1000.0
-            for message in session.media_tracks(self.plan.outbound(now)):
+            for message in session.media_tracks(self.plan.outbound(now), t):
                 client.send_text(message)
         echoes = session.play(t)
         for echo in echoes:

@@ -34,6 +34,7 @@ from voicecall.server import task_api
 from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
+from voicecall.server.latency_api import TurnLatencyOut, add_latency_routes
 from voicecall.textrules import SpokenText
 
 log = logging.getLogger("voicecall.api")
@@ -92,6 +93,9 @@ class TranscriptLine(BaseModel):
     at: float
     final: bool
     turn: int | None
+    latency: TurnLatencyOut | None = Field(
+        None, description="Bot replies on a media stream: how long the reply took"
+    )
 
 
 class CallOut(BaseModel):
@@ -373,9 +377,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
             call_id=call_id, seq=settled.seq, question=settled.question, answer=settled.answer
         )
 
-    @api.delete(
-        "/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422)
-    )
+    @api.delete("/api/callers/{number}/memory", response_model=Forgotten, responses=problems(422))
     async def forget_caller(
         number: Annotated[
             str, Path(max_length=16, pattern=None, json_schema_extra={"pattern": E164_PATTERN})
@@ -415,6 +417,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         )
 
     add_policy_routes(api, authorize)
+    add_latency_routes(api, authorize)
     return api
 
 

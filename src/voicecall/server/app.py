@@ -347,6 +347,8 @@ class VoicecallApp:
             self.metrics.calls_ended.labels(call["direction"], call["end_reason"] or "").inc()
         elif kind == "call.created" and event["call"]["direction"] == "outbound":
             self.metrics.calls_placed.inc()
+        elif kind == "turn.latency":
+            self.metrics.observe_turn(event["latency"])
 
     # ------------------------------------------------------------------ ASGI
 

@@ -5,8 +5,12 @@ Each app gets its own registry (tests build many apps in one process).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from voicecall.voice.latency import STAGES
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -56,9 +60,25 @@ class Metrics:
             ["type"],
             registry=r,
         )
+        self.turn_latency = Histogram(
+            "voicecall_turn_latency_seconds",
+            "Bot replies on Media Streams: time per stage, from the caller's speech end to the"
+            " first frame sent (stage: end_of_turn, stt, responder, tts, overhead,"
+            " voice_to_voice; see docs/realtime.md, Measuring turns).",
+            ["stage"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0),
+            registry=r,
+        )
         self.stream_connections = Gauge(
             "voicecall_stream_connections", "Open Media Streams WebSockets.", registry=r
         )
+
+    def observe_turn(self, latency: dict[str, Any]) -> None:
+        """One ``turn.latency`` record (``<stage>_ms`` figures) into the histograms."""
+        for stage in STAGES:
+            value = latency.get(f"{stage}_ms")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self.turn_latency.labels(stage).observe(value / 1000.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,6 +14,11 @@ barge-in: ``clear`` is sent at once, synthesis and the queue are cancelled, the 
 ``say()`` returns ``completed=False`` with what was heard (from the mark echoes), and the host
 hears about it through ``bot_interrupted``. Transcripts and DTMF go to the host in order through
 one notifier task, so a slow host never stalls the audio path.
+
+Latency: every inbound frame's arrival is noted on an :class:`ArrivalClock`; a final transcript
+opens a caller turn (:class:`TurnStamps`: speech end, decision, transcript), the next ``say()``
+takes it (responder output, TTS request, first audio, first frame sent), and its
+:class:`SpokenResult` carries the :class:`TurnLatency` (see voice/latency.py).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -32,7 +38,7 @@ from voicecall.audio.pacer import Chunk, Item, MarkPoint
 from voicecall.calls.channel import SpokenResult, StreamHost
 from voicecall.errors import VoicecallError
 from voicecall.speech.errors import SpeechError
-from voicecall.speech.stt.base import SttSession
+from voicecall.speech.stt.base import SttSession, Transcript
 from voicecall.speech.tts.base import TtsProvider
 from voicecall.twilio.media import (
     CloseCode,
@@ -53,6 +59,7 @@ from voicecall.voice.bargein import (
     heard_bytes,
     heard_text,
 )
+from voicecall.voice.latency import ArrivalClock, TurnStamps
 from voicecall.voice.listener import Listener
 from voicecall.voice.player import Player, drive
 from voicecall.voice.settings import VoiceTuning
@@ -128,6 +135,7 @@ class _Utterance:
     played_pos: int | None = None  # last echoed mark position within this utterance
     played_at: float = 0.0
     synth_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    turn: TurnStamps | None = None  # the caller's turn this utterance answers (latency)
 
     @property
     def start_mark(self) -> str:
@@ -193,6 +201,8 @@ class VoiceSession:
         self.detach_reason: str | None = None
         self.barge_ins = 0
         self.frames_in = 0
+        self.clock: Final = ArrivalClock()
+        self._caller_turn: TurnStamps | None = None  # the last final transcript, unanswered
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -247,8 +257,12 @@ class VoiceSession:
 
     # -- SpeechChannel -----------------------------------------------------------------------
 
-    async def say(self, text: str) -> SpokenResult:
+    async def say(self, text: str, *, responder_at: float | None = None) -> SpokenResult:
         """Queue ``text``; return once its end mark was echoed (heard) or it was cut off.
+
+        The first ``say()`` after a final transcript answers that caller turn: its result
+        carries the turn's latency record (``responder_at``: when the responder produced
+        ``text``, monotonic; unknown for an agent's own text).
 
         Cancelling the caller of ``say()`` does not cancel the utterance (use
         :meth:`interrupt`). Raises :class:`SpeechQueueFull`, :class:`ChannelClosed`, or the
@@ -266,6 +280,12 @@ class VoiceSession:
             raise SpeechQueueFull(
                 f"call {self.call_id}: {self._queue.maxsize} utterances already queued"
             ) from None
+        turn, self._caller_turn = self._caller_turn, None
+        if turn is not None:
+            if responder_at is not None:
+                turn.stamp("responder_first", responder_at)
+            turn.stamp("tts_requested", time.monotonic())
+            utt.turn = turn
         return await asyncio.shield(utt.future)
 
     async def interrupt(self) -> None:
@@ -291,6 +311,7 @@ class VoiceSession:
         if self._closed:
             return
         if type(event) is Media:  # ~50 a second: no further dispatch, no extra coroutine
+            self.clock.frame(len(event.payload), event.timestamp_ms, time.monotonic())
             self._on_media(event.payload)
             if self._stt is not None:
                 self._stt.send(event.payload)  # never blocks: buffers while connecting
@@ -325,14 +346,16 @@ class VoiceSession:
         if mark.name == utt.end_mark:
             self.detector.bot_stopped()
             total_ms = utt.bytes_pushed // _BYTES_PER_MS
+            latency = None if utt.turn is None else utt.turn.build()
             result = (
-                SpokenResult(True, total_ms, total_ms, utt.text)
+                SpokenResult(True, total_ms, total_ms, utt.text, latency)
                 if not utt.failed
                 else SpokenResult(
                     False,
                     total_ms,
                     estimate_total_ms(utt.text, total_ms, False),
                     heard_text(utt.text, total_ms, estimate_total_ms(utt.text, total_ms, False)),
+                    latency,
                 )
             )
             if not utt.future.done():
@@ -372,6 +395,8 @@ class VoiceSession:
             self._obs.frames_out(chunks)
             self._space.set()
         self._flush()
+        if chunks and utt is not None and utt.turn is not None:
+            utt.turn.stamp("first_frame_sent", time.monotonic())  # the first write is done
         if self.player.underruns:
             self._obs.underrun(self.player.underruns)
             self.player.underruns = 0
@@ -445,6 +470,8 @@ class VoiceSession:
                 while pacer.free_bytes < len(chunk):  # back-pressure: wait for the sender
                     self._space.clear()
                     await self._space.wait()
+                if utt.turn is not None and not utt.bytes_pushed:
+                    utt.turn.stamp("tts_first_audio", time.monotonic())
                 utt.bytes_pushed += len(chunk)
                 self.player.push(chunk)
         except asyncio.CancelledError:
@@ -505,7 +532,10 @@ class VoiceSession:
         )
         heard_ms = heard // _BYTES_PER_MS
         total_ms = estimate_total_ms(utt.text, utt.bytes_pushed // _BYTES_PER_MS, utt.synth_done)
-        return SpokenResult(False, heard_ms, total_ms, heard_text(utt.text, heard_ms, total_ms))
+        latency = None if utt.turn is None else utt.turn.build()
+        return SpokenResult(
+            False, heard_ms, total_ms, heard_text(utt.text, heard_ms, total_ms), latency
+        )
 
     def _drop_queued(self) -> None:
         while not self._queue.empty():
@@ -543,6 +573,8 @@ class VoiceSession:
         try:
             async for transcript in self._stt.events():
                 if transcript.text.strip():
+                    if transcript.final:
+                        self._caller_turn = self._turn_of(transcript, time.monotonic())
                     self._notify(
                         self._host.caller_said(
                             self.call_id, transcript.text, final=transcript.final
@@ -550,3 +582,29 @@ class VoiceSession:
                     )
         except SpeechError as exc:
             log.warning("call %s: speech recognition failed: %s", self.call_id, exc)
+
+    def _turn_of(self, transcript: Transcript, now: float) -> TurnStamps:
+        """The caller turn a final transcript closes, on the monotonic clock (voice/latency.py).
+
+        The speech end is the STT's ``speech_end_ms`` (else the end of the audio it
+        transcribed); the decision is ``decided_ms`` (else: now, when the final arrived).
+        """
+        clock = self.clock
+        decided = (
+            None if transcript.decided_ms is None else clock.arrival_at_ms(transcript.decided_ms)
+        )
+        end_ms = (
+            transcript.speech_end_ms
+            if transcript.speech_end_ms is not None
+            else transcript.ended_at_ms
+        )
+        end = None if end_ms is None else clock.arrival_at_ms(end_ms)
+        decided_at = now if decided is None else decided[0]
+        if end is None:  # nothing known of where it ended: the last frame received
+            end = clock.locate(clock.samples) or (decided_at, 0)
+        return TurnStamps(
+            speech_end=min(end[0], decided_at),
+            speech_end_stream_ms=end[1],
+            turn_decided=decided_at,
+            transcript_final=now,
+        )

@@ -34,6 +34,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from voicecall.calls.extras import (
     CallResult,
@@ -243,6 +244,7 @@ class Store(ABC):
             raise ValueError("number contains a NUL character")
         at = float(now)
         return await self._outbound_counts(number, at - DAY_SECONDS, at - HOUR_SECONDS, at)
+
     # -- beside a call: request, result, owner questions, report outbox ----------------------
 
     async def call_spec(self, call_id: str) -> CallSpec | None:
@@ -313,6 +315,26 @@ class Store(ABC):
     async def pending_reports(self) -> list[ReportDelivery]:
         """Every report not delivered (or given up on) yet, soonest attempt first."""
         return [codec.row_to_report(r) for r in await self._query("pending_reports", ())]
+
+    # -- latency records of bot replies (voice/latency.py) ----------------------------------
+
+    async def set_latency(self, call_id: str, seq: int, latency: dict[str, Any]) -> bool:
+        """Attach a latency record to a stored line; ``False`` if the line does not exist."""
+        return await self._execute(codec.prepare_latency(call_id, seq, latency))
+
+    async def recent_latency(
+        self, *, limit: int, call_id: str | None = None
+    ) -> list[tuple[str, int, float, dict[str, Any]]]:
+        """The newest ``limit`` latency records, newest first, as ``(call_id, seq, at,
+        record)``; only one call's with ``call_id``."""
+        codec.check_limit(limit)
+        if call_id is None:
+            rows = await self._query("recent_latency", (limit,))
+        elif codec.unstorable(call_id):
+            return []
+        else:
+            rows = await self._query("call_latency", (call_id, limit))
+        return [codec.row_to_turn_latency(r) for r in rows]
 
     @abstractmethod
     async def _execute(self, statement: codec.Statement) -> bool:

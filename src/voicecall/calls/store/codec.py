@@ -69,6 +69,8 @@ EVENT_COLUMNS: tuple[str, ...] = ("dedupe_key", "call_id", "kind", "at", "detail
 
 #: Column order of the ``transcript`` table.
 TRANSCRIPT_COLUMNS: tuple[str, ...] = ("call_id", "seq", "speaker", "text", "at", "final", "turn")
+#: What a read selects: the written columns, then ``latency`` (set later, by ``set_latency``).
+TRANSCRIPT_READ_COLUMNS: tuple[str, ...] = (*TRANSCRIPT_COLUMNS, "latency")
 
 #: ``list_calls`` page size bounds.
 MAX_PAGE_SIZE = 1000
@@ -221,7 +223,30 @@ def row_to_transcript(row: Row) -> TranscriptEntry:
         at=float(row[4]),
         final=bool(row[5]),
         turn=None if row[6] is None else int(row[6]),
+        latency=decode_latency(row[7]) if len(row) > 7 else None,
     )
+
+
+def decode_latency(raw: object) -> dict[str, Any] | None:
+    """A stored latency record (JSON text); an unreadable one reads as ``None``."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def prepare_latency(call_id: str, seq: int, latency: dict[str, Any]) -> Statement:
+    """Set a stored line's latency record (JSON, finite numbers only)."""
+    text = json.dumps(latency, allow_nan=False, separators=(",", ":"), sort_keys=True)
+    return Statement("set_latency", (text, call_id, int(seq)))
+
+
+def row_to_turn_latency(row: Row) -> tuple[str, int, float, dict[str, Any]]:
+    """``recent_latency`` rows: (call_id, seq, at, record)."""
+    return row[0], int(row[1]), float(row[2]), decode_latency(row[3]) or {}
 
 
 def prepare_commit(
@@ -499,6 +524,8 @@ def check_before(before: int | None) -> int | None:
     if isinstance(before, bool) or not isinstance(before, int) or before < 1:
         raise ValueError("before must be a positive audit entry id")
     return before
+
+
 # -- what is kept beside a call (migration 4) ---------------------------------------------------
 
 SPEC_COLUMNS: tuple[str, ...] = (

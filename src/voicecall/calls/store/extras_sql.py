@@ -31,6 +31,7 @@ WRITES: dict[str, str] = {
     "cancel_all_questions": "UPDATE call_questions SET status = 'cancelled', settled_at = %s"
     " WHERE status = 'pending'",
     # the body is frozen by the first attempt that sets it: every retry sends the same bytes
+    "set_latency": "UPDATE transcript SET latency = %s WHERE call_id = %s AND seq = %s",
     "put_report": "UPDATE report_outbox SET state = %s, attempts = %s, next_at = %s,"
     " body = COALESCE(body, %s), last_status = %s, last_error = %s, updated_at = %s,"
     " delivered_at = %s WHERE webhook_id = %s",
@@ -43,6 +44,10 @@ READS: dict[str, str] = {
     "result": f"SELECT {_RESULT_COLS} FROM call_results WHERE call_id = %s",  # noqa: S608
     "questions": f"SELECT {_QUESTION_COLS} FROM call_questions"  # noqa: S608
     " WHERE call_id = %s ORDER BY seq",
+    "recent_latency": "SELECT call_id, seq, at, latency FROM transcript"
+    " WHERE latency IS NOT NULL ORDER BY at DESC, call_id, seq DESC LIMIT %s",
+    "call_latency": "SELECT call_id, seq, at, latency FROM transcript"
+    " WHERE call_id = %s AND latency IS NOT NULL ORDER BY seq DESC LIMIT %s",
     "report": f"SELECT {_REPORT_COLS} FROM report_outbox WHERE call_id = %s",  # noqa: S608
     "pending_reports": f"SELECT {_REPORT_COLS} FROM report_outbox"  # noqa: S608
     " WHERE state = 'pending' ORDER BY next_at, webhook_id",

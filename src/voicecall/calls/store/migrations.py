@@ -198,8 +198,7 @@ _SQLITE_V3 = (
     )
     """,
     "CREATE INDEX outbound_audit_at ON outbound_audit (at)",
-    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at)"
-    " WHERE direction = 'outbound'",
+    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at) WHERE direction = 'outbound'",
 )
 
 _POSTGRES_V3 = (
@@ -224,8 +223,7 @@ _POSTGRES_V3 = (
     )
     """,
     "CREATE INDEX outbound_audit_at ON outbound_audit (at)",
-    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at)"
-    " WHERE direction = 'outbound'",
+    "CREATE INDEX calls_outbound_to ON calls (to_number, created_at) WHERE direction = 'outbound'",
 )
 
 # Task calls and end-of-call reports, beside the calls row that every status webhook rewrites:
@@ -336,6 +334,10 @@ _POSTGRES_V4 = (
     "CREATE INDEX report_outbox_pending ON report_outbox (next_at) WHERE state = 'pending'",
 )
 
+# a bot reply's latency record (JSON text, voice/latency.py), set once its first frame was sent
+_SQLITE_V5 = ("ALTER TABLE transcript ADD COLUMN latency TEXT",)
+_POSTGRES_V5 = ("ALTER TABLE transcript ADD COLUMN latency text",)
+
 # Version 3 belongs to another change being built in parallel (the lead renumbers at merge if
 # needed); until it lands here it is an empty step, so databases stay on one numbering.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -345,6 +347,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "call_specs, call_results, call_questions, report_outbox", _SQLITE_V4, _POSTGRES_V4
     ),
+    Migration(5, "transcript.latency", _SQLITE_V5, _POSTGRES_V5),
 )
 
 

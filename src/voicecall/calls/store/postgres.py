@@ -576,7 +576,7 @@ class PostgresStore(Store):
         if codec.unstorable(call_id):
             return []
         rows = await self._fetch(
-            f"SELECT {', '.join(codec.TRANSCRIPT_COLUMNS)} FROM transcript"  # noqa: S608
+            f"SELECT {', '.join(codec.TRANSCRIPT_READ_COLUMNS)} FROM transcript"  # noqa: S608
             " WHERE call_id = %s ORDER BY seq",
             (call_id,),
         )
@@ -641,11 +641,8 @@ class PostgresStore(Store):
     async def _outbound_counts(
         self, number: str, day_start: float, hour_start: float, now: float
     ) -> OutboundCounts:
-        rows = await self._fetch(
-            _OUTBOUND_COUNTS, (number, day_start, hour_start, now, day_start)
-        )
+        rows = await self._fetch(_OUTBOUND_COUNTS, (number, day_start, hour_start, now, day_start))
         return OutboundCounts(int(rows[0][0]), int(rows[0][1]), float(rows[0][2]))
-
 
     async def _amend_lines(self, write: codec.AmendLines) -> bool:
         return await self._submit(_AMEND_SQL, [list(col) for col in zip(*write.rows, strict=True)])

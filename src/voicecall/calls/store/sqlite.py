@@ -582,7 +582,7 @@ class SQLiteStore(Store):
             return []
         rows = await self._read(
             lambda c: c.execute(
-                f"SELECT {', '.join(codec.TRANSCRIPT_COLUMNS)} FROM transcript"  # noqa: S608
+                f"SELECT {', '.join(codec.TRANSCRIPT_READ_COLUMNS)} FROM transcript"  # noqa: S608
                 " WHERE call_id = ? ORDER BY seq",
                 (call_id,),
             ).fetchall()

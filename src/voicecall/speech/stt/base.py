@@ -31,12 +31,17 @@ DEFAULT_MAX_PENDING_FRAMES: Final = 500
 @dataclass(frozen=True, slots=True)
 class Transcript:
     """What the caller said. Partials (``final=False``) may be revised; a final is the
-    complete utterance. Times are ms of session audio (from the first frame sent), when known."""
+    complete utterance. Times are ms of session audio (from the first frame sent), when known:
+    ``started_at_ms``/``ended_at_ms`` span the audio transcribed; ``speech_end_ms`` is where the
+    caller's last voiced audio ended and ``decided_ms`` how much audio had been received when
+    the end of the utterance was decided (both for latency records, see voice/latency.py)."""
 
     text: str
     final: bool
     started_at_ms: int | None = None
     ended_at_ms: int | None = None
+    speech_end_ms: int | None = None
+    decided_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.started_at_ms is not None and self.started_at_ms < 0:

@@ -73,6 +73,10 @@ class Utterance:
     pcm: npt.NDArray[np.int16]
     start_ms: int
     end_ms: int
+    speech_end_ms: int | None = None
+    """Where the last voiced audio ended (the VAD's end; ``None`` when cut for length)."""
+    decided_ms: int | None = None
+    """Audio received when the cut was decided."""
 
 
 class UtteranceCollector:
@@ -118,7 +122,8 @@ class UtteranceCollector:
                 self._speech_start = event.sample
             elif event is not None and event.kind is VadEventKind.SPEECH_END:
                 if self._speech_start is not None:
-                    out.append(self._cut(self._speech_start, event.sample + self._tail))
+                    end = event.sample
+                    out.append(self._cut(self._speech_start, end + self._tail, voiced=end))
             elif self._speech_start is not None and self._seen - self._speech_start >= self._max:
                 out.append(self._cut(self._speech_start, self._seen, keep_going=True))
             if self._speech_start is None:
@@ -131,11 +136,19 @@ class UtteranceCollector:
             return None
         return self._cut(self._speech_start, self._seen)
 
-    def _cut(self, start: int, end: int, *, keep_going: bool = False) -> Utterance:
+    def _cut(
+        self, start: int, end: int, *, keep_going: bool = False, voiced: int | None = None
+    ) -> Utterance:
         lo = max(self._buf_start, start - self._preroll)
         hi = min(self._seen, end)
         pcm = self._buf[lo - self._buf_start : hi - self._buf_start].copy()
-        utterance = Utterance(pcm, lo // _SAMPLES_PER_MS, hi // _SAMPLES_PER_MS)
+        utterance = Utterance(
+            pcm,
+            lo // _SAMPLES_PER_MS,
+            hi // _SAMPLES_PER_MS,
+            None if voiced is None else voiced // _SAMPLES_PER_MS,
+            self._seen // _SAMPLES_PER_MS,
+        )
         self._speech_start = hi if keep_going else None
         self._trim(hi - (self._preroll if not keep_going else 0))
         return utterance
@@ -517,6 +530,8 @@ class WhisperSession:
                     True,
                     start if start is not None and start <= commit.speech_end_ms else None,
                     commit.speech_end_ms,
+                    speech_end_ms=commit.speech_end_ms,
+                    decided_ms=commit.decided_ms,
                 )
             )
         self._turn_start_ms = None
