@@ -258,6 +258,11 @@ class TtsSettings(_Section):
     """``[tts]``: ``provider`` unset chooses automatically (cloud key → local → ``<Say>``)."""
 
     provider: Literal["openai", "elevenlabs", "piper", "espeak", "twilio"] | None = None
+    cached_phrases: list[str] = Field(
+        default_factory=lambda: ["Okay.", "Sure.", "One moment, please."], max_length=100
+    )
+    """Said word for word often (acknowledgements): synthesized at start-up and played from
+    memory, like the greeting, the disclosure and the hold lines."""
     openai: TtsOpenAiSettings = Field(default_factory=TtsOpenAiSettings)
     elevenlabs: TtsElevenLabsSettings = Field(default_factory=TtsElevenLabsSettings)
     piper: TtsPiperSettings = Field(default_factory=TtsPiperSettings)
@@ -351,6 +356,9 @@ class TurnSettings(_Section):
     """Silence that ends a turn of only a greeting or marker ("Hi!", "Well"): people go on."""
     incomplete_ms: int = Field(1300, ge=0, le=10_000)
     """Silence that ends an unfinished turn ("a table for", "um", a trailing comma): the cap."""
+    speculate: bool = True
+    """Start the responder on a partial transcript that sounds complete; its reply is used only
+    if the final transcript says the same words (tools never run speculatively)."""
 
     @model_validator(mode="after")
     def _order(self) -> TurnSettings:

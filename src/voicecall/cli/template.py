@@ -164,6 +164,9 @@ enabled = false
 [tts]
 # provider = "piper"                # openai | elevenlabs | piper | espeak | twilio;
                                     # unset: OpenAI key, ElevenLabs key, espeak-ng, Piper, <Say>
+# cached_phrases = ["Okay.", "Sure.", "One moment, please."]
+                                    # synthesized at start-up and played from memory, like
+                                    # the greeting, the disclosure and the hold lines
 """,
     ),
     Block(
@@ -270,6 +273,8 @@ enabled = false
 # hangover_ms = 200                 # silence after words that sound complete
 # lead_in_ms = 700                  # ... after only "Hi!", "Well", "Okay so"
 # incomplete_ms = 1300              # ... after "a table for", "um", a trailing comma (cap)
+# speculate = true                  # start replying on a partial that sounds complete; used
+                                    # only if the final says the same words
 """,
     ),
     Block(

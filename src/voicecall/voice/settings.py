@@ -39,6 +39,7 @@ from voicecall.voice.endturn import TurnPolicy
 
 __all__ = [
     "VoiceTuning",
+    "fixed_phrases",
     "streaming_available",
     "streaming_problems",
     "stt_config",
@@ -72,6 +73,17 @@ def tts_config(settings: Settings) -> TtsConfig:
         espeak=EspeakTtsConfig(voice=t.espeak.voice, rate_wpm=t.espeak.rate_wpm),
         piper=PiperTtsConfig(model_path=t.piper.model_path, length_scale=t.piper.length_scale),
     )
+
+
+def fixed_phrases(settings: Settings) -> list[str]:
+    """What is said word for word on many calls, synthesized ahead at start-up: the inbound
+    greeting, the AI disclosure (task calls), the hold lines and ``[tts] cached_phrases``."""
+    phrases = [settings.inbound_greeting]
+    if settings.task.disclosure:
+        phrases.append(settings.task.disclosure_text)
+    phrases.extend(settings.task.hold_lines)
+    phrases.extend(settings.tts.cached_phrases)
+    return [p for p in dict.fromkeys(p.strip() for p in phrases) if p]
 
 
 def stt_config(settings: Settings) -> SttConfig:
