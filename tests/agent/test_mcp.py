@@ -34,6 +34,7 @@ TOOLS = {
     "block_number",
     "answer_question",
     "wait_for_call",
+    "get_latency",
 }
 
 
@@ -138,6 +139,10 @@ async def test_conversation_over_http(server: RunningServer) -> None:
             "user: noon is perfect",
             "bot: Booking it now.",
         ]
+
+        measured = await mcp.call_tool("get_latency", {"call_id": call_id[:8]})
+        # a <Gather> call (no media stream): nothing measured, and said so
+        assert measured.structured_content == {"stages": {}, "replies": 0}
 
         listed = await mcp.call_tool("list_calls", {"active_only": True})
         assert listed.structured_content

@@ -298,3 +298,71 @@ async def test_do_not_call_list_and_audit_from_the_cli(tmp_path: Path) -> None:
         assert "s3cret" not in out
         entries = await app.manager.outbound.audit(limit=10)
         assert {e.surface for e in entries} == {"cli"}
+
+
+async def test_latency_per_stage_from_the_cli(tmp_path: Path) -> None:
+    from voicecall.calls.model import (
+        CallMode,
+        CallRecord,
+        Direction,
+        Speaker,
+        TranscriptEntry,
+        new_call_id,
+    )
+
+    async with server(tmp_path) as (app, _, config):
+        store = app.manager.store
+        code, out, _ = await run_cli("latency", config=config)
+        assert code == 0 and "no measured replies yet" in out
+        call = CallRecord(
+            call_id=new_call_id(),
+            direction=Direction.INBOUND,
+            mode=CallMode.CONVERSATION,
+            from_number="+14155550123",
+            to_number="+14155550199",
+            created_at=1.0,
+            updated_at=1.0,
+        )
+        lines = [TranscriptEntry(call.call_id, 0, Speaker.BOT, "Hello.", 1.0)]
+        for i in range(1, 11):
+            lines.append(TranscriptEntry(call.call_id, 2 * i - 1, Speaker.USER, "Hi.", 2.0 * i))
+            lines.append(TranscriptEntry(call.call_id, 2 * i, Speaker.BOT, "Sure.", 2.0 * i + 1))
+        await store.commit(call, transcript=lines)
+        for i in range(1, 11):  # voice to voice 700, 800, ... 1600 ms
+            v2v = 600.0 + 100 * i
+            await store.set_latency(
+                call.call_id,
+                2 * i,
+                {
+                    "speech_end_stream_ms": 1000 * i,
+                    "end_of_turn_ms": 300.0,
+                    "stt_ms": v2v - 420.0,
+                    "responder_ms": 5.0,
+                    "tts_ms": 100.0,
+                    "overhead_ms": 15.0,
+                    "voice_to_voice_ms": v2v,
+                    "marks": {},
+                },
+            )
+        code, out, err = await run_cli(
+            "latency", "--call-id", call.call_id[:8], "--turns", config=config
+        )
+        assert code == 0, err
+        assert "latency of the last 10 replies" in out
+        v2v_row = next(ln for ln in out.splitlines() if "voice to voice" in ln)
+        assert v2v_row.split()[3:7] == ["1150", "1555", "1600", "10"]  # p50, p95, max, n
+        assert "voicecall's own" in out
+        code, out, _ = await run_cli("latency", "--last", "2", "--json", config=config)
+        doc = json.loads(out)
+        assert [t["seq"] for t in doc["turns"]] == [20, 18]
+        assert doc["stages"]["voice_to_voice"] == {
+            "count": 2,
+            "p50": 1550.0,
+            "p95": 1595.0,
+            "max": 1600.0,
+        }
+        code, _, err = await run_cli("latency", "--call-id", "abc", config=config)
+        assert code == 1 and "Traceback" not in err
+        # the call's transcript shows each measured reply's voice-to-voice time
+        code, out, _ = await run_cli("status", "--call-id", call.call_id[:8], config=config)
+        assert code == 0 and "Sure. (1600 ms)" in out

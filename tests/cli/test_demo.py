@@ -53,6 +53,9 @@ async def test_voice_demo(tmp_path: Path) -> None:
         assert (w.getnchannels(), w.getframerate()) == (2, 8000)
         assert w.getnframes() / 8000 > 8
     assert "demo call summary (voice)" in text and "bot reply latency" in text
+    # the server measured the agent's replies itself, and says how fast they were
+    assert result.latency["voice_to_voice"]["count"] >= 1, result.latency
+    assert "voice to voice (measured by voicecall)" in text and "voicecall's own" in text
 
 
 async def test_gather_demo(tmp_path: Path) -> None:

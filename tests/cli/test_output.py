@@ -55,3 +55,21 @@ def test_print_json_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     print_json({"b": 1, "a": "é"})
     out = capsys.readouterr().out
     assert out == '{"a": "é", "b": 1}\n' and json.loads(out) == {"a": "é", "b": 1}
+
+
+def test_tail_shows_how_fast_each_reply_came() -> None:
+    from voicecall.cli.output import event_line
+
+    rec = {
+        "voice_to_voice_ms": 812.4,
+        "end_of_turn_ms": 400.0,
+        "stt_ms": 300.2,
+        "responder_ms": 5.0,
+        "tts_ms": 90.0,
+        "overhead_ms": 17.2,
+    }
+    line = event_line({"type": "turn.latency", "call_id": "c" * 32, "seq": 4, "latency": rec})
+    assert line is not None
+    assert "answered in 812 ms" in line and "stt 300" in line and "ours 17" in line
+    assert "(line 4)" in line and line.startswith("c" * 12 + " ")
+    assert event_line({"type": "turn.latency", "call_id": "c", "latency": None}) is None

@@ -87,6 +87,16 @@ def test_collector_cuts_one_utterance_with_preroll_and_tail() -> None:
     assert u.pcm.size == (2000 - 700) * 8
 
 
+def test_collector_says_where_the_speech_ended_and_when_it_decided() -> None:
+    # the latency record's inputs: the VAD's end of speech, and the audio received at the cut
+    c = UtteranceCollector(ScriptedVad(), preroll_ms=300, tail_ms=200)  # type: ignore[arg-type]
+    (u,) = feed_in_frames(c, quiet(1000) + tone(800) + quiet(1000))
+    assert (u.speech_end_ms, u.decided_ms) == (1800, 2200)  # 400 ms of silence decides
+    c = UtteranceCollector(ScriptedVad(), preroll_ms=0, max_utterance_ms=1000)  # type: ignore[arg-type]
+    (cut, _) = feed_in_frames(c, tone(2500))
+    assert cut.speech_end_ms is None and cut.decided_ms == 1000  # cut for length, not an end
+
+
 def test_collector_odd_sized_input_is_reframed() -> None:
     c = UtteranceCollector(ScriptedVad(), preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
     (u,) = feed_in_frames(c, quiet(500) + tone(500) + quiet(600), size=37)

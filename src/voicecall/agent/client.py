@@ -430,6 +430,15 @@ class Client:
         doc = await self._request("GET", "/api/audit", params=params)
         return list(doc["entries"]), doc.get("next_before")
 
+    async def latency(self, *, call_id: str | None = None, last: int = 50) -> dict[str, Any]:
+        """The newest bot replies' latency records (``turns``, newest first) and p50/p95/max
+        per stage (``stages``); only one call's with ``call_id`` (an id or a unique prefix)."""
+        params: dict[str, Any] = {"last": last}
+        if call_id is not None:
+            params["call_id"] = call_id
+        doc: dict[str, Any] = await self._request("GET", "/api/latency", params=params)
+        return doc
+
     async def end(self, call_id: str, message: str | None = None) -> CallInfo:
         """Hang up, after saying ``message`` if given. Idempotent."""
         doc = await self._request(

@@ -496,6 +496,25 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         items, cursor = await _guard(client.calls(limit=limit, active=active_only or None))
         return {"calls": [_summary(i) for i in items], "more": cursor is not None}
 
+    @server.tool(title="How fast the bot answers", annotations=ToolAnnotations(read_only_hint=True))
+    async def get_latency(
+        call_id: Annotated[
+            str | None,
+            Field(
+                min_length=6,
+                max_length=64,
+                description="Only this call (its id or a unique prefix); all calls if omitted.",
+            ),
+        ] = None,
+        last: Annotated[
+            int, Field(ge=1, le=200, description="How many of the newest replies.")
+        ] = 20,
+    ) -> dict[str, Any]:
+        """How long the bot took to answer the caller (ms): p50/p95 per stage (end of turn,
+        transcript, responder, TTS, voicecall's own, voice to voice) over the newest replies."""
+        doc = await _guard(client.latency(call_id=call_id, last=last))
+        return {"stages": doc["stages"], "replies": len(doc["turns"])}
+
     @server.tool(
         title="Never call a number again",
         annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),

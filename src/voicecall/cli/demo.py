@@ -168,6 +168,8 @@ class DemoResult:
     questions: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] | None = None
     report_verified: bool = False
+    latency: dict[str, Any] = field(default_factory=dict)
+    """The server's own latency records of the bot's replies (``GET /api/latency``)."""
 
     @property
     def ok(self) -> bool:
@@ -353,6 +355,7 @@ async def run_demo(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inbox.arrived.wait(), 15)
             info = await client.status(call.call_id)
+            measured = await client.latency(call_id=call.call_id, last=100)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
@@ -386,6 +389,7 @@ async def run_demo(
         questions=list(info.raw.get("questions") or []),
         report=info.report,
         report_verified=bool(inbox.verified) and all(inbox.verified),
+        latency=measured["stages"],
     )
     _summary(console, result)
     return result
@@ -567,6 +571,15 @@ def _audio_summary(session: Any) -> dict[str, Any]:
     }
 
 
+_STAGE_LABELS = (
+    ("end_of_turn", "end of turn"),
+    ("stt", "transcript"),
+    ("responder", "agent"),
+    ("tts", "speech"),
+    ("overhead", "voicecall's own"),
+)
+
+
 def _summary(console: Console, result: DemoResult) -> None:
     table = Table(title=f"demo call summary ({result.mode})", show_header=False)
     table.add_row("agent", result.agent)
@@ -592,6 +605,18 @@ def _summary(console: Console, result: DemoResult) -> None:
             "bot reply latency (host stops → bot audio)",
             ", ".join(f"{x:.2f} s" for x in result.turn_latencies),
         )
+    v2v = result.latency.get("voice_to_voice")
+    if v2v:
+        table.add_row(
+            "voice to voice (measured by voicecall)",
+            f"p50 {v2v['p50']:.0f} ms, p95 {v2v['p95']:.0f} ms over {v2v['count']} replies",
+        )
+        parts = [
+            f"{label} {result.latency[stage]['p50']:.0f}"
+            for stage, label in _STAGE_LABELS
+            if stage in result.latency
+        ]
+        table.add_row("  per stage, p50 ms", " · ".join(parts))
     for key, value in result.audio.items():
         table.add_row(key, value)
     table.add_row(

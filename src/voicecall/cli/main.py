@@ -43,13 +43,14 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
-    from voicecall.cli import agent_commands, policy_commands, task_commands
+    from voicecall.cli import agent_commands, latency_commands, policy_commands, task_commands
     from voicecall.cli.emulator_command import register as register_emulator
 
     agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
     register_emulator(app)  # `voicecall emulator` (and its `load`, `sink`)
     policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
     task_commands.register(app)  # `voicecall answer`
+    latency_commands.register(app)  # `voicecall latency`
 
 
 T = TypeVar("T")

@@ -24,6 +24,7 @@ from voicecall.calls.call_ids import unique_prefix_length
 __all__ = [
     "call_table",
     "event_line",
+    "latency_summary",
     "print_call",
     "print_json",
     "transcript_line",
@@ -98,7 +99,24 @@ def short_when(ts: float | None) -> str:
 def transcript_line(line: Mapping[str, Any], *, prefix: str = "") -> str:
     """``bot  text`` / ``user text`` with rich markup (the text escaped)."""
     who = "[cyan]bot [/cyan]" if line.get("speaker") == "bot" else "[green]user[/green]"
-    return f"{prefix}{who} {escape(str(line.get('text', '')))}"
+    rec = line.get("latency")
+    v2v = rec.get("voice_to_voice_ms") if isinstance(rec, Mapping) else None
+    after = f" [dim]({v2v:.0f} ms)[/dim]" if isinstance(v2v, int | float) else ""
+    return f"{prefix}{who} {escape(str(line.get('text', '')))}{after}"
+
+
+def latency_summary(rec: Mapping[str, Any]) -> str:
+    """``answered in 812 ms (end of turn 400 · stt 300 · responder 5 · tts 90 · ours 17)``."""
+
+    def ms(key: str) -> str:
+        value = rec.get(key)
+        return f"{value:.0f}" if isinstance(value, int | float) else "?"
+
+    return (
+        f"answered in {ms('voice_to_voice_ms')} ms (end of turn {ms('end_of_turn_ms')} · "
+        f"stt {ms('stt_ms')} · responder {ms('responder_ms')} · tts {ms('tts_ms')} · "
+        f"ours {ms('overhead_ms')})"
+    )
 
 
 def event_line(event: Mapping[str, Any], *, id_width: int = 12) -> str | None:
@@ -107,6 +125,12 @@ def event_line(event: Mapping[str, Any], *, id_width: int = 12) -> str | None:
     if kind == "transcript":
         call_id = str(event.get("call_id", ""))[:id_width]
         return transcript_line(event, prefix=f"{call_id} ")
+    if kind == "turn.latency":
+        call_id = str(event.get("call_id", ""))[:id_width]
+        rec = event.get("latency")
+        if not isinstance(rec, Mapping):
+            return None
+        return f"{call_id} [dim]{latency_summary(rec)} (line {event.get('seq')})[/dim]"
     if kind == "bot.interrupted":
         call_id = str(event.get("call_id", ""))[:id_width]
         return f"{call_id} [dim]bot cut off by the caller[/dim]"
