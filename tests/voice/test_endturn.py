@@ -63,6 +63,11 @@ def run_pause(
         ("I'd like a payable for it.", Completeness.INCOMPLETE),  # whisper's invented "it"
         ("Thanks for that.", Completeness.INCOMPLETE),  # the price of the rule above
         ("I'll take it.", Completeness.COMPLETE),
+        ("My phone number is.", Completeness.INCOMPLETE),
+        ("Yes, it is.", Completeness.COMPLETE),
+        ("Could you book it under the name?", Completeness.INCOMPLETE),
+        ("We will arrive at around.", Completeness.INCOMPLETE),
+        ("My name is Sam.", Completeness.COMPLETE),
         ("Hi!", Completeness.LEAD_IN),
         ("Hello.", Completeness.LEAD_IN),
         ("Good morning!", Completeness.LEAD_IN),

@@ -115,7 +115,7 @@ _UNFINISHED: Final = _words(
     """
     a an the my your our their its
     for to of in on at by with from into onto about as than like near after before until
-    between during without under toward towards per via
+    between during without under toward towards per via around approximately roughly
     and or but nor because if when whereas although unless since
     i'd i'll i'm we're you're they're it's there's i'd we'd i've we've
     i we they he she
@@ -138,6 +138,13 @@ _NUMBER_WORDS: Final = _words(
     ninety hundred thousand double triple
     """
 )
+# "is"/"are" at the end: complete after a pronoun ("Yes, it is."), unfinished after a noun
+# ("My phone number is")
+_LINKING: Final = _words("is are was were am")
+_PRONOUNS: Final = _words("it that this there i you we they he she who which what")
+# a slot announced but not filled: "under the name", "my number"
+_DETERMINERS: Final = _words("the a my your our his her their")
+_SLOTS: Final = _words("name number address email phone surname")
 # Whisper finishes a cut-off phrase with a made-up pronoun: "a table for" → "a table for it."
 _PREPOSITIONS: Final = _words("for to of in on at with from about into onto like near")
 _FILLED_IN: Final = _words("it that this them")
@@ -164,6 +171,10 @@ def judge(text: str) -> Completeness:
         return Completeness.INCOMPLETE  # "eggs, milk," / "so…" / "the code is 4 -"
     if words[-1] in _UNFINISHED:
         return Completeness.INCOMPLETE
+    if len(words) >= 2 and words[-1] in _LINKING and words[-2] not in _PRONOUNS:
+        return Completeness.INCOMPLETE  # "My phone number is"
+    if len(words) >= 3 and words[-1] in _SLOTS and words[-2] in _DETERMINERS:
+        return Completeness.INCOMPLETE  # "Could you book it under the name"
     if len(words) >= 3 and words[-1] in _FILLED_IN and words[-2] in _PREPOSITIONS:
         return Completeness.INCOMPLETE  # maybe invented: waiting costs less than cutting in
     if len(words) >= 3 and all(_is_number(w) for w in words[-3:]):
