@@ -64,6 +64,7 @@ def run_pause(
         ("Thanks for that.", Completeness.INCOMPLETE),  # the price of the rule above
         ("I'll take it.", Completeness.COMPLETE),
         ("My phone number is.", Completeness.INCOMPLETE),
+        ("My number is 5 5 5, 1 2 3 4.", Completeness.COMPLETE),  # read out to the end
         ("Yes, it is.", Completeness.COMPLETE),
         ("Could you book it under the name?", Completeness.INCOMPLETE),
         ("We will arrive at around.", Completeness.INCOMPLETE),

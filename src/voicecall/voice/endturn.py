@@ -177,11 +177,12 @@ def judge(text: str) -> Completeness:
         return Completeness.INCOMPLETE  # "Could you book it under the name"
     if len(words) >= 3 and words[-1] in _FILLED_IN and words[-2] in _PREPOSITIONS:
         return Completeness.INCOMPLETE  # maybe invented: waiting costs less than cutting in
-    if len(words) >= 3 and all(_is_number(w) for w in words[-3:]):
+    ended = bool(_TERMINAL.search(stripped))
+    if not ended and len(words) >= 3 and all(_is_number(w) for w in words[-3:]):
         return Completeness.INCOMPLETE  # reading out digits: "five five five one two"
     raw = [t.strip(".,!?") for t in stripped.split()[-2:]]
-    if len(raw) == 2 and all(t.isdigit() for t in raw):
-        return Completeness.INCOMPLETE  # "555 12" (but not "7:30")
+    if not ended and len(raw) == 2 and all(t.isdigit() for t in raw):
+        return Completeness.INCOMPLETE  # "555 12" (but not "7:30", nor "… 1 2 3 4.")
     if len(words) >= 2 and not _TERMINAL.search(stripped) and not all(w in _LEAD_IN for w in words):
         return Completeness.INCOMPLETE  # Whisper punctuates what sounds finished
     if all(w in _LEAD_IN for w in words) and not (
