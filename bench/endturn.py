@@ -53,6 +53,11 @@ PAUSED = [
     ("Could you leave a note for", 600, "my husband?"),
     ("My number is five five five", 700, "one two three four."),
     ("We need it for Friday and", 500, "Saturday night."),
+    # bench/turns.py's
+    ("I would like a table for", 800, "two people, at seven."),
+    ("My phone number is", 1000, "five five five, one two three four."),
+    ("Could you book it under the name", 600, "Sam Taylor, please."),
+    ("We will arrive at around", 900, "half past seven."),
 ]
 PEAK = dbfs_to_peak(-45.0)
 

@@ -248,3 +248,11 @@ async def test_whisper_transcribes_espeak_speech_over_the_phone_path(
     words = t.text.lower()
     assert "table" in words and "two" in words and "people" in words
     await stt.aclose()
+
+
+def test_long_loops_are_cut_to_one_repeat_and_numbers_stay() -> None:
+    from voicecall.speech.stt.whisper import _LOOP, _STUTTER
+
+    assert _LOOP.sub(r"\1", "Half-half-half-half-half-half-half-half-") == "Half-half-"
+    assert _LOOP.sub(r"\1", "My number is 555 5555.") == "My number is 555 5555."
+    assert _STUTTER.search("for 4-F-F-F-F") and not _STUTTER.search("Hello there.")

@@ -419,7 +419,10 @@ class WhisperStt:
             return "".join(segment.text for segment in segments).strip()
 
         async with self._run_lock:
-            return await asyncio.to_thread(run)
+            text = await asyncio.to_thread(run)
+        # the full window can loop too ("Half-half-half-…"), and there is no hotter retry:
+        # keep one of each repeat
+        return _LOOP.sub(r"\1", text)
 
     async def open_session(self) -> WhisperSession:
         cutter = TurnCutter(self.vad_factory(), self.turn_policy)
@@ -430,6 +433,7 @@ class WhisperStt:
 
 
 _STUTTER: Final = re.compile(r"(.{1,8}?)\1{3,}")
+_LOOP: Final = re.compile(r"(.{2,8}?)\1{5,}")  # long loops only: "555 5555" stays as said
 
 
 def _fitted(
