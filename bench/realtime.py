@@ -22,6 +22,9 @@ played, ``clear`` honoured). Definitions:
   (arrival time − audio position) over the utterance after the lead;
 - capacity: server-side send lateness of every outbound message (vs. the pacer's schedule),
   server CPU (one core = 100 %), RSS per stream; inbound frames processed vs. sent.
+
+Recording's cost: the same run with every stream recorded to a stereo WAV, e.g.
+``capacity --settings '{"recording":{"enabled":true,"dir":"/tmp/vc-bench-rec"}}'``.
 """
 
 from __future__ import annotations
@@ -76,7 +79,12 @@ def noise_ulaw(seconds: float, amplitude: float, seed: int = 0) -> bytes:
 
 
 def run_server(
-    port: int, cpu: int, streaming: dict[str, Any], extra: dict[str, Any], ws: str
+    port: int,
+    cpu: int,
+    streaming: dict[str, Any],
+    extra: dict[str, Any],
+    ws: str,
+    lean: bool = False,
 ) -> None:
     import uvicorn
 
@@ -173,9 +181,16 @@ def run_server(
         metrics,
         tts=SyntheticTts(),
         stt=None,
-        observer_factory=lambda m: Recording(m),
+        # lean: the server's own observer (metrics), as `voicecall serve` runs it
+        observer_factory=None if lean else lambda m: Recording(m),
     )
     _ = StreamMetrics
+    if settings.recording.enabled:  # every stream recorded, as `voicecall serve` records calls
+        from voicecall.telephony.wavtap import WavTap
+
+        rec_dir = Path(settings.recording.dir).expanduser()
+        rec_dir.mkdir(parents=True, exist_ok=True)
+        endpoint.taps = lambda call_id: WavTap(rec_dir / f"{call_id}.wav")
 
     def cpu_seconds() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)
@@ -202,7 +217,8 @@ def run_server(
         else:
             gc_stats[str(gc_pause["gen"])].append(time.perf_counter() - gc_pause["started"])
 
-    gc.callbacks.append(on_gc)
+    if not lean:
+        gc.callbacks.append(on_gc)
     probe: list[asyncio.Task[None]] = []
 
     async def lag_probe() -> None:
@@ -217,7 +233,7 @@ def run_server(
                 stall_cpu[1] += lag + 0.005
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if not probe:
+        if not probe and not lean:
             probe.append(asyncio.create_task(lag_probe()))
         if scope["type"] == "websocket":
             await endpoint(scope, receive, send)
@@ -309,6 +325,10 @@ def run_server(
 
         gc.set_threshold(*[int(x) for x in os.environ["BENCH_GC"].split(",")])
     server = uvicorn.Server(config)
+    if lean:
+        from voicecall.server.runner import settle_gc
+
+        settle_gc()  # as `voicecall serve` does
     if profile is not None:
         profile.enable()
     server.run()
@@ -922,13 +942,26 @@ def main() -> None:
         help="uvicorn's WebSocket implementation in the server "
         "(direct: voicecall's, as `voicecall serve` runs it)",
     )
+    ap.add_argument(
+        "--lean",
+        action="store_true",
+        help="server: no bench instruments (loop-lag probe, GC callbacks, per-message "
+        "lateness), the server's own observer and GC settings, as `voicecall serve` runs",
+    )
     ap.add_argument("--streams", default=None)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--background", type=int, default=300)
     args = ap.parse_args()
     if args.what == "server":
-        run_server(args.port, 0, json.loads(args.streaming), json.loads(args.settings), args.ws)
+        run_server(
+            args.port,
+            0,
+            json.loads(args.streaming),
+            json.loads(args.settings),
+            args.ws,
+            lean=args.lean,
+        )
         return
 
     print(f"$ {' '.join([os.path.relpath(sys.executable), *sys.argv])}")

@@ -192,8 +192,8 @@ async def caller_lines(turns: int, pause_every: int, workdir: Path) -> list[dict
         else:
             text = PLAIN[i % len(PLAIN)]
             audio, pause = await espeak_ulaw(text), None
-        path.write_bytes(wav_bytes(audio))
-        lines.append({"wav": str(path), "text": text, "pause": pause})
+        path.write_bytes(wav_bytes(audio))  # kept for listening to
+        lines.append({"wav": str(path), "text": text, "pause": pause, "audio": audio})
     return lines
 
 
@@ -229,9 +229,7 @@ async def run_once(
             CALLER,
             {
                 "answer_after_ms": 200,
-                "reply_delay_ms": args.reply_delay_ms,
-                "replies": [{"wav": ln["wav"]} for ln in lines],
-                "hangup_after_ms": 3_600_000,
+                "hangup_after_ms": 3_600_000,  # the bench speaks for the caller (below)
             },
         )
         settings = load_config(
@@ -246,6 +244,7 @@ async def run_once(
                     "api_base_url": emulator.base_url,
                 },
                 "store": {"url": f"sqlite:///{workdir / f'turns-{first_token_ms}.db'}"},
+                "max_duration_seconds": 4 * 3600,
                 "streaming": {"enabled": True},
                 "tts": {"provider": args.tts},
                 "stt": {"provider": "whisper"},
@@ -269,7 +268,7 @@ async def run_once(
                 CALLER, message="Hello, this is the benchmark. Go ahead.", mode="conversation"
             )
             sid = (await client.status(call.call_id)).raw["provider_call_id"]
-            session = None
+            session = await stream_of(emulator, sid)
             label = f"responder first token {first_token_ms} ms"
             with Progress(
                 TextColumn("[bold]{task.description}"),
@@ -280,32 +279,74 @@ async def run_once(
                 transient=True,
             ) as progress:
                 task = progress.add_task(label, total=len(lines))
-                deadline = time.monotonic() + args.turn_timeout * (len(lines) + 1)
-                while time.monotonic() < deadline:
-                    await asyncio.sleep(0.25)
-                    streams = emulator.streams_of(sid)
-                    if not streams:
-                        continue
-                    session = emulator.media_session(streams[-1])
-                    answered = sum(1 for t in session.turns if t["reply_ms"] is not None)
-                    progress.update(task, completed=answered)
-                    if answered >= len(lines):
-                        break
+                await until(lambda: bool(session.app_utterances), 30)  # the opening line
+                await quiet(session, args.reply_delay_ms)
+                for line in lines:
+                    await speak(session, line, args)
+                    progress.advance(task)
             await asyncio.sleep(1.0)  # the last reply's record is stored once it was heard
             doc = await client.latency(call_id=call.call_id, last=1000)
             await client.end(call.call_id)
             with contextlib.suppress(Exception):
                 await emulator.wait_for_call_end(sid, timeout=20)
-    if session is None:
-        raise SystemExit("the call never opened a media stream")
     return summarize(first_token_ms, lines, session, doc)
+
+
+async def until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def stream_of(emulator: Emulator, sid: str) -> Any:
+    await until(lambda: bool(emulator.streams_of(sid)), 30)
+    streams = emulator.streams_of(sid)
+    if not streams:
+        raise SystemExit("the call never opened a media stream")
+    return emulator.media_session(streams[-1])
+
+
+async def quiet(session: Any, ms: int, cap: float = 30.0) -> None:
+    """Until the bot's audio has been quiet for ``ms`` (at most ``cap`` seconds)."""
+    deadline = time.monotonic() + cap
+    since: float | None = None
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        if session.app_playing:
+            since = None
+        elif since is None:
+            since = time.monotonic()
+        elif time.monotonic() - since >= ms / 1000:
+            return
+
+
+async def speak(session: Any, line: dict[str, Any], args: argparse.Namespace) -> None:
+    """One caller turn: say the line, wait for the bot's answer (or ``--turn-timeout``), then
+    for the bot to finish, as a person would before speaking again."""
+    before = len(session.turns)
+    session.say(line["audio"], line["text"])
+    seconds = len(line["audio"]) / 8000
+    if await until(lambda: len(session.turns) > before, seconds + 5):
+        turn = session.turns[before]
+        if turn["overlap"]:  # the bot talked over the end (it answered a pause): its next
+            await quiet(session, args.reply_delay_ms)  # audio is the answer, if any comes
+            heard = len(session.app_utterances)
+            await until(lambda: len(session.app_utterances) > heard, args.turn_timeout)
+        else:
+            await until(lambda: turn["reply_ms"] is not None, args.turn_timeout)
+    await quiet(session, args.reply_delay_ms)
 
 
 def summarize(
     first_token_ms: int, lines: list[dict[str, Any]], session: Any, doc: dict[str, Any]
 ) -> dict[str, Any]:
     records = sorted((t["latency"] for t in doc["turns"]), key=lambda r: r["speech_end_stream_ms"])
+    # turns the bot did not talk over (an overlapped turn has no reply of its own)
     caller = [t for t in session.turns if t["voice_to_voice_ms"] is not None]
+    overlapped = sum(1 for t in session.turns if t["overlap"])
     # pauses: bot audio starting inside a paused utterance (after its first half, before its end)
     pause_replies = 0
     paused = 0
@@ -319,9 +360,13 @@ def summarize(
         )
         end = end_turn if end_turn is not None else onset["ms"] + line["pause"][1] + 2000
         pause_replies += sum(1 for u in session.app_utterances if start <= u["start_ms"] < end)
-    # the service's record and the caller's view of the same turns
+    # the service's record and the caller's view of the same turns: the plain utterances (in a
+    # paused one, the first bot audio the caller hears may answer its first half, another reply)
+    paused_texts = {ln["text"] for ln in lines if ln["pause"] is not None}
     gaps: list[float] = []
     for t in caller:
+        if t["text"] in paused_texts:
+            continue
         match = [r for r in records if abs(r["speech_end_stream_ms"] - t["speech_end_ms"]) <= 40]
         if match:
             gaps.append(abs(match[0]["voice_to_voice_ms"] - t["voice_to_voice_ms"]))
@@ -348,6 +393,7 @@ def summarize(
         "record_vs_caller_max_gap_ms": max(gaps) if gaps else None,
         "matched_turns": len(gaps),
         "paused_utterances": paused,
+        "overlapped_turns": overlapped,
         "replies_during_pauses": pause_replies,
         "turns": {
             "records": [
@@ -387,7 +433,7 @@ def report(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
     gap = result["record_vs_caller_max_gap_ms"]
     console.print(
-        f"  record vs caller: largest gap {gap:.1f} ms over {result['matched_turns']} turns"
+        f"  record vs caller: largest gap {gap:.1f} ms over {result['matched_turns']} plain turns"
         if gap is not None
         else "  record vs caller: no turn matched",
         highlight=False,
@@ -395,13 +441,19 @@ def report(console: Console, result: dict[str, Any]) -> None:
     console.print(
         f"  replies during a mid-sentence pause: {result['replies_during_pauses']} "
         f"(in {result['paused_utterances']} paused utterances; goal 0) · "
+        f"turns the bot talked over: {result['overlapped_turns']} · "
         f"barge-in clears {result['barge_in_clears']} · underruns {result['underruns']}",
         highlight=False,
     )
 
 
-async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+def out_console() -> Console:
     console = Console()
+    return console if console.is_terminal else Console(width=110)
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    console = out_console()
     workdir = Path(tempfile.mkdtemp(prefix="voicecall-bench-turns-"))
     lines = await caller_lines(args.turns, args.pause_every, workdir)
     results = []
@@ -425,11 +477,13 @@ def main() -> None:
     )
     ap.add_argument("--vad", choices=["webrtc", "silero"], default="webrtc", help="[vad] engine")
     ap.add_argument("--tts", choices=["piper", "espeak"], default="piper", help="bot voice")
-    ap.add_argument("--reply-delay-ms", type=int, default=400, help="caller waits after the bot")
+    ap.add_argument(
+        "--reply-delay-ms", type=int, default=400, help="the caller waits this long after the bot"
+    )
     ap.add_argument("--turn-timeout", type=float, default=20.0, help="seconds per turn at most")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
-    console = Console()
+    console = out_console()
     info = machine()
     console.print(
         f"[dim]{info['date']} · {info['cpu']} · {info['cores']} cores · "

@@ -482,6 +482,28 @@ class ReportsSettings(_Section):
         return v
 
 
+class RecordingSettings(_Section):
+    """``[recording]``: call recordings (a call may ask for one with ``record: true``)."""
+
+    enabled: bool = False
+    """Record every call (outbound calls may still say ``record: false``), inbound calls too."""
+    dir: str = Field(default_factory=lambda: str(DEFAULT_HOME / "recordings"))
+    """Where Media Streams recordings are written (one stereo WAV per call)."""
+    announcement: str = Field("This call is recorded.", min_length=1, max_length=500)
+    """Said before the first line of every recorded call."""
+    retention_days: float | None = Field(None, gt=0, le=36_500)
+    """Recordings older than this are deleted (files and references); unset: kept."""
+
+
+class TransferSettings(_Section):
+    """``[transfer]``: handing a live call to another number (docs/telephony.md)."""
+
+    ring_timeout_seconds: int = Field(30, ge=5, le=600)
+    """How long the number rings before a warm transfer counts as not answered."""
+    whisper_voice: str | None = None
+    """``<Say voice>`` of the summary the number hears first (default: Twilio's)."""
+
+
 class Settings(BaseSettings):
     """Every setting voicecall reads. Secrets are :class:`SecretStr`: masked in every repr."""
 
@@ -517,6 +539,8 @@ class Settings(BaseSettings):
     responder: ResponderSettings = Field(default_factory=ResponderSettings)
     task: TaskSettings = Field(default_factory=TaskSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    transfer: TransferSettings = Field(default_factory=TransferSettings)
 
     @field_validator("from_number", "to_number")
     @classmethod

@@ -25,6 +25,7 @@
         ├── AmbiguousCallId             a call id prefix matches more than one call
         ├── CallNotActive               the call has already ended
         ├── TooManyCalls                max_concurrent_calls reached (``rule``)
+        ├── NoRecording                 the call has no recording (404)
         └── TurnTimeout                 no transcript arrived in time
 
 Errors raised by httpx, sqlite3 or psycopg are translated at the edge that meets them.
@@ -152,6 +153,12 @@ class CallNotActive(CallError):
 class TooManyCalls(CallError):
     http_status = 429
     rule = "max_concurrent_calls"
+
+
+class NoRecording(CallError):
+    """The call has no recording (it did not record, Twilio recorded nothing, or it was deleted)."""
+
+    http_status = 404
 
 
 class TurnTimeout(CallError):

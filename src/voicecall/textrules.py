@@ -8,6 +8,10 @@ Refused, with a 422 naming the field, before anything reaches the call manager o
 * unpaired surrogates (JSON can carry ``"\\ud800"``; no UTF-8 store can keep it);
 * text that is empty or only whitespace (it would be refused after ``strip()`` anyway).
 
+What *callers* say (a provider's ``SpeechResult`` or ``Digits``, a transcript from speech
+recognition) is never refused, since nothing a caller says may be dropped: :func:`caller_text`
+strips the same characters instead.
+
 The same rule is published in the OpenAPI document as a ``pattern`` (valid ECMA-262, Python
 ``re`` and Rust ``regex`` syntax alike), so generated clients and schema-driven testers agree
 with the server; a test checks that the pattern and :func:`check_client_text` accept exactly
@@ -50,6 +54,17 @@ def problem_in(text: str) -> str | None:
     if not text.strip():
         return "must not be empty or only whitespace"
     return None
+
+
+_STRIP = re.compile(f"[{_CONTROL}\ud800-\udfff]")
+
+
+def caller_text(text: str) -> str:
+    """``text`` without the characters :func:`problem_in` refuses (controls other than tab,
+    newline and carriage return; unpaired surrogates): what a caller said, made storable."""
+    if text.isprintable():  # the usual case: nothing to strip
+        return text
+    return _STRIP.sub("", text)
 
 
 def check_client_text(text: str) -> str:

@@ -34,6 +34,8 @@ TOOLS = {
     "block_number",
     "answer_question",
     "wait_for_call",
+    "send_dtmf",
+    "transfer_call",
     "get_latency",
 }
 
@@ -198,6 +200,32 @@ async def test_end_call_with_goodbye_returns_once_the_call_is_over(server: Runni
         result = await ending
         assert result.structured_content and result.structured_content["ended"]
         assert result.structured_content["state"] == "hangup-bot"
+
+
+async def test_keys_and_a_cold_transfer_over_mcp(server: RunningServer) -> None:
+    async with mcp_http(server) as url, McpClient(url) as mcp:
+        placing = asyncio.create_task(
+            mcp.call_tool("initiate_call", {"message": "Hello.", "mode": "conversation"})
+        )
+        call_id = await newest_call_id(server)
+        await server.phone.answer(call_id)
+        await server.phone.says(call_id, "for bookings press one")
+        await placing
+        bad = await mcp.call_tool("send_dtmf", {"call_id": call_id, "digits": "1x"})
+        assert bad.is_error
+        sent = await mcp.call_tool("send_dtmf", {"call_id": call_id, "digits": "1"})
+        assert not sent.is_error, text(sent)
+        assert sent.structured_content and sent.structured_content["via"] == "play"
+        sid = await server.phone._sid(call_id)
+        assert server.phone.provider.calls[sid].replies[-1].digits == "1"
+        moved = await mcp.call_tool(
+            "transfer_call", {"call_id": call_id, "to": "+14155550177", "mode": "cold"}
+        )
+        assert not moved.is_error, text(moved)
+        doc = moved.structured_content
+        assert doc and doc["ended"] and doc["transfer"]["status"] == "handed-over"
+        dial = server.phone.provider.calls[sid].replies[-1].dial
+        assert dial is not None and dial.to == "+14155550177"
 
 
 async def test_errors_are_tool_errors_that_say_what_to_do(server: RunningServer) -> None:

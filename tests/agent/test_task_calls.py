@@ -89,7 +89,9 @@ async def test_a_task_call_books_a_table_asks_the_owner_and_reports(tmp_path: Pa
         assert calling["tool_calls"][0]["function"]["name"] == "ask_owner"
         users = [m["content"] for m in body["messages"] if m["role"] == "user"]
         assert users[-1] == "Of course, take your time."  # said during the hold: not lost
-        assert {t["function"]["name"] for t in body["tools"]} == {"end_call", "ask_owner"}
+        # send_dtmf is offered to every task call; transfer_call only with transfer_to
+        offered = {t["function"]["name"] for t in body["tools"]}
+        assert offered == {"end_call", "ask_owner", "send_dtmf"}
         assert r.chat.rejected == []
         # a second answer has nothing to answer
         with pytest.raises(ClientError) as exc:

@@ -280,7 +280,7 @@ async def test_dial_failure_ends_call_failed(env: tuple[CallManager, MockProvide
     exc = ProviderUnavailable("read timeout")
     exc.maybe_created = True
     provider.fail_next_initiate = exc
-    manager.unconfirmed_dial_seconds = 0.05
+    manager.placement.unconfirmed_dial_seconds = 0.05
     rec = await manager.place_call(to=TO, message="hi")
     assert rec.state is CallState.INITIATED and "not re-dialled" in (rec.error or "")
     for _ in range(100):
@@ -406,7 +406,7 @@ async def test_reaper_only_ends_calls_the_provider_says_are_over(store: SQLiteSt
 
 
 async def test_ring_timeout_backstop(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    import voicecall.calls.manager as mod
+    import voicecall.calls.timers as mod
 
     monkeypatch.setattr(mod, "RING_BACKSTOP_GRACE_SECONDS", -4.95)  # fire 50 ms after creation
     provider = MockProvider()
@@ -451,3 +451,27 @@ async def test_store_failure_changes_nothing(tmp_path: Path) -> None:
     assert (await manager.get_call(rec.call_id)).state is CallState.LISTENING
     await manager.stop()
     await store.close()
+
+
+async def test_control_characters_in_what_callers_say_are_stripped_not_fatal(
+    env: tuple[CallManager, MockProvider], store: SQLiteStore
+) -> None:
+    # issue 11, defect 3: a NUL in a signed SpeechResult made every retry fail (StoreError, 503)
+    # and the call end `failed`; what the caller said is kept, without the control characters
+    manager, _ = env
+    rec = await manager.place_call(to=TO, message="Hello, is this Sam?", mode="conversation")
+    sid = rec.provider_call_id
+    assert sid
+    turn1 = (await manager.handle_webhook(voice(sid, rec.call_id))).listen
+    assert turn1 is not None
+    hook = gather(sid, rec.call_id, turn1.turn, turn1.token, "yes\x00 it\x1b is\x7f\x85 me\x00")
+    reply = await manager.handle_webhook(hook)
+    again = await manager.handle_webhook(hook)  # a redelivery: acknowledged, changes nothing
+    assert again == reply
+    lines = await store.transcript(rec.call_id)
+    assert [(ln.speaker.value, ln.text) for ln in lines] == [
+        ("bot", "Hello, is this Sam?"),
+        ("user", "yes it is me"),
+    ]
+    record = await store.get_call(rec.call_id)
+    assert record is not None and not record.is_terminal

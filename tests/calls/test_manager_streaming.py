@@ -203,3 +203,22 @@ async def test_notify_calls_never_stream(setup: tuple[CallManager, list[float]])
         hook(WebhookKind.VOICE, rec.provider_call_id, rec.call_id, "v")
     )
     assert reply.stream_token is None and reply.say == "Just a notice" and reply.hangup
+
+
+async def test_recognized_text_with_control_characters_is_kept_stripped(
+    setup: tuple[CallManager, list[float]],
+) -> None:
+    manager, _now = setup
+    rec = await manager.place_call(to=TO, message="Hi.", mode="conversation")
+    sid = rec.provider_call_id
+    assert sid
+    reply = await manager.handle_webhook(hook(WebhookKind.VOICE, sid, rec.call_id, "v1"))
+    assert reply.stream_token
+    assert await manager.claim_stream(token=reply.stream_token, call_sid=sid) == rec.call_id
+    channel = FakeChannel(manager, rec.call_id)
+    await manager.stream_attached(rec.call_id, channel)
+    await asyncio.sleep(0.01)
+    await manager.caller_said(rec.call_id, "call me\x00 at\x07 noon", final=True)
+    await manager.caller_said(rec.call_id, "\x00\x1b", final=True)  # nothing left: no line
+    texts = [t.text for t in await manager.transcript(rec.call_id)]
+    assert texts == ["Hi.", "call me at noon"]

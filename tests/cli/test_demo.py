@@ -11,13 +11,28 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from voicecall.cli.demo import RESTAURANT_LINES, run_demo, voice_available
+from voicecall.cli.demo import run_demo, voice_available
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
 pytestmark = pytest.mark.slow
 
 BOOKED = {"booked": True, "time": "19:30", "name": "Sam"}
+#: the host (the emulator's keyword-driven `restaurant` scenario) reacts to what it hears:
+#: these of its lines must come, in this order (it offers 7:30, waits, confirms and says bye)
+HOST_SAYS = ("how can i help", "seven thirty instead", "take your time", "goodbye")
+#: how the call may end: our agent says goodbye first, or the host hangs up after theirs
+ENDINGS = {("hangup-bot", "hangup-bot"), ("hangup-user", "hangup-user")}
+
+
+def host_followed_the_booking(heard: list[str]) -> None:
+    """The host's lines went through the booking in order (each phrase in a later line)."""
+    text = [h.lower().replace("7:30", "seven thirty").replace("730", "seven thirty") for h in heard]
+    at = 0
+    for phrase in HOST_SAYS:
+        found = next((i for i in range(at, len(text)) if phrase in text[i]), None)
+        assert found is not None, (phrase, heard)
+        at = found + 1
 
 
 def check_task_result(result: object, out: str) -> None:
@@ -40,13 +55,12 @@ async def test_voice_demo(tmp_path: Path) -> None:
     out = io.StringIO()
     result = await run_demo(Console(file=out, width=120), tmp_path, mode="voice")
     text = out.getvalue()
-    assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), text
+    assert (result.state, result.end_reason) in ENDINGS, text
     check_task_result(result, text)
     heard = [t for speaker, t in result.transcript if speaker == "user"]
-    # whisper may cut a line with a pause inside into two utterances: at least every line
-    assert len(heard) >= len(RESTAURANT_LINES), result.transcript
-    assert "goodbye" in heard[-1].lower(), heard
-    assert result.transcript[-1][1].endswith("goodbye!")
+    # whisper may cut or mishear a little; the host's reactions still show the booking's path
+    assert any("seven" in h.lower() or "7" in h for h in heard), heard
+    assert any("goodbye" in h.lower() or "bye" in h.lower() for h in heard), heard
     assert result.audio["underruns"] in ("0", "1")
     assert result.wav_path is not None
     with wave.open(str(result.wav_path)) as w:
@@ -62,9 +76,9 @@ async def test_gather_demo(tmp_path: Path) -> None:
     out = io.StringIO()
     result = await run_demo(Console(file=out, width=120), tmp_path, mode="gather")
     text = out.getvalue()
-    assert (result.state, result.end_reason) == ("hangup-bot", "hangup-bot"), text
+    assert (result.state, result.end_reason) in ENDINGS, text
     check_task_result(result, text)
-    assert [t for s, t in result.transcript if s == "user"] == RESTAURANT_LINES
+    host_followed_the_booking([t for s, t in result.transcript if s == "user"])
     assert result.webhook_failures == 0
 
 

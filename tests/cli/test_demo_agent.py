@@ -102,3 +102,23 @@ async def test_the_outcome_is_read_off_the_review() -> None:
         )
     )
     assert doc["outcome"] == {"booked": False, "time": None, "name": None}
+
+
+async def test_a_misheard_confirmation_after_the_acceptance_still_counts() -> None:
+    # whisper tiny.en at 8 kHz heard the host's "it's booked … seeing you" like this (CI)
+    agent = ScriptedBookingAgent()
+    before = (
+        "owner answered: Yes, 7:30 is fine.\n\nTranscript:\nother person: I'm sorry, seven "
+        "o'clock is fully booked tonight. I could offer seven thirty instead.\nassistant: Seven "
+        "thirty is fine, under the name Sam, please.\n"
+    )
+    for reply, booked in [
+        ("other person: Wonderful, it's worked.\nother person: We look forward to seeing you.", 1),
+        ("other person: Sorry, I didn't quite catch that.", 0),  # "fully booked" came before
+    ]:
+        doc = json.loads(
+            await agent.complete_json(
+                [{"role": "user", "content": before + reply}], name="x", schema={}, strict=True
+            )
+        )
+        assert doc["outcome"]["booked"] is bool(booked), reply

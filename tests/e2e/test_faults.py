@@ -71,7 +71,7 @@ async def test_rest_429_is_retried_and_500_on_create_is_not(
     assert doc["state"] == "completed"
 
     # a 500 may or may not have placed the call: not retried; the webhooks would confirm it
-    server.manager.unconfirmed_dial_seconds = 0.5
+    server.manager.placement.unconfirmed_dial_seconds = 0.5
     emulator.faults.inject_rest("500")
     r = await server.http.post("/api/calls", json={"to": CALLEE, "message": "after a 500"})
     assert r.status_code == 201, r.text

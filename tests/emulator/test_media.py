@@ -131,6 +131,41 @@ def test_callee_speech_onset_sample_is_recorded():
     assert s.clear_latencies_ms == [pytest.approx(90)]
 
 
+def test_turns_as_the_caller_sees_them():
+    import numpy as np
+
+    from voicecall.audio.g711 import ulaw_encode
+    from voicecall.emulator.media import last_voiced_frame
+
+    t = np.arange(8 * 130) / 8000  # 130 ms of tone: its last voiced frame is the 7th
+    loud = ulaw_encode((np.sin(2 * np.pi * 300 * t) * 8000).astype(np.int16))
+    assert last_voiced_frame(loud + b"\xff" * 800) == 6
+    assert last_voiced_frame(b"\xff" * 800) is None and last_voiced_frame(b"") is None
+    s = session()
+    s.start()
+    for i in range(3):
+        s.media(now_ms=i * 20.0)
+    s.say(loud + b"\xff" * 800, "hello")  # onset at 60 ms; speech ends at 60 + 140 = 200 ms
+    for i in range(3, 20):
+        s.media(now_ms=i * 20.0 + 0.5)
+    (turn,) = s.turns
+    assert turn["speech_end_ms"] == 200 and turn["speech_end_sent_ms"] == 180.5
+    assert turn["reply_ms"] is None and not turn["overlap"]
+    s.receive(app_mark("u1s"), 900.0)
+    s.receive(app_media(160), 1000.0)  # the first frame of the bot's answer
+    s.receive(app_media(160), 1020.0)
+    assert turn["reply_ms"] == 1000.0 and turn["voice_to_voice_ms"] == 819.5
+    # a turn that ends while the bot still talks has no reply of its own
+    s.say(loud, "again")
+    for i in range(20, 30):
+        s.media(now_ms=i * 20.0)
+    assert s.turns[1]["overlap"]
+    s.receive(app_mark("u1e"), 1100.0)
+    s.receive(app_media(160), 1200.0)
+    assert s.turns[1]["reply_ms"] is None
+    assert s.summary()["turns"][0]["voice_to_voice_ms"] == 819.5
+
+
 def test_heard_audio_as_wav():
     s = session()
     s.receive(app_media(320), 0)

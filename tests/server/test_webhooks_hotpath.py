@@ -66,3 +66,37 @@ def test_differs_ignores_only_bookkeeping_fields() -> None:
         other = {"x": 1} if isinstance(value, dict) else ("zz" if isinstance(value, str) else 99)
         new = dataclasses.replace(old, **{f.name: other})
         assert _differs(new, old) and _reference_differs(new, old), f.name
+
+
+def test_record_copy_is_dataclasses_replace() -> None:
+    old = CallRecord(
+        "c1",
+        Direction.OUTBOUND,
+        CallMode.NOTIFY,
+        "+14155550100",
+        "+14155550199",
+        metadata={"turn_token": "abc"},
+    )
+    for change in ({}, {"last_sequence": 7}, {"state": CallState.RINGING, "turn": 2}):
+        new = old.copy(**change)
+        assert new == dataclasses.replace(old, **change) and new is not old
+    assert old.copy().metadata is old.metadata  # shallow, as replace()
+    import pytest
+
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        old.copy(nope=1)
+
+
+def test_settle_gc_freezes_and_raises_the_young_threshold() -> None:
+    import gc
+
+    from voicecall.server.runner import GC_GEN0_THRESHOLD, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -188,3 +188,38 @@ async def test_close_is_idempotent_and_reopen_works(tmp_path: Path) -> None:
 def test_repr_names_the_path_only(tmp_path: Path) -> None:
     path = str(tmp_path / "calls.db")
     assert repr(SQLiteStore(path)) == f"SQLiteStore({os.path.abspath(path)!r}, synchronous='FULL')"
+
+
+async def test_checkpoints_run_in_the_background_not_in_commits(tmp_path: Path) -> None:
+    # SQLite's automatic checkpoint (at 1,000 WAL pages) ran inside whichever commit crossed
+    # the mark; now commits never checkpoint and a background thread copies the WAL into the
+    # database file (PASSIVE), so the file alone holds what was committed a moment ago
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path), checkpoint_interval=0.05)
+    await store.open()
+    try:
+        for i in range(20):
+            await store.commit(_call(f"c{i}"), event=EventRow(f"k{i}", f"c{i}", "x", 1.0))
+        before = store.checkpoints
+        for _ in range(200):
+            if store.checkpoints >= before + 2:
+                break
+            await asyncio.sleep(0.02)
+        assert store.checkpoints >= before + 2
+        # a copy of the database file without its WAL already has every committed row
+        alone = tmp_path / "alone.db"
+        alone.write_bytes(path.read_bytes())
+        conn = sqlite3.connect(alone)
+        try:
+            assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 20
+        finally:
+            conn.close()
+    finally:
+        await store.close()
+    wal = tmp_path / "calls.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # the last close checkpointed the rest
+
+
+def test_checkpoint_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="checkpoint_interval"):
+        SQLiteStore("x.db", checkpoint_interval=0)

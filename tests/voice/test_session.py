@@ -405,6 +405,46 @@ async def test_sends_that_have_to_wait_keep_every_frame_in_order() -> None:
         await session.shutdown("test over")
 
 
+# -- keypad tones (telephony/dtmf_out.py) -----------------------------------------------------
+
+
+@needs_espeak
+async def test_keypad_tones_follow_speech_and_are_not_cut_by_the_caller() -> None:
+    import base64
+
+    from voicecall.audio.dtmf import dtmf_ulaw
+
+    r = await make_rig(
+        ToneTts(ms_per_word=100),
+        tuning=VoiceTuning(lead_ms=60, message_ms=20, mark_every_ms=100, echo_guard_ms=200),
+    )
+    prompt = await espeak_ulaw(INTERRUPTION)
+    try:
+        speech = asyncio.create_task(r.session.say("one moment"))
+        tones = dtmf_ulaw("1wwwwww2")  # 3.4 s: the caller talks while they play
+        keys = asyncio.create_task(r.session.play_audio(tones, "[keys 1wwwwww2]"))
+        assert (await speech).completed
+        while not any(m["mark"]["name"] == "u2s" for m in r.peer.events("mark")):
+            await asyncio.sleep(0.01)  # the tones' start mark is out: they are playing now
+        for _ in range(20):  # the caller's line, past the echo guard (as speak_over_bot does)
+            await r.peer.deliver(r.peer.wire.media(SILENCE_FRAME))
+            await asyncio.sleep(0.02)
+        talking = asyncio.create_task(r.peer.speak(prompt))  # a menu prompt talks over them
+        while r.session.listener.speech_starts < 1:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        assert not keys.done()  # the caller was heard while the tones were still playing
+        assert r.peer.events("clear") == [] and r.session.barge_ins == 0
+        result = await keys
+        await talking
+        assert result.completed and result.total_ms == len(tones) // 8
+        assert r.peer.events("clear") == [] and r.session.barge_ins == 0
+        sent = b"".join(base64.b64decode(m["media"]["payload"]) for m in r.peer.events("media"))
+        assert sent.endswith(tones)  # every byte of the tones, after the speech
+    finally:
+        await r.session.shutdown("test over")
+
+
 # -- latency records -----------------------------------------------------------------------------
 
 

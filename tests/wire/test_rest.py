@@ -353,6 +353,28 @@ async def test_create_retried_when_never_processed(failure: Any) -> None:
     assert len(rec.requests) == 2 and len(sleeps.delays) == 1
 
 
+@pytest.mark.parametrize(
+    "failure", [httpx.ReadTimeout("read"), httpx.WriteTimeout("write"), httpx.ReadError("reset")]
+)
+async def test_redirect_not_repeated_when_it_may_have_taken_effect(failure: Any) -> None:
+    # the soak found it: a redirect that timed out had reached Twilio, the callee answered the
+    # new <Gather>, and the repeat started that <Gather> again (its second answer was lost)
+    rest, rec, sleeps = make(failure, httpx.Response(200, json=call_json()))
+    with pytest.raises(ProviderUnavailable) as info:
+        await rest.redirect(SID, twiml="<Response><Hangup/></Response>")
+    assert info.value.maybe_applied is True
+    assert len(rec.requests) == 1 and sleeps.delays == []
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.ConnectError("refused"), twilio_error(429, 20429), twilio_error(503, None)]
+)
+async def test_redirect_repeated_after_an_answer_or_no_connection(failure: Any) -> None:
+    rest, rec, sleeps = make(failure, httpx.Response(200, json=call_json()))
+    await rest.redirect(SID, twiml="<Response><Hangup/></Response>")
+    assert len(rec.requests) == 2 and len(sleeps.delays) == 1
+
+
 async def test_create_connect_failures_exhausted_are_not_maybe_created() -> None:
     rest, rec, _ = make(httpx.ConnectError("refused"))
     with pytest.raises(ProviderUnavailable) as info:

@@ -16,12 +16,15 @@ from twilio.twiml.voice_response import VoiceResponse
 from voicecall.twilio.twiml import (
     MAX_SAY_CHARS,
     Connect,
+    Dial,
     Gather,
     Hangup,
     InvalidTwiML,
+    Number,
     Parameter,
     Pause,
     Play,
+    PlayDigits,
     Redirect,
     Reject,
     Response,
@@ -291,3 +294,52 @@ def test_every_openai_voice_maps_to_a_buildable_say() -> None:
         voice = voice_for(name)
         assert voice is not None and voice.startswith("Polly.")
         Say("hi", voice=voice)
+
+
+# -- keypad and transfers ---------------------------------------------------------------------
+
+
+def test_play_digits() -> None:
+    o = VoiceResponse()
+    o.play(digits="1w23#")
+    same_as_oracle(Response(PlayDigits("1w23#")), o)
+    for bad in ("", "12x", "A", "1" * 257):
+        with pytest.raises(InvalidTwiML):
+            PlayDigits(bad)
+
+
+def test_cold_dial() -> None:
+    o = VoiceResponse()
+    dial = o.dial(caller_id="+14155550199", timeout=30)
+    dial.number("+14155550177")
+    same_as_oracle(Response(Dial(Number("+14155550177"), caller_id="+14155550199", timeout=30)), o)
+
+
+def test_warm_dial_with_whisper_and_action() -> None:
+    whisper = "https://v.example.com/voice?callId=c&kind=whisper&tok=t&turn=1"
+    action = "https://v.example.com/voice?callId=c&kind=dial&tok=t&turn=1"
+    o = VoiceResponse()
+    dial = o.dial(action=action, method="POST", caller_id="+14155550199", timeout=20)
+    dial.number("+14155550177", url=whisper, method="POST")
+    ours = Dial(
+        Number("+14155550177", url=whisper),
+        caller_id="+14155550199",
+        action=action,
+        timeout=20,
+    )
+    same_as_oracle(Response(ours), o)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Number("4155550177"),
+        lambda: Number("+1 415 555 0177"),
+        lambda: Number("+14155550177", url="javascript:alert(1)"),
+        lambda: Dial(Number("+14155550177"), caller_id="14155550199"),
+        lambda: Dial(Number("+14155550177"), timeout=2),
+    ],
+)
+def test_bad_dials_are_refused(make: Any) -> None:
+    with pytest.raises(InvalidTwiML):
+        make()

@@ -16,6 +16,7 @@ from twilio.request_validator import RequestValidator
 from voicecall.calls.model import Direction, EndReason
 from voicecall.errors import WebhookRejected
 from voicecall.events import EventKind
+from voicecall.textrules import problem_in
 from voicecall.twilio.signature import verify_signature
 from voicecall.twilio.webhooks import (
     MAX_SPEECH_CHARS,
@@ -299,7 +300,13 @@ def test_golden_gather_speech() -> None:
     (event,) = to_events(req)
     assert event.kind is EventKind.SPEECH
     assert (event.transcript, event.turn) == ("Yes, tomorrow at 3 works for me.", 4)
-    assert event.dedupe_key == f"twilio:{CALL}:gather:4:t0k-3n"
+    assert event.dedupe_key.startswith(f"twilio:{CALL}:gather:4:t0k-3n:")
+    # a redelivery is the same event; another answer to the same <Gather> is not
+    (again,) = to_events(parse_webhook(Q_GATHER, parse_form(GATHER_SPEECH)))
+    assert again.dedupe_key == event.dedupe_key
+    other = GATHER_SPEECH.replace(b"works", b"suits")
+    (second,) = to_events(parse_webhook(Q_GATHER, parse_form(other)))
+    assert second.transcript != event.transcript and second.dedupe_key != event.dedupe_key
 
 
 def test_golden_gather_digits_and_empty() -> None:
@@ -503,6 +510,8 @@ field_names = st.sampled_from(
         "CallDuration",
         "Confidence",
         "SpeechResult",
+        "DialCallStatus",
+        "DialCallSid",
         "Digits",
         "Timestamp",
         "AccountSid",
@@ -513,13 +522,28 @@ field_names = st.sampled_from(
 )
 field_values = st.one_of(
     st.sampled_from(
-        [CALL, ACCOUNT, "in-progress", "completed", "inbound", "0", "12", "0.5", "1#", "", "nan"]
+        [
+            CALL,
+            ACCOUNT,
+            "in-progress",
+            "completed",
+            "inbound",
+            "0",
+            "12",
+            "0.5",
+            "1#",
+            "",
+            "nan",
+            "busy",
+            "no-answer",
+        ]
     ),
     st.text(max_size=20),
 )
 query_names = st.sampled_from(["callId", "kind", "turn", "tok", "x"])
 query_values = st.one_of(
-    st.sampled_from(["voice", "status", "gather", "3", "abc"]), st.text(max_size=8)
+    st.sampled_from(["voice", "status", "gather", "whisper", "dial", "3", "abc"]),
+    st.text(max_size=8),
 )
 
 
@@ -544,3 +568,95 @@ def test_parse_webhook_only_raises_webhook_rejected(
 def test_bytes_to_events_only_raises_webhook_rejected(body: bytes, qs: bytes) -> None:
     with contextlib.suppress(WebhookRejected):
         to_events(parse_webhook(parse_query(qs), parse_form(body)))
+
+
+# -- control characters in what callers say (issue 11, defect 3) ----------------------------------
+
+
+def test_controls_in_speech_and_digits_are_stripped_from_the_signed_form() -> None:
+    body = urlencode(
+        [
+            ("CallSid", CALL),
+            ("CallStatus", "in-progress"),
+            ("SpeechResult", "yes\x00 it\x1b is\x7f me\u0085"),
+            ("Confidence", "0.9"),
+        ]
+    ).encode()
+    (event,) = to_events(parse_webhook(Q_GATHER, parse_form(body)))
+    assert event.kind is EventKind.SPEECH and event.transcript == "yes it is me"
+    digits = urlencode([*BASE_FORM, ("Digits", "12\x00#\x0b")]).encode()
+    (event,) = to_events(parse_webhook(Q_GATHER, parse_form(digits)))
+    assert event.kind is EventKind.DTMF and event.digits == "12#"
+    only_controls = urlencode([*BASE_FORM, ("SpeechResult", "\x00\x01"), ("Digits", "\x00")])
+    assert to_events(parse_webhook(Q_GATHER, parse_form(only_controls.encode()))) == []
+
+
+@pytest.mark.parametrize("name", ["From", "To", "Caller", "Called", "AnsweredBy"])
+def test_controls_in_labels_are_refused_with_400(name: str) -> None:
+    with pytest.raises(WebhookRejected, match=f"{name} contains a control character") as info:
+        parse_webhook((), (*BASE_FORM, (name, "+1415555\x000100")))
+    assert info.value.http_status == 400
+
+
+@given(st.text(max_size=200))
+def test_any_speech_result_is_kept_storable(text: str) -> None:
+    form = (*BASE_FORM, ("SpeechResult", text))
+    events = to_events(parse_webhook(Q_GATHER, form))
+    kept = "".join(ch for ch in text if ch.isprintable() or ch in "\t\n\r" or ord(ch) > 0x9F)
+    kept = "".join(ch for ch in kept if not 0xD800 <= ord(ch) <= 0xDFFF).strip()
+    if not kept:
+        assert events == []
+        return
+    (event,) = events
+    assert event.transcript == kept
+    assert problem_in(event.transcript) is None
+
+
+# -- transfers: the whisper and the <Dial action> -----------------------------------------------
+
+LEG = "CA" + "0123456789abcdef" * 2
+Q_DIAL = (("callId", "c0ffee"), ("kind", "dial"), ("tok", "tr4nsf3r"), ("turn", "2"))
+DIAL_BUSY = (
+    b"AccountSid=" + ACCOUNT.encode() + b"&CallSid=" + CALL.encode() + b"&CallStatus=in-progress"
+    b"&Direction=outbound-api&DialCallStatus=busy&DialCallSid="
+    + LEG.encode()
+    + b"&DialCallDuration=0"
+)
+
+
+def test_a_dial_action_carries_its_result_and_no_event() -> None:
+    req = parse_webhook(Q_DIAL, parse_form(DIAL_BUSY))
+    assert (req.kind.value, req.turn, req.turn_token) == ("dial", 2, "tr4nsf3r")
+    assert (req.dial_call_status, req.dial_call_sid) == ("busy", LEG)
+    assert to_events(req) == []  # the transfer code answers and deduplicates it
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "why"),
+    [
+        (Q_DIAL, DIAL_BUSY.replace(b"DialCallStatus=busy", b"DialCallStatus=ringing"), "Dial"),
+        (Q_DIAL, DIAL_BUSY.replace(b"DialCallStatus=busy&", b""), "DialCallStatus"),
+        (Q_DIAL, DIAL_BUSY.replace(LEG.encode(), b"CAnope"), "DialCallSid"),
+        (Q_DIAL[:2], DIAL_BUSY, "turn and tok"),
+        ((("callId", "c0ffee"), ("kind", "whisper")), DIAL_BUSY, "turn and tok"),
+    ],
+)
+def test_bad_dial_and_whisper_requests_are_400(
+    query: tuple[tuple[str, str], ...], body: bytes, why: str
+) -> None:
+    with pytest.raises(WebhookRejected, match=why) as err:
+        parse_webhook(query, parse_form(body))
+    assert err.value.http_status == 400
+
+
+def test_transfer_urls_are_signed_routing() -> None:
+    url = build_webhook_url(
+        "https://voice.example.com/twilio/voice",
+        call_id="c0ffee",
+        kind="whisper",
+        turn=2,
+        token="tr4nsf3r",
+    )
+    assert url.endswith("?callId=c0ffee&kind=whisper&tok=tr4nsf3r&turn=2")
+    with pytest.raises(ValueError, match="turn and token"):
+        build_webhook_url("https://v.example.com/", call_id="c", kind="dial")

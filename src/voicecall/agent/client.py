@@ -121,6 +121,12 @@ class CallInfo:
         return self.raw.get("answered_at") is not None
 
     @property
+    def transfer(self) -> dict[str, Any] | None:
+        """The call's last transfer (``to``, ``mode``, ``status`` …), or ``None``."""
+        value = self.raw.get("transfer")
+        return value if isinstance(value, dict) else None
+
+    @property
     def outcome(self) -> Any:
         """Task calls: the result (an instance of the call's outcome schema), or ``None``."""
         return self.raw.get("outcome")
@@ -150,6 +156,13 @@ class CallInfo:
         """The end-of-call report's delivery state (``state``, ``attempts`` …), if any."""
         report = self.raw.get("report")
         return report if isinstance(report, dict) else None
+
+    @property
+    def recording(self) -> dict[str, Any] | None:
+        """Where the call's recording is (``source``, ``status``, ``duration_seconds`` …), if
+        it has one; :meth:`Client.recording` fetches the audio."""
+        recording = self.raw.get("recording")
+        return recording if isinstance(recording, dict) else None
 
     def lines(self, speaker: str | None = None) -> list[str]:
         """Transcript texts, optionally of one speaker (``"bot"`` or ``"user"``)."""
@@ -243,7 +256,9 @@ class Client:
         json_body: Any = None,
         params: Any = None,
         timeout: float | None = None,
+        raw: bool = False,
     ) -> Any:
+        """The answer's JSON (``raw``: its bytes); problems raise :class:`ClientError`."""
         try:
             kwargs: dict[str, Any] = {"json": json_body, "params": params}
             if timeout is not None:
@@ -272,6 +287,8 @@ class Client:
                     detail = doc.get("detail")
                     rule = doc.get("rule") if isinstance(doc.get("rule"), str) else None
             raise ClientError(response.status_code, title, detail, rule)
+        if raw:
+            return response.content
         try:
             return response.json()
         except ValueError:
@@ -293,6 +310,8 @@ class Client:
         context: str | None = None,
         outcome_schema: dict[str, Any] | None = None,
         report_url: str | None = None,
+        record: bool | None = None,
+        transfer_to: list[str] | None = None,
     ) -> Call:
         """Place a call and return its handle.
 
@@ -301,7 +320,9 @@ class Client:
         ``task`` (implied by ``task``): an agent makes the whole call for ``task``, using the
         facts in ``context``, and :meth:`Call.result` returns its outcome (an instance of
         ``outcome_schema``, a JSON Schema). ``report_url`` receives the signed end-of-call
-        report (any mode).
+        report (any mode). ``record``: record the call (``None``: the server's
+        ``recording.enabled``); the callee first hears ``recording.announcement``.
+        report (any mode). ``transfer_to``: numbers a task call's agent may transfer it to.
         """
         body: dict[str, Any] = {"to": to, "message": message, "mode": mode}
         for key, value in (
@@ -309,6 +330,8 @@ class Client:
             ("context", context),
             ("outcome_schema", outcome_schema),
             ("report_url", report_url),
+            ("record", record),
+            ("transfer_to", transfer_to),
         ):
             if value is not None:
                 body[key] = value
@@ -334,6 +357,13 @@ class Client:
             "GET", f"/api/calls/{call_id}", params=params, timeout=min(wait, 600.0) + 30.0
         )
         return CallInfo.from_json(doc)
+
+    async def recording(self, call_id: str) -> bytes:
+        """The call's recording as WAV bytes (stereo 16-bit 8 kHz, left the caller, right the
+        bot, for Media Streams calls; Twilio's for ``<Gather>`` calls). ``ClientError`` 404
+        ``NoRecording`` when it has none."""
+        data: bytes = await self._request("GET", f"/api/calls/{call_id}/recording", raw=True)
+        return data
 
     async def answer(self, call_id: str, answer: str) -> dict[str, Any]:
         """Answer the question the call's agent asked the owner (409 if none waits)."""
@@ -369,6 +399,26 @@ class Client:
         doc = await self._request(
             "POST", f"/api/calls/{call_id}/speak", json_body={"message": message}
         )
+        return CallInfo.from_json(doc)
+
+    async def dtmf(self, call_id: str, digits: str) -> dict[str, Any]:
+        """Press keys on a live call (``0-9 * # A-D``, ``w`` = 0.5 s pause). Returns
+        ``{call_id, digits, via, seconds}``; invalid digits raise :class:`ClientError` 422."""
+        doc: dict[str, Any] = await self._request(
+            "POST", f"/api/calls/{call_id}/dtmf", json_body={"digits": digits}
+        )
+        return doc
+
+    async def transfer(
+        self, call_id: str, to: str, *, mode: str = "cold", summary: str | None = None
+    ) -> CallInfo:
+        """Transfer a live call to ``to`` (E.164): ``cold`` hands it over at once; ``warm``
+        first tells the number ``summary`` and comes back to the agent if nobody takes it
+        (see :attr:`CallInfo.transfer`). A blocked number raises :class:`ClientError` 403."""
+        body: dict[str, Any] = {"to": to, "mode": mode}
+        if summary is not None:
+            body["summary"] = summary
+        doc = await self._request("POST", f"/api/calls/{call_id}/transfer", json_body=body)
         return CallInfo.from_json(doc)
 
     async def continue_(self, call_id: str, message: str, *, timeout: float | None = None) -> str:
@@ -545,6 +595,16 @@ class Call:
         """Say ``text`` and return what the caller answers (their next final transcript)."""
         return await self._client.continue_(self.call_id, text, timeout=timeout)
 
+    async def press(self, digits: str) -> dict[str, Any]:
+        """Press keys on the call (``"1w23#"``: ``w`` waits half a second)."""
+        return await self._client.dtmf(self.call_id, digits)
+
+    async def transfer(
+        self, to: str, *, mode: str = "cold", summary: str | None = None
+    ) -> CallInfo:
+        """Transfer the call to ``to`` (cold, or warm with ``summary`` for the number)."""
+        return await self._client.transfer(self.call_id, to, mode=mode, summary=summary)
+
     async def hangup(self, goodbye: str | None = None) -> CallInfo:
         """End the call (saying ``goodbye`` first, if given). Idempotent."""
         return await self._client.end(self.call_id, goodbye)
@@ -560,6 +620,10 @@ class Call:
     async def answer(self, answer: str) -> dict[str, Any]:
         """Answer the question the call's agent is asking the owner."""
         return await self._client.answer(self.call_id, answer)
+
+    async def recording(self) -> bytes:
+        """The call's recording as WAV bytes (see :meth:`Client.recording`)."""
+        return await self._client.recording(self.call_id)
 
     async def result(self, timeout: float = 900.0) -> CallInfo:
         """Wait until the call has ended and its outcome is final; return it (``outcome``,

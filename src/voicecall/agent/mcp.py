@@ -8,7 +8,8 @@ when ``api.token`` is set the HTTP endpoint requires ``Authorization: Bearer <ap
 
 Tools (names, arguments and descriptions are written for the model that calls them):
 ``initiate_call``, ``continue_call``, ``speak_to_user``, ``end_call``, ``get_status``,
-``list_calls``, ``block_number`` (the do-not-call list; there is deliberately no tool to take a
+``list_calls``, ``send_dtmf`` and ``transfer_call`` (:mod:`voicecall.agent.mcp_telephony`),
+``block_number`` (the do-not-call list; there is deliberately no tool to take a
 number off it: only the user can, with ``voicecall unblock``), and for task calls
 ``answer_question`` and ``wait_for_call`` (which sends progress notifications when the client
 gave a progress token). Failures come back as tool errors (``is_error``) whose text says what
@@ -33,6 +34,7 @@ from pydantic import Field
 
 from voicecall import __version__
 from voicecall.agent.client import CallInfo, Client, ClientError, ServerUnreachable
+from voicecall.agent.mcp_telephony import add_telephony_tools
 from voicecall.errors import VoicecallError
 from voicecall.netaddr import is_loopback
 from voicecall.textrules import NoteText, SpokenText
@@ -60,6 +62,8 @@ Typical flows:
   server makes the call and returns the outcome. If it needs a decision it asks you: the result
   then has pending_question; answer with answer_question(call_id, answer) and keep waiting with
   wait_for_call(call_id) until ended is true and outcome_final is true.
+A phone menu ("press 2 for bookings"): press keys with send_dtmf(call_id, "2"). To hand a call
+to a person the user named, transfer_call(call_id, to, mode="warm", summary=...).
 Everything you send is spoken aloud by text-to-speech: write short, plain spoken sentences,
 no markdown, lists, URLs or emoji. Phone numbers are E.164 (+15551234567); omit `to` to call
 the user's configured default number. Calls cost money and reach real people: do not place
@@ -275,6 +279,24 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
                 description="Optional https URL that receives the signed end-of-call report.",
             ),
         ] = None,
+        record: Annotated[
+            bool | None,
+            Field(
+                description=(
+                    "Record the call (the person first hears that it is recorded). Omit for "
+                    "the server's default (recording.enabled). The user gets the audio with "
+                    "`voicecall recording CALL_ID -o call.wav`."
+                ),
+            ),
+        ] = None,
+        transfer_to: Annotated[
+            list[str] | None,
+            Field(
+                max_length=10,
+                description="Task mode: numbers (E.164) the call's agent may transfer the call "
+                "to when the person asks for someone (only these).",
+            ),
+        ] = None,
         wait_seconds: Annotated[
             float,
             Field(
@@ -304,6 +326,8 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
                 context=context,
                 outcome_schema=outcome_schema,
                 report_url=report_url,
+                record=record,
+                transfer_to=transfer_to,
             )
         )
         info = await _guard(call.status(), call.call_id)
@@ -413,6 +437,10 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         lines "bot: …" / "user: …" in order."""
         info = await _guard(client.status(call_id), call_id)
         doc = _task_result(info) if info.mode == "task" else _summary(info)
+        if info.recording is not None:  # where it is, never the audio (see `voicecall recording`)
+            doc["recording"] = {
+                k: info.recording.get(k) for k in ("source", "status", "duration_seconds")
+            }
         return {**doc, "transcript": _transcript(info)}
 
     @server.tool(
@@ -538,6 +566,7 @@ def build_server(client: Client, *, poll_seconds: float = 1.0) -> MCPServer[Any]
         entry = await _guard(client.block(number, reason))
         return {"number": entry.number, "blocked": True, "reason": entry.reason}
 
+    add_telephony_tools(server, client, _guard)
     return server
 
 

@@ -135,3 +135,48 @@ def shown_url(url: str) -> str:
     """A URL without its query string or fragment (they may carry a receiver's token)."""
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
     return url[:cut] + ("?…" if cut < len(url) else "")
+
+
+class RecordingSource(StrEnum):
+    STREAM = "stream"  # our stereo WAV of the call's Media Streams (recording.dir)
+    TWILIO = "twilio"  # Twilio's recording of a <Gather> call (Record=true)
+
+
+class RecordingStatus(StrEnum):
+    RECORDING = "recording"  # being written (stream) or asked of Twilio, not completed yet
+    COMPLETED = "completed"
+    ABSENT = "absent"  # Twilio recorded nothing
+    FAILED = "failed"
+    DELETED = "deleted"  # the retention sweeper deleted the audio (the row is a tombstone)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRef:
+    """Where a call's recording is (migration 5): a local WAV (``path``) or Twilio's
+    (``sid``/``url``, the media at ``url`` + ``.wav``). One per call."""
+
+    call_id: str
+    source: RecordingSource
+    status: RecordingStatus
+    started_at: float
+    updated_at: float
+    path: str | None = None
+    sid: str | None = None
+    url: str | None = None
+    channels: int | None = None
+    duration_seconds: float | None = None
+
+    def copy(self, **changes: Any) -> RecordingRef:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the API shows (never the local path: where files live is the server's)."""
+        return {
+            "source": self.source.value,
+            "status": self.status.value,
+            "started_at": self.started_at,
+            "duration_seconds": self.duration_seconds,
+            "channels": self.channels,
+            "recording_sid": self.sid,
+            "recording_url": self.url,
+        }

@@ -25,6 +25,8 @@ from voicecall.calls.replies import PENDING_SAY
 from voicecall.calls.states import Action, Signal
 from voicecall.events import CallEvent, EventKind
 from voicecall.providers.base import ParsedWebhook
+from voicecall.telephony.keypad import pressed
+from voicecall.textrules import caller_text
 
 log = logging.getLogger("voicecall.manager")
 
@@ -65,7 +67,10 @@ def fold(
     if event.kind is EventKind.ENDED:
         return Folded(record, end=end_reason_for(record, event))
     if event.kind in (EventKind.SPEECH, EventKind.DTMF):
-        text = event.transcript if event.kind is EventKind.SPEECH else event.digits
+        # stripped here too, whatever the provider: a control character would make the line
+        # unstorable (every retry of the webhook failing, the call ending ``failed``)
+        said = event.transcript if event.kind is EventKind.SPEECH else event.digits
+        text = caller_text(said).strip() if said else ""
         if not text:
             return Folded(record)
         current = event.turn == record.turn and hook.token == record.metadata.get("turn_token")
@@ -73,7 +78,7 @@ def fold(
             call_id=record.call_id,
             seq=seq,
             speaker=Speaker.USER,
-            text=text if event.kind is EventKind.SPEECH else f"[dtmf] {text}",
+            text=text if event.kind is EventKind.SPEECH else pressed(text or ""),
             at=now,
             final=True,
             turn=event.turn,
@@ -92,7 +97,7 @@ def fold(
             record = record.copy(
                 metadata={k: v for k, v in record.metadata.items() if k != PENDING_SAY}
             )
-        return Folded(record, line=line, wake=(record.turn, text))
+        return Folded(record, line=line, wake=(record.turn, line.text))
     return Folded(record)
 
 

@@ -37,7 +37,8 @@ from voicecall.agent.responder import CallerMemory, Responder, summarize_exchang
 from voicecall.calls import states, stream_tokens
 from voicecall.calls.bus import EventBus
 from voicecall.calls.channel import SpeechChannel, SpokenResult
-from voicecall.calls.fold import fold, next_stream_generation, on_voice_fetch
+from voicecall.calls.fold import fold, on_voice_fetch
+from voicecall.calls.inbound import InboundDoor
 from voicecall.calls.live import LiveCall, next_seq_after
 from voicecall.calls.media_host import MediaHost
 from voicecall.calls.model import (
@@ -48,43 +49,36 @@ from voicecall.calls.model import (
     EndReason,
     Speaker,
     TranscriptEntry,
-    new_call_id,
 )
 from voicecall.calls.outbound import OutboundGate, Requester
+from voicecall.calls.placement import Placement
 from voicecall.calls.replies import ReplyPolicy
-from voicecall.calls.states import Action, Signal
+from voicecall.calls.states import Signal
 from voicecall.calls.store.base import CallPage, EventRow, Store
-from voicecall.config import InboundPolicy, Settings
+from voicecall.calls.timers import CallTimers
+from voicecall.config import Settings
 from voicecall.conversation.autoreply import AutoReplier
 from voicecall.conversation.task import CallRequest
 from voicecall.conversation.taskcalls import TaskCalls
 from voicecall.conversation.turns import Turns
 from voicecall.errors import (
     CallNotActive,
-    InvalidPhoneNumber,
     InvalidRequest,
     ProviderError,
     StoreError,
     UnknownCall,
 )
 from voicecall.events import CallEvent, EventKind
-from voicecall.phone import is_allowed, normalize_caller_id, parse_e164
+from voicecall.phone import parse_e164
 from voicecall.providers.base import (
-    DialRequest,
     ParsedWebhook,
     Provider,
     Reply,
     WebhookKind,
 )
+from voicecall.telephony.recordings import Recordings
 
 log = logging.getLogger("voicecall.manager")
-
-# how long after the provider's own ring timeout we step in if it never told us anything
-RING_BACKSTOP_GRACE_SECONDS = 30.0
-# a create request whose answer was lost: wait this long for the provider's first webhook
-UNCONFIRMED_DIAL_SECONDS = 30.0
-# spoken-words estimate used to arm the notify backstop (words per second)
-WORDS_PER_SECOND = 2.5
 
 
 class CallManager:
@@ -110,14 +104,15 @@ class CallManager:
         self._clock = clock
         self._live: dict[str, LiveCall] = {}
         self._by_provider_id: dict[str, str] = {}
-        self._pending_dials = 0
-        self._reaper_interval = reaper_interval_seconds
+        #: outbound calls being stored right now (they count against max_concurrent_calls)
+        self.pending_dials = 0
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self.stream_key = stream_tokens.derive_key(stream_secret or secrets.token_bytes(32))
         self.replies = ReplyPolicy(
             streaming=streaming,
             inbound_greeting=settings.inbound_greeting,
+            announcement=settings.recording.announcement,
             notify_pause_seconds=settings.outbound.notify_hangup_delay_seconds,
             stream_key=self.stream_key,
         )
@@ -125,8 +120,9 @@ class CallManager:
         #: answers the caller on its own when no agent is waiting on the turn (None: agent only)
         self.responder = responder
         self.memory = memory
-        #: how long a dial whose create response was lost waits for a confirming webhook
-        self.unconfirmed_dial_seconds = UNCONFIRMED_DIAL_SECONDS
+        self.timers = CallTimers(self, reaper_interval_seconds=reaper_interval_seconds)
+        self.placement = Placement(self)
+        self.inbound = InboundDoor(self)
         self.turns = Turns(self)
         self.autoreply = AutoReplier(self)
         self.media = MediaHost(self)
@@ -134,6 +130,7 @@ class CallManager:
         self.outbound = OutboundGate(settings, store, clock=clock)
         #: task calls, owner questions, outcomes and end-of-call reports (the end seam)
         self.tasks = TaskCalls(self)
+        self.recordings = Recordings(self)  # call recordings (telephony/recordings.py)
         self.counters: dict[str, int] = {
             "calls_placed": 0,
             "calls_finalized": 0,
@@ -159,8 +156,8 @@ class CallManager:
         for record in await self.store.list_active():
             await self._restore(record)
         await self.tasks.start()
-        if self._reaper_interval > 0:
-            self._reaper = asyncio.create_task(self._reap_forever(), name="voicecall-reaper")
+        if self.timers.reaper_interval > 0:
+            self._reaper = asyncio.create_task(self.timers.reap_forever(), name="voicecall-reaper")
 
     async def stop(self) -> None:
         if self._reaper:
@@ -192,26 +189,12 @@ class CallManager:
             remote = await self.provider.fetch_status(record.provider_call_id)
         except ProviderError as exc:
             log.warning("reconcile: status of %s unknown (%s); keeping it", record.call_id, exc)
-            self._arm_restored_timers(live)
+            self.timers.arm_restored(live)
             return
         if not remote.live:
             await self.finalize(record.call_id, remote.end_reason or EndReason.COMPLETED)
             return
-        self._arm_restored_timers(live)
-
-    def _arm_restored_timers(self, live: LiveCall) -> None:
-        rec = live.record
-        now = self._clock()
-        if rec.answered_at is not None:
-            remaining = rec.answered_at + self.settings.max_duration_seconds - now
-            self.arm(live, "max-duration", max(remaining, 0.0), self._on_max_duration)
-        else:
-            deadline = rec.created_at + self.settings.ring_timeout_seconds
-            remaining = deadline + RING_BACKSTOP_GRACE_SECONDS - now
-            self.arm(live, "ring", max(remaining, 0.0), self._on_ring_timeout)
-        if rec.state is CallState.ENDING:
-            # the goodbye was under way when we stopped: do not leave the call up
-            self.arm(live, "ending", 0.0, self.turns.on_ending_backstop)
+        self.timers.arm_restored(live)
 
     # ------------------------------------------------------------------ queries
 
@@ -221,7 +204,7 @@ class CallManager:
 
     @property
     def active_count(self) -> int:
-        return len(self._live) + self._pending_dials
+        return len(self._live) + self.pending_dials
 
     async def get_call(self, call_id: str) -> CallRecord:
         live = self._live.get(call_id)
@@ -269,121 +252,14 @@ class CallManager:
         request: CallRequest | None = None,
         requester: Requester | None = None,
     ) -> CallRecord:
-        """Check the request and the outbound policy, store the call, audit it, then dial it.
-        Returns the stored record (state ``initiated``).
-
-        ``request`` carries a task call's task/context/outcome schema and any call's
-        ``report_url``; all of it is checked before anything is stored or dialled."""
-        to_number = parse_e164(to, field="to") if to else self.settings.to_number
-        if not to_number:
-            raise InvalidPhoneNumber("to: no number given and no default to_number configured")
-        if not self.settings.from_number:
-            raise InvalidPhoneNumber("from_number is not configured")
-        call_mode = CallMode(mode) if mode else CallMode(self.settings.outbound.default_mode.value)
-        plan = await self.tasks.plan(call_mode, message, request)
-        message = plan.opening
-        who = requester or Requester()
-        async with self.outbound.lock:  # from the policy's counts to the stored call row
-            await self.outbound.check_outbound(
-                to_number,
-                surface=who.surface,
-                token_fingerprint=who.token_fingerprint,
-                active_calls=self.active_count,
-            )
-            now = self._clock()
-            record = CallRecord(
-                call_id=new_call_id(),
-                direction=Direction.OUTBOUND,
-                mode=call_mode,
-                from_number=self.settings.from_number,
-                to_number=to_number,
-                provider=self.provider.name,
-                message=message,
-                created_at=now,
-                updated_at=now,
-                dial_started_at=now,
-            )
-            opening = TranscriptEntry(record.call_id, 0, Speaker.BOT, message or "", now, turn=0)
-            lines = [opening] if message else []
-            spec = plan.spec(record.call_id, now)
-            self._pending_dials += 1
-            try:
-                await self.store.commit(record, transcript=lines, spec=spec)
-            finally:
-                self._pending_dials -= 1
-            self.tasks.placed(record.call_id, spec)
-            live = self._register(record, next_seq=len(lines))
-        try:
-            await self.outbound.record_placed(
-                to_number,
-                record.call_id,
-                surface=who.surface,
-                token_fingerprint=who.token_fingerprint,
-            )
-        except StoreError as exc:  # a call the audit trail does not know is never dialled
-            await self.finalize(
-                record.call_id, EndReason.FAILED, error=f"not dialled: audit trail: {exc}"
-            )
-            raise
-        self.arm(
-            live,
-            "ring",
-            self.settings.ring_timeout_seconds + RING_BACKSTOP_GRACE_SECONDS,
-            self._on_ring_timeout,
+        """Place an outbound call (see :class:`~voicecall.calls.placement.Placement`)."""
+        return await self.placement.place_call(
+            to=to, message=message, mode=mode, request=request, requester=requester
         )
-        self.publish("call.created", record)
-        for line in lines:
-            self.publish_line(line)
-        try:
-            sid = await self.provider.initiate(
-                DialRequest(
-                    call_id=record.call_id,
-                    to=to_number,
-                    from_=self.settings.from_number,
-                    ring_timeout_seconds=self.settings.ring_timeout_seconds,
-                    time_limit_seconds=int(self.settings.max_duration_seconds) + 60,
-                )
-            )
-        except ProviderError as exc:
-            if not exc.maybe_created:
-                await self.finalize(record.call_id, EndReason.FAILED, error=str(exc))
-                raise
-            # The request may have reached the provider (its answer was lost). Dialling again
-            # could ring the person twice, so we wait for the provider's signed webhooks to tell
-            # us: they carry our call id. Without any within the window, the call ends failed.
-            return await self._await_confirmation(live, str(exc))
-        async with live.lock:
-            if live.record.is_terminal:
-                return live.record
-            updated = live.record.copy(provider_call_id=sid, updated_at=self._clock())
-            await self.store.commit(updated)
-            live.record = updated
-            self._by_provider_id[sid] = record.call_id
-        self.counters["calls_placed"] += 1
-        return updated
 
-    async def _await_confirmation(self, live: LiveCall, detail: str) -> CallRecord:
-        async with live.lock:
-            if live.record.is_terminal or live.record.provider_call_id is not None:
-                return live.record  # a webhook already confirmed (or ended) the call
-            note = (
-                f"{detail}; outcome unknown, waiting for the provider's webhooks (not re-dialled)"
-            )
-            updated = live.record.copy(error=note, updated_at=self._clock())
-            await self.store.commit(updated)
-            live.record = updated
-        self.arm(live, "unconfirmed", self.unconfirmed_dial_seconds, self._on_unconfirmed)
-        return updated
-
-    async def _on_unconfirmed(self, call_id: str) -> None:
-        live = self._live.get(call_id)
-        if live is None or live.record.provider_call_id is not None:
-            return
-        await self.finalize(
-            call_id,
-            EndReason.FAILED,
-            error="the provider never confirmed the call; not retried (no double dial)",
-        )
+    async def reap_once(self) -> int:
+        """One reaper pass (see :class:`~voicecall.calls.timers.CallTimers`)."""
+        return await self.timers.reap_once()
 
     # ------------------------------------------------------------------ webhooks
 
@@ -400,7 +276,7 @@ class CallManager:
             record = await self._lookup(call_id, hook.provider_call_id)
             if record is None:
                 if hook.inbound and hook.kind is WebhookKind.VOICE:
-                    return await self._inbound(hook)
+                    return await self.inbound.answer(hook)
                 log.info("webhook for unknown call %s ignored", hook.provider_call_id)
                 return Reply.empty()
             if record.is_terminal:
@@ -438,14 +314,14 @@ class CallManager:
     async def _reply_for_ended(self, record: CallRecord, hook: ParsedWebhook) -> Reply:
         # still record the event (history + dedupe) but change nothing about the call
         for event in hook.events:
-            await self.store.commit(None, event=self._event_row(record.call_id, event))
+            await self.store.commit(None, event=self.event_row(record.call_id, event))
         return self.replies.for_ended(record, hook)
 
     async def _apply_locked(self, live: LiveCall, hook: ParsedWebhook) -> Reply:
         if live.record.provider_call_id is None:
             live.record = live.record.copy(provider_call_id=hook.provider_call_id)
             self._by_provider_id[hook.provider_call_id] = live.record.call_id
-        events = hook.events or (self._synthetic_event(hook),)
+        events = hook.events or (self.synthetic_event(hook),)
         for i, event in enumerate(events):
             folded = fold(live.record, event, hook, seq=live.next_seq, now=self._clock())
             new = folded.record
@@ -465,7 +341,7 @@ class CallManager:
             # an event that changes nothing about the call is stored for dedupe/history only
             stored = await self.store.commit(
                 new if changed or lines else None,
-                event=self._event_row(new.call_id, event),
+                event=self.event_row(new.call_id, event),
                 transcript=lines,
             )
             if not stored:  # seen before: acknowledge, change nothing
@@ -478,7 +354,7 @@ class CallManager:
                 self.publish_line(entry)
             if changed:
                 self.publish("call.updated", new)
-            self._run_actions(live, folded.actions)
+            self.timers.run_actions(live, folded.actions)
             if folded.wake is not None:
                 fut = live.waiters.pop(folded.wake[0], None)
                 if fut is not None and not fut.done():
@@ -493,7 +369,7 @@ class CallManager:
             self.tasks.after_webhook(live, hook)
         return self.replies.reply(live.record, hook)
 
-    def _synthetic_event(self, hook: ParsedWebhook) -> CallEvent:
+    def synthetic_event(self, hook: ParsedWebhook) -> CallEvent:
         """A webhook that yields no normalized event still needs a dedupe identity."""
         return CallEvent(
             kind=EventKind.INITIATED,
@@ -502,64 +378,6 @@ class CallManager:
             provider_call_id=hook.provider_call_id,
             call_id=hook.call_id,
         )
-
-    # ------------------------------------------------------------------ inbound
-
-    async def _inbound(self, hook: ParsedWebhook) -> Reply:
-        caller = normalize_caller_id(hook.from_number)
-        policy = self.settings.inbound_policy
-        accepted = policy is InboundPolicy.OPEN or (
-            policy is InboundPolicy.ALLOWLIST and is_allowed(caller, self.settings.allow_from)
-        )
-        busy = accepted and self.active_count >= self.settings.max_concurrent_calls
-        now = self._clock()
-        record = CallRecord(
-            call_id=new_call_id(),
-            direction=Direction.INBOUND,
-            mode=CallMode.CONVERSATION,
-            from_number=caller,
-            to_number=normalize_caller_id(hook.to_number),
-            provider=self.provider.name,
-            provider_call_id=hook.provider_call_id,
-            created_at=now,
-            updated_at=now,
-        )
-        event = hook.events[0] if hook.events else self._synthetic_event(hook)
-        if not accepted or busy:
-            why = "busy: max_concurrent_calls reached" if busy else f"inbound policy {policy}"
-            record = record.copy(
-                state=CallState.HANGUP_BOT, end_reason=EndReason.REJECTED, ended_at=now, error=why
-            )
-            stored = await self.store.commit(
-                record,
-                event=self._event_row(record.call_id, event),
-                outbox=await self.tasks.outbox(record),
-            )
-            if stored:
-                self.counters["inbound_rejected"] += 1
-                self.publish("call.rejected", record)
-                self.tasks.ended(record)
-            return Reply(reject=True)
-        record = record.copy(
-            state=CallState.LISTENING,
-            answered_at=now,
-            turn=1,
-            metadata={"turn_token": secrets.token_urlsafe(12)},
-        )
-        if self.streaming:
-            record = next_stream_generation(record, now=now)
-        greeting = self.settings.inbound_greeting
-        line = TranscriptEntry(record.call_id, 0, Speaker.BOT, greeting, now, turn=1)
-        stored = await self.store.commit(
-            record, event=self._event_row(record.call_id, event), transcript=[line]
-        )
-        if not stored:
-            existing = await self.store.get_call_by_provider_id(hook.provider_call_id)
-            return self.replies.reply(existing, hook) if existing else Reply(hangup=True)
-        live = self._register(record, next_seq=1)
-        self.arm(live, "max-duration", self.settings.max_duration_seconds, self._on_max_duration)
-        self.publish("call.created", record)
-        return self.replies.reply(record, hook)
 
     # ------------------------------------------------------------------ agent operations
 
@@ -667,42 +485,6 @@ class CallManager:
         handle.cancel()
         return True
 
-    def _run_actions(self, live: LiveCall, actions: Iterable[Action]) -> None:
-        for action in actions:
-            if action is Action.CANCEL_RING_TIMER:
-                self.disarm(live, "ring")
-            elif action is Action.ARM_MAX_DURATION:
-                self.arm(
-                    live, "max-duration", self.settings.max_duration_seconds, self._on_max_duration
-                )
-                if live.record.mode is CallMode.NOTIFY and live.record.message:
-                    words = len(live.record.message.split())
-                    backstop = (
-                        words / WORDS_PER_SECOND
-                        + self.settings.outbound.notify_hangup_delay_seconds
-                        + 30.0
-                    )
-                    self.arm(live, "notify", backstop, self._on_notify_backstop)
-
-    # ------------------------------------------------------------------ timers
-
-    async def _on_ring_timeout(self, call_id: str) -> None:
-        live = self._live.get(call_id)
-        if live is None or live.record.answered_at is not None:
-            return
-        sid = live.record.provider_call_id
-        if sid is not None:
-            await self.hangup_remote(sid)
-        await self.finalize(call_id, EndReason.NO_ANSWER, error="no answer before the ring timeout")
-
-    async def _on_max_duration(self, call_id: str) -> None:
-        await self.timeout_hangup(call_id, EndReason.TIMEOUT, "max_duration_seconds reached")
-
-    async def _on_notify_backstop(self, call_id: str) -> None:
-        await self.timeout_hangup(
-            call_id, EndReason.HANGUP_BOT, "notify message delivered; provider never hung up"
-        )
-
     async def timeout_hangup(self, call_id: str, reason: EndReason, why: str | None) -> None:
         """Hang the call up at the provider and end it here with ``reason``."""
         live = self._live.get(call_id)
@@ -718,41 +500,6 @@ class CallManager:
             await self.provider.hangup(provider_call_id)
         except ProviderError as exc:
             log.warning("hang-up of %s failed: %s", provider_call_id, exc)
-
-    # ------------------------------------------------------------------ reaper
-
-    async def _reap_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._reaper_interval)
-            try:
-                await self.reap_once()
-            except Exception:  # the reaper must outlive any one failure
-                log.exception("reaper pass failed")
-
-    async def reap_once(self) -> int:
-        """End calls that look stale *and* that the provider says are over. Returns how many."""
-        now = self._clock()
-        stale_after = self.settings.max_duration_seconds + self.settings.ring_timeout_seconds + 60.0
-        ended = 0
-        for call_id, live in list(self._live.items()):
-            rec = live.record
-            if now - rec.updated_at < stale_after:
-                continue
-            if rec.provider_call_id is None:
-                await self.finalize(call_id, EndReason.ERROR, error="never reached the provider")
-                ended += 1
-                continue
-            try:
-                remote = await self.provider.fetch_status(rec.provider_call_id)
-            except ProviderError as exc:
-                log.warning("reaper: status of %s unknown (%s)", call_id, exc)
-                continue
-            if remote.live:
-                continue  # never end a call the provider says is live
-            await self.finalize(call_id, remote.end_reason or EndReason.COMPLETED)
-            ended += 1
-        self.counters["reaped"] += ended
-        return ended
 
     # ------------------------------------------------------------------ finalize
 
@@ -836,7 +583,14 @@ class CallManager:
 
     # ------------------------------------------------------------------ helpers
 
-    def _register(self, record: CallRecord, *, next_seq: int) -> LiveCall:
+    def bind_provider_id(self, provider_call_id: str, call_id: str) -> None:
+        self._by_provider_id[provider_call_id] = call_id
+
+    def live_calls(self) -> list[LiveCall]:
+        """A snapshot of the live calls this process holds."""
+        return list(self._live.values())
+
+    def register(self, record: CallRecord, *, next_seq: int) -> LiveCall:
         """Track a call this process just created (its transcript is known)."""
         live = LiveCall(record=record, next_seq=next_seq)
         self._live[record.call_id] = live
@@ -850,10 +604,10 @@ class CallManager:
         seq = next_seq_after(await self.store.transcript(record.call_id))
         live = self._live.get(record.call_id)  # another task may have loaded it meanwhile
         if live is None:
-            live = self._register(record, next_seq=seq)
+            live = self.register(record, next_seq=seq)
         return live
 
-    def _event_row(self, call_id: str, event: CallEvent) -> EventRow:
+    def event_row(self, call_id: str, event: CallEvent) -> EventRow:
         detail = event.kind.value
         if event.sequence is not None:
             detail += f" seq={event.sequence}"

@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 from voicecall.calls import stream_tokens
 from voicecall.calls.channel import SpeechChannel, SpokenResult, StreamRejected
 from voicecall.calls.fold import next_stream_generation
-from voicecall.calls.model import Direction, EndReason, Speaker, TranscriptEntry
+from voicecall.calls.model import EndReason, Speaker, TranscriptEntry
+from voicecall.telephony.keypad import pressed
+from voicecall.telephony.transfer_plan import transfer_under_way
+from voicecall.textrules import caller_text
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
@@ -63,9 +66,7 @@ class MediaHost:
         async with live.lock:
             rec = live.record.copy(metadata={**live.record.metadata, "opening_spoken": True})
             await core.commit(live, rec)
-        opening = (
-            rec.message if rec.direction is Direction.OUTBOUND else core.settings.inbound_greeting
-        )
+        opening = core.replies.opening(rec)
         if opening:
             # the opening is the call's first stored line (seq 0, written when it was created)
             first = TranscriptEntry(call_id, 0, Speaker.BOT, opening, rec.created_at, turn=None)
@@ -86,6 +87,9 @@ class MediaHost:
             {"type": "stream.detached", "at": core.now(), "call_id": call_id, "reason": reason}
         )
 
+        if transfer_under_way(live.record.metadata):
+            return  # the call was handed to a <Dial>: the transfer's result decides what next
+
         async def lost(cid: str) -> None:
             await core.timeout_hangup(cid, EndReason.ERROR, f"media stream lost ({reason})")
 
@@ -94,6 +98,7 @@ class MediaHost:
     async def caller_said(self, call_id: str, text: str, *, final: bool) -> None:
         core = self.core
         live = core.live(call_id)
+        text = caller_text(text)  # what recognition heard, made storable
         if live is None or not text.strip():
             return
         if not final:
@@ -116,7 +121,7 @@ class MediaHost:
             core.autoreply.maybe(live, line.text)
 
     async def caller_pressed(self, call_id: str, digit: str) -> None:
-        await self.caller_said(call_id, f"[dtmf] {digit}", final=True)
+        await self.caller_said(call_id, pressed(digit), final=True)
 
     async def bot_interrupted(self, call_id: str, result: SpokenResult) -> None:
         """Barge-in. The line that was cut is amended by whoever spoke it (``say_on_stream``

@@ -6,6 +6,7 @@ These are plain values shared by the state machine, the manager, the store and t
 from __future__ import annotations
 
 import dataclasses
+import operator
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,6 +31,7 @@ class CallState(StrEnum):
     NO_ANSWER = "no-answer"
     BUSY = "busy"
     VOICEMAIL = "voicemail"
+    TRANSFERRED = "transferred"  # handed over to another number (telephony/transfer.py)
 
     @property
     def is_terminal(self) -> bool:
@@ -47,6 +49,7 @@ TERMINAL_STATES = frozenset(
         CallState.NO_ANSWER,
         CallState.BUSY,
         CallState.VOICEMAIL,
+        CallState.TRANSFERRED,
     }
 )
 
@@ -65,6 +68,7 @@ class EndReason(StrEnum):
     ERROR = "error"
     VOICEMAIL = "voicemail"
     REJECTED = "rejected"
+    TRANSFERRED = "transferred"
 
 
 class Direction(StrEnum):
@@ -108,6 +112,13 @@ class TranscriptEntry:
         }
 
 
+def _public_transfer(raw: Any) -> dict[str, Any] | None:
+    """A call's last transfer as clients see it (its webhook routing token left out)."""
+    if not isinstance(raw, dict):
+        return None
+    return {k: v for k, v in raw.items() if k != "token"}
+
+
 def new_call_id() -> str:
     return uuid.uuid4().hex
 
@@ -143,7 +154,14 @@ class CallRecord:
         return self.state.is_terminal
 
     def copy(self, **changes: Any) -> CallRecord:
-        return dataclasses.replace(self, **changes)
+        """``dataclasses.replace(self, **changes)`` (same result, same TypeError for an unknown
+        field), at a third of its cost: every webhook copies the record at least once."""
+        new = CallRecord(*_record_values(self))
+        for name, value in changes.items():
+            if name not in _RECORD_FIELDS:
+                raise TypeError(f"CallRecord has no field {name!r}")
+            object.__setattr__(new, name, value)
+        return new
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,4 +181,11 @@ class CallRecord:
             "ended_at": self.ended_at,
             "turn": self.turn,
             "error": self.error,
+            # the last transfer of the call and its result (telephony/transfer.py), if any
+            "transfer": _public_transfer(self.metadata.get("transfer")),
         }
+
+
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(CallRecord))
+# every field's value in declaration order, read in one C call (the positional __init__ order)
+_record_values = operator.attrgetter(*(f.name for f in dataclasses.fields(CallRecord)))

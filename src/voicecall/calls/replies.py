@@ -13,6 +13,8 @@ from typing import Any
 from voicecall.calls import stream_tokens
 from voicecall.calls.model import CallMode, CallRecord, CallState, Direction, EndReason
 from voicecall.providers.base import Listen, ParsedWebhook, Reply, WebhookKind
+from voicecall.telephony.recording import METADATA_KEY as RECORD_KEY
+from voicecall.telephony.recording import announce
 
 #: metadata key of a bot line held back on a <Gather> call while the caller was talking
 PENDING_SAY = "pending_say"
@@ -32,6 +34,8 @@ class ReplyPolicy:
     inbound_greeting: str
     notify_pause_seconds: float
     stream_key: bytes
+    #: said before the inbound greeting of a recorded call (``recording.announcement``)
+    announcement: str = ""
 
     def streams(self, record: CallRecord) -> bool:
         """Whether this call's speech flows over a Media Stream."""
@@ -86,7 +90,13 @@ class ReplyPolicy:
         return self.reply(record, hook)  # status: empty; rejected: reject; else hang up
 
     def opening(self, record: CallRecord) -> str | None:
-        return record.message if record.direction is Direction.OUTBOUND else self.inbound_greeting
+        """What the call says first: an outbound call's message (any announcement is in it
+        already); the inbound greeting, after the announcement when the call records."""
+        if record.direction is Direction.OUTBOUND:
+            return record.message
+        if self.announcement and record.metadata.get(RECORD_KEY):
+            return announce(self.inbound_greeting, self.announcement)
+        return self.inbound_greeting
 
     def notify(self, record: CallRecord) -> Reply:
         return Reply(say=record.message, pause_after_seconds=self.notify_pause_seconds, hangup=True)

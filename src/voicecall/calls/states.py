@@ -82,6 +82,7 @@ END_STATE: dict[EndReason, CallState] = {
     EndReason.ERROR: CallState.ERROR,
     EndReason.VOICEMAIL: CallState.VOICEMAIL,
     EndReason.REJECTED: CallState.HANGUP_BOT,
+    EndReason.TRANSFERRED: CallState.TRANSFERRED,
 }
 
 

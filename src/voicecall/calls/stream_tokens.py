@@ -36,6 +36,10 @@ def mint(key: bytes, *, call_sid: str, call_id: str, generation: int, expires: i
     return f"{generation}.{expires}.{_mac(key, call_sid, call_id, generation, expires)}"
 
 
+def _is_uint(text: str) -> bool:
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     ok: bool
@@ -54,8 +58,11 @@ def check(
     used_generation: int,
 ) -> Claim:
     """Verify ``token`` for ``call_sid``; never raises on garbage."""
-    parts = token.split(".") if isinstance(token, str) and len(token) <= 128 else []
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+    # ASCII only: str.isdigit() and int() also take other scripts' digits ("\u0661" is 1), and
+    # hmac.compare_digest raises on non-ASCII text
+    ok = isinstance(token, str) and len(token) <= 128 and token.isascii()
+    parts = token.split(".") if ok else []
+    if len(parts) != 3 or not _is_uint(parts[0]) or not _is_uint(parts[1]):
         return Claim(False, reason="malformed token")
     generation, expires = int(parts[0]), int(parts[1])
     expected = _mac(key, call_sid, call_id, generation, expires)

@@ -49,6 +49,7 @@ from voicecall.config import load_config
 from voicecall.conversation.chat import ChatModel
 from voicecall.emulator.media import FRAME_MS
 from voicecall.emulator.runtime import Emulator
+from voicecall.emulator.scenarios import restaurant_script
 from voicecall.reports import signing
 from voicecall.server.app import VoicecallApp
 from voicecall.server.runner import uvicorn_options
@@ -85,31 +86,17 @@ OWNER_PROMPT_S = 10.0
 
 
 # ----------------------------------------------------------------------------- the callee
-# One place to switch the callee: the emulator's keyword-reacting `restaurant` scenario (a
-# `human` script, branch `emu`) replaces this stand-in once it is on main:
-#     return {"scenario": "restaurant", **({"voice": voice} if voice else {})}
-
-# chosen so that faster-whisper tiny.en hears espeak-ng's rendering of them well enough (the
-# restaurant's name comes back garbled; "seven thirty" as "730"), checked offline
-RESTAURANT_LINES = [
-    "Good evening, Trattoria Quercia, how can I help?",
-    "Seven o'clock is full. We have a table at seven thirty.",
-    "Sure, take your time.",
-    "Wonderful, your table is booked. See you tonight, goodbye!",
-]
 
 
 def restaurant_callee(voice: str | None = None) -> dict[str, Any]:
-    """The host of Trattoria Quercia (only 7:30 is free) as an emulator callee script.
-
-    A stand-in made of the emulator's classic reply list (one line per turn of the bot) until
-    the emulator's ``restaurant`` scenario lands (see above)."""
-    script: dict[str, Any] = {
-        "answer_after_ms": 800,
-        "reply_delay_ms": 400,
-        "replies": list(RESTAURANT_LINES),
-        "hangup_after_ms": 60_000,  # a host who is never answered does not wait forever
-    }
+    """The host of Trattoria Quercia (only 7:30 is free) as an emulator callee: the emulator's
+    ``restaurant`` scenario, a person who reacts to what they hear by keywords (on streamed
+    calls the emulator hears the bot with faster-whisper). Here the agent speaks first (its
+    disclosure); the host answers it rather than greeting over it."""
+    script = restaurant_script()
+    script["human"]["greeting"] = None
+    script["answer_after_ms"] = 800
+    script["hangup_after_ms"] = 120_000  # a host who is never answered does not wait forever
     if voice is not None:
         script["voice"] = voice
     return script

@@ -27,7 +27,11 @@ _OFFER = re.compile(
     re.IGNORECASE,
 )
 _YES = re.compile(r"\b(yes|yeah|yep|sure|fine|ok|okay|go ahead|works|agree|book it)\b", re.I)
-_BOOKED = re.compile(r"\bbook(ed)?\b|reserv|confirm|see you|goodbye|bye", re.IGNORECASE)
+# the host's confirmation, as whisper tiny.en may hear it at 8 kHz ("…it's worked… seeing you")
+_BOOKED = re.compile(
+    r"\bbook(ed)?\b|reserv|confirm|see(ing)? you|look(ing)? forward|wonderful|goodbye|bye",
+    re.IGNORECASE,
+)
 
 
 class ScriptedBookingAgent:
@@ -125,12 +129,14 @@ class ScriptedBookingAgent:
         """A summary and outcome ``{booked, time, name}`` read off the review request's text."""
         text = "\n".join(str(m.get("content") or "") for m in messages if m["role"] == "user")
         transcript = text.split("Transcript:", 1)[-1]
-        host = [ln.split(":", 1)[1] for ln in transcript.splitlines() if ln.startswith("other")]
         agreed = "owner answered:" in text and bool(
             _YES.search(text.split("owner answered:", 1)[1].splitlines()[0])
         )
         accepted = f"under the name {self.name}".lower() in transcript.lower()
-        confirmed = bool(host) and bool(_BOOKED.search(host[-1]))
+        # the host's words after our acceptance (whisper may split them at a pause)
+        after = transcript.lower().rsplit(f"under the name {self.name}".lower(), 1)[-1]
+        replies = [ln.split(":", 1)[1] for ln in after.splitlines() if ln.startswith("other")]
+        confirmed = accepted and any(_BOOKED.search(h) for h in replies)
         booked = agreed and accepted and confirmed
         if booked:
             summary = (

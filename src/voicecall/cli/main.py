@@ -30,7 +30,13 @@ from voicecall.cli.common import (
 )
 from voicecall.cli.output import call_table, event_line, print_call, print_json, transcript_line
 from voicecall.cli.preflight import serve_problems
-from voicecall.cli.task_commands import ContextOpt, ReportUrlOpt, SchemaOpt, TaskOpt
+from voicecall.cli.task_commands import (
+    ContextOpt,
+    ReportUrlOpt,
+    SchemaOpt,
+    TaskOpt,
+    TransferToOpt,
+)
 from voicecall.errors import VoicecallError
 
 app = typer.Typer(
@@ -43,13 +49,22 @@ app = typer.Typer(
 
 
 def _register_extra_commands() -> None:
-    from voicecall.cli import agent_commands, latency_commands, policy_commands, task_commands
+    from voicecall.cli import (
+        agent_commands,
+        latency_commands,
+        policy_commands,
+        recording_commands,
+        task_commands,
+        telephony_commands,
+    )
     from voicecall.cli.emulator_command import register as register_emulator
 
     agent_commands.register(app)  # `voicecall mcp`, `voicecall expose`
     register_emulator(app)  # `voicecall emulator` (and its `load`, `sink`)
     policy_commands.register(app)  # `voicecall block`, `unblock`, `blocked`, `audit`
     task_commands.register(app)  # `voicecall answer`
+    recording_commands.register(app)  # `voicecall recording`
+    telephony_commands.register(app)  # `voicecall dtmf`, `voicecall transfer`
     latency_commands.register(app)  # `voicecall latency`
 
 
@@ -94,7 +109,7 @@ def serve(
     from voicecall.cli.common import PortBusy, bind_listener, check_logging
     from voicecall.cli.preflight import preflight_problems, secrets_of
     from voicecall.server.app import VoicecallApp
-    from voicecall.server.runner import uvicorn_options
+    from voicecall.server.runner import settle_gc, uvicorn_options
 
     check_logging(log_level, log_format)
     settings = settings_from(config)
@@ -114,6 +129,7 @@ def serve(
         raise fail([str(exc)], 1) from None
     logs.configure(log_level, log_format)
     server = uvicorn.Server(uvicorn.Config(VoicecallApp(settings), **uvicorn_options(settings)))
+    settle_gc()
     try:
         server.run(sockets=[sock])
     finally:
@@ -294,6 +310,15 @@ def call(
     context: ContextOpt = None,
     outcome_schema: SchemaOpt = None,
     report_url: ReportUrlOpt = None,
+    record: Annotated[
+        bool | None,
+        typer.Option(
+            "--record/--no-record",
+            help="Record the call; the callee first hears recording.announcement (default: "
+            "recording.enabled); save it with `voicecall recording ID -o out.wav`",
+        ),
+    ] = None,
+    transfer_to: TransferToOpt = None,
     wait: Annotated[
         bool,
         typer.Option(
@@ -326,11 +351,15 @@ def call(
             context=context,
             outcome_schema=outcome_schema,
             report_url=report_url,
+            record=record,
             wait=wait,
             config=config,
             url=url,
+            transfer_to=transfer_to,
         )
         return
+    if transfer_to:
+        raise fail(["--transfer-to: only for task calls (give --task)"])
     if message is None:
         raise fail(["--message: required (or give --task for a task call)"])
     if timeout is not None and not wait:
@@ -339,7 +368,7 @@ def call(
 
     async def go(c: Client) -> tuple[CallInfo, WaitResult | None]:
         if not wait:
-            handle = await c.call(to, message, mode, report_url=report_url)
+            handle = await c.call(to, message, mode, report_url=report_url, record=record)
             return await handle.status(), None
 
         def line(doc: dict[str, Any]) -> None:
@@ -349,7 +378,7 @@ def call(
             err.print(f"  [dim]· {info.state}[/dim]", highlight=False)
 
         async with CallWatcher(c, on_line=line, on_state=state) as watcher:
-            handle = await c.call(to, message, mode, report_url=report_url)
+            handle = await c.call(to, message, mode, report_url=report_url, record=record)
             if not json_out:
                 live.print(f"call [bold]{handle.call_id}[/bold] placed", highlight=False)
             result = await watcher.wait(handle.call_id, timeout=timeout)

@@ -40,6 +40,13 @@ SchemaOpt = Annotated[
 ReportUrlOpt = Annotated[
     str | None, typer.Option("--report-url", help="Where the signed end-of-call report goes")
 ]
+TransferToOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--transfer-to",
+        help="Task call: a number (E.164) the agent may transfer the call to; repeat for more",
+    ),
+]
 WaitOpt = Annotated[
     bool,
     typer.Option(
@@ -78,7 +85,9 @@ def run_task_call(
     report_url: str | None,
     wait: bool,
     config: Path | None,
+    record: bool | None = None,
     url: str | None,
+    transfer_to: list[str] | None = None,
 ) -> None:
     """Place a task call; with ``wait`` follow it to its outcome (exit 1 without one)."""
     if not (task or "").strip():
@@ -97,6 +106,8 @@ def run_task_call(
                 context=context,
                 outcome_schema=schema,
                 report_url=report_url,
+                record=record,
+                transfer_to=transfer_to or None,
             )
             err.print(f"task call [bold]{call.call_id}[/bold] placed", highlight=False)
             if not wait:

@@ -328,6 +328,27 @@ kind = "none"                       # none (agents `continue`) | scripted | chat
 # timeout_seconds = 10
 """,
     ),
+    Block(
+        "recording",
+        """\
+# Call recordings (docs/telephony.md): a stereo WAV per Media Streams call (left: the caller,
+# right: the bot); Twilio's own recording (Record=true) on <Gather> calls.
+[recording]
+# enabled = false                   # record every call (a call may ask with record: true)
+# dir = "~/.voicecall/recordings"   # where stream recordings are written
+# announcement = "This call is recorded."   # said before the first line of a recorded call
+# retention_days = 30               # delete recordings older than this (unset: keep them)
+""",
+    ),
+    Block(
+        "transfer",
+        """\
+# Transfers of a live call to another number (API/CLI/MCP `transfer`, the transfer_call tool).
+[transfer]
+# ring_timeout_seconds = 30         # a warm transfer's number rings this long, then "no-answer"
+# whisper_voice = "Polly.Joanna"    # voice of the summary the number hears first
+""",
+    ),
 )
 
 _HEADER: Final = """\
@@ -463,6 +484,7 @@ def local_values(
             "max_minutes_per_day": False,
         },
         "serve": {"port": port},
+        "recording": {"dir": Note(str(project / ".voicecall" / "recordings"), "this project's")},
         "store": {
             "url": Note(
                 f"sqlite:///{project / '.voicecall' / 'voicecall.db'}", "this project's calls"

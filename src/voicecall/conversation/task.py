@@ -50,6 +50,10 @@ class CallRequest:
     context: str | None = None
     outcome_schema: dict[str, Any] | None = None
     report_url: str | None = None
+    record: bool | None = None
+    """Record the call (``None``: ``recording.enabled`` decides)."""
+    #: task calls: the numbers the agent may transfer the call to (``transfer_call``)
+    transfer_to: tuple[str, ...] | None = None
 
     @property
     def empty(self) -> bool:
@@ -58,6 +62,8 @@ class CallRequest:
             and self.context is None
             and self.outcome_schema is None
             and self.report_url is None
+            and self.record is None
+            and self.transfer_to is None
         )
 
 
@@ -144,7 +150,7 @@ def _check_refs(node: Any, *, depth: int) -> None:
 def check_task_request(mode: CallMode, request: CallRequest) -> TaskSpec | None:
     """The validated task of a task call (``None`` for other modes, which must not carry one)."""
     if mode is not CallMode.TASK:
-        for name in ("task", "context", "outcome_schema"):
+        for name in ("task", "context", "outcome_schema", "transfer_to"):
             if getattr(request, name) is not None:
                 raise InvalidRequest(f"{name}: only for mode task (mode is {mode.value})")
         return None

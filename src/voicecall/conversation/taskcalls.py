@@ -55,14 +55,15 @@ from voicecall.errors import InvalidRequest, StoreError
 from voicecall.providers.base import ParsedWebhook, WebhookKind
 from voicecall.reports import urls
 from voicecall.reports.delivery import ReportDeliverer, new_outbox_row
+from voicecall.telephony.transfer_plan import TARGETS_KEY, check_targets
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
 
 log = logging.getLogger("voicecall.tasks")
 
-#: a tool's handler for one call: ``make(call_id) -> handler``
-ToolFactory = Callable[[str], ToolHandler]
+#: a tool's handler for one call: ``make(call_id) -> handler`` (``None``: not on this call)
+ToolFactory = Callable[[str], ToolHandler | None]
 
 #: events that may settle a wait on a call
 _WAKING = ("call.ended", "call.outcome", "question", "call.created", "call.updated")
@@ -80,6 +81,8 @@ class CallPlan:
     opening: str | None
     task: TaskSpec | None = None
     report_url: str | None = None
+    #: kept in the call record's metadata (``transfer_to``: the numbers a task may transfer to)
+    metadata: tuple[tuple[str, Any], ...] = ()
 
     def spec(self, call_id: str, now: float) -> CallSpec | None:
         if self.task is None and self.report_url is None:
@@ -165,7 +168,9 @@ class TaskCalls:
             disclosure=self.settings.disclosure,
             disclosure_text=self.settings.disclosure_text,
         )
-        return CallPlan(opening, task, report_url)
+        targets = check_targets(request.transfer_to)
+        metadata = ((TARGETS_KEY, list(targets)),) if targets else ()
+        return CallPlan(opening, task, report_url, metadata)
 
     def placed(self, call_id: str, spec: CallSpec | None) -> None:
         """A call was stored with ``spec`` (its session needs no store read later)."""
@@ -236,7 +241,9 @@ class TaskCalls:
 
             box.register(ASK_OWNER, ask)
             for spec, make in self._tools.values():
-                box.register(spec, make(call_id))
+                handler = make(call_id)
+                if handler is not None:
+                    box.register(spec, handler)
             session.box = box
         return session.box
 
@@ -246,6 +253,17 @@ class TaskCalls:
             session.spec = await self.core.store.call_spec(call_id)
             session.known = True
         return session
+
+    def resolve_tool(self, call_id: str, tool_call_id: str, result: dict[str, Any]) -> bool:
+        """A tool whose result came later (a warm transfer's) has it now: the agent goes on.
+        ``False`` when no such call waits on this call."""
+        session = self._sessions.get(call_id)
+        if session is None or session.box is None:
+            return False
+        if not session.box.resolve(tool_call_id, result):
+            return False
+        self._continue(call_id)
+        return True
 
     def _continue(self, call_id: str) -> None:
         """A pending tool result arrived (the owner answered, or did not): the agent goes on."""

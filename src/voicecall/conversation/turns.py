@@ -40,6 +40,7 @@ from voicecall.conversation.latency import record_latency
 from voicecall.conversation.text import check_message
 from voicecall.errors import CallNotActive, ProviderError, StoreError, TurnTimeout, VoicecallError
 from voicecall.providers.base import ParsedWebhook, WebhookKind
+from voicecall.telephony.transfer_plan import transfer_under_way
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
@@ -466,6 +467,8 @@ def _talkable(live: LiveCall) -> CallRecord:
         raise CallNotActive(f"call {rec.call_id} has ended ({rec.state})")
     if rec.state is CallState.ENDING:
         raise CallNotActive(f"call {rec.call_id} is ending: an end was asked for")
+    if transfer_under_way(rec.metadata):  # a line now would replace the transfer's <Dial>
+        raise CallNotActive(f"call {rec.call_id} is being transferred: nobody to talk to here")
     return rec
 
 

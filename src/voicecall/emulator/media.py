@@ -22,6 +22,8 @@ voiced frame ends on the stream clock (``speech_end_ms``: the last 20 ms frame w
 above :data:`VOICED_RMS`), when that frame was sent (``speech_end_sent_ms``) and when the first
 frame of the app's next audio arrived (``reply_ms``; the runner's clock, ms since sample 0), so
 ``voice_to_voice_ms`` is what a caller waits between its last word and the bot's first sound.
+A turn that ends while the bot's audio is still playing (the two talk at once) has no reply
+of its own (``overlap``; its ``reply_ms`` stays ``None``).
 
 :func:`run_stream` is the I/O edge: it opens the WebSocket with ``X-Twilio-Signature`` over the
 stream URL exactly as given in the TwiML, paces frames on an absolute monotonic schedule and
@@ -247,6 +249,7 @@ class MediaSession:
                     "speech_end_sent_ms": now_ms,
                     "reply_ms": None,
                     "voice_to_voice_ms": None,
+                    "overlap": bool(self._buffer) or self._utterance_open,
                 }
             )
             self._turn_ended = None
@@ -345,7 +348,12 @@ class MediaSession:
             self.stats.bytes_received += len(audio)
             if not audio:
                 return []
-            if not self._utterance_open and self.turns and self.turns[-1]["reply_ms"] is None:
+            if (
+                not self._utterance_open
+                and self.turns
+                and self.turns[-1]["reply_ms"] is None
+                and not self.turns[-1]["overlap"]
+            ):
                 turn = self.turns[-1]  # the first frame of the app's audio after the turn
                 turn["reply_ms"] = now_ms
                 if turn["speech_end_sent_ms"] is not None:

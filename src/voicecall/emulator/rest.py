@@ -402,6 +402,13 @@ def build_app(emu: Emulator) -> Starlette:
             raise not_found(request)
         return JSONResponse(recording_resource(rec))
 
+    @rest
+    async def delete_recording(request: Request) -> Response:
+        sid = request.path_params["recording_sid"]
+        if not emu.delete_recording(sid):
+            raise not_found(request)
+        return Response(status_code=204)
+
     async def recording_media(request: Request) -> Response:
         # Like Twilio's default, recording media needs no credentials (the sid is the secret).
         sid = request.path_params["recording_sid"]
@@ -613,6 +620,7 @@ def build_app(emu: Emulator) -> Starlette:
         Route(f"{base}/{{call_sid}}/Recordings.json", list_call_recordings, methods=["GET"]),
         Route(f"{recs}.json", list_recordings, methods=["GET"]),
         Route(f"{recs}/{{recording_sid}}.json", fetch_recording, methods=["GET"]),
+        Route(f"{recs}/{{recording_sid}}.json", delete_recording, methods=["DELETE"]),
         Route(f"{recs}/{{recording_sid}}.{{ext}}", recording_media, methods=["GET"]),
         Route(f"{recs}/{{recording_sid}}", recording_media, methods=["GET"]),
         Route("/_emulator/health", health, methods=["GET"]),

@@ -478,6 +478,10 @@ class Emulator:
     def recording(self, sid: str) -> Recording:
         return self._moves.recordings[sid]
 
+    def delete_recording(self, sid: str) -> bool:
+        """``DELETE /Recordings/{Sid}.json``: the resource and its media are gone."""
+        return self._moves.recordings.pop(sid, None) is not None
+
     def call_recordings(self, call_sid: str) -> list[Recording]:
         return [r for r in self._moves.recordings.values() if r.call_sid == call_sid]
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from voicecall.calls.model import EndReason
+from voicecall.errors import ProviderError
 from voicecall.events import CallEvent
 
 # --------------------------------------------------------------------------- replies (intents)
@@ -27,6 +28,19 @@ class Listen:
     turn: int
     token: str
     timeout_seconds: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class DialOut:
+    """Connect the call to ``to`` (a transfer). ``whisper``: ``(call_id, seq, token)`` of a warm
+    transfer: the target first fetches the whisper webhook (it hears the summary), and when the
+    dial is over the provider posts the dial webhook with the same routing (its result); a cold
+    transfer has neither."""
+
+    to: str
+    caller_id: str
+    timeout_seconds: int = 30
+    whisper: tuple[str, int, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +66,10 @@ class Reply:
     #: ``(call_id, seq)``: ``say`` is this stored transcript line; a provider that cannot send
     #: the whole reply inline may have the call fetch it from the webhook (``kind=line``)
     line: tuple[str, int] | None = None
+    #: keys to press first (``<Play digits>``: 0-9 * # w), then ``listen`` as usual
+    digits: str | None = None
+    #: connect the call to another number (a transfer); nothing else is said or done
+    dial: DialOut | None = None
 
     @staticmethod
     def empty() -> Reply:
@@ -80,6 +98,21 @@ class WebhookKind(StrEnum):
     HOLD = "hold"  # a keep-alive redirect while the bot has nothing to say
     PARTIAL = "partial"  # a <Gather>'s partial speech result: the caller is talking
     LINE = "line"  # the provider fetches a stored bot line (too long to send inline)
+    RECORDING = "recording"  # a recording's status (the call's recording is ready, or absent)
+    WHISPER = "whisper"  # a warm transfer's target answered: what it hears first (the summary)
+    DIAL = "dial"  # a transfer's dial is over: ``dial_status`` says how
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingInfo:
+    """A provider's recording status callback: its recording of a call."""
+
+    sid: str
+    status: str  # in-progress | completed | absent | failed
+    dedupe_key: str
+    url: str | None = None
+    duration_seconds: float | None = None
+    channels: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +130,12 @@ class ParsedWebhook:
     #: ``kind=line``: the transcript line to say and what follows it (listen, hold, hangup)
     line_seq: int | None = None
     then: str | None = None
+    #: ``kind=recording``: the provider's recording of the call
+    recording: RecordingInfo | None = None
+    #: ``kind=dial``: how the dial ended (``completed``, ``busy``, ``no-answer``, ``failed``,
+    #: ``canceled``) and the dialled leg's call id
+    dial_status: str | None = None
+    dial_call_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +155,8 @@ class DialRequest:
     from_: str
     ring_timeout_seconds: int
     time_limit_seconds: int | None = None
+    #: the provider records the call (its recording status callback comes back signed)
+    record: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +175,9 @@ class Provider(ABC):
     #: the (lower-case) header carrying the webhook signature; requests without it are refused
     #: before their body is read
     signature_header: str
+    #: the media type webhook bodies must declare (``Content-Type``, parameters aside); any
+    #: other (or none) is refused with 415 before the body is read
+    webhook_media_type: str
 
     # webhooks (pure)
     @abstractmethod
@@ -167,6 +211,14 @@ class Provider(ABC):
 
     @abstractmethod
     async def fetch_status(self, provider_call_id: str) -> RemoteStatus: ...
+
+    async def recording_audio(self, recording_sid: str) -> bytes:
+        """The provider's recording (``DialRequest.record``) as WAV bytes."""
+        raise ProviderError(f"{self.name} keeps no recordings")
+
+    async def delete_recording(self, recording_sid: str) -> bool:
+        """Delete the provider's recording; ``False`` when it was already gone."""
+        raise ProviderError(f"{self.name} keeps no recordings")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources (the shared HTTP client is owned by the app, not the provider)."""

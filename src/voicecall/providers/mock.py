@@ -44,6 +44,7 @@ class MockCall:
 class MockProvider(Provider):
     name = "mock"
     signature_header = "x-mock-signature"
+    webhook_media_type = "application/json"
 
     def __init__(self, secret: str = "mock-secret") -> None:  # noqa: S107 - a test double
         self._secret = secret.encode()
@@ -51,6 +52,8 @@ class MockProvider(Provider):
         self.calls: dict[str, MockCall] = {}
         self.hangups: list[str] = []
         self.fail_next_initiate: Exception | None = None
+        #: recordings it keeps (``DialRequest.record``), by sid: tests put WAV bytes here
+        self.recordings: dict[str, bytes] = {}
 
     def sign(self, body: bytes) -> str:
         return hmac.new(self._secret, body, hashlib.sha256).hexdigest()
@@ -91,6 +94,8 @@ class MockProvider(Provider):
                 to_number=doc.get("to"),
                 turn=doc.get("turn"),
                 token=doc.get("token"),
+                dial_status=doc.get("dial_status"),
+                dial_call_sid=doc.get("dial_call_sid"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise WebhookRejected(f"malformed mock webhook ({exc})", http_status=400) from None
@@ -104,6 +109,10 @@ class MockProvider(Provider):
             "hangup": reply.hangup,
             "reject": reply.reject,
             "hold": reply.hold_call_id is not None,
+            "digits": reply.digits,
+            "dial": None
+            if reply.dial is None
+            else {"to": reply.dial.to, "warm": reply.dial.whisper is not None},
         }
         return ProviderResponse(200, json.dumps(doc).encode(), "application/json")
 
@@ -135,6 +144,15 @@ class MockProvider(Provider):
             raise CallNotFound(f"no mock call {provider_call_id}", code=20404)
         ended = {"completed": EndReason.COMPLETED, "canceled": EndReason.CANCELED}.get(call.status)
         return RemoteStatus(live=ended is None, end_reason=ended, raw_status=call.status)
+
+    async def recording_audio(self, recording_sid: str) -> bytes:
+        audio = self.recordings.get(recording_sid)
+        if audio is None:
+            raise CallNotFound(f"no mock recording {recording_sid}", code=20404)
+        return audio
+
+    async def delete_recording(self, recording_sid: str) -> bool:
+        return self.recordings.pop(recording_sid, None) is not None
 
 
 def build_mock(settings: Settings, http: httpx.AsyncClient) -> MockProvider:

@@ -14,11 +14,13 @@ from voicecall.calls.model import EndReason
 from voicecall.config import Settings
 from voicecall.errors import ConfigError, WebhookRejected
 from voicecall.providers.base import (
+    DialOut,
     DialRequest,
     HttpRequest,
     ParsedWebhook,
     Provider,
     ProviderResponse,
+    RecordingInfo,
     RemoteStatus,
     Reply,
     WebhookKind,
@@ -28,6 +30,7 @@ from voicecall.twilio.rest import MAX_TWIML_CHARS, TwilioRest
 from voicecall.twilio.signature import SIGNATURE_HEADER, VerifyReason, verify_signature
 from voicecall.twilio.webhooks import (
     CallDirection,
+    WebhookRequest,
     build_webhook_url,
     parse_form,
     parse_query,
@@ -52,6 +55,9 @@ _KIND = {
     TwilioKind.HOLD: WebhookKind.HOLD,
     TwilioKind.PARTIAL: WebhookKind.PARTIAL,
     TwilioKind.LINE: WebhookKind.LINE,
+    TwilioKind.RECORDING: WebhookKind.RECORDING,
+    TwilioKind.WHISPER: WebhookKind.WHISPER,
+    TwilioKind.DIAL: WebhookKind.DIAL,
 }
 
 HOLD_PAUSE_SECONDS = 20
@@ -64,6 +70,7 @@ _EMPTY_RESPONSE = ProviderResponse(200, twiml.Response().to_xml().encode())
 class TwilioProvider(Provider):
     name = "twilio"
     signature_header = SIGNATURE_HEADER
+    webhook_media_type = "application/x-www-form-urlencoded"
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         problems = []
@@ -125,6 +132,9 @@ class TwilioProvider(Provider):
             answered_by=parsed.answered_by,
             line_seq=parsed.line_seq,
             then=parsed.then,
+            recording=_recording(parsed),
+            dial_status=parsed.dial_call_status,
+            dial_call_sid=parsed.dial_call_sid,
         )
 
     def render(self, reply: Reply) -> ProviderResponse:
@@ -137,6 +147,10 @@ class TwilioProvider(Provider):
         voice = twiml.voice_for(reply.voice)
         if reply.reject:
             return twiml.Response(twiml.Reject()).to_xml()
+        if reply.dial is not None:
+            return twiml.Response(self._dial(reply.dial)).to_xml()
+        if reply.digits:
+            verbs.append(twiml.PlayDigits(reply.digits))
         if reply.stream_token is not None and reply.stream_call_id is not None:
             # the token rides in a <Parameter>: Twilio drops query strings from stream URLs.
             # When the stream ends, the <Redirect> asks us what next (a reconnect or hang-up).
@@ -189,6 +203,27 @@ class TwilioProvider(Provider):
             verbs.append(self._hold_redirect(reply.hold_call_id))
         return twiml.Response(*verbs).to_xml()
 
+    def _dial(self, dial: DialOut) -> twiml.Dial:
+        """A transfer: cold (just the number) or warm (whisper URL and action, both signed
+        routing to this call's transfer)."""
+        if dial.whisper is None:
+            return twiml.Dial(
+                twiml.Number(dial.to), caller_id=dial.caller_id, timeout=dial.timeout_seconds
+            )
+        call_id, seq, token = dial.whisper
+        whisper = build_webhook_url(
+            self._webhook_url, call_id=call_id, kind="whisper", turn=seq, token=token
+        )
+        action = build_webhook_url(
+            self._webhook_url, call_id=call_id, kind="dial", turn=seq, token=token
+        )
+        return twiml.Dial(
+            twiml.Number(dial.to, url=whisper),
+            caller_id=dial.caller_id,
+            action=action,
+            timeout=dial.timeout_seconds,
+        )
+
     def _hold_redirect(self, call_id: str) -> twiml.Redirect:
         url = build_webhook_url(self._webhook_url, call_id=call_id, kind="hold")
         return twiml.Redirect(url, method="POST")
@@ -198,6 +233,11 @@ class TwilioProvider(Provider):
     async def initiate(self, request: DialRequest) -> str:
         url = build_webhook_url(self._webhook_url, call_id=request.call_id, kind="voice")
         status = build_webhook_url(self._webhook_url, call_id=request.call_id, kind="status")
+        recording = (
+            build_webhook_url(self._webhook_url, call_id=request.call_id, kind="recording")
+            if request.record
+            else None
+        )
         call = await self.rest.create_call(
             to=request.to,
             from_=request.from_,
@@ -205,6 +245,7 @@ class TwilioProvider(Provider):
             status_callback=status,
             timeout=request.ring_timeout_seconds,
             time_limit=request.time_limit_seconds,
+            recording_status_callback=recording,
         )
         return call.sid
 
@@ -224,6 +265,12 @@ class TwilioProvider(Provider):
         url = build_webhook_url(self._webhook_url, call_id=call_id, kind="line", seq=seq, then=then)
         await self.rest.redirect(provider_call_id, url=url)
 
+    async def recording_audio(self, recording_sid: str) -> bytes:
+        return await self.rest.recording_media(recording_sid)
+
+    async def delete_recording(self, recording_sid: str) -> bool:
+        return await self.rest.delete_recording(recording_sid)
+
     async def fetch_status(self, provider_call_id: str) -> RemoteStatus:
         call = await self.rest.fetch(provider_call_id)
         reason = _ENDED.get(call.status)
@@ -233,3 +280,20 @@ class TwilioProvider(Provider):
             answered=call.status == "in-progress" or (call.duration or 0) > 0,
             raw_status=call.status,
         )
+
+
+def _recording(parsed: WebhookRequest) -> RecordingInfo | None:
+    """A recording status callback's facts, with their dedupe key (signed fields only)."""
+    if parsed.kind is not TwilioKind.RECORDING or parsed.recording_sid is None:
+        return None
+    status = parsed.recording_status or ""
+    return RecordingInfo(
+        sid=parsed.recording_sid,
+        status=status,
+        dedupe_key=f"twilio:{parsed.call_sid}:recording:{parsed.recording_sid}:{status}",
+        url=parsed.recording_url or None,
+        duration_seconds=(
+            None if parsed.recording_duration is None else float(parsed.recording_duration)
+        ),
+        channels=parsed.recording_channels,
+    )

@@ -30,11 +30,12 @@ from voicecall.calls.outbound import Requester, Surface, token_fingerprint
 from voicecall.config import Settings
 from voicecall.errors import VoicecallError
 from voicecall.phone import E164_PATTERN
-from voicecall.server import task_api
+from voicecall.server import recording_api, task_api
 from voicecall.server.api_docs import Problem, install_openapi, problems, query_names
 from voicecall.server.api_guard import ApiGuard, allowed_methods
 from voicecall.server.api_policy import add_policy_routes
 from voicecall.server.latency_api import TurnLatencyOut, add_latency_routes
+from voicecall.server.telephony_api import add_telephony_routes
 from voicecall.textrules import SpokenText
 
 log = logging.getLogger("voicecall.api")
@@ -50,7 +51,7 @@ PUBLIC_PATHS = frozenset({OPENAPI_PATH, DOCS_PATH})
 # ----------------------------------------------------------------------------- schemas
 
 
-class PlaceCall(task_api.TaskFields):
+class PlaceCall(task_api.TaskFields, recording_api.RecordField):
     to: str | None = Field(
         None,
         max_length=16,
@@ -98,6 +99,25 @@ class TranscriptLine(BaseModel):
     )
 
 
+class TransferOut(BaseModel):
+    """A call's last transfer and its result (docs/telephony.md)."""
+
+    seq: int
+    to: str
+    mode: str = Field(description="cold or warm")
+    status: str = Field(
+        description="handed-over (cold), dialing, connected, completed, busy, no-answer, "
+        "failed or canceled"
+    )
+    started_at: float
+    summary: str | None = None
+    ended_at: float | None = None
+    dial_call_sid: str | None = None
+    agent_answers: bool = Field(
+        False, description="the model that asked for the transfer says how it went"
+    )
+
+
 class CallOut(BaseModel):
     call_id: str
     direction: str
@@ -115,13 +135,15 @@ class CallOut(BaseModel):
     ended_at: float | None
     turn: int
     error: str | None
+    transfer: TransferOut | None = None
     transcript: list[TranscriptLine] | None = None
 
     model_config = {"populate_by_name": True}
 
 
-class CallDetail(CallOut, task_api.TaskDetail):
-    """One call with its transcript, task, outcome, owner questions and report delivery."""
+class CallDetail(CallOut, task_api.TaskDetail, recording_api.RecordingDetail):
+    """One call with its transcript, task, outcome, owner questions, report delivery and
+    recording."""
 
 
 class CallList(BaseModel):
@@ -287,7 +309,7 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
             to=body.to,
             message=body.message,
             mode=mode,
-            request=body.call_request(),
+            request=body.call_request(record=body.record),
             requester=who,
         )
         return CallCreated(call_id=record.call_id, status=record.state.value)
@@ -394,7 +416,8 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         responses=problems(success={200: {"content": {"text/event-stream": {}}}}),
     )
     async def events(request: Request, _: Auth, m: Manager) -> StreamingResponse:
-        """Server-sent events: call.created / call.updated / call.ended / transcript."""
+        """Server-sent events: call.created / call.updated / call.ended / transcript /
+        turn.latency (a bot reply's latency record, once it was spoken)."""
 
         async def stream() -> AsyncIterator[bytes]:
             async with m.bus.subscribe() as queue:
@@ -417,6 +440,16 @@ def build_api(settings: Settings, get_manager: Any) -> FastAPI:
         )
 
     add_policy_routes(api, authorize)
+    recording_api.add_recording_routes(api, call_id_param)
+    add_telephony_routes(
+        api,
+        call_id_dep=call_id_param,
+        auth=authorize,
+        manager=current_manager,
+        requester=requester,
+        call_out=_call_out,
+        call_model=CallOut,
+    )
     add_latency_routes(api, authorize)
     return api
 

@@ -46,6 +46,7 @@ from voicecall.server.api import build_api
 from voicecall.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from voicecall.server.streams import StreamEndpoint, build_stream_endpoint
 from voicecall.server.webhooks import Receive, Scope, Send, WebhookEndpoint, _respond
+from voicecall.telephony.service import telephony_for
 
 log = logging.getLogger("voicecall.server")
 
@@ -211,6 +212,7 @@ class VoicecallApp:
             stream_secret=_stream_secret(self.settings),
         )
         self.bus.add_listener(self._observe)
+        telephony_for(self.manager)  # keypad and transfers, and their tools for task calls
         self.streams = build_stream_endpoint(self.settings, self.manager, self.metrics, self._http)
         # speech goes over Media Streams only when a stream endpoint could be built
         self.manager.streaming = self.streams is not None
@@ -223,6 +225,9 @@ class VoicecallApp:
         self.reports = ReportDeliverer(store, self.settings.reports, bus=self.bus)
         self.manager.tasks.reports = self.reports
         await self.manager.start()
+        await self.manager.recordings.start()
+        if self.streams is not None:
+            self.streams.taps = self.manager.recordings.tap_for
         await self.reports.start()
         self._webhook = WebhookEndpoint(self.settings, self.provider, self.manager, self.metrics)
         if self.streams is not None:
@@ -305,6 +310,8 @@ class VoicecallApp:
                 await self.streams.aclose()
         if self.manager is not None:
             with contextlib.suppress(Exception):
+                await self.manager.recordings.stop()
+            with contextlib.suppress(Exception):
                 await self.manager.stop()
         if self.reports is not None:
             with contextlib.suppress(Exception):
@@ -324,6 +331,7 @@ class VoicecallApp:
         if self.streams is not None:
             await self.streams.aclose()
         if self.manager is not None:
+            await self.manager.recordings.stop()
             await self.manager.stop()
         if self.reports is not None:
             await self.reports.stop()

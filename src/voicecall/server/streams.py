@@ -62,6 +62,7 @@ from voicecall.voice.settings import (
     stt_config,
     tts_config,
 )
+from voicecall.voice.tap import MediaTap
 
 __all__ = [
     "StreamEndpoint",
@@ -220,6 +221,9 @@ class StreamEndpoint:
         self._pending_by_ip: Tally[str] = Tally()
         self.sessions: dict[str, VoiceSession] = {}
         """Attached sessions by call id."""
+        self.taps: Callable[[str], MediaTap | None] | None = None
+        """``call_id -> tap``: who hears a claimed call's audio beside the pipeline (the
+        recorder), or nobody."""
 
     async def aclose(self) -> None:
         """Close every live stream (shutdown) and the speech providers."""
@@ -439,6 +443,15 @@ class StreamEndpoint:
             log.error("stream for %s: claim failed: %r", start.call_sid, exc)
         return None
 
+    def _tap(self, call_id: str) -> MediaTap | None:
+        if self.taps is None:
+            return None
+        try:
+            return self.taps(call_id)
+        except Exception as exc:  # a recorder that cannot start never stops the call
+            log.error("call %s: its recording could not start: %r", call_id, exc)
+            return None
+
     async def _attach(
         self, call_id: str, media: MediaSession, transport: _AsgiTransport
     ) -> VoiceSession | None:
@@ -458,6 +471,7 @@ class StreamEndpoint:
             tuning=self.tuning,
             observer=self._observer_factory(self.metrics),
             vad_enabled=self.vad_enabled,
+            tap=self._tap(call_id),
         )
         session.start()
         self.sessions[call_id] = session

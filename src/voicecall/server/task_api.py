@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from voicecall.conversation.owner import MAX_ANSWER_CHARS
 from voicecall.conversation.task import MAX_CONTEXT_CHARS, MAX_TASK_CHARS, CallRequest
+from voicecall.phone import E164_PATTERN
 from voicecall.reports.urls import MAX_URL_CHARS
 from voicecall.textrules import check_client_text, text_schema
 
@@ -63,8 +64,26 @@ class TaskFields(BaseModel):
         description="any mode: where the signed end-of-call report is POSTed (else reports.url)",
     )
 
-    def call_request(self) -> CallRequest | None:
-        request = CallRequest(self.task, self.context, self.outcome_schema, self.report_url)
+    transfer_to: (
+        list[Annotated[str, Field(max_length=16, json_schema_extra={"pattern": E164_PATTERN})]]
+        | None
+    ) = Field(
+        None,
+        max_length=10,
+        description="mode task: numbers (E.164) the agent may transfer the call to with its "
+        "transfer_call tool (the outbound policy applies too)",
+    )
+
+    def call_request(self, *, record: bool | None = None) -> CallRequest | None:
+        targets = tuple(self.transfer_to) if self.transfer_to is not None else None
+        request = CallRequest(
+            self.task,
+            self.context,
+            self.outcome_schema,
+            self.report_url,
+            record=record,
+            transfer_to=targets,
+        )
         return None if request.empty else request
 
 
@@ -130,4 +149,5 @@ async def call_detail(
         **record.to_json(),
         "transcript": [t.to_json() for t in transcript],
         **await manager.tasks.extras(record),
+        **await manager.recordings.extras(record),
     }

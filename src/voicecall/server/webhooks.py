@@ -1,8 +1,10 @@
 """The webhook endpoint: a lean raw-ASGI handler (it is the hot path).
 
 Order of checks, cheapest first, so unauthenticated clients cost almost nothing:
-method (POST only) → signature header present (else 401, body never read) → declared size
-(413) → body read with a size cap and a deadline (413 / 408) → signature over the public URL
+method (POST only) → signature header present (else 401, body never read) → the provider's
+media type (Twilio: ``application/x-www-form-urlencoded``, optionally ``; charset=utf-8``; else
+415, body never read, nothing applied) → declared size (413) → body read with a size cap and
+a deadline (413 / 408) → signature over the public URL
 (403) → parse (400) → the manager applies it and persists (a store failure → 503 so the
 provider retries) → the provider's markup (200).
 """
@@ -19,8 +21,10 @@ from typing import Any
 from voicecall.calls.manager import CallManager
 from voicecall.config import Settings
 from voicecall.errors import StoreError, WebhookRejected
-from voicecall.providers.base import HttpRequest, Provider, ProviderResponse
+from voicecall.providers.base import HttpRequest, Provider, ProviderResponse, WebhookKind
 from voicecall.server.metrics import Metrics
+from voicecall.telephony.service import WEBHOOK_KINDS as TELEPHONY_KINDS
+from voicecall.telephony.service import telephony_for
 from voicecall.twilio.signature import rebuild_public_url
 
 log = logging.getLogger("voicecall.webhooks")
@@ -47,6 +51,8 @@ class WebhookEndpoint:
     _counters: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
     _last_response: ProviderResponse | None = field(default=None, init=False, repr=False)
     _last_headers: tuple[tuple[bytes, bytes], ...] = field(default=(), init=False, repr=False)
+    # the last Content-Type value found acceptable (senders repeat theirs exactly)
+    _accepted_type: str | None = field(default=None, init=False, repr=False)
 
     def _count(self, kind: str, outcome: str) -> None:
         counter = self._counters.get((kind, outcome))
@@ -66,24 +72,42 @@ class WebhookEndpoint:
             await _respond(send, 401, b"missing signature\n")
             self._count(kind, "rejected_unsigned")
             return
+        content_type = headers.get("content-type")
+        if content_type is None or content_type != self._accepted_type:
+            if not media_type_is(content_type, self.provider.webhook_media_type):
+                await _respond(send, 415, b"unsupported media type\n")
+                self._count(kind, "rejected_media_type")
+                return
+            self._accepted_type = content_type
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > self.max_body_bytes
+        ):
             await _respond(send, 413, b"body too large\n")
             self._count(kind, "rejected_size")
             return
+        # the body deadline: one timer handle (asyncio.timeout's bookkeeping cost more than
+        # reading a callback's body, which has almost always arrived with its headers)
+        deadline = _Deadline(asyncio.current_task())
+        timer = asyncio.get_running_loop().call_later(self.read_timeout_seconds, deadline.fire)
         try:
-            async with asyncio.timeout(self.read_timeout_seconds):
-                body = await _read_body(receive, self.max_body_bytes)
+            body = await _read_body(receive, self.max_body_bytes)
         except _TooLarge:
             await _respond(send, 413, b"body too large\n")
             self._count(kind, "rejected_size")
             return
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if not deadline.fired:
+                raise
+            if deadline.task is not None:
+                deadline.task.uncancel()
             await _respond(send, 408, b"request body timed out\n")
             self._count(kind, "rejected_timeout")
             return
         except _Disconnected:
             return
+        finally:
+            timer.cancel()
         raw_query = scope.get("query_string", b"").decode("latin-1")
         client = scope.get("client")
         url = rebuild_public_url(
@@ -115,7 +139,12 @@ class WebhookEndpoint:
             return
         kind = parsed.kind.value
         try:
-            reply = await self.manager.handle_webhook(parsed)
+            if parsed.kind is WebhookKind.RECORDING:  # beside the call's lifecycle
+                reply = await self.manager.recordings.handle_webhook(parsed)
+            elif parsed.kind in TELEPHONY_KINDS:  # a transfer's whisper or dial result
+                reply = await telephony_for(self.manager).handle_webhook(parsed)
+            else:
+                reply = await self.manager.handle_webhook(parsed)
         except StoreError as exc:
             log.error("webhook not persisted, asking the provider to retry: %s", exc)
             self._count(kind, "store_error")
@@ -135,6 +164,39 @@ class WebhookEndpoint:
         await send({"type": "http.response.body", "body": response.body})
         self._count(kind, "ok")
         self.metrics.webhook_seconds.observe(time.perf_counter() - started)
+
+
+_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
+
+
+def media_type_is(content_type: str | None, expected: str) -> bool:
+    """``content_type`` names the media type ``expected`` (case-insensitive), with no charset
+    but UTF-8 (or its subset US-ASCII); other parameters are ignored. Pure."""
+    if content_type is None:
+        return False
+    media_type, _, params = content_type.partition(";")
+    if media_type.strip().lower() != expected:
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in _CHARSETS:
+            return False
+    return True
+
+
+class _Deadline:
+    """Cancels the request's task when the body takes too long (and says it did)."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.fired = False
+
+    def fire(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.fired = True
+            self.task.cancel()
 
 
 class _TooLarge(Exception):

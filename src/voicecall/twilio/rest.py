@@ -13,9 +13,11 @@ Every error carries Twilio's ``code`` and HTTP ``status``; the Auth Token never 
 message (it travels only in the Authorization header, and any echo of it is redacted).
 
 Retries are bounded (:class:`RetryPolicy`: exponential backoff with jitter) and only where a
-repeat cannot do harm: fetch, list, hang-up, cancel and redirect are retried on 429, 5xx and
-transport errors. ``create_call`` is **not** idempotent (a repeat dials the person twice), so
-it is retried only when the failure proves Twilio never processed it: the connection was never
+repeat cannot do harm: fetch, list, hang-up and cancel are retried on 429, 5xx and transport
+errors; redirect too, except after a transport error once the request was sent (it may have
+taken effect and the call moved on: a repeat would replay old TwiML; ``maybe_applied`` says
+so). ``create_call`` is **not** idempotent (a repeat dials the person twice), so it is retried
+only when the failure proves Twilio never processed it: the connection was never
 made (``ConnectError``, ``ConnectTimeout``, ``PoolTimeout``) or Twilio answered 429 (documented
 as not processed). After a read timeout or a 5xx the call may exist:
 :class:`CallOutcomeUnknown` (a :class:`ProviderUnavailable`) is raised with
@@ -45,7 +47,7 @@ from voicecall.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from voicecall.twilio.webhooks import CALL_SID_RE, CallStatus
+from voicecall.twilio.webhooks import CALL_SID_RE, RECORDING_SID_RE, CallStatus
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -198,6 +200,12 @@ def _check_sid(call_sid: str) -> str:
     return call_sid
 
 
+def _check_recording_sid(recording_sid: str) -> str:
+    if not isinstance(recording_sid, str) or not RECORDING_SID_RE.fullmatch(recording_sid):
+        raise ValueError("recording_sid must look like RE followed by 32 hex digits")
+    return recording_sid
+
+
 def _check_http_url(url: str, what: str) -> None:
     if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
         raise ValueError(f"{what} must be an http(s) URL")
@@ -249,8 +257,12 @@ class TwilioRest:
         timeout: int,
         time_limit: int | None = None,
         machine_detection: str | None = None,
+        recording_status_callback: str | None = None,
     ) -> CallResource:
-        """Place an outbound call (``POST /Calls.json``). See the module docstring on retries."""
+        """Place an outbound call (``POST /Calls.json``). See the module docstring on retries.
+
+        ``recording_status_callback``: record the call (``Record=true``, both parties on their
+        own channel) and post the recording's ``completed``/``absent`` status there."""
         if not to or not from_:
             raise ValueError("to and from_ are required")
         _check_http_url(url, "url")
@@ -278,6 +290,15 @@ class TwilioRest:
             form.append(("TimeLimit", str(time_limit)))
         if machine_detection is not None:
             form.append(("MachineDetection", machine_detection))
+        if recording_status_callback is not None:
+            _check_http_url(recording_status_callback, "recording_status_callback")
+            form += [
+                ("Record", "true"),
+                ("RecordingChannels", "dual"),
+                ("RecordingStatusCallback", recording_status_callback),
+                ("RecordingStatusCallbackMethod", "POST"),
+                ("RecordingStatusCallbackEvent", "completed absent"),
+            ]
         data = await self._call("create call", "POST", "/Calls.json", form=form, create=True)
         return CallResource.from_json(data)
 
@@ -305,12 +326,37 @@ class TwilioRest:
             assert url is not None
             _check_http_url(url, "url")
             form = [("Url", url), ("Method", "POST")]
-        data = await self._call("redirect call", "POST", f"/Calls/{sid}.json", form=form)
+        # Not repeated after a request that may have reached Twilio without an answer (a read
+        # timeout): the call may have moved on meanwhile (the caller answered the new TwiML),
+        # and a repeat would start that TwiML again. Twilio's own error answers are repeated.
+        data = await self._call(
+            "redirect call", "POST", f"/Calls/{sid}.json", form=form, replay_after_send=False
+        )
         return CallResource.from_json(data)
 
     async def fetch(self, call_sid: str) -> CallResource:
         sid = _check_sid(call_sid)
         return CallResource.from_json(await self._call("fetch call", "GET", f"/Calls/{sid}.json"))
+
+    async def recording_media(self, recording_sid: str) -> bytes:
+        """A recording's audio as WAV (``GET /Recordings/{Sid}.wav``, with the account's
+        credentials: media URLs may require them). Retried like every read."""
+        sid = _check_recording_sid(recording_sid)
+        data = await self._call(
+            "fetch recording", "GET", f"/Recordings/{sid}.wav", raw=True, accept="audio/wav"
+        )
+        if not isinstance(data, bytes):  # pragma: no cover - raw answers are bytes
+            raise ProviderError("Twilio fetch recording: no audio")
+        return data
+
+    async def delete_recording(self, recording_sid: str) -> bool:
+        """Delete a recording; ``False`` when it was already gone (20404)."""
+        sid = _check_recording_sid(recording_sid)
+        try:
+            await self._call("delete recording", "DELETE", f"/Recordings/{sid}.json", raw=True)
+        except CallNotFound:
+            return False
+        return True
 
     async def list_calls(
         self,
@@ -416,9 +462,13 @@ class TwilioRest:
         form: Sequence[tuple[str, str]] | None = None,
         params: Sequence[tuple[str, str]] | None = None,
         create: bool = False,
+        replay_after_send: bool = True,
+        raw: bool = False,
+        accept: str = "application/json",
     ) -> Any:
+        """The response's JSON (``raw``: its bytes)."""
         url = f"{self._base}/2010-04-01/Accounts/{self._account_sid}{path}"
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         content: bytes | None = None
         if form is not None:
             content = urlencode(list(form)).encode("ascii")
@@ -448,7 +498,7 @@ class TwilioRest:
                 assert failure is not None
                 never_sent = issubclass(failure, _NEVER_SENT)
                 sent = sent or not never_sent
-                if (idempotent or never_sent) and not last:
+                if (never_sent or (idempotent and replay_after_send)) and not last:
                     await policy.sleep(policy.delay(attempt, None))
                     continue
                 reason = f"Twilio {op} failed: {failure.__name__}"
@@ -461,6 +511,8 @@ class TwilioRest:
                 unavailable = ProviderUnavailable(reason)
                 unavailable.maybe_applied = sent
                 raise unavailable
+            if response.status_code < 400 and raw:
+                return response.content
             if response.status_code < 400:
                 try:
                     return response.json()

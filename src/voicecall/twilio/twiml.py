@@ -29,13 +29,16 @@ from typing import ClassVar
 __all__ = [
     "MAX_SAY_CHARS",
     "Connect",
+    "Dial",
     "Gather",
     "GatherChild",
     "Hangup",
     "InvalidTwiML",
+    "Number",
     "Parameter",
     "Pause",
     "Play",
+    "PlayDigits",
     "Redirect",
     "Reject",
     "Response",
@@ -205,6 +208,81 @@ class Play:
 
     def _element(self) -> _Element:
         return _Element("Play", _attrs(loop=self.loop), self.url)
+
+
+_PLAY_DIGITS_RE = re.compile(r"[0-9*#w]{1,256}")
+_E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+@dataclass(frozen=True, slots=True)
+class PlayDigits:
+    """``<Play digits="1w23#"/>``: press keys on the call (``w`` = 0.5 s pause)."""
+
+    digits: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.digits, str) or not _PLAY_DIGITS_RE.fullmatch(self.digits):
+            raise InvalidTwiML("Play digits must be 1..256 of 0-9 * # w")
+
+    def _element(self) -> _Element:
+        return _Element("Play", _attrs(digits=self.digits))
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """``<Number>`` of a ``<Dial>``: an E.164 number; ``url``: TwiML the dialled party hears
+    before it is connected (a whisper)."""
+
+    number: str
+    url: str | None = None
+    method: str = "POST"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.number, str) or not _E164_RE.fullmatch(self.number):
+            raise InvalidTwiML("Number must be E.164 (+ and up to 15 digits)")
+        if self.url is not None:
+            _check_url(
+                self.url, "Number url", schemes=frozenset({"http", "https"}), allow_relative=True
+            )
+        _check_choice(self.method, "Number method", _METHODS)
+
+    def _element(self) -> _Element:
+        method = self.method if self.url is not None else None
+        return _Element("Number", _attrs(url=self.url, method=method), self.number)
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """``<Dial>`` one ``<Number>``; ``action`` is requested with ``DialCallStatus`` when the
+    dial is over (without it the document goes on after ``<Dial>``)."""
+
+    number: Number
+    caller_id: str | None = None
+    action: str | None = None
+    method: str = "POST"
+    timeout: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.number, Number):
+            raise InvalidTwiML("Dial needs a Number")
+        if self.caller_id is not None and not _E164_RE.fullmatch(self.caller_id):
+            raise InvalidTwiML("Dial callerId must be E.164")
+        if self.action is not None:
+            _check_url(
+                self.action,
+                "Dial action",
+                schemes=frozenset({"http", "https"}),
+                allow_relative=True,
+            )
+        _check_choice(self.method, "Dial method", _METHODS)
+        _check_int(self.timeout, "Dial timeout", 5, 600)
+
+    def _element(self) -> _Element:
+        method = self.method if self.action is not None else None
+        attrs = _attrs(
+            action=self.action, method=method, callerId=self.caller_id, timeout=self.timeout
+        )
+        return _Element("Dial", attrs, None, (self.number._element(),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +471,9 @@ class Start:
         return _Element("Start", (), None, (self.stream._element(),))
 
 
-Verb = Say | Play | Pause | Gather | Hangup | Reject | Redirect | Connect | Start
+Verb = (
+    Say | Play | PlayDigits | Pause | Gather | Hangup | Reject | Redirect | Connect | Start | Dial
+)
 
 
 @dataclass(frozen=True, slots=True, init=False)

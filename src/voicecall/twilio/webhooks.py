@@ -9,9 +9,19 @@ Three kinds of request reach voicecall, told apart by query parameters *we* put 
 * ``kind=hold``: a keep-alive ``<Redirect>`` while the bot has nothing new to say (no event).
 * ``kind=partial``: a ``<Gather>`` ``partialResultCallback`` with ``turn``/``tok`` (no event:
   it only tells the manager the caller has started an utterance on that turn).
+* ``kind=recording``: a ``RecordingStatusCallback`` (``Record=true`` on create): the call's
+  recording (``RecordingSid``, ``RecordingUrl``, ``RecordingStatus``, ``RecordingDuration``,
+  ``RecordingChannels``); it carries no ``CallStatus``. No call event: its dedupe key is
+  ``twilio:{CallSid}:recording:{RecordingSid}:{RecordingStatus}``.
 * ``kind=line``: Twilio fetching a stored bot line (``seq``) and what follows it (``then``:
   ``listen``, ``hold`` or ``hangup``) — the redirect of a line whose TwiML is too long to
   send inline (Twilio's ``Twiml`` parameter holds 4,000 characters). No event.
+* ``kind=whisper``: a warm transfer's ``<Number url>``: the dialled party answered and fetches
+  what it hears first. ``CallSid`` is the *dialled leg's*; ``turn``/``tok`` name the transfer.
+  No event (the transfer code answers it).
+* ``kind=dial``: a transfer's ``<Dial action>`` with ``DialCallStatus``, ``DialCallSid``;
+  ``turn``/``tok`` name the transfer. No event (deduplicated by the transfer code on
+  ``twilio:{CallSid}:dial:{turn}:{tok}``).
 
 Untrusted input never raises anything but :class:`~voicecall.errors.WebhookRejected` (HTTP 400).
 
@@ -38,7 +48,10 @@ parameters), never from ``I-Twilio-Idempotency-Token`` (unsigned) or randomness:
 
     twilio:{CallSid}:status:{SequenceNumber or "_"}:{CallStatus}
     twilio:{CallSid}:voice:{CallStatus}
-    twilio:{CallSid}:gather:{turn}:{tok}
+    twilio:{CallSid}:gather:{turn}:{tok}:{digest of SpeechResult and Digits}
+
+(A redelivery carries the same words; a second run of the same ``<Gather>`` — a redirect that
+timed out but reached Twilio — may hear new ones, which are kept, never taken for a duplicate.)
 
 A voice fetch and the ``answered`` status callback both yield ANSWERED under different keys;
 the state machine treats a repeated ANSWERED as a no-op.
@@ -46,6 +59,7 @@ the state machine treats a repeated ANSWERED as a no-op.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -58,11 +72,13 @@ from urllib.parse import quote, unquote_to_bytes
 from voicecall.calls.model import Direction, EndReason
 from voicecall.errors import WebhookRejected
 from voicecall.events import CallEvent, EventKind
+from voicecall.textrules import caller_text
 
 __all__ = [
     "CALL_SID_RE",
     "MAX_FORM_FIELDS",
     "MAX_SPEECH_CHARS",
+    "RECORDING_STATUSES",
     "CallDirection",
     "CallStatus",
     "WebhookKind",
@@ -87,6 +103,7 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_.~-]{1,256}")
 _UINT_RE = re.compile(r"[0-9]{1,9}")
 _DIGITS_RE = re.compile(r"[0-9*#]*")
 _BAD_PERCENT_RE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_ESCAPED_SEPARATOR_RE = re.compile(rb"%(?:26|3[dD])")
 
 
 class WebhookKind(StrEnum):
@@ -96,7 +113,22 @@ class WebhookKind(StrEnum):
     HOLD = "hold"  # a keep-alive <Redirect> while the bot has nothing new to say: no event
     PARTIAL = "partial"  # a <Gather> partialResultCallback: the caller is talking; no event
     LINE = "line"  # fetch of a bot line too long to send inline (``seq``, ``then``); no event
+    RECORDING = "recording"  # a RecordingStatusCallback: the call's recording; no call event
+    WHISPER = "whisper"  # a warm transfer's target leg fetches its whisper (``turn``, ``tok``)
+    DIAL = "dial"  # a transfer's <Dial action>: DialCallStatus (``turn``, ``tok``)
 
+
+#: what ``RecordingStatus`` may say
+RECORDING_STATUSES = frozenset({"in-progress", "completed", "absent", "failed"})
+RECORDING_SID_RE = re.compile(r"RE[0-9a-f]{32}")
+
+
+#: the kinds whose URL names a turn (or a transfer) with its token
+_TURN_KINDS = frozenset(
+    {WebhookKind.GATHER, WebhookKind.PARTIAL, WebhookKind.WHISPER, WebhookKind.DIAL}
+)
+#: ``DialCallStatus`` values (Twilio)
+DIAL_STATUSES = frozenset({"completed", "answered", "busy", "no-answer", "failed", "canceled"})
 
 #: what follows a bot line fetched with ``kind=line``
 LINE_THEN = frozenset({"listen", "hold", "hangup"})
@@ -184,13 +216,30 @@ def parse_form(body: bytes, *, max_fields: int = MAX_FORM_FIELDS) -> tuple[tuple
     # the same answer and raises the precise error.
     if b"%" in body and _BAD_PERCENT_RE.search(body):
         return _parse_segments(segments)
+    if b"%" in body and not _ESCAPED_SEPARATOR_RE.search(body):
+        # No escaped "&" or "=": percent-decoding the whole body at once (after "+" → space)
+        # cannot create or hide a separator, so split the decoded text (Twilio escapes "+",
+        # ":" and "," in every callback: one decode instead of one per field).
+        try:
+            text = unquote_to_bytes(body.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return _parse_segments(segments)
+        fields: list[tuple[str, str]] = []
+        for seg in text.split("&"):
+            if not seg:
+                continue
+            name, _, value = seg.partition("=")
+            if not name:
+                return _parse_segments(segments)
+            fields.append((name, value))
+        return tuple(fields)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return _parse_segments(segments)
     if "+" in text:
         text = text.replace("+", " ")
-    fields: list[tuple[str, str]] = []
+    fields = []
     append = fields.append
     try:
         for seg in text.split("&"):
@@ -256,7 +305,7 @@ def build_webhook_url(
         raise ValueError("call_id must match [A-Za-z0-9_.-]{1,128}")
     if (turn is None) != (token is None):
         raise ValueError("turn and token go together")
-    if webhook_kind in (WebhookKind.GATHER, WebhookKind.PARTIAL) and turn is None:
+    if webhook_kind in _TURN_KINDS and turn is None:
         raise ValueError(f"a {webhook_kind.value} URL needs turn and token")
     if turn is not None and turn < 0:
         raise ValueError("turn must be >= 0")
@@ -296,7 +345,7 @@ class WebhookRequest:
 
     kind: WebhookKind
     call_sid: str
-    call_status: CallStatus
+    call_status: CallStatus | None  # None only on kind=recording (those carry none)
     call_id: str | None = None
     turn: int | None = None
     turn_token: str | None = None
@@ -316,6 +365,13 @@ class WebhookRequest:
     confidence: float | None = None
     digits: str | None = None
     callback_source: str | None = None
+    recording_sid: str | None = None
+    recording_url: str | None = None
+    recording_status: str | None = None
+    recording_duration: int | None = None
+    recording_channels: int | None = None
+    dial_call_status: str | None = None
+    dial_call_sid: str | None = None
 
 
 class _Fields:
@@ -337,6 +393,19 @@ class _Fields:
         if value is not None and len(value) > limit:
             raise _reject(f"{self._where} field {name} longer than {limit} characters")
         return value
+
+    def label(self, name: str) -> str | None:
+        """A short label (a number, ``AnsweredBy``): any control character is refused (400)."""
+        value = self.text(name)
+        if value is not None and not value.isprintable():
+            raise _reject(f"{self._where} field {name} contains a control character")
+        return value
+
+    def said(self, name: str, *, limit: int) -> str | None:
+        """What a caller said (``SpeechResult``, ``Digits``): control characters stripped, never
+        refused for them (a refusal would fail every retry and drop what was said)."""
+        value = self.text(name, limit=limit)
+        return None if value is None else caller_text(value)
 
     def uint(self, name: str) -> int | None:
         value = self.text(name)
@@ -427,7 +496,7 @@ def parse_webhook(
     turn_token = q.text("tok", limit=MAX_TOKEN_CHARS)
     if turn_token is not None and not _TOKEN_RE.fullmatch(turn_token):
         raise _reject("malformed turn token")
-    if kind in (WebhookKind.GATHER, WebhookKind.PARTIAL) and (turn is None or turn_token is None):
+    if kind in _TURN_KINDS and (turn is None or turn_token is None):
         raise _reject(f"{kind.value} webhook without turn and tok")
     line_seq = q.uint("seq")
     then = q.text("then")
@@ -440,10 +509,23 @@ def parse_webhook(
     if call_sid is None or not CALL_SID_RE.fullmatch(call_sid):
         raise _reject("missing or malformed CallSid")
     status_raw = f.text("CallStatus")
-    try:
-        call_status = CallStatus(status_raw or "")
-    except ValueError:
-        raise _reject("missing or unknown CallStatus") from None
+    call_status: CallStatus | None = None
+    if kind is not WebhookKind.RECORDING or status_raw is not None:
+        try:
+            call_status = CallStatus(status_raw or "")
+        except ValueError:
+            raise _reject("missing or unknown CallStatus") from None
+    recording_sid = f.text("RecordingSid")
+    recording_status = f.text("RecordingStatus")
+    if kind is WebhookKind.RECORDING:
+        if call_id is None:
+            raise _reject("recording webhook without callId")
+        if recording_sid is None or not RECORDING_SID_RE.fullmatch(recording_sid):
+            raise _reject("missing or malformed RecordingSid")
+        if recording_status not in RECORDING_STATUSES:
+            raise _reject("missing or unknown RecordingStatus")
+    # "-1": Twilio's "no duration" (absent, failed)
+    no_duration = f.text("RecordingDuration") == "-1"
     account_sid = f.text("AccountSid")
     if account_sid is not None and not _ACCOUNT_SID_RE.fullmatch(account_sid):
         raise _reject("malformed AccountSid")
@@ -452,9 +534,17 @@ def parse_webhook(
         direction = CallDirection(direction_raw) if direction_raw else None
     except ValueError:
         raise _reject("unknown Direction") from None
-    digits = f.text("Digits", limit=MAX_DIGITS_CHARS)
+    digits = f.said("Digits", limit=MAX_DIGITS_CHARS)
     if digits is not None and not _DIGITS_RE.fullmatch(digits):
         raise _reject("Digits contains characters other than 0-9 * #")
+    dial_status = f.text("DialCallStatus") or None
+    if dial_status is not None and dial_status not in DIAL_STATUSES:
+        raise _reject("unknown DialCallStatus")
+    dial_sid = f.text("DialCallSid") or None
+    if dial_sid is not None and not CALL_SID_RE.fullmatch(dial_sid):
+        raise _reject("malformed DialCallSid")
+    if kind is WebhookKind.DIAL and dial_status is None:
+        raise _reject("dial webhook without DialCallStatus")
 
     return WebhookRequest(
         kind=kind,
@@ -465,20 +555,27 @@ def parse_webhook(
         turn_token=turn_token,
         account_sid=account_sid,
         direction=direction,
-        from_=f.text("From"),
-        to=f.text("To"),
-        caller=f.text("Caller"),
-        called=f.text("Called"),
+        from_=f.label("From"),
+        to=f.label("To"),
+        caller=f.label("Caller"),
+        called=f.label("Called"),
         sequence_number=f.uint("SequenceNumber"),
         timestamp=_parse_timestamp(f.text("Timestamp")),
         call_duration=f.uint("CallDuration"),
-        answered_by=f.text("AnsweredBy"),
+        answered_by=f.label("AnsweredBy"),
         line_seq=line_seq,
         then=then,
-        speech_result=f.text("SpeechResult", limit=MAX_SPEECH_CHARS),
+        speech_result=f.said("SpeechResult", limit=MAX_SPEECH_CHARS),
         confidence=_parse_confidence(f.text("Confidence")),
         digits=digits,
-        callback_source=f.text("CallbackSource"),
+        callback_source=f.label("CallbackSource"),
+        recording_sid=recording_sid,
+        recording_url=f.text("RecordingUrl"),
+        recording_status=recording_status,
+        recording_duration=None if no_duration else f.uint("RecordingDuration"),
+        recording_channels=f.uint("RecordingChannels"),
+        dial_call_status=dial_status,
+        dial_call_sid=dial_sid,
     )
 
 
@@ -520,6 +617,8 @@ def _event(
 def to_events(req: WebhookRequest) -> list[CallEvent]:
     """The normalized events one webhook means (see the module docstring's table)."""
     sid = req.call_sid
+    if req.call_status is None or req.kind is WebhookKind.RECORDING:
+        return []  # a recording's status says nothing about the call's
     if req.kind is WebhookKind.STATUS:
         kind = _STATUS_EVENTS.get(req.call_status)
         if kind is None:
@@ -537,16 +636,27 @@ def to_events(req: WebhookRequest) -> list[CallEvent]:
                 )
             ]
         return [_event(req, kind, key)]
-    if req.kind in (WebhookKind.HOLD, WebhookKind.PARTIAL, WebhookKind.LINE):
+    if req.kind in (
+        WebhookKind.HOLD,
+        WebhookKind.PARTIAL,
+        WebhookKind.LINE,
+        WebhookKind.WHISPER,
+        WebhookKind.DIAL,
+    ):
         return []  # a partial result is not stored: it only says the caller is talking
     if req.kind is WebhookKind.VOICE:
         kind = _VOICE_EVENTS.get(req.call_status)
         if kind is None:
             return []
         return [_event(req, kind, f"twilio:{sid}:voice:{req.call_status.value}")]
-    # GATHER: parse_webhook guarantees turn and token.
-    key = f"twilio:{sid}:gather:{req.turn}:{req.turn_token}"
+    # GATHER: parse_webhook guarantees turn and token. The key names what was said, too: a
+    # redelivery carries the same words, but the same <Gather> may run twice (a redirect that
+    # timed out yet reached Twilio), and its second answer is new speech that must be kept.
     speech = (req.speech_result or "").strip()
+    said = hashlib.blake2b(
+        f"{speech}\x00{req.digits or ''}".encode(), digest_size=8
+    ).hexdigest()
+    key = f"twilio:{sid}:gather:{req.turn}:{req.turn_token}:{said}"
     if speech:
         return [
             _event(

@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -63,6 +63,7 @@ from voicecall.voice.latency import ArrivalClock, TurnStamps
 from voicecall.voice.listener import Listener
 from voicecall.voice.player import Player, drive
 from voicecall.voice.settings import VoiceTuning
+from voicecall.voice.tap import MediaTap
 
 __all__ = [
     "ChannelClosed",
@@ -135,6 +136,8 @@ class _Utterance:
     played_pos: int | None = None  # last echoed mark position within this utterance
     played_at: float = 0.0
     synth_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: prepared μ-law audio (keypad tones) instead of synthesized text; never cut by barge-in
+    audio: bytes | None = field(default=None, repr=False)
     turn: TurnStamps | None = None  # the caller's turn this utterance answers (latency)
 
     @property
@@ -144,6 +147,12 @@ class _Utterance:
     @property
     def end_mark(self) -> str:
         return f"u{self.number}e"
+
+
+async def _prepared(ulaw: bytes, chunk: int = 1600) -> AsyncIterator[bytes]:
+    """Prepared audio in pacer-sized chunks (200 ms), as a TTS stream would deliver it."""
+    for start in range(0, len(ulaw), chunk):
+        yield ulaw[start : start + chunk]
 
 
 class VoiceSession:
@@ -166,6 +175,7 @@ class VoiceSession:
         tuning: VoiceTuning,
         observer: VoiceObserver | None = None,
         vad_enabled: bool = True,
+        tap: MediaTap | None = None,
     ) -> None:
         if media.state is not SessionState.STREAMING:
             raise ValueError("the media session must have accepted start")
@@ -177,6 +187,8 @@ class VoiceSession:
         self._tts = tts
         self._stt = stt
         self._obs = observer or VoiceObserver()
+        #: hears both tracks (the call's recorder), if any
+        self.tap: Final = tap
         self.detector: Final = BargeInDetector(
             echo_guard_ms=tuning.echo_guard_ms, energy_ratio=tuning.echo_energy_ratio
         )
@@ -217,6 +229,8 @@ class VoiceSession:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.tap is not None:
+            self.tap.stream_started(loop.time())
         self.player.start()
         self._tasks.append(loop.create_task(self._speak_loop(), name="voice-speaker"))
         self._tasks.append(loop.create_task(self._notify_loop(), name="voice-notifier"))
@@ -233,6 +247,8 @@ class VoiceSession:
         self._closed = True
         self._obs.frames_in(self.frames_in % _REPORT_EVERY)
         self._abandon_all(self.player.now())
+        if self.tap is not None:
+            self.tap.stream_ended(self.player.now())
         await self.player.aclose()
         if self._writer is not None:
             self._writer.cancel()
@@ -288,6 +304,22 @@ class VoiceSession:
             utt.turn = turn
         return await asyncio.shield(utt.future)
 
+    async def play_audio(self, ulaw: bytes, label: str) -> SpokenResult:
+        """Queue prepared μ-law audio (in-band keypad tones) in order with speech; return once
+        it was played. Caller speech does not cut it (an IVR prompt talks over keys)."""
+        if self._closed:
+            raise ChannelClosed(f"call {self.call_id}: the media stream is closed")
+        self._numbers += 1
+        future = asyncio.get_running_loop().create_future()
+        utt = _Utterance(self._numbers, label, future, audio=ulaw)
+        try:
+            self._queue.put_nowait(utt)
+        except asyncio.QueueFull:
+            raise SpeechQueueFull(
+                f"call {self.call_id}: {self._queue.maxsize} utterances already queued"
+            ) from None
+        return await asyncio.shield(utt.future)
+
     async def interrupt(self) -> None:
         """Stop speaking now: cancel synthesis, drop queued audio and utterances, ``clear``."""
         if not self._closed:
@@ -313,6 +345,8 @@ class VoiceSession:
         if type(event) is Media:  # ~50 a second: no further dispatch, no extra coroutine
             self.clock.frame(len(event.payload), event.timestamp_ms, time.monotonic())
             self._on_media(event.payload)
+            if self.tap is not None and event.track != "outbound":
+                self.tap.inbound(event.timestamp_ms, event.payload, self.player.now())
             if self._stt is not None:
                 self._stt.send(event.payload)  # never blocks: buffers while connecting
         elif isinstance(event, Mark):
@@ -331,6 +365,9 @@ class VoiceSession:
         bot_levels = self._bot_levels
         onset = self.listener.feed(payload, bot_rms=max(bot_levels) if bot_levels else 0.0)
         if onset is not None and self.tuning.barge_in and self.detector.bot_speaking:
+            current = self._current
+            if current is not None and current.audio is not None:
+                return  # keypad tones are not speech: talking over them does not stop them
             self.barge_ins += 1
             self._obs.barge_in()
             self._cut(notify=True)
@@ -374,6 +411,8 @@ class VoiceSession:
             if isinstance(item, Chunk):
                 self.media.send_media(item.payload)
                 chunks += 1
+                if self.tap is not None:
+                    self.tap.outbound(item.position, item.payload, now)
                 if utt is not None and not utt.audio_sent:
                     utt.audio_sent = True
                     self.detector.bot_started(self.listener.samples)
@@ -462,7 +501,7 @@ class VoiceSession:
     async def _synthesize(self, utt: _Utterance) -> None:
         pacer = self.player.pacer
         self.player.push(b"", mark=utt.start_mark)
-        audio = self._tts.synthesize(utt.text)
+        audio = _prepared(utt.audio) if utt.audio is not None else self._tts.synthesize(utt.text)
         try:
             async for chunk in audio:
                 if not chunk:
@@ -504,6 +543,8 @@ class VoiceSession:
             for name in self.media.send_clear():
                 self._mark_pos.pop(name, None)
             self._flush()
+            if self.tap is not None:
+                self.tap.cleared(self.player.now())
         self.detector.bot_stopped()
         now = self.player.now()
         utt = self._current

@@ -41,11 +41,12 @@ from voicecall.calls.extras import (
     CallSpec,
     OwnerQuestion,
     QuestionStatus,
+    RecordingRef,
     ReportDelivery,
 )
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.calls.policy import OutboundCounts
-from voicecall.calls.store import codec
+from voicecall.calls.store import codec, recording_sql
 
 DAY_SECONDS = 86_400.0
 HOUR_SECONDS = 3_600.0
@@ -316,6 +317,35 @@ class Store(ABC):
         """Every report not delivered (or given up on) yet, soonest attempt first."""
         return [codec.row_to_report(r) for r in await self._query("pending_reports", ())]
 
+    # -- call recordings (migration 5) -------------------------------------------------------
+
+    async def put_recording(self, ref: RecordingRef) -> bool:
+        """Insert or update a call's recording reference (fields given as ``None`` keep what
+        is stored); ``False`` when it was deleted (a deleted recording stays deleted)."""
+        if codec.unstorable(ref.call_id):
+            raise ValueError("call_id contains a NUL character")
+        return await self._execute(codec.Statement("put_recording", recording_sql.to_row(ref)))
+
+    async def recording(self, call_id: str) -> RecordingRef | None:
+        if codec.unstorable(call_id):
+            return None
+        rows = await self._query("recording", (call_id,))
+        return recording_sql.from_row(rows[0]) if rows else None
+
+    async def recordings_before(self, before: float, *, limit: int = 500) -> list[RecordingRef]:
+        """Recordings (not deleted) started before ``before``, oldest first."""
+        rows = await self._query("recordings_before", (float(before), codec.check_limit(limit)))
+        return [recording_sql.from_row(r) for r in rows]
+
+    async def open_recordings(self) -> list[RecordingRef]:
+        """Recordings still marked as being written (at start-up: a crash left them so)."""
+        return [recording_sql.from_row(r) for r in await self._query("recordings_open", ())]
+
+    async def delete_recording(self, call_id: str, *, at: float) -> bool:
+        """Mark a recording deleted (its path and URL forgotten); ``False`` if there was none."""
+        if codec.unstorable(call_id):
+            return False
+        return await self._execute(codec.Statement("delete_recording", (float(at), call_id)))
     # -- latency records of bot replies (voice/latency.py) ----------------------------------
 
     async def set_latency(self, call_id: str, seq: int, latency: dict[str, Any]) -> bool:

@@ -7,7 +7,7 @@ the PostgreSQL writer expects). None of these statements contains a literal ``%`
 
 from __future__ import annotations
 
-from voicecall.calls.store import codec
+from voicecall.calls.store import codec, recording_sql
 
 _SPEC_COLS = ", ".join(codec.SPEC_COLUMNS)
 _RESULT_COLS = ", ".join(codec.RESULT_COLUMNS)
@@ -90,3 +90,8 @@ def for_sqlite(sql: str) -> str:
 
 def for_postgres_write(sql: str) -> str:
     return f"WITH w AS ({sql} RETURNING 1) SELECT EXISTS (SELECT 1 FROM w)"  # noqa: S608
+
+
+# call recordings (migration 5): their statements live beside their codec
+WRITES.update(recording_sql.WRITES)
+READS.update(recording_sql.READS)

@@ -334,9 +334,35 @@ _POSTGRES_V4 = (
     "CREATE INDEX report_outbox_pending ON report_outbox (next_at) WHERE state = 'pending'",
 )
 
+# Call recordings: one row per recorded call, where its audio is (a local WAV or Twilio's
+# recording) and its state; the retention sweeper keeps a tombstone (status 'deleted').
+_RECORDINGS = """
+    CREATE TABLE call_recordings (
+        call_id {text} PRIMARY KEY{notnull},
+        source {text} NOT NULL,
+        status {text} NOT NULL,
+        path {text},
+        sid {text},
+        url {text},
+        channels {int},
+        duration_seconds {real},
+        started_at {real} NOT NULL,
+        updated_at {real} NOT NULL
+    )
+    """
+_SQLITE_V5 = (
+    _RECORDINGS.format(text="TEXT", notnull=" NOT NULL", int="INTEGER", real="REAL"),
+    "CREATE INDEX call_recordings_started ON call_recordings (started_at)",
+)
+_POSTGRES_V5 = (
+    _RECORDINGS.format(
+        text='text COLLATE "C"', notnull="", int="bigint", real="double precision"
+    ).replace('source text COLLATE "C"', "source text"),
+    "CREATE INDEX call_recordings_started ON call_recordings (started_at)",
+)
 # a bot reply's latency record (JSON text, voice/latency.py), set once its first frame was sent
-_SQLITE_V5 = ("ALTER TABLE transcript ADD COLUMN latency TEXT",)
-_POSTGRES_V5 = ("ALTER TABLE transcript ADD COLUMN latency text",)
+_SQLITE_V6 = ("ALTER TABLE transcript ADD COLUMN latency TEXT",)
+_POSTGRES_V6 = ("ALTER TABLE transcript ADD COLUMN latency text",)
 
 # Version 3 belongs to another change being built in parallel (the lead renumbers at merge if
 # needed); until it lands here it is an empty step, so databases stay on one numbering.
@@ -347,7 +373,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "call_specs, call_results, call_questions, report_outbox", _SQLITE_V4, _POSTGRES_V4
     ),
-    Migration(5, "transcript.latency", _SQLITE_V5, _POSTGRES_V5),
+    Migration(5, "call_recordings", _SQLITE_V5, _POSTGRES_V5),
+    Migration(6, "transcript.latency", _SQLITE_V6, _POSTGRES_V6),
 )
 
 

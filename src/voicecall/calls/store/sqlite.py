@@ -26,6 +26,13 @@ Design
   after a power loss the last transactions before the outage may be rolled back (never a corrupt
   file) although their webhooks were already acknowledged. Choose it only where the disk's fsync
   is very slow and that window is acceptable.
+* **Checkpoints** run in their own thread on their own connection (``PASSIVE``, every
+  ``checkpoint_interval`` seconds), never inside a commit: SQLite's automatic checkpoint (every
+  1,000 WAL pages) ran in whichever commit crossed the mark, and that batch's callers waited for
+  the copy into the database file and its fsync (the tail of webhook latency). A passive
+  checkpoint lets the writer go on committing meanwhile; committed transactions are durable in
+  the WAL before it runs, so checkpoints change nothing about durability. The last connection
+  to close checkpoints what is left (SQLite does that itself).
 * ``busy_timeout`` makes a second process sharing the file wait for the write lock instead of
   failing at once. Schema migrations run under ``BEGIN IMMEDIATE``
   (see :mod:`voicecall.calls.store.migrations`).
@@ -187,6 +194,7 @@ class SQLiteStore(Store):
         synchronous: Synchronous = "FULL",
         busy_timeout_ms: int = 5000,
         max_batch: int = 512,
+        checkpoint_interval: float = 0.5,
     ) -> None:
         if not path or path == ":memory:" or path.startswith("file:"):
             raise ValueError("SQLiteStore needs a filesystem path (not :memory: or a URI)")
@@ -194,10 +202,17 @@ class SQLiteStore(Store):
             raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if not checkpoint_interval > 0:
+            raise ValueError("checkpoint_interval must be > 0")
         self._path = os.path.abspath(path)
         self._synchronous: Synchronous = synchronous
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._max_batch = max_batch
+        self._checkpoint_interval = float(checkpoint_interval)
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_stop = threading.Event()
+        self.checkpoints = 0
+        """Passive checkpoints run so far (the background thread's count)."""
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -241,6 +256,15 @@ class SQLiteStore(Store):
             await asyncio.to_thread(writer.join)
             raise
         self._writer = writer
+        self._checkpoint_stop = threading.Event()
+        checkpointer = threading.Thread(
+            target=self._checkpoint_main,
+            args=(self._checkpoint_stop,),
+            name="voicecall-sqlite-checkpoint",
+            daemon=True,
+        )
+        checkpointer.start()
+        self._checkpointer = checkpointer
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicecall-sqlite-read")
         self._open = True
         try:
@@ -253,6 +277,10 @@ class SQLiteStore(Store):
         if not self._open:
             return
         self._open = False
+        self._checkpoint_stop.set()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.join)
         self._queue.put(_STOP)
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
@@ -324,6 +352,8 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA foreign_keys = OFF")
         # after a checkpoint, shrink a WAL that grew during a burst back to at most 64 MiB
         conn.execute("PRAGMA journal_size_limit = 67108864")
+        # checkpoints are the checkpoint thread's job, never a commit's (see the module doc)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         all_migrations = migrations.MIGRATIONS
@@ -462,6 +492,21 @@ class SQLiteStore(Store):
         for loop, pairs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop already closed: nobody is waiting
                 loop.call_soon_threadsafe(_resolve, pairs)
+
+    # -- checkpoint thread -----------------------------------------------------------------
+
+    def _checkpoint_main(self, stop: threading.Event) -> None:
+        try:
+            conn = self._connect()
+        except sqlite3.Error:
+            return  # the writer opened the same file a moment ago; nothing useful to do
+        try:
+            while not stop.wait(self._checkpoint_interval):
+                with contextlib.suppress(sqlite3.Error):  # busy or locked: next time
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.checkpoints += 1
+        finally:
+            conn.close()
 
     # -- reader thread ---------------------------------------------------------------------
 
