@@ -350,7 +350,7 @@ class TurnSettings(_Section):
     """``[turn]``: when the caller's turn is over (local whisper; cloud engines endpoint on
     their own). The silence needed depends on the words so far."""
 
-    hangover_ms: int = Field(300, ge=0, le=5000)
+    hangover_ms: int = Field(400, ge=0, le=5000)
     """Silence that ends a turn whose words sound complete ("Two people, please.")."""
     lead_in_ms: int = Field(700, ge=0, le=10_000)
     """Silence that ends a turn of only a greeting or marker ("Hi!", "Well"): people go on."""

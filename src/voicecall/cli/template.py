@@ -270,7 +270,7 @@ enabled = false
         "turn",
         """\
 [turn]                              # when the caller's turn is over (local whisper)
-# hangover_ms = 300                 # silence after words that sound complete
+# hangover_ms = 400                 # silence after words that sound complete
 # lead_in_ms = 700                  # ... after only "Hi!", "Well", "Okay so"
 # incomplete_ms = 1300              # ... after "a table for", "um", a trailing comma (cap)
 # speculate = true                  # start replying on a partial that sounds complete; used

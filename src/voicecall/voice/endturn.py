@@ -3,8 +3,9 @@
 A fixed long silence is slow (every answer waits for it); a short one cuts people off in the
 middle of a sentence. So the silence needed depends on the partial transcript of the turn:
 
-- **complete** ("Two people, please.", "Yes.") → ``hangover_ms`` of silence (300 ms: a comma or
-  a full stop inside a turn is 160–260 ms of silence in espeak and Piper speech);
+- **complete** ("Two people, please.", "Yes.") → ``hangover_ms`` of silence (400 ms: a comma
+  inside a turn is 160–260 ms of silence in espeak and Piper speech, a full stop before the next
+  sentence up to ~340 ms; 300 ms split the demo host's "… it's booked. [pause] Thank you, …");
 - **lead-in** (only a greeting or a discourse marker: "Hi!", "Well,", "Okay so") → ``lead_in_ms``:
   people pause after "Hi!" and go on ("Hi! I would like …");
 - **incomplete** (ends in a preposition, article, conjunction, a filler like "um", a trailing
@@ -60,7 +61,7 @@ class Completeness(enum.Enum):
 class TurnPolicy:
     """How much silence ends a turn, by what its words so far say (ms)."""
 
-    hangover_ms: int = 300
+    hangover_ms: int = 400
     """A complete-sounding turn ends after this much silence."""
     lead_in_ms: int = 700
     """Only a greeting or discourse marker so far ("Hi!", "Well,"): wait this long."""
