@@ -258,6 +258,11 @@ class TtsSettings(_Section):
     """``[tts]``: ``provider`` unset chooses automatically (cloud key → local → ``<Say>``)."""
 
     provider: Literal["openai", "elevenlabs", "piper", "espeak", "twilio"] | None = None
+    cached_phrases: list[str] = Field(
+        default_factory=lambda: ["Okay.", "Sure.", "One moment, please."], max_length=100
+    )
+    """Said word for word often (acknowledgements): synthesized at start-up and played from
+    memory, like the greeting, the disclosure and the hold lines."""
     openai: TtsOpenAiSettings = Field(default_factory=TtsOpenAiSettings)
     elevenlabs: TtsElevenLabsSettings = Field(default_factory=TtsElevenLabsSettings)
     piper: TtsPiperSettings = Field(default_factory=TtsPiperSettings)
@@ -280,8 +285,33 @@ class SttDeepgramSettings(_Section):
 
 
 class SttWhisperSettings(_Section):
+    """``[stt.whisper]``: local faster-whisper; its segmentation uses the ``[vad]`` engine and
+    levels, with ``pause_ms`` as the silence that starts a transcription."""
+
     model_path: str | None = None
     language: str | None = "en"
+    beam_size: int = Field(1, ge=1, le=10)
+    temperature: float = Field(0.0, ge=0, le=1)
+    """One temperature, no fallback (a fallback to hotter retries cost up to 1.9 s)."""
+    without_timestamps: bool = True
+    no_speech_threshold: float | None = Field(0.6, ge=0, le=1)
+    compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
+    cpu_threads: int = Field(1, ge=0, le=64)
+    """Threads per transcription; 0: CTranslate2's default (one was fastest on a busy 2-core
+    box)."""
+    fit_seconds: float | None = Field(6.0, ge=0.5, le=30)
+    """Encode the audio plus this much silence, not Whisper's fixed 30 s window (3–5× faster on
+    a CPU; a looping result is redone on the full window). Unset/false: always 30 s."""
+    pause_ms: int = Field(100, ge=20, le=2000)
+    """Silence after which the turn so far is transcribed (early, while the caller pauses)."""
+
+    @field_validator("fit_seconds", mode="before")
+    @classmethod
+    def _fit_off(cls, v: Any) -> Any:
+        # TOML has no null: `false` (or "off") means the full 30 s window
+        if v is False or (isinstance(v, str) and v.strip().lower() in ("false", "off", "none")):
+            return None
+        return v
 
 
 class SttSettings(_Section):
@@ -314,6 +344,27 @@ class VadSettings(_Section):
     echo_energy_ratio: float | None = Field(None, gt=0, le=100)
     """If set, caller speech must be at least this many times the RMS of the bot audio playing
     to count as a barge-in while the bot speaks (rejects loud echo)."""
+
+
+class TurnSettings(_Section):
+    """``[turn]``: when the caller's turn is over (local whisper; cloud engines endpoint on
+    their own). The silence needed depends on the words so far."""
+
+    hangover_ms: int = Field(400, ge=0, le=5000)
+    """Silence that ends a turn whose words sound complete ("Two people, please.")."""
+    lead_in_ms: int = Field(700, ge=0, le=10_000)
+    """Silence that ends a turn of only a greeting or marker ("Hi!", "Well"): people go on."""
+    incomplete_ms: int = Field(1300, ge=0, le=10_000)
+    """Silence that ends an unfinished turn ("a table for", "um", a trailing comma): the cap."""
+    speculate: bool = True
+    """Start the responder on a partial transcript that sounds complete; its reply is used only
+    if the final transcript says the same words (tools never run speculatively)."""
+
+    @model_validator(mode="after")
+    def _order(self) -> TurnSettings:
+        if not self.hangover_ms <= self.lead_in_ms <= self.incomplete_ms:
+            raise ValueError("hangover_ms <= lead_in_ms <= incomplete_ms must hold")
+        return self
 
 
 class PacerSettings(_Section):
@@ -503,6 +554,7 @@ class Settings(BaseSettings):
     tts: TtsSettings = Field(default_factory=TtsSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
     vad: VadSettings = Field(default_factory=VadSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     pacer: PacerSettings = Field(default_factory=PacerSettings)
     responder: ResponderSettings = Field(default_factory=ResponderSettings)
     task: TaskSettings = Field(default_factory=TaskSettings)

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from voicecall.audio.g711 import ulaw_decode
 from voicecall.speech.errors import SpeechEngineMissing
 from voicecall.speech.tts.espeak import EspeakTts
-from voicecall.speech.tts.piper import PiperTts
+from voicecall.speech.tts.piper import PiperTts, first_clause
 
 GUARD = 30
 TEXT = "Hello there. This is a test of the streaming speech engine. It has three sentences."
@@ -162,3 +164,26 @@ def test_providers_satisfy_the_protocols() -> None:
         assert isinstance(tts, TtsProvider)
     for stt in (WhisperStt(), OpenAiRealtimeStt("k"), DeepgramStt("k")):
         assert isinstance(stt, SttProvider)
+
+
+def test_piper_makes_the_first_clause_of_a_long_first_sentence_on_its_own() -> None:
+    assert first_clause("Sure, I can book that for you. Which day?") == [
+        "Sure, I can book that for you. Which day?"
+    ]  # "Sure," is one word: too short a clause
+    assert first_clause("Of course, I can book that for you. Which day?") == [
+        "Of course,",
+        "I can book that for you. Which day?",
+    ]
+    assert first_clause("Two people. Thanks, bye now.") == ["Two people. Thanks, bye now."]
+    assert first_clause("We are open until ten, every day") == [
+        "We are open until ten,",
+        "every day",
+    ]
+    assert first_clause("At 7,30 please") == ["At 7,30 please"]  # no space: not a break
+
+
+@given(st.text(alphabet=st.sampled_from("ab ,.;:?!"), max_size=60))
+def test_first_clause_keeps_every_word(text: str) -> None:
+    pieces = first_clause(text)
+    assert 1 <= len(pieces) <= 2
+    assert " ".join(" ".join(pieces).split()) == " ".join(text.split())

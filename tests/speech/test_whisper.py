@@ -14,8 +14,17 @@ import pytest
 from voicecall.audio.g711 import FRAME_BYTES, ulaw_encode
 from voicecall.audio.vad import WebRtcVad
 from voicecall.speech.errors import SpeechEngineMissing
-from voicecall.speech.stt.whisper import UtteranceCollector, WhisperStt
+from voicecall.speech.stt.whisper import (
+    TurnCutter,
+    TurnJob,
+    UtteranceCollector,
+    WhisperDecode,
+    WhisperStt,
+)
 from voicecall.speech.tts.espeak import EspeakTts
+from voicecall.voice.endturn import Commit, TurnPolicy
+
+POLICY = TurnPolicy(hangover_ms=200, lead_in_ms=700, incomplete_ms=1300)
 
 needs_whisper = pytest.mark.skipif(
     importlib.util.find_spec("faster_whisper") is None
@@ -31,10 +40,10 @@ class ScriptedVad:
     """A VAD whose per-frame decision is given: loud frames are speech (stands in for webrtcvad
     so the cutting arithmetic is checked exactly)."""
 
-    def __init__(self) -> None:
+    def __init__(self, silence_ms: int = 400) -> None:
         from voicecall.audio.vad import Segmenter
 
-        self._seg = Segmenter(100 * 8, 400 * 8)
+        self._seg = Segmenter(100 * 8, silence_ms * 8)
         self._offset = 0
 
     @property
@@ -46,6 +55,10 @@ class ScriptedVad:
         self._offset += frame.size
         loud = float(np.abs(frame.astype(np.int32)).mean()) > 1000
         return self._seg.update(loud, start, frame.size)
+
+    @property
+    def onset_pending(self) -> bool:
+        return self._seg.onset_pending
 
     def reset(self) -> None:
         self._seg.reset()
@@ -105,6 +118,90 @@ def test_collector_splits_overlong_speech() -> None:
     assert [(u.start_ms, u.end_ms) for u in done] == [(0, 1000), (1000, 2000)]
 
 
+def cut(cutter: TurnCutter, audio: bytes) -> list[TurnJob | Commit]:
+    out: list[TurnJob | Commit] = []
+    for i in range(0, len(audio), FRAME_BYTES):
+        out.extend(cutter.feed(audio[i : i + FRAME_BYTES]))
+    return out
+
+
+def test_cutter_asks_for_a_transcript_at_each_pause_and_commits_a_complete_turn() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=300, tail_ms=200)  # type: ignore[arg-type]
+    (job,) = cut(c, quiet(1000) + tone(800) + quiet(100))
+    assert isinstance(job, TurnJob) and not job.final
+    assert (job.start_ms, job.upto_ms) == (700, 1800)
+    assert job.pcm.size == (1900 - 700) * 8  # the tail is what there is so far
+    assert c.heard("Two people, please.", job.upto_ms) is None  # 100 ms of silence < 200
+    (commit,) = cut(c, quiet(100))
+    assert isinstance(commit, Commit)
+    assert (commit.text, commit.speech_end_ms, commit.decided_ms) == (
+        "Two people, please.",
+        1800,
+        2000,
+    )
+    assert cut(c, quiet(2000)) == []
+
+
+def test_cutter_waits_through_a_thinking_pause_and_keeps_one_turn() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
+    (first,) = cut(c, tone(1000) + quiet(100))
+    assert isinstance(first, TurnJob)
+    assert c.heard("I'd like a table for", first.upto_ms) is None
+    assert cut(c, quiet(900)) == []  # a one-second pause: not the end
+    (second,) = cut(c, tone(600) + quiet(100))
+    assert isinstance(second, TurnJob) and second.start_ms == 0  # the whole turn again
+    # up to the end of speech (no tail), the 1 s pause shortened to 300 ms
+    assert second.pcm.size == (2600 - 1000 + 300) * 8
+    pcm = second.pcm.astype(np.int32)
+    assert np.abs(pcm[1000 * 8 : 1150 * 8]).max() < 100  # the pause's first 150 ms …
+    assert np.abs(pcm[1150 * 8 : 1300 * 8]).max() < 100  # … and its last 150 ms
+    assert np.abs(pcm[1300 * 8 : 1400 * 8]).max() > 1000  # then the words after it
+    commit = c.heard("I'd like a table for two.", second.upto_ms)
+    assert commit is None
+    (commit,) = cut(c, quiet(100))
+    assert isinstance(commit, Commit) and commit.text == "I'd like a table for two."
+
+
+def test_cutter_holds_the_commit_while_speech_is_starting_again() -> None:
+    """ "No, thank you.": 180 ms after "No" the caller goes on; the speech start is only
+    confirmed at 280 ms (min_speech_ms 100), after the 200 ms hangover: no commit meanwhile."""
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
+    (job,) = cut(c, tone(500) + quiet(100))
+    assert isinstance(job, TurnJob)
+    assert c.heard("No", job.upto_ms) is None
+    assert cut(c, quiet(80) + tone(200)) == []  # would have committed at 700 ms otherwise
+    assert c.turn.speaking
+    (again,) = cut(c, tone(300) + quiet(100))
+    assert isinstance(again, TurnJob) and again.upto_ms == 1180
+
+
+def test_cutter_commits_a_late_transcript_at_once() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
+    (job,) = cut(c, tone(500) + quiet(100))
+    assert cut(c, quiet(400)) == []  # no transcript yet: nothing to decide on
+    commit = c.heard("Yes.", job.upto_ms)  # type: ignore[union-attr]
+    assert commit is not None and commit.decided_ms == 1000
+
+
+def test_cutter_flush_and_overlong_turns_are_final_jobs() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, max_turn_ms=1000)  # type: ignore[arg-type]
+    jobs = cut(c, tone(2500))
+    assert [(j.start_ms, j.final) for j in jobs if isinstance(j, TurnJob)] == [
+        (0, True),
+        (1000, True),
+    ]
+    last = c.flush()
+    assert last is not None and last.final and last.start_ms == 2000
+    assert c.flush() is None
+
+
+def test_decode_options_are_checked() -> None:
+    with pytest.raises(ValueError):
+        WhisperDecode(beam_size=0)
+    with pytest.raises(ValueError):
+        WhisperDecode(temperature=1.5)
+
+
 async def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     stt = WhisperStt(tmp_path)
     session = await stt.open_session()
@@ -127,12 +224,16 @@ def test_default_model_is_the_packaged_tiny_en() -> None:
 @pytest.mark.slow
 @needs_whisper
 @needs_espeak
-async def test_whisper_transcribes_espeak_speech_over_the_phone_path() -> None:
+@pytest.mark.parametrize("fit_seconds", [6.0, None])
+async def test_whisper_transcribes_espeak_speech_over_the_phone_path(
+    fit_seconds: float | None,
+) -> None:
+    """Whisper on a window fitted to the audio (the default) and on its full 30 s window."""
     speech = b"".join(
         [c async for c in EspeakTts(rate_wpm=140).synthesize("Please book a table for two people.")]
     )
     audio = quiet(500) + speech + quiet(1500)
-    stt = WhisperStt(vad_factory=WebRtcVad)
+    stt = WhisperStt(vad_factory=WebRtcVad, decode=WhisperDecode(fit_seconds=fit_seconds))
     session = await stt.open_session()
     for i in range(0, len(audio), FRAME_BYTES):
         session.send(audio[i : i + FRAME_BYTES])
@@ -147,3 +248,11 @@ async def test_whisper_transcribes_espeak_speech_over_the_phone_path() -> None:
     words = t.text.lower()
     assert "table" in words and "two" in words and "people" in words
     await stt.aclose()
+
+
+def test_long_loops_are_cut_to_one_repeat_and_numbers_stay() -> None:
+    from voicecall.speech.stt.whisper import _LOOP, _STUTTER
+
+    assert _LOOP.sub(r"\1", "Half-half-half-half-half-half-half-half-") == "Half-half-"
+    assert _LOOP.sub(r"\1", "My number is 555 5555.") == "My number is 555 5555."
+    assert _STUTTER.search("for 4-F-F-F-F") and not _STUTTER.search("Hello there.")

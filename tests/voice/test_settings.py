@@ -110,3 +110,40 @@ def test_tuning_from_settings_builds_pacer_and_vad() -> None:
     assert (t.min_speech_ms, t.echo_energy_ratio, t.max_queued_utterances) == (80, 1.5, 3)
     vad = t.vad_factory()()
     assert not vad.speaking
+
+
+def test_whisper_decoding_turn_taking_and_vad_reach_the_local_engine() -> None:
+    from voicecall.audio.vad import WebRtcVad
+    from voicecall.speech.registry import build_stt
+    from voicecall.speech.stt.whisper import WhisperStt
+
+    s = load_config(
+        env={},
+        overrides={
+            "stt": {
+                "provider": "whisper",
+                "whisper": {"beam_size": 3, "temperature": 0.2, "pause_ms": 80},
+            },
+            "turn": {"hangover_ms": 250, "lead_in_ms": 600, "incomplete_ms": 1100},
+            "vad": {"aggressiveness": 3, "min_speech_ms": 40, "min_peak_dbfs": -40.0},
+        },
+    )
+    stt = build_stt(stt_config(s), env={})
+    assert isinstance(stt, WhisperStt)
+    assert (stt.decode.beam_size, stt.decode.temperature, stt.decode.without_timestamps) == (
+        3,
+        0.2,
+        True,
+    )
+    policy = stt.turn_policy
+    assert (policy.hangover_ms, policy.lead_in_ms, policy.incomplete_ms) == (250, 600, 1100)
+    vad = stt.vad_factory()
+    assert isinstance(vad, WebRtcVad)
+    assert vad.aggressiveness == 3
+    assert vad._seg.min_silence_samples == 80 * 8  # speech ends at the pause
+    assert vad._seg.min_speech_samples == 40 * 8
+
+
+def test_turn_settings_must_be_in_order() -> None:
+    with pytest.raises(ConfigError, match="hangover_ms"):
+        load_config(env={}, overrides={"turn": {"hangover_ms": 900}})

@@ -189,6 +189,11 @@ class Segmenter:
             return VadEvent(VadEventKind.SPEECH_START, self._run_start)
         return None
 
+    @property
+    def onset_pending(self) -> bool:
+        """In silence, but speech blocks have begun (not yet ``min_speech_samples`` of them)."""
+        return not self.speaking and self._run_len > 0
+
     def reset(self) -> None:
         self.speaking = False
         self._run_start = 0
@@ -245,6 +250,11 @@ class WebRtcVad:
     @property
     def speaking(self) -> bool:
         return self._seg.speaking
+
+    @property
+    def onset_pending(self) -> bool:
+        """Speech may be starting again (the end of a turn should wait a frame or two)."""
+        return self._seg.onset_pending
 
     def is_speech(self, pcm16_8k_frame: npt.NDArray[np.int16]) -> bool:
         """The raw per-frame decision (no hysteresis, no state change)."""
@@ -330,6 +340,11 @@ class SileroVad:
     @property
     def speaking(self) -> bool:
         return self._seg.speaking
+
+    @property
+    def onset_pending(self) -> bool:
+        """Speech may be starting again (the end of a turn should wait a frame or two)."""
+        return self._seg.onset_pending
 
     def feed(self, pcm16_8k_frame: npt.NDArray[np.int16]) -> VadEvent | None:
         frame = _check_frame(pcm16_8k_frame)

