@@ -345,6 +345,8 @@ async def test_a_task_call_over_media_streams(
             stt={"provider": "whisper"},
             responder={"base_url": f"http://{chat_at}/v1", "model": "m", "api_key": KEY},
             reports={"url": f"http://{hook_at}/r", "secret": SECRET, "allow_private_urls": True},
+            # the chat fake answers in script order: no early (speculative) runs to use it up
+            turn={"speculate": False},
         )
         chat.plan(Plan(text="I'd like a table for two tonight at seven, please."))
         chat.plan(Plan(text="", tool_call=("ask_owner", {"question": "Is 7:30 fine?"})))
