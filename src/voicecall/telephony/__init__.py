@@ -1,5 +1,6 @@
-"""Telephony moves beside the call lifecycle: recording, keypad out (DTMF) and transfer
-(cold/warm) with their model tools; answering machines (voicemail) and hold. Pure decisions
-live in ``recording.py``, ``keypad.py``, ``transfer_plan.py``, ``options.py``, ``machine.py``
-and ``holdwatch.py``; the I/O in ``wavtap.py``, ``recordings.py``, ``dtmf_out.py``,
-``transfer.py``, ``tools.py``, ``voicemail.py`` and ``hold.py``."""
+"""Telephony moves beside the call lifecycle: voicemail (answering-machine detection), hold and
+IVR menus, keypad out (DTMF), transfer (cold/warm) with their model tools, and recording.
+
+Pure decisions live in ``options.py``, ``machine.py``, ``holdwatch.py``, ``keypad.py``,
+``transfer_plan.py`` and ``recording.py``; the I/O in ``voicemail.py``, ``hold.py``,
+``dtmf_out.py``, ``transfer.py``, ``tools.py``, ``wavtap.py`` and ``recordings.py``."""
