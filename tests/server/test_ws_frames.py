@@ -66,6 +66,7 @@ def test_64_bit_lengths_are_parsed() -> None:
         unmasked(Opcode.TEXT, b"no mask"),  # clients must mask
         client_frame(Opcode.TEXT, b"z" * (MAX + 1)),  # over the size limit
     ],
+    ids=["fragment", "rsv1", "unmasked", "oversized"],  # the masks are random: stable ids
 )
 def test_a_frame_the_fast_path_does_not_own_switches_to_passthrough_for_good(odd: bytes) -> None:
     before = client_frame(Opcode.TEXT, b"before")
