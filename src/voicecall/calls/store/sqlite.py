@@ -33,6 +33,15 @@ Design
   checkpoint lets the writer go on committing meanwhile; committed transactions are durable in
   the WAL before it runs, so checkpoints change nothing about durability. The last connection
   to close checkpoints what is left (SQLite does that itself).
+* **The WAL stays small under sustained load.** SQLite starts the WAL file over only when a
+  write transaction begins after a *complete* checkpoint. Under a steady stream of commits the
+  background pass never catches up with the frames appended meanwhile, so the WAL grew without
+  bound (350 MB after 8 s at 4,800 webhooks/s) and, once the load stopped, the first commit
+  after the reset truncated it back to ``journal_size_limit``: a 120 ms stall for whichever
+  webhooks were waiting. So after each background pass the writer thread, right after it has
+  answered its current batch (nobody of that batch waits), checkpoints the few frames appended
+  since; its next transaction then starts the WAL over, and the file never outgrows a
+  checkpoint interval's worth of pages.
 * ``busy_timeout`` makes a second process sharing the file wait for the write lock instead of
   failing at once. Schema migrations run under ``BEGIN IMMEDIATE``
   (see :mod:`voicecall.calls.store.migrations`).
@@ -211,8 +220,12 @@ class SQLiteStore(Store):
         self._checkpoint_interval = float(checkpoint_interval)
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
+        # set by the background pass: the writer checkpoints the tail so the WAL can start over
+        self._tail_due = threading.Event()
         self.checkpoints = 0
         """Passive checkpoints run so far (the background thread's count)."""
+        self.tail_checkpoints = 0
+        """The writer's catch-up checkpoints after a background pass (each lets the WAL restart)."""
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -409,6 +422,17 @@ class SQLiteStore(Store):
             self._deliver(batch, outcomes)
             if stop:
                 return
+            if self._tail_due.is_set():
+                self._tail_due.clear()
+                self._checkpoint_tail(conn)
+
+    def _checkpoint_tail(self, conn: sqlite3.Connection) -> None:
+        """Copy the frames appended since the background pass (a few hundred pages at most):
+        the checkpoint is then complete and the writer's next transaction restarts the WAL."""
+        with contextlib.suppress(sqlite3.Error):  # the background pass runs again: next time
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if not busy:
+                self.tail_checkpoints += 1
 
     def _apply_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
         try:
@@ -503,8 +527,10 @@ class SQLiteStore(Store):
         try:
             while not stop.wait(self._checkpoint_interval):
                 with contextlib.suppress(sqlite3.Error):  # busy or locked: next time
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    busy, log_frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
+                    if not busy and log_frames > 0:
+                        self._tail_due.set()
         finally:
             conn.close()
 
