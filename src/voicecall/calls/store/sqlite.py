@@ -430,7 +430,11 @@ class SQLiteStore(Store):
         """Copy the frames appended since the background pass (a few hundred pages at most):
         the checkpoint is then complete and the writer's next transaction restarts the WAL."""
         with contextlib.suppress(sqlite3.Error):  # the background pass runs again: next time
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            import time as _t, os as _os
+            _t0 = _t.perf_counter()
+            busy, _f, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if _os.environ.get("VCDBG"):
+                import sys as _s; print(f"DBG tail {busy} {_f} took {(_t.perf_counter()-_t0)*1000:.1f} ms at {_t.time():.3f}", file=_s.stderr, flush=True)
             if not busy:
                 self.tail_checkpoints += 1
 
@@ -527,7 +531,11 @@ class SQLiteStore(Store):
         try:
             while not stop.wait(self._checkpoint_interval):
                 with contextlib.suppress(sqlite3.Error):  # busy or locked: next time
+                    import time as _t, os as _os
+                    _t0 = _t.perf_counter()
                     busy, log_frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if _os.environ.get("VCDBG"):
+                        import sys as _s; print(f"DBG ckpt {busy} {log_frames} took {(_t.perf_counter()-_t0)*1000:.1f} ms at {_t.time():.3f}", file=_s.stderr, flush=True)
                     self.checkpoints += 1
                     if not busy and log_frames > 0:
                         self._tail_due.set()
