@@ -27,8 +27,9 @@ Design
   file) although their webhooks were already acknowledged. Choose it only where the disk's fsync
   is very slow and that window is acceptable.
 * **Checkpoints** run in their own thread on their own connection (``PASSIVE``, every
-  ``checkpoint_interval`` seconds), never inside a commit: SQLite's automatic checkpoint (every
-  1,000 WAL pages) ran in whichever commit crossed the mark, and that batch's callers waited for
+  ``checkpoint_interval`` seconds, at the lowest CPU priority), never inside a commit:
+  SQLite's automatic checkpoint (every 1,000 WAL pages) ran in whichever commit crossed the
+  mark, and that batch's callers waited for
   the copy into the database file and its fsync (the tail of webhook latency). A passive
   checkpoint lets the writer go on committing meanwhile; committed transactions are durable in
   the WAL before it runs, so checkpoints change nothing about durability. The last connection
@@ -525,6 +526,7 @@ class SQLiteStore(Store):
     # -- checkpoint thread -----------------------------------------------------------------
 
     def _checkpoint_main(self, stop: threading.Event) -> None:
+        _lowest_priority()
         try:
             conn = self._connect()
         except sqlite3.Error:
@@ -763,6 +765,15 @@ class SQLiteStore(Store):
             lambda c: c.execute(sql, tuple(params)).fetchall()
         )
         return rows
+
+
+def _lowest_priority() -> None:
+    """Make the calling thread the last to get a CPU (Linux: nice is per thread). A checkpoint
+    pass copies thousands of pages; at normal priority it took the core from the event loop
+    for milliseconds (the server is often pinned to one core), at nice 19 the loop preempts it
+    as soon as a request arrives. Lowering one's own priority needs no privilege."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], _Outcome]]) -> None:
