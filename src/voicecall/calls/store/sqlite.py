@@ -87,7 +87,7 @@ _SELECT_CALL = f"SELECT {_COLS} FROM calls"  # noqa: S608 - column names are con
 _UPSERT_CALL = (
     f"INSERT INTO calls ({_COLS}) VALUES ({', '.join('?' * len(codec.CALL_COLUMNS))})"  # noqa: S608
     " ON CONFLICT (call_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in codec.CALL_COLUMNS[1:])
+    + ", ".join(f"{c} = excluded.{c}" for c in codec.CALL_UPDATE_COLUMNS)
 )
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(codec.EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
