@@ -499,3 +499,33 @@ async def test_the_first_reply_after_a_final_transcript_carries_its_latency() ->
         assert (await r.session.say("Anything else?")).latency is None
     finally:
         await r.session.shutdown("test over")
+
+
+class _SlowFlushStt:
+    """An STT session whose last transcript comes only when it is closed, ``delay`` later
+    (local whisper transcribing a goodbye on a busy machine)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._queue: asyncio.Queue[Transcript | None] = asyncio.Queue()
+
+    def send(self, ulaw_frame: bytes) -> None:
+        pass
+
+    async def events(self) -> AsyncIterator[Transcript]:
+        while (item := await self._queue.get()) is not None:
+            yield item
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(self.delay)
+        self._queue.put_nowait(Transcript("Thank you, goodbye.", final=True))
+        self._queue.put_nowait(None)
+
+
+async def test_the_callers_last_words_survive_a_slow_flush_at_the_hang_up() -> None:
+    # the stream stops while the recogniser still works on the caller's last utterance: the
+    # session waits for it (it waited 5 s and dropped the words; whisper took longer under load)
+    stt = _SlowFlushStt(delay=6.0)
+    r = await make_rig(stt=stt)
+    await r.session.shutdown("stop")
+    assert ("call-1", "Thank you, goodbye.", True) in r.host.said

@@ -77,6 +77,11 @@ log = logging.getLogger("voicecall.voice")
 
 _BYTES_PER_MS: Final = BYTES_PER_SECOND // 1000
 _REPORT_EVERY: Final = 50  # inbound frames per metrics update (one second of caller audio)
+#: How long a closing stream waits for the recogniser to transcribe what the caller said last
+#: (a goodbye just before the hang-up). Local whisper on a busy 2-core machine took more than
+#: the 5 s this was, and the caller's last words were dropped; nothing waits on it but the
+#: call's own wrap-up.
+STT_FLUSH_SECONDS: Final = 30.0
 _STT_HELD_MAX: Final = 150  # payloads kept while the recogniser is held (3 s of 20 ms frames)
 _ULAW_SILENCE: Final = b"\xff" * 1600
 
@@ -267,12 +272,22 @@ class VoiceSession:
         speaker, notifier, *rest = self._tasks
         speaker.cancel()
         if self._stt is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._stt.aclose(), 5.0)  # flushes the last transcript
+            try:
+                # flushes the last transcript (the caller's words just before the hang-up)
+                await asyncio.wait_for(self._stt.aclose(), STT_FLUSH_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "call %s: speech recognition did not finish within %.0f s of the end; "
+                    "the caller's last words may be missing",
+                    self.call_id,
+                    STT_FLUSH_SECONDS,
+                )
+            except Exception:  # noqa: S110  (the recogniser reports its own failure)
+                pass
         if rest:
             (stt_task,) = rest
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(stt_task, 2.0)
+                await asyncio.wait_for(stt_task, 5.0)
         self._notices.put_nowait(None)  # the notifier drains what is queued, then ends
         self._notices_closed = True
         if asyncio.current_task() is not notifier:  # a host callback may be closing us
