@@ -134,3 +134,15 @@ async def running_server(
         if streaming:
             assert running.app.streams is not None, "streaming did not come up"
         yield running
+
+
+async def wait_ended(server: RunningServer, call_id: str, timeout: float) -> dict[str, Any]:
+    """The call's document once it has ended (``ended_at`` set); fails after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        doc: dict[str, Any] = (await server.http.get(f"/api/calls/{call_id}")).json()
+        if doc["ended_at"] is not None:
+            return doc
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"call {call_id} did not end: {doc}")

@@ -15,6 +15,7 @@ import pytest_asyncio
 from voicecall.emulator.runtime import Emulator
 
 from .harness import CALLEE, RunningServer, StartServer
+from .test_telephony import IVR as GATHER_IVR
 
 pytestmark = [
     pytest.mark.slow,
@@ -22,21 +23,8 @@ pytestmark = [
 ]
 pytest.importorskip("faster_whisper", reason="optional extra voicecall[whisper] not installed")
 
-IVR = {
-    "answer_after_ms": 100,
-    "ivr": {
-        "answer_delay_ms": 300,
-        "nodes": {
-            "main": {
-                "say": "For bookings press one, for opening hours press two.",
-                "options": {"1": "bookings", "2": "hours"},
-                "timeout_ms": 8000,
-            },
-            "bookings": {"say": "Bookings desk, please hold.", "next": "main"},
-            "hours": {"say": "We are open from six to eleven. Goodbye.", "then": "hangup"},
-        },
-    },
-}
+#: the menu of test_telephony, answering a little later (the stream is set up first)
+IVR = {**GATHER_IVR, "ivr": {**GATHER_IVR["ivr"], "answer_delay_ms": 300}}
 
 
 @pytest_asyncio.fixture

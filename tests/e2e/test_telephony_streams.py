@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from voicecall.emulator.runtime import Emulator
 
-from .harness import CALLEE, RunningServer, StartServer
+from .harness import CALLEE, RunningServer, StartServer, wait_ended
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,14 +32,7 @@ async def streaming_server(
 
 
 async def ended(server: RunningServer, call_id: str, timeout: float = 90) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        doc: dict[str, Any] = (await server.http.get(f"/api/calls/{call_id}")).json()
-        if doc["ended_at"] is not None:
-            return doc
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"call {call_id} did not end: {doc}")
+    return await wait_ended(server, call_id, timeout)
 
 
 async def test_voicemail_on_a_stream_starts_after_the_beep(
