@@ -167,7 +167,7 @@ class _Observer(VoiceObserver):
 StreamObserver = _Observer
 
 
-def _never(text: str) -> bool:
+def _never(text: str | list[str]) -> bool:
     return False
 
 
@@ -179,6 +179,7 @@ class _AsgiTransport:
         self.lane = lane
         self.closed = False
         self.send_text_nowait = lane.send_text_nowait if lane is not None else _never
+        self.send_texts_nowait = lane.send_texts_nowait if lane is not None else _never
 
     async def send_text(self, text: str) -> None:
         await self._send({"type": "websocket.send", "text": text})

@@ -102,6 +102,11 @@ class Transport(Protocol):
         """Write ``text`` now if the socket can take it at once; ``False``: use ``send_text``."""
         ...
 
+    def send_texts_nowait(self, texts: list[str]) -> bool:
+        """Write all of ``texts`` now, in order (as one write), if the socket can take them at
+        once; ``False``: nothing was written, use ``send_text``."""
+        ...
+
     async def close(self, code: int, reason: str) -> None: ...
 
 
@@ -482,6 +487,15 @@ class VoiceSession:
         if self._writer is not None or self._broken:
             return  # the writer task sends what is queued, in order
         frames = self.media.data_to_send()
+        if not frames:
+            return
+        if len(frames) > 1:  # a media message and a mark: one write for both
+            try:
+                if self._transport.send_texts_nowait(frames):
+                    return
+            except Exception as exc:  # the socket is gone; the reader will see it
+                self._send_failed(exc)
+                return
         nowait = self._transport.send_text_nowait
         for i, frame in enumerate(frames):
             try:
