@@ -30,7 +30,7 @@ from typing import Final, cast
 import httpx
 from prometheus_client import Counter, Histogram
 
-from voicecall.calls.channel import StreamHost, StreamRejected
+from voicecall.calls.channel import MediaTap, StreamHost, StreamRejected
 from voicecall.config import Settings
 from voicecall.server.metrics import Metrics
 from voicecall.server.webhooks import Receive, Scope, Send
@@ -62,7 +62,6 @@ from voicecall.voice.settings import (
     stt_config,
     tts_config,
 )
-from voicecall.voice.tap import MediaTap
 
 __all__ = [
     "StreamEndpoint",

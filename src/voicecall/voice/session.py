@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol
 
 from voicecall.audio.g711 import BYTES_PER_SECOND, ulaw_decode
 from voicecall.audio.pacer import Chunk, Item, MarkPoint
-from voicecall.calls.channel import AudioTap, SpokenResult, StreamHost
+from voicecall.calls.channel import MediaTap, SpokenResult, StreamHost
 from voicecall.errors import VoicecallError
 from voicecall.speech.errors import SpeechError
 from voicecall.speech.stt.base import SttSession, Transcript
@@ -63,7 +63,6 @@ from voicecall.voice.latency import ArrivalClock, TurnStamps
 from voicecall.voice.listener import Listener
 from voicecall.voice.player import Player, drive
 from voicecall.voice.settings import VoiceTuning
-from voicecall.voice.tap import MediaTap
 
 __all__ = [
     "ChannelClosed",
@@ -199,8 +198,6 @@ class VoiceSession:
         self._tts = tts
         self._stt = stt
         self._obs = observer or VoiceObserver()
-        #: hears both tracks (the call's recorder), if any
-        self.tap: Final = tap
         self.detector: Final = BargeInDetector(
             echo_guard_ms=tuning.echo_guard_ms, energy_ratio=tuning.echo_energy_ratio
         )
@@ -225,8 +222,9 @@ class VoiceSession:
         self.detach_reason: str | None = None
         self.barge_ins = 0
         self.frames_in = 0
-        #: listeners of the inbound audio (detectors); empty for most calls: no cost then
-        self._taps: list[AudioTap] = []
+        #: who hears the stream beside the pipeline (the recorder, detectors); replaced, never
+        #: mutated (a tap may remove itself while the taps are being called); empty: no cost
+        self._taps: tuple[MediaTap, ...] = () if tap is None else (tap,)
         #: while the far end is on hold the recogniser hears silence; the real audio is kept
         #: (bounded) so the onset of the person who picks up can be replayed to it
         self._stt_held: deque[bytes] | None = None
@@ -246,8 +244,8 @@ class VoiceSession:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.tap is not None:
-            self.tap.stream_started(loop.time())
+        for tap in self._taps:
+            tap.stream_started(loop.time())
         self.player.start()
         self._tasks.append(loop.create_task(self._speak_loop(), name="voice-speaker"))
         self._tasks.append(loop.create_task(self._notify_loop(), name="voice-notifier"))
@@ -264,8 +262,8 @@ class VoiceSession:
         self._closed = True
         self._obs.frames_in(self.frames_in % _REPORT_EVERY)
         self._abandon_all(self.player.now())
-        if self.tap is not None:
-            self.tap.stream_ended(self.player.now())
+        for tap in self._taps:
+            tap.stream_ended(self.player.now())
         await self.player.aclose()
         if self._writer is not None:
             self._writer.cancel()
@@ -371,9 +369,12 @@ class VoiceSession:
             return
         if type(event) is Media:  # ~50 a second: no further dispatch, no extra coroutine
             self.clock.frame(len(event.payload), event.timestamp_ms, time.monotonic())
+            taps = self._taps
+            if taps and event.track != "outbound":
+                now = self.player.now()
+                for tap in taps:
+                    tap.inbound(event.timestamp_ms, event.payload, now)
             self._on_media(event.payload)
-            if self.tap is not None and event.track != "outbound":
-                self.tap.inbound(event.timestamp_ms, event.payload, self.player.now())
             if self._stt is not None:
                 if self._stt_held is None:
                     self._stt.send(event.payload)  # never blocks: buffers while connecting
@@ -389,12 +390,15 @@ class VoiceSession:
         elif isinstance(event, Stop):
             self.detach_reason = self.detach_reason or "stream stopped"
 
-    def add_tap(self, tap: AudioTap) -> Callable[[], None]:
-        """Call ``tap`` with each inbound payload (in the audio path: it must be quick)."""
-        self._taps = [*self._taps, tap]
+    def add_tap(self, tap: MediaTap) -> Callable[[], None]:
+        """Tell ``tap`` about the stream from now on (in the audio path: it must be quick);
+        ``stream_started`` at once if the stream runs. Returns the remover."""
+        self._taps = (*self._taps, tap)
+        if self._tasks and not self._closed:  # started, not over
+            tap.stream_started(self.player.now())
 
         def remove() -> None:
-            self._taps = [t for t in self._taps if t is not tap]
+            self._taps = tuple(t for t in self._taps if t is not tap)
 
         return remove
 
@@ -412,8 +416,6 @@ class VoiceSession:
                 self._stt.send(payload)
 
     def _on_media(self, payload: bytes) -> None:
-        for tap in self._taps:
-            tap(payload)
         self.frames_in += 1
         if self.frames_in % _REPORT_EVERY == 0:  # batched: metrics cost per frame adds up
             self._obs.frames_in(_REPORT_EVERY)
@@ -466,8 +468,8 @@ class VoiceSession:
             if isinstance(item, Chunk):
                 self.media.send_media(item.payload)
                 chunks += 1
-                if self.tap is not None:
-                    self.tap.outbound(item.position, item.payload, now)
+                for tap in self._taps:
+                    tap.outbound(item.position, item.payload, now)
                 if utt is not None and not utt.audio_sent:
                     utt.audio_sent = True
                     self.detector.bot_started(self.listener.samples)
@@ -607,8 +609,8 @@ class VoiceSession:
             for name in self.media.send_clear():
                 self._mark_pos.pop(name, None)
             self._flush()
-            if self.tap is not None:
-                self.tap.cleared(self.player.now())
+            for tap in self._taps:
+                tap.cleared(self.player.now())
         self.detector.bot_stopped()
         now = self.player.now()
         utt = self._current
