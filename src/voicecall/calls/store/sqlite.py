@@ -75,67 +75,13 @@ from typing import Any, Literal, TypeVar
 from voicecall.calls.extras import CallSpec, ReportDelivery
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.calls.policy import OutboundCounts
-from voicecall.calls.store import codec, extras_sql, migrations
+from voicecall.calls.store import codec, migrations
+from voicecall.calls.store import sqlite_sql as stmt
 from voicecall.calls.store.base import AuditEntry, BlockedNumber, CallPage, EventRow, Store
 from voicecall.errors import StoreError
 
 Synchronous = Literal["NORMAL", "FULL"]
 _T = TypeVar("_T")
-
-_COLS = ", ".join(codec.CALL_COLUMNS)
-_SELECT_CALL = f"SELECT {_COLS} FROM calls"  # noqa: S608 - column names are constants
-_UPSERT_CALL = (
-    f"INSERT INTO calls ({_COLS}) VALUES ({', '.join('?' * len(codec.CALL_COLUMNS))})"  # noqa: S608
-    " ON CONFLICT (call_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in codec.CALL_UPDATE_COLUMNS)
-)
-_INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(codec.EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
-    " ON CONFLICT (dedupe_key) DO NOTHING"
-)
-# no ON CONFLICT: a line that exists makes the commit fail (lines are never overwritten)
-_INSERT_TRANSCRIPT = (
-    f"INSERT INTO transcript ({', '.join(codec.TRANSCRIPT_COLUMNS)})"  # noqa: S608
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_AMEND_TRANSCRIPT = "UPDATE transcript SET text = ?, final = ? WHERE call_id = ? AND seq = ?"
-_SELECT_NOTES = "SELECT notes FROM caller_memory WHERE caller = ?"
-_UPSERT_NOTES = (
-    "INSERT INTO caller_memory (caller, notes, updated_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (caller) DO UPDATE SET notes = excluded.notes, updated_at = excluded.updated_at"
-)
-# every other caller beyond the newest max_callers - 1 (the caller just written is kept)
-_PRUNE_CALLERS = (
-    "DELETE FROM caller_memory WHERE caller IN (SELECT caller FROM caller_memory"
-    " WHERE caller <> ? ORDER BY updated_at DESC, caller DESC LIMIT -1 OFFSET ?)"
-)
-_DELETE_CALLER = "DELETE FROM caller_memory WHERE caller = ?"
-_INSERT_BLOCKED = (
-    "INSERT INTO blocked_numbers (number, reason, created_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (number) DO NOTHING"
-)
-_DELETE_BLOCKED = "DELETE FROM blocked_numbers WHERE number = ?"
-_SELECT_BLOCKED = f"SELECT {', '.join(codec.BLOCKED_COLUMNS)} FROM blocked_numbers"  # noqa: S608
-_INSERT_AUDIT = (
-    f"INSERT INTO outbound_audit ({', '.join(codec.AUDIT_COLUMNS[1:])})"  # noqa: S608
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_PRUNE_AUDIT = "DELETE FROM outbound_audit WHERE at < ?"
-_SELECT_AUDIT = f"SELECT {', '.join(codec.AUDIT_COLUMNS)} FROM outbound_audit"  # noqa: S608
-_OUTBOUND_COUNTS = (
-    "SELECT"
-    " (SELECT count(*) FROM calls WHERE direction = 'outbound' AND to_number = ?"
-    "  AND created_at >= ?),"
-    " (SELECT count(*) FROM calls WHERE direction = 'outbound' AND created_at >= ?),"
-    " (SELECT total(max(coalesce(ended_at, ?) - answered_at, 0)) FROM calls"
-    "  WHERE direction = 'outbound' AND answered_at IS NOT NULL AND created_at >= ?)"
-)
-_INSERT_SPEC = extras_sql.for_sqlite(extras_sql.INSERT_SPEC)
-_INSERT_OUTBOX = extras_sql.for_sqlite(extras_sql.INSERT_OUTBOX)
-_EXTRA_WRITES = {k: extras_sql.for_sqlite(v) for k, v in extras_sql.WRITES.items()}
-_EXTRA_READS = {k: extras_sql.for_sqlite(v) for k, v in extras_sql.READS.items()}
-_TERMINAL_IN = ", ".join("?" * len(codec.TERMINAL_STATE_VALUES))
-_ACTIVE_IN = ", ".join("?" * len(codec.ACTIVE_STATE_VALUES))
 
 _STOP = object()
 
@@ -478,40 +424,44 @@ class SQLiteStore(Store):
     @staticmethod
     def _apply_one(conn: sqlite3.Connection, prepared: _Write) -> bool:
         if isinstance(prepared, codec.CallerNote):
-            row = conn.execute(_SELECT_NOTES, (prepared.caller,)).fetchone()
+            row = conn.execute(stmt.SELECT_NOTES, (prepared.caller,)).fetchone()
             old = codec.decode_notes(row[0]) if row is not None else []
             notes = codec.append_note(old, prepared.note, prepared.max_entries)
-            conn.execute(_UPSERT_NOTES, (prepared.caller, codec.encode_notes(notes), prepared.now))
-            conn.execute(_PRUNE_CALLERS, (prepared.caller, prepared.max_callers - 1))
+            conn.execute(
+                stmt.UPSERT_NOTES, (prepared.caller, codec.encode_notes(notes), prepared.now)
+            )
+            conn.execute(stmt.PRUNE_CALLERS, (prepared.caller, prepared.max_callers - 1))
             return True
         if isinstance(prepared, codec.ForgetCaller):
-            return conn.execute(_DELETE_CALLER, (prepared.caller,)).rowcount > 0
+            return conn.execute(stmt.DELETE_CALLER, (prepared.caller,)).rowcount > 0
         if isinstance(prepared, codec.BlockWrite):
             params = (prepared.number, prepared.reason, prepared.created_at)
-            return conn.execute(_INSERT_BLOCKED, params).rowcount > 0
+            return conn.execute(stmt.INSERT_BLOCKED, params).rowcount > 0
         if isinstance(prepared, codec.UnblockWrite):
-            return conn.execute(_DELETE_BLOCKED, (prepared.number,)).rowcount > 0
+            return conn.execute(stmt.DELETE_BLOCKED, (prepared.number,)).rowcount > 0
         if isinstance(prepared, codec.AuditWrite):
-            conn.execute(_INSERT_AUDIT, prepared.row)
+            conn.execute(stmt.INSERT_AUDIT, prepared.row)
             if prepared.prune_before is not None:
-                conn.execute(_PRUNE_AUDIT, (prepared.prune_before,))
+                conn.execute(stmt.PRUNE_AUDIT, (prepared.prune_before,))
             return True
         if isinstance(prepared, codec.AmendLines):
-            return sum(conn.execute(_AMEND_TRANSCRIPT, row).rowcount for row in prepared.rows) > 0
+            return (
+                sum(conn.execute(stmt.AMEND_TRANSCRIPT, row).rowcount for row in prepared.rows) > 0
+            )
         if isinstance(prepared, codec.Statement):
-            return conn.execute(_EXTRA_WRITES[prepared.key], prepared.params).rowcount > 0
+            return conn.execute(stmt.EXTRA_WRITES[prepared.key], prepared.params).rowcount > 0
         if prepared.event is not None:
-            cur = conn.execute(_INSERT_EVENT, prepared.event)
+            cur = conn.execute(stmt.INSERT_EVENT, prepared.event)
             if cur.rowcount == 0:
                 return False  # duplicate: nothing else is written
         if prepared.call is not None:
-            conn.execute(_UPSERT_CALL, prepared.call)
+            conn.execute(stmt.UPSERT_CALL, prepared.call)
         if prepared.transcript:
-            conn.executemany(_INSERT_TRANSCRIPT, prepared.transcript)
+            conn.executemany(stmt.INSERT_TRANSCRIPT, prepared.transcript)
         if prepared.spec is not None:
-            conn.execute(_INSERT_SPEC, prepared.spec)
+            conn.execute(stmt.INSERT_SPEC, prepared.spec)
         if prepared.outbox is not None:
-            conn.execute(_INSERT_OUTBOX, prepared.outbox)
+            conn.execute(stmt.INSERT_OUTBOX, prepared.outbox)
         return True
 
     @staticmethod
@@ -608,7 +558,7 @@ class SQLiteStore(Store):
         if codec.unstorable(call_id):
             return None
         row = await self._read(
-            lambda c: c.execute(f"{_SELECT_CALL} WHERE call_id = ?", (call_id,)).fetchone()
+            lambda c: c.execute(f"{stmt.SELECT_CALL} WHERE call_id = ?", (call_id,)).fetchone()
         )
         return None if row is None else codec.row_to_call(row)
 
@@ -617,7 +567,7 @@ class SQLiteStore(Store):
             return None
         row = await self._read(
             lambda c: c.execute(
-                f"{_SELECT_CALL} WHERE provider_call_id = ?", (provider_call_id,)
+                f"{stmt.SELECT_CALL} WHERE provider_call_id = ?", (provider_call_id,)
             ).fetchone()
         )
         return None if row is None else codec.row_to_call(row)
@@ -625,7 +575,8 @@ class SQLiteStore(Store):
     async def list_active(self) -> list[CallRecord]:
         rows = await self._read(
             lambda c: c.execute(
-                f"{_SELECT_CALL} WHERE state IN ({_ACTIVE_IN}) ORDER BY created_at, call_id",
+                f"{stmt.SELECT_CALL} WHERE state IN ({stmt.ACTIVE_IN})"
+                " ORDER BY created_at, call_id",
                 codec.ACTIVE_STATE_VALUES,
             ).fetchall()
         )
@@ -638,16 +589,16 @@ class SQLiteStore(Store):
         where: list[str] = []
         params: list[Any] = []
         if active is True:
-            where.append(f"state IN ({_ACTIVE_IN})")
+            where.append(f"state IN ({stmt.ACTIVE_IN})")
             params.extend(codec.ACTIVE_STATE_VALUES)
         elif active is False:
-            where.append(f"state IN ({_TERMINAL_IN})")
+            where.append(f"state IN ({stmt.TERMINAL_IN})")
             params.extend(codec.TERMINAL_STATE_VALUES)
         if cursor is not None:
             created_at, call_id = codec.decode_cursor(cursor)
             where.append("(created_at, call_id) < (?, ?)")
             params.extend((created_at, call_id))
-        sql = _SELECT_CALL
+        sql = stmt.SELECT_CALL
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, call_id DESC LIMIT ?"
@@ -706,7 +657,7 @@ class SQLiteStore(Store):
         return [codec.row_to_event(r) for r in rows]
 
     async def _caller_notes(self, caller: str) -> list[str]:
-        row = await self._read(lambda c: c.execute(_SELECT_NOTES, (caller,)).fetchone())
+        row = await self._read(lambda c: c.execute(stmt.SELECT_NOTES, (caller,)).fetchone())
         return [] if row is None else codec.decode_notes(row[0])
 
     async def _remember_caller(self, write: codec.CallerNote) -> None:
@@ -723,13 +674,13 @@ class SQLiteStore(Store):
 
     async def _blocked_number(self, number: str) -> BlockedNumber | None:
         row = await self._read(
-            lambda c: c.execute(f"{_SELECT_BLOCKED} WHERE number = ?", (number,)).fetchone()
+            lambda c: c.execute(f"{stmt.SELECT_BLOCKED} WHERE number = ?", (number,)).fetchone()
         )
         return None if row is None else codec.row_to_blocked(row)
 
     async def _blocked_numbers(self) -> list[BlockedNumber]:
         rows = await self._read(
-            lambda c: c.execute(f"{_SELECT_BLOCKED} ORDER BY created_at, number").fetchall()
+            lambda c: c.execute(f"{stmt.SELECT_BLOCKED} ORDER BY created_at, number").fetchall()
         )
         return [codec.row_to_blocked(r) for r in rows]
 
@@ -741,7 +692,7 @@ class SQLiteStore(Store):
         params: tuple[Any, ...] = (limit,) if before is None else (before, limit)
         rows = await self._read(
             lambda c: c.execute(
-                f"{_SELECT_AUDIT}{where} ORDER BY id DESC LIMIT ?", params
+                f"{stmt.SELECT_AUDIT}{where} ORDER BY id DESC LIMIT ?", params
             ).fetchall()
         )
         return [codec.row_to_audit(r) for r in rows]
@@ -750,7 +701,7 @@ class SQLiteStore(Store):
         self, number: str, day_start: float, hour_start: float, now: float
     ) -> OutboundCounts:
         params = (number, day_start, hour_start, now, day_start)
-        row = await self._read(lambda c: c.execute(_OUTBOUND_COUNTS, params).fetchone())
+        row = await self._read(lambda c: c.execute(stmt.OUTBOUND_COUNTS, params).fetchone())
         return OutboundCounts(int(row[0]), int(row[1]), float(row[2]))
 
     async def _amend_lines(self, write: codec.AmendLines) -> bool:
@@ -760,7 +711,7 @@ class SQLiteStore(Store):
         return await self._submit(statement)
 
     async def _query(self, key: str, params: Sequence[object]) -> list[tuple[object, ...]]:
-        sql = _EXTRA_READS[key]
+        sql = stmt.EXTRA_READS[key]
         rows: list[tuple[object, ...]] = await self._read(
             lambda c: c.execute(sql, tuple(params)).fetchall()
         )
