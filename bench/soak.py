@@ -83,6 +83,58 @@ WORDS = [
 ]
 CUT = "[cut off]"
 UNSPOKEN = "[not spoken]"
+
+
+def match_accepted(accepted: list[str], bot: Counter[str]) -> tuple[Counter[str], list[str]]:
+    """Match each accepted line to one stored bot line, each stored line used once (pure).
+
+    Strict forms only: the line itself; ``"[not spoken] <line>"`` (queued behind a cut line);
+    ``"[cut off] <line>"`` (audio played, no word heard); ``"<heard> [cut off]"`` where the
+    line starts with a non-empty ``<heard>``. Exact forms are tried first so a prefix match
+    never takes a stored line that another accepted line names in full. Returns the
+    figures and the accepted lines with no stored line (lost)."""
+    figures: Counter[str] = Counter()
+    unmatched = bot.copy()
+    rest: list[str] = []
+    for text in accepted:
+        figures["lines accepted"] += 1
+        for form, figure in (
+            (text, None),
+            (f"{UNSPOKEN} {text}", "lines accepted, stored as not spoken (cut before playing)"),
+            (f"{CUT} {text}", "lines accepted, stored cut off (barge-in)"),
+        ):
+            if unmatched[form] > 0:
+                unmatched[form] -= 1
+                if figure:
+                    figures[figure] += 1
+                break
+        else:
+            rest.append(text)
+    lost: list[str] = []
+    for text in rest:
+        # barge-in on a stream keeps what the caller heard: "Summer [cut off]"; the longest
+        # heard prefix first
+        cuts = sorted(
+            (
+                t
+                for t, n in unmatched.items()
+                if n > 0
+                and t.endswith(f" {CUT}")
+                and t[: -len(CUT)].strip()
+                and text.startswith(t[: -len(CUT)].rstrip())
+            ),
+            key=len,
+            reverse=True,
+        )
+        if cuts:
+            unmatched[cuts[0]] -= 1
+            figures["lines accepted, stored cut off (barge-in)"] += 1
+            continue
+        lost.append(text)
+        figures["lines lost"] += 1
+    return figures, lost
+
+
 console = Console(stderr=True)
 
 
@@ -505,33 +557,11 @@ def check(
                 if ln["speaker"] == "bot"
             ]
             user = Counter(ln["text"] for ln in lines if ln["speaker"] == "user")
-            unmatched = bot.copy()
-            for text in stats.accepted.get(cid, []):
-                figures["lines accepted"] += 1
-                if unmatched[text] > 0:
-                    unmatched[text] -= 1
-                    continue
-                # barge-in on a stream keeps what the caller heard: "Summer [cut off]"
-                cut = next(
-                    (
-                        t
-                        for t, n in unmatched.items()
-                        if n > 0 and t.endswith(CUT) and text.startswith(t[: -len(CUT)].rstrip())
-                    ),
-                    None,
-                )
-                if cut is not None:
-                    unmatched[cut] -= 1
-                    figures["lines accepted, stored cut off (barge-in)"] += 1
-                    continue
-                # queued behind a line the caller barged into: kept, marked as never spoken
-                if unmatched[f"{UNSPOKEN} {text}"] > 0:
-                    unmatched[f"{UNSPOKEN} {text}"] -= 1
-                    figures["lines accepted, stored as not spoken (cut before playing)"] += 1
-                    continue
+            matched, lost = match_accepted(stats.accepted.get(cid, []), bot)
+            figures.update(matched)
+            for text in lost:
                 stored = [(ln["seq"], ln["speaker"], ln["text"][:40]) for ln in lines]
                 failures.append(f"{name} {cid}: accepted bot line lost: {text!r}; stored: {stored}")
-                figures["lines lost"] += 1
             # lines held back while the callee talked are said together in one <Say>
             said_together = {
                 " ".join(bot_texts[i:j])

@@ -135,6 +135,16 @@ async def test_stream_tokens_and_turns(setup: tuple[CallManager, list[float]]) -
             break
         await asyncio.sleep(0.01)
     assert texts[-2:] == ["Let me read you [cut off]", "[not spoken] And then the prices."]
+    # a cut after some audio played but before a whole word was heard keeps the agent's line
+    # (a bare "[cut off]" lost it: the soak's "accepted bot line lost")
+    channel.cuts = [SpokenResult(False, 120, 2000, "")]
+    await manager.speak(rec.call_id, "Apple violet yellow candle.")
+    for _ in range(100):
+        texts = [t.text for t in await manager.transcript(rec.call_id)]
+        if texts[-1].startswith("[cut off]"):
+            break
+        await asyncio.sleep(0.01)
+    assert texts[-1] == "[cut off] Apple violet yellow candle."
 
     # the stream drops: the next hold fetch gets a new-generation token, replays get the same one
     await manager.stream_detached(rec.call_id, reason="socket closed")

@@ -316,12 +316,11 @@ class Turns:
 
     async def _cut_off(self, line: TranscriptEntry, result: SpokenResult) -> None:
         """Barge-in (or a clear) cut this line: the transcript keeps what the caller heard of
-        it, or says it was never spoken when the cut came before any of it played."""
-        heard = result.heard_text.strip()
-        if result.heard_ms <= 0 and not heard:
-            text = f"[not spoken] {line.text}"
-        else:
-            text = f"{heard} [cut off]" if heard else "[cut off]"
+        it (``"Let me read [cut off]"``), says it was never spoken when the cut came before any
+        of it played (``"[not spoken] <line>"``), and, when some audio played but no word of it
+        was heard, keeps the line the agent meant to say (``"[cut off] <line>"``): a bare
+        ``"[cut off]"`` would lose it and match any accepted line."""
+        text = cut_off_text(line.text, result)
         with contextlib.suppress(StoreError):
             await self.core.store.amend_lines([dataclasses.replace(line, text=text)])
 
@@ -489,3 +488,13 @@ def _texts_and_turns(held: dict[str, Any], default_turn: int) -> list[tuple[str,
         turn = ln.get("turn")
         out.append((str(ln.get("text", "")), turn if isinstance(turn, int) else default_turn))
     return out
+
+
+def cut_off_text(said: str, result: SpokenResult) -> str:
+    """The stored form of a bot line ``said`` that barge-in (or a clear) cut (pure)."""
+    heard = result.heard_text.strip()
+    if result.heard_ms <= 0 and not heard:
+        return f"[not spoken] {said}"
+    if heard:
+        return f"{heard} [cut off]"
+    return f"[cut off] {said}"
