@@ -354,8 +354,10 @@ class TurnSettings(_Section):
     """Silence that ends a turn whose words sound complete ("Two people, please.")."""
     lead_in_ms: int = Field(700, ge=0, le=10_000)
     """Silence that ends a turn of only a greeting or marker ("Hi!", "Well"): people go on."""
-    incomplete_ms: int = Field(1300, ge=0, le=10_000)
+    incomplete_ms: int = Field(2000, ge=0, le=10_000)
     """Silence that ends an unfinished turn ("a table for", "um", a trailing comma): the cap."""
+    unsure_ms: int = Field(1200, ge=0, le=10_000)
+    """Silence that ends words Whisper left without a sentence end ("Two people please")."""
     speculate: bool = True
     """Start the responder on a partial transcript that sounds complete; its reply is used only
     if the final transcript says the same words (tools never run speculatively)."""
@@ -364,6 +366,8 @@ class TurnSettings(_Section):
     def _order(self) -> TurnSettings:
         if not self.hangover_ms <= self.lead_in_ms <= self.incomplete_ms:
             raise ValueError("hangover_ms <= lead_in_ms <= incomplete_ms must hold")
+        if not self.hangover_ms <= self.unsure_ms <= self.incomplete_ms:
+            raise ValueError("hangover_ms <= unsure_ms <= incomplete_ms must hold")
         return self
 
 

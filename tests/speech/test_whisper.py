@@ -256,3 +256,47 @@ def test_long_loops_are_cut_to_one_repeat_and_numbers_stay() -> None:
     assert _LOOP.sub(r"\1", "Half-half-half-half-half-half-half-half-") == "Half-half-"
     assert _LOOP.sub(r"\1", "My number is 555 5555.") == "My number is 555 5555."
     assert _STUTTER.search("for 4-F-F-F-F") and not _STUTTER.search("Hello there.")
+
+
+async def _turns_of(stt: WhisperStt, audio: bytes) -> list[Commit]:
+    """The turn commits of ``audio`` through the real cutter (webrtcvad, the default policy)
+    and the real Whisper, with the stream clock held while each transcript is made (an STT
+    that answers at once: what is judged is the words, not the machine's speed)."""
+    cutter = TurnCutter(stt.vad_factory(), stt.turn_policy)
+    commits: list[Commit] = []
+    for i in range(0, len(audio), FRAME_BYTES):
+        for item in cutter.feed(audio[i : i + FRAME_BYTES]):
+            if isinstance(item, Commit):
+                commits.append(item)
+                continue
+            done = cutter.heard(await stt.transcribe(item.pcm), item.upto_ms)
+            if done is not None:
+                commits.append(done)
+    return commits
+
+
+@pytest.mark.slow
+@needs_whisper
+@needs_espeak
+async def test_end_of_turn_on_espeak_speech_answers_short_answers_and_waits_out_pauses() -> None:
+    """The judgement on real audio: complete short answers are committed after the hangover;
+    a sentence with a thinking pause of 1 s (plus espeak's own ~0.4 s of trailing silence)
+    after a preposition or a linking verb is one turn."""
+    tts = EspeakTts(rate_wpm=170)
+
+    async def say(text: str) -> bytes:
+        return b"".join([c async for c in tts.synthesize(text)])
+
+    stt = WhisperStt()
+    hangover = stt.turn_policy.hangover_ms
+    for answer in ("Two people, please.", "Yes.", "Seven thirty."):
+        (commit,) = await _turns_of(stt, quiet(300) + await say(answer) + quiet(2500))
+        assert commit.decided_ms - commit.speech_end_ms <= hangover + 20, (answer, commit)
+    for first, second, word in (
+        ("I would like a table for", "two people, at seven.", "people"),
+        ("My phone number is", "five five five, one two three four.", "phone"),
+    ):
+        audio = quiet(300) + await say(first) + quiet(1000) + await say(second) + quiet(2500)
+        (commit,) = await _turns_of(stt, audio)
+        assert word in commit.text.lower(), commit
+    await stt.aclose()
