@@ -358,6 +358,9 @@ class TurnSettings(_Section):
     """Silence that ends an unfinished turn ("a table for", "um", a trailing comma): the cap."""
     unsure_ms: int = Field(1200, ge=0, le=10_000)
     """Silence that ends words Whisper left without a sentence end ("Two people please")."""
+    resume_ms: int = Field(1500, ge=0, le=10_000)
+    """Speech this soon after a committed turn is heard together with it (local whisper: a half
+    sentence it took for a whole one is transcribed again with the rest); 0: never."""
     speculate: bool = True
     """Start the responder on a partial transcript that sounds complete; its reply is used only
     if the final transcript says the same words (tools never run speculatively)."""

@@ -162,6 +162,58 @@ def test_cutter_waits_through_a_thinking_pause_and_keeps_one_turn() -> None:
     assert isinstance(commit, Commit) and commit.text == "I'd like a table for two."
 
 
+def test_cutter_hears_a_turn_again_when_the_caller_goes_on_right_after_its_commit() -> None:
+    """A half sentence Whisper heard as a whole one is committed; when the caller goes on
+    within ``resume_ms``, the next transcription covers both parts (the pause shortened)."""
+    c = TurnCutter(
+        ScriptedVad(silence_ms=100),  # type: ignore[arg-type]
+        POLICY,
+        preroll_ms=0,
+        tail_ms=0,
+        resume_ms=1500,
+    )
+    (first,) = cut(c, tone(1000) + quiet(100))
+    assert isinstance(first, TurnJob)
+    assert c.heard("We will arrive at our own.", first.upto_ms) is None
+    (commit,) = cut(c, quiet(100))
+    assert isinstance(commit, Commit) and commit.speech_end_ms == 1000
+    assert cut(c, quiet(1000)) == []  # 1.2 s of silence in all, then "… half past seven."
+    (second,) = cut(c, tone(600) + quiet(100))
+    assert isinstance(second, TurnJob) and second.start_ms == 0  # the committed part again
+    assert second.pcm.size == (1000 + 300 + 600) * 8  # the 1.2 s pause shortened to 300 ms
+    pcm = second.pcm.astype(np.int32)
+    assert np.abs(pcm[1000 * 8 : 1300 * 8]).max() < 100
+    assert np.abs(pcm[1300 * 8 : 1400 * 8]).max() > 1000
+    assert c.heard("We will arrive at around half past seven.", second.upto_ms) is None
+    (again,) = cut(c, quiet(100))  # at 3000 ms: 200 ms after the speech ended at 2800
+    assert isinstance(again, Commit) and again.text == "We will arrive at around half past seven."
+    # after a longer silence (2 s > resume_ms), a new turn is only the new speech
+    assert cut(c, quiet(2000)) == []
+    (third,) = cut(c, tone(500) + quiet(100))
+    assert isinstance(third, TurnJob) and third.start_ms == 5000
+
+
+def test_cutter_starts_a_new_turn_once_the_reply_was_heard() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
+    (first,) = cut(c, tone(1000) + quiet(100))
+    assert isinstance(first, TurnJob)
+    c.heard("Yes.", first.upto_ms)
+    assert isinstance(cut(c, quiet(200))[0], Commit)
+    c.answered()  # the bot's short reply was heard to its end
+    (second,) = cut(c, tone(500) + quiet(100))
+    assert isinstance(second, TurnJob) and second.start_ms == 1300
+
+
+def test_cutter_resume_window_can_be_off() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0, resume_ms=0)  # type: ignore[arg-type]
+    (first,) = cut(c, tone(1000) + quiet(100))
+    assert isinstance(first, TurnJob)
+    c.heard("Yes.", first.upto_ms)
+    cut(c, quiet(200))
+    (second,) = cut(c, tone(500) + quiet(100))
+    assert isinstance(second, TurnJob) and second.start_ms == 1300
+
+
 def test_cutter_holds_the_commit_while_speech_is_starting_again() -> None:
     """ "No, thank you.": 180 ms after "No" the caller goes on; the speech start is only
     confirmed at 280 ms (min_speech_ms 100), after the 200 ms hangover: no commit meanwhile."""

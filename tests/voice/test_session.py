@@ -454,10 +454,14 @@ class ScriptedStt:
 
     def __init__(self) -> None:
         self.frames = 0
+        self.answers = 0
         self.queue: asyncio.Queue[Transcript | None] = asyncio.Queue()
 
     def send(self, ulaw_frame: bytes) -> None:
         self.frames += 1
+
+    def answered(self) -> None:
+        self.answers += 1
 
     async def events(self) -> AsyncIterator[Transcript]:
         while (item := await self.queue.get()) is not None:
@@ -496,6 +500,7 @@ async def test_the_first_reply_after_a_final_transcript_carries_its_latency() ->
         assert sum(rec.stage_ms(s) for s in STAGES[:-1]) == pytest.approx(
             rec.voice_to_voice_ms, abs=0.5
         )
+        assert stt.answers == 1  # told: the reply was heard to its end, a new turn follows
         # the next utterance answers nothing new
         assert (await r.session.say("Anything else?")).latency is None
     finally:

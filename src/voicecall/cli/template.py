@@ -274,6 +274,7 @@ enabled = false
 # lead_in_ms = 700                  # ... after only "Hi!", "Well", "Okay so"
 # incomplete_ms = 2000              # ... after "a table for", "um", a trailing comma (cap)
 # unsure_ms = 1200                  # ... after words Whisper left without a sentence end
+# resume_ms = 1500                  # speech this soon after a turn is heard with it again
 # speculate = true                  # start replying on a partial that sounds complete; used
                                     # only if the final says the same words
 """,

@@ -79,10 +79,13 @@ class TurnPolicy:
     """Unfinished words ("… a table for", "um", a trailing comma): the cap."""
     unsure_ms: int = 1200
     """Words without a sentence end from Whisper ("Two people please"): between the two."""
+    resume_ms: int = 1500
+    """Speech starting this soon after a committed turn's speech end is heard together with
+    that turn (local Whisper: the turn is transcribed again, with what follows); 0: never."""
 
     def __post_init__(self) -> None:
-        if self.hangover_ms < 0:
-            raise ValueError("hangover_ms must be >= 0")
+        if self.hangover_ms < 0 or self.resume_ms < 0:
+            raise ValueError("hangover_ms and resume_ms must be >= 0")
         if not self.hangover_ms <= self.lead_in_ms <= self.incomplete_ms:
             raise ValueError("hangover_ms <= lead_in_ms <= incomplete_ms must hold")
         if not self.hangover_ms <= self.unsure_ms <= self.incomplete_ms:

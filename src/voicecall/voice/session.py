@@ -38,7 +38,7 @@ from voicecall.audio.pacer import Chunk, Item, MarkPoint
 from voicecall.calls.channel import AudioTap, SpokenResult, StreamHost
 from voicecall.errors import VoicecallError
 from voicecall.speech.errors import SpeechError
-from voicecall.speech.stt.base import SttSession, Transcript
+from voicecall.speech.stt.base import SttSession, Transcript, TurnAware
 from voicecall.speech.tts.base import TtsProvider
 from voicecall.twilio.media import (
     CloseCode,
@@ -428,6 +428,8 @@ class VoiceSession:
             utt.played_at = self.player.now()
         if mark.name == utt.end_mark:
             self.detector.bot_stopped()
+            if isinstance(self._stt, TurnAware) and not utt.failed:
+                self._stt.answered()  # the caller heard it all: what they say next is new
             total_ms = utt.bytes_pushed // _BYTES_PER_MS
             latency = None if utt.turn is None else utt.turn.build()
             result = (

@@ -133,6 +133,7 @@ def whisper_config(settings: Settings) -> WhisperSttConfig:
             lead_in_ms=t.lead_in_ms,
             incomplete_ms=t.incomplete_ms,
             unsure_ms=t.unsure_ms,
+            resume_ms=t.resume_ms,
         ),
         vad_factory=segmentation.vad_factory(),
     )
