@@ -361,9 +361,11 @@ class TurnSettings(_Section):
     resume_ms: int = Field(1500, ge=0, le=10_000)
     """Speech this soon after a committed turn is heard together with it (local whisper: a half
     sentence it took for a whole one is transcribed again with the rest); 0: never."""
-    speculate: bool = True
+    speculate: bool | None = None
     """Start the responder on a partial transcript that sounds complete; its reply is used only
-    if the final transcript says the same words (tools never run speculatively)."""
+    if the final transcript says the same words (tools never run speculatively). Unset: on with
+    local Whisper (partials only at pauses) or a local/in-process responder, off for a
+    streaming cloud STT with a hosted chat endpoint (a paid request per interim result)."""
 
     @model_validator(mode="after")
     def _order(self) -> TurnSettings:

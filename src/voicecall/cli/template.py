@@ -276,7 +276,8 @@ enabled = false
 # unsure_ms = 1200                  # ... after words Whisper left without a sentence end
 # resume_ms = 1500                  # speech this soon after a turn is heard with it again
 # speculate = true                  # start replying on a partial that sounds complete; used
-                                    # only if the final says the same words
+                                    # only if the final says the same words (unset: on with
+                                    # whisper or a local responder, off otherwise)
 """,
     ),
     Block(
