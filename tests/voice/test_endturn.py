@@ -68,8 +68,9 @@ def run_pause(
         ("We need eggs, milk,", Completeness.INCOMPLETE),
         ("Eggs, milk and", Completeness.INCOMPLETE),
         ("It's, um", Completeness.INCOMPLETE),
-        ("My number is five five five", Completeness.INCOMPLETE),
-        ("My number is 555 12", Completeness.INCOMPLETE),
+        ("My number is five five five", Completeness.UNSURE),  # groups: < 1.2 s apart
+        ("My number is 555 12", Completeness.UNSURE),
+        ("My phone is time time time 1 2 3 4", Completeness.UNSURE),  # a whole one, too
         ("I want the", Completeness.INCOMPLETE),
         ("I'd like a payable for it.", Completeness.INCOMPLETE),  # whisper's invented "it"
         ("Thanks for that.", Completeness.INCOMPLETE),  # the price of the rule above

@@ -18,8 +18,10 @@ middle of a sentence. So the silence needed depends on the partial transcript of
   so 1.3 s answered "My phone number is …" [1.4 s of silence] in the middle;
 - **unsure** (two or more words and no full stop, question or exclamation mark: Whisper ends
   what sounds finished with one, "My number is five five five" came back unpunctuated; but so
-  did "Seven o'clock works for me" now and then) → ``unsure_ms``: longer than a lead-in,
-  shorter than the cap, because the evidence is weaker than a trailing "for".
+  did "Seven o'clock works for me" now and then; digits read out without one, "five five
+  five", "555 12", likewise: people pause between groups, but Whisper leaves a whole number
+  unpunctuated as often) → ``unsure_ms``: longer than a lead-in, shorter than the cap,
+  because the evidence is weaker than a trailing "for".
 
 What words cannot catch: a tiny.en transcript that turns a cut-off phrase into a finished one
 ("We will arrive at around" → "We will arrive at our own.", "We need it for Friday and" → "We
@@ -201,10 +203,11 @@ def judge(text: str) -> Completeness:
         return Completeness.INCOMPLETE  # maybe invented: waiting costs less than cutting in
     ended = bool(_TERMINAL.search(stripped))
     if not ended and len(words) >= 3 and all(_is_number(w) for w in words[-3:]):
-        return Completeness.INCOMPLETE  # reading out digits: "five five five one two"
+        return Completeness.UNSURE  # reading out digits: "five five five one two" (Whisper
+        # leaves a whole number unpunctuated as often: "My phone is time time time 1 2 3 4")
     raw = [t.strip(".,!?") for t in stripped.split()[-2:]]
     if not ended and len(raw) == 2 and all(t.isdigit() for t in raw):
-        return Completeness.INCOMPLETE  # "555 12" (but not "7:30", nor "… 1 2 3 4.")
+        return Completeness.UNSURE  # "555 12" (but not "7:30", nor "… 1 2 3 4.")
     if len(words) >= 2 and not _TERMINAL.search(stripped) and not all(w in _LEAD_IN for w in words):
         return Completeness.UNSURE  # Whisper punctuates what sounds finished
     if all(w in _LEAD_IN for w in words) and not (
