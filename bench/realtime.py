@@ -636,7 +636,7 @@ def watch_hold(channel: Any) -> None:
     (telephony/holdwatch.py) on every stream; ``always``: a music discriminator on every frame
     of every stream (what an earlier attempt did)."""
     from voicecall.audio.music import MusicDiscriminator
-    from voicecall.calls.channel import TappableChannel
+    from voicecall.calls.channel import InboundTap, TappableChannel
     from voicecall.telephony.holdwatch import HoldWatch
 
     mode = os.environ.get("VOICECALL_BENCH_HOLD", "off")
@@ -644,9 +644,9 @@ def watch_hold(channel: Any) -> None:
         return
     if mode == "always":
         disc = MusicDiscriminator()
-        channel.add_tap(lambda p: disc.feed_ulaw(p) if len(p) == 160 else None)
+        channel.add_tap(InboundTap(lambda p: disc.feed_ulaw(p) if len(p) == 160 else None))
     else:
-        channel.add_tap(HoldWatch().feed)
+        channel.add_tap(InboundTap(HoldWatch().feed))
 
 
 async def open_many(port: int, count: int, words: int, rate: float = 100.0) -> list[Stream]:

@@ -362,6 +362,8 @@ async def test_a_task_call_from_mcp_with_a_question_and_progress(tmp_path: Path)
         async def on_progress(value: float, total: float | None, message: str | None) -> None:
             progress.append((value, message))
 
+        bus = r.app.bus
+        watching = bus.subscriber_count + 1
         waiting = asyncio.create_task(
             mcp.call_tool(
                 "wait_for_call",
@@ -369,7 +371,12 @@ async def test_a_task_call_from_mcp_with_a_question_and_progress(tmp_path: Path)
                 progress_callback=on_progress,
             )
         )
-        await asyncio.sleep(0.3)  # the tool is waiting (and watching events) before they happen
+        # the tool is waiting, and watching events (one more event-stream subscriber), before
+        # they happen (a fixed pause here was too short on a busy machine)
+        async def subscribed() -> bool:
+            return bus.subscriber_count >= watching
+
+        await until(subscribed, "wait_for_call watching events")
         await r.phone.says(call_id, "Only seven thirty is free.")
         asked = await waiting
         assert not asked.is_error, asked

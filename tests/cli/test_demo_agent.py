@@ -61,6 +61,23 @@ def test_the_booking_script() -> None:
         convo(*base, asked("Yes"), accept, host("Sure."), bot("Thank you."), host("Hm?"))
     )
     assert again[1][0][0] == "end_call"
+    # the host did not catch the name with the acceptance and asks for it ("Wonderful" alone
+    # is no confirmation then): give the name, end only after the confirmation
+    name = agent.plan(
+        convo(*base, asked("Yes"), accept, host("Wonderful, 730 it is. May I have a name?"))
+    )
+    assert name == ("The name is Sam.", [])
+    booked = agent.plan(
+        convo(
+            *base,
+            asked("Yes"),
+            accept,
+            host("Wonderful, 730 it is. May I have a name?"),
+            bot(name[0]),
+            host("Thank you. Your table is booked. Goodbye!"),
+        )
+    )
+    assert booked[1][0][0] == "end_call"
     # the owner says no (or never answers): decline politely
     no = agent.plan(convo(*base, asked(None), host("Sure.")))
     assert no[1][0][0] == "end_call" and "doesn't suit" in no[1][0][1]["goodbye"]

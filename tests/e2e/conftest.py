@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import functools
 import os
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,26 +18,29 @@ from voicecall.emulator.pytest_plugin import (  # noqa: F401
     emulator_credentials,
 )
 from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
 
-from .harness import RunningServer, loopback_socket, serve_app, service_settings
+from .harness import RunningServer, StartServer, running_server
 
 
-@pytest_asyncio.fixture
-async def server(
+@pytest.fixture
+def start_server(
     tmp_path: Path,
     emulator: Emulator,  # noqa: F811
     emulator_credentials: EmulatorCredentials,  # noqa: F811
-) -> AsyncIterator[RunningServer]:
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=emulator_credentials.account_sid,
-        auth_token=emulator_credentials.auth_token,
-        port=sock.getsockname()[1],
+) -> StartServer:
+    """Factory: ``async with start_server(**settings) as server`` runs the voicecall server on
+    loopback, wired to this test's emulator (``streaming=True``: local TTS/STT streams); see
+    :func:`~tests.e2e.harness.running_server`."""
+    start: Callable[..., Any] = functools.partial(
+        running_server, tmp_path, emulator, emulator_credentials
     )
-    async with serve_app(VoicecallApp(settings), sock) as running:
+    return start
+
+
+@pytest_asyncio.fixture
+async def server(start_server: StartServer) -> AsyncIterator[RunningServer]:
+    """The voicecall server with the default e2e settings."""
+    async with start_server() as running:
         yield running
 
 

@@ -4,14 +4,11 @@ a terminal state with a reason, and no webhook effect may apply twice."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from voicecall.emulator.faults import FaultConfig
-from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import CALLEE, RunningServer, StartServer
 
 TERMINAL = {
     "completed",
@@ -87,23 +84,14 @@ async def test_rest_429_is_retried_and_500_on_create_is_not(
 
 
 async def test_rest_timeout_on_create_never_leaves_a_live_call(
-    tmp_path: Path, emulator: Emulator, emulator_credentials: EmulatorCredentials
+    emulator: Emulator, start_server: StartServer
 ) -> None:
     # the emulator holds the create for 2 s (longer than our 0.5 s client timeout), then places
     # the call anyway, as the real service may
     emulator.faults.configure(FaultConfig(rest_timeout_seconds=2.0))
     emulator.faults.inject_rest("timeout")
     emulator.set_script(CALLEE, {"answer_after_ms": 100, "hangup_after_ms": 20000})
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=emulator_credentials.account_sid,
-        auth_token=emulator_credentials.auth_token,
-        port=sock.getsockname()[1],
-        twilio={"request_timeout_seconds": 0.5},
-    )
-    async with serve_app(VoicecallApp(settings), sock) as server:
+    async with start_server(twilio={"request_timeout_seconds": 0.5}) as server:
         r = await server.http.post("/api/calls", json={"to": CALLEE, "message": "hello?"})
         assert r.status_code == 201, r.text
         # the call the provider placed anyway is recognised from its signed webhooks (they

@@ -10,24 +10,10 @@ from twilio.request_validator import RequestValidator
 
 from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
 
-from .harness import FROM, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import FROM, RunningServer, StartServer
 
 ALLOWED = "+14155550123"
-
-
-async def inbound_server(tmp_path: Path, emulator: Emulator, creds: EmulatorCredentials, **over):
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=creds.account_sid,
-        auth_token=creds.auth_token,
-        port=sock.getsockname()[1],
-        **over,
-    )
-    return serve_app(VoicecallApp(settings), sock)
 
 
 async def calls(server: RunningServer) -> list[dict]:
@@ -50,9 +36,8 @@ async def end_of(emulator: Emulator, sid: str) -> str:
     ],
 )
 async def test_inbound_policy(
-    tmp_path: Path,
     emulator: Emulator,
-    emulator_credentials: EmulatorCredentials,
+    start_server: StartServer,
     policy: str,
     caller: str,
     accepted: bool,
@@ -60,10 +45,7 @@ async def test_inbound_policy(
     emulator.set_script(
         caller, {"replies": ["I need help with my booking"], "hangup_after_ms": 9000}
     )
-    async with await inbound_server(
-        tmp_path,
-        emulator,
-        emulator_credentials,
+    async with start_server(
         inbound_policy=policy,
         allow_from=[ALLOWED] if policy == "allowlist" else [],
     ) as server:

@@ -17,11 +17,9 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import CALLEE, RunningServer, StartServer
 from .test_outbound import wait_state
 
 
@@ -137,25 +135,14 @@ async def test_a_call_without_a_recording_is_a_404_naming_it(
 
 @pytest_asyncio.fixture
 async def recording_server(
-    tmp_path: Path, emulator: Emulator, emulator_credentials: EmulatorCredentials
+    tmp_path: Path, start_server: StartServer
 ) -> AsyncIterator[RunningServer]:
     pytest.importorskip("faster_whisper", reason="optional extra voicecall[whisper] not installed")
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=emulator_credentials.account_sid,
-        auth_token=emulator_credentials.auth_token,
-        port=sock.getsockname()[1],
-        streaming={"enabled": True},
-        tts={"provider": "espeak"},
-        stt={"provider": "whisper"},
-        recording={"enabled": True, "dir": str(tmp_path / "recordings")},
-    )
-    async with serve_app(VoicecallApp(settings), sock) as running:
-        assert running.app.streams is not None, "streaming did not come up"
+    async with start_server(
+        streaming=True, recording={"enabled": True, "dir": str(tmp_path / "recordings")}
+    ) as running:
         yield running
 
 

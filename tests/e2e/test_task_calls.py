@@ -27,9 +27,8 @@ from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
 from voicecall.emulator.sim import SimConfig
 from voicecall.reports.signing import new_secret
-from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import CALLEE, RunningServer, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -81,14 +80,10 @@ async def task_server(
         ) as emulator,
         serve(chat.app()) as chat_at,
         serve(receiver.app()) as hook_at,
-    ):
-        sock = loopback_socket()
-        settings = service_settings(
+        running_server(
             tmp_path,
-            api_base_url=emulator.base_url,
-            account_sid=creds.account_sid,
-            auth_token=creds.auth_token,
-            port=sock.getsockname()[1],
+            emulator,
+            creds,
             store={"url": store_url},
             responder={"base_url": f"http://{chat_at}/v1", "model": "m", "api_key": KEY},
             reports={
@@ -96,9 +91,9 @@ async def task_server(
                 "secret": SECRET,
                 "allow_private_urls": True,
             },
-        )
-        async with serve_app(VoicecallApp(settings), sock) as running:
-            yield running, emulator, chat, receiver
+        ) as running,
+    ):
+        yield running, emulator, chat, receiver
 
 
 async def doc_of(server: RunningServer, call_id: str, **params: Any) -> dict[str, Any]:
@@ -350,29 +345,23 @@ async def test_a_task_call_over_media_streams(
                 "voice": "espeak",
             },
         )
-        sock = loopback_socket()
-        settings = service_settings(
-            tmp_path,
-            api_base_url=emulator.base_url,
-            account_sid=emulator_credentials.account_sid,
-            auth_token=emulator_credentials.auth_token,
-            port=sock.getsockname()[1],
-            streaming={"enabled": True},
-            tts={"provider": "espeak"},
-            stt={"provider": "whisper"},
-            responder={"base_url": f"http://{chat_at}/v1", "model": "m", "api_key": KEY},
-            reports={"url": f"http://{hook_at}/r", "secret": SECRET, "allow_private_urls": True},
-            # speculation on: the chat fake answers from the conversation's content, so an
-            # early run on a partial and the real one on the final get the same answer
-            turn={"speculate": True},
-        )
         chat.answer_from(_booking_agent)
         chat.plan_json(
             json.dumps(
                 {"summary": "Booked.", "outcome": {"booked": True, "time": "19:30", "name": "Sam"}}
             )
         )
-        async with serve_app(VoicecallApp(settings), sock) as server:
+        async with running_server(
+            tmp_path,
+            emulator,
+            emulator_credentials,
+            streaming=True,
+            responder={"base_url": f"http://{chat_at}/v1", "model": "m", "api_key": KEY},
+            reports={"url": f"http://{hook_at}/r", "secret": SECRET, "allow_private_urls": True},
+            # speculation on: the chat fake answers from the conversation's content, so an
+            # early run on a partial and the real one on the final get the same answer
+            turn={"speculate": True},
+        ) as server:
             assert server.app.streams is not None
             r = await server.http.post(
                 "/api/calls",

@@ -7,17 +7,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest_asyncio
 
-from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, FROM, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import CALLEE, FROM, RunningServer, StartServer
 
 TARGET = "+14155550177"
 
@@ -39,20 +36,10 @@ IVR = {
 
 
 @pytest_asyncio.fixture
-async def tel_server(
-    tmp_path: Path, emulator: Emulator, emulator_credentials: EmulatorCredentials
-) -> AsyncIterator[RunningServer]:
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=emulator_credentials.account_sid,
-        auth_token=emulator_credentials.auth_token,
-        port=sock.getsockname()[1],
-        transfer={"ring_timeout_seconds": 5},
-        max_concurrent_calls=10,
-    )
-    async with serve_app(VoicecallApp(settings), sock) as running:
+async def tel_server(start_server: StartServer) -> AsyncIterator[RunningServer]:
+    async with start_server(
+        transfer={"ring_timeout_seconds": 5}, max_concurrent_calls=10
+    ) as running:
         yield running
 
 

@@ -7,17 +7,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import CALLEE, RunningServer, StartServer
+from .test_telephony import IVR as GATHER_IVR
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,40 +23,13 @@ pytestmark = [
 ]
 pytest.importorskip("faster_whisper", reason="optional extra voicecall[whisper] not installed")
 
-IVR = {
-    "answer_after_ms": 100,
-    "ivr": {
-        "answer_delay_ms": 300,
-        "nodes": {
-            "main": {
-                "say": "For bookings press one, for opening hours press two.",
-                "options": {"1": "bookings", "2": "hours"},
-                "timeout_ms": 8000,
-            },
-            "bookings": {"say": "Bookings desk, please hold.", "next": "main"},
-            "hours": {"say": "We are open from six to eleven. Goodbye.", "then": "hangup"},
-        },
-    },
-}
+#: the menu of test_telephony, answering a little later (the stream is set up first)
+IVR = {**GATHER_IVR, "ivr": {**GATHER_IVR["ivr"], "answer_delay_ms": 300}}
 
 
 @pytest_asyncio.fixture
-async def streaming_server(
-    tmp_path: Path, emulator: Emulator, emulator_credentials: EmulatorCredentials
-) -> AsyncIterator[RunningServer]:
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=emulator_credentials.account_sid,
-        auth_token=emulator_credentials.auth_token,
-        port=sock.getsockname()[1],
-        streaming={"enabled": True},
-        tts={"provider": "espeak"},
-        stt={"provider": "whisper"},
-    )
-    async with serve_app(VoicecallApp(settings), sock) as running:
-        assert running.app.streams is not None, "streaming did not come up"
+async def streaming_server(start_server: StartServer) -> AsyncIterator[RunningServer]:
+    async with start_server(streaming=True) as running:
         yield running
 
 

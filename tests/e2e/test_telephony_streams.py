@@ -7,17 +7,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import CALLEE, RunningServer, StartServer, wait_ended
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,37 +25,14 @@ pytest.importorskip("faster_whisper", reason="optional extra voicecall[whisper] 
 
 @pytest_asyncio.fixture
 async def streaming_server(
-    tmp_path: Path,
-    emulator: Emulator,
-    emulator_credentials: EmulatorCredentials,
-    store_url: str,
+    start_server: StartServer, store_url: str
 ) -> AsyncIterator[RunningServer]:
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=emulator_credentials.account_sid,
-        auth_token=emulator_credentials.auth_token,
-        port=sock.getsockname()[1],
-        streaming={"enabled": True},
-        tts={"provider": "espeak"},
-        stt={"provider": "whisper"},
-        store={"url": store_url},
-    )
-    async with serve_app(VoicecallApp(settings), sock) as running:
-        assert running.app.streams is not None, "streaming did not come up"
+    async with start_server(streaming=True, store={"url": store_url}) as running:
         yield running
 
 
 async def ended(server: RunningServer, call_id: str, timeout: float = 90) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        doc: dict[str, Any] = (await server.http.get(f"/api/calls/{call_id}")).json()
-        if doc["ended_at"] is not None:
-            return doc
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"call {call_id} did not end: {doc}")
+    return await wait_ended(server, call_id, timeout)
 
 
 async def test_voicemail_on_a_stream_starts_after_the_beep(

@@ -20,9 +20,8 @@ from fake_serve import serve
 from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
 from voicecall.emulator.sim import SimConfig
-from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import CALLEE, RunningServer, running_server
 from .test_telephony import IVR, TARGET
 
 KEY = "sk-tel"
@@ -41,19 +40,15 @@ async def task_server(
             config=SimConfig(words_per_minute=1200),
         ) as emulator,
         serve(chat.app()) as chat_at,
-    ):
-        sock = loopback_socket()
-        settings = service_settings(
+        running_server(
             tmp_path,
-            api_base_url=emulator.base_url,
-            account_sid=creds.account_sid,
-            auth_token=creds.auth_token,
-            port=sock.getsockname()[1],
+            emulator,
+            creds,
             responder={"base_url": f"http://{chat_at}/v1", "model": "m", "api_key": KEY},
             transfer={"ring_timeout_seconds": 5},
-        )
-        async with serve_app(VoicecallApp(settings), sock) as running:
-            yield running, emulator, chat
+        ) as running,
+    ):
+        yield running, emulator, chat
 
 
 async def until(server: RunningServer, call_id: str, pred: Any, what: str) -> dict[str, Any]:

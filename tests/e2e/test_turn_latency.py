@@ -18,16 +18,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from voicecall.emulator.pytest_plugin import EmulatorCredentials
 from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
 
-from .harness import CALLEE, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import CALLEE, RunningServer, StartServer
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,23 +36,8 @@ TOLERANCE_MS = 40.0  # two 20 ms frames (measured: within 1 ms with espeak-ng sp
 
 
 @pytest_asyncio.fixture
-async def measured_server(
-    tmp_path: Path, emulator: Emulator, emulator_credentials: EmulatorCredentials
-) -> AsyncIterator[RunningServer]:
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=emulator_credentials.account_sid,
-        auth_token=emulator_credentials.auth_token,
-        port=sock.getsockname()[1],
-        streaming={"enabled": True},
-        tts={"provider": "espeak"},
-        stt={"provider": "whisper"},
-        responder={"kind": "scripted"},
-    )
-    async with serve_app(VoicecallApp(settings), sock) as running:
-        assert running.app.streams is not None, "streaming did not come up"
+async def measured_server(start_server: StartServer) -> AsyncIterator[RunningServer]:
+    async with start_server(streaming=True, responder={"kind": "scripted"}) as running:
         yield running
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from voicecall.emulator.runtime import Emulator
 
-from .harness import CALLEE, RunningServer
+from .harness import CALLEE, RunningServer, wait_ended
 
 VOICEMAIL = {
     "answer_after_ms": 200,
@@ -22,14 +22,7 @@ VOICEMAIL = {
 
 
 async def ended(server: RunningServer, call_id: str, timeout: float = 60) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        doc: dict[str, Any] = (await server.http.get(f"/api/calls/{call_id}")).json()
-        if doc["ended_at"] is not None:
-            return doc
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"call {call_id} did not end: {doc}")
+    return await wait_ended(server, call_id, timeout)
 
 
 async def test_voicemail_message_is_left_after_the_beep(

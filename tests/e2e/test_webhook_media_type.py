@@ -3,48 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest_asyncio
 from twilio.request_validator import RequestValidator
 
-from voicecall.emulator.pytest_plugin import (  # noqa: F401
-    EmulatorCredentials,
-    emulator,
-    emulator_credentials,
-)
-from voicecall.emulator.runtime import Emulator
-from voicecall.server.app import VoicecallApp
+from voicecall.emulator.pytest_plugin import EmulatorCredentials
 
-from .harness import FROM, RunningServer, loopback_socket, serve_app, service_settings
+from .harness import FROM, RunningServer, StartServer
 
 CALLER = "+14155550123"
 SID = "CA" + "0123456789abcdef" * 2
 
 
 @pytest_asyncio.fixture
-async def open_server(
-    tmp_path: Path,
-    emulator: Emulator,  # noqa: F811
-    emulator_credentials: EmulatorCredentials,  # noqa: F811
-) -> AsyncIterator[RunningServer]:
-    sock = loopback_socket()
-    settings = service_settings(
-        tmp_path,
-        api_base_url=emulator.base_url,
-        account_sid=emulator_credentials.account_sid,
-        auth_token=emulator_credentials.auth_token,
-        port=sock.getsockname()[1],
-        inbound_policy="open",
-    )
-    async with serve_app(VoicecallApp(settings), sock) as running:
+async def open_server(start_server: StartServer) -> AsyncIterator[RunningServer]:
+    async with start_server(inbound_policy="open") as running:
         yield running
 
 
 async def test_only_form_encoded_webhooks_are_applied(
     open_server: RunningServer,
-    emulator_credentials: EmulatorCredentials,  # noqa: F811
+    emulator_credentials: EmulatorCredentials,
 ) -> None:
     server = open_server
     path = "/voice/webhook"

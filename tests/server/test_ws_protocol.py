@@ -27,7 +27,10 @@ Message = dict[str, Any]
 class LaneApp:
     """Records every inbound message (``("lane"|"asgi", value)``) and echoes texts back."""
 
-    def __init__(self, *, enable_after: float = 0.0, raise_on: str | None = None) -> None:
+    def __init__(
+        self, *, enable_after: float = 0.0, raise_on: str | None = None, pairs: bool = False
+    ) -> None:
+        self.pairs = pairs  # echo each lane text twice, both frames in one write
         self.enable_after = enable_after
         self.raise_on = raise_on
         self.got: list[tuple[str, Any]] = []
@@ -49,7 +52,10 @@ class LaneApp:
             if text == self.raise_on:
                 raise RuntimeError("handler bug")
             self.got.append(("lane", text))
-            if lane.send_text_nowait("echo:" + text):
+            if self.pairs:
+                if lane.send_texts_nowait(["echo:" + text, "again:" + text]):
+                    self.nowait_sends += 1
+            elif lane.send_text_nowait("echo:" + text):
                 self.nowait_sends += 1
 
         try:
@@ -117,6 +123,23 @@ async def test_texts_take_the_lane_and_everything_else_keeps_asgi_in_order() -> 
     assert echoes == ["echo:" + t for t in texts]  # sync sends: every one, in order
     assert app.nowait_sends >= 90
     assert app.disconnect is not None and app.disconnect["code"] == 1000
+
+
+async def test_several_frames_written_at_once_arrive_as_separate_messages_in_order() -> None:
+    app = LaneApp(pairs=True)
+
+    async def script(ws: Any) -> None:
+        for i in range(50):
+            await ws.send(f"m{i}é")
+
+    echoes = await exchange(app, script)
+    assert [text for _, text in app.got] == [f"m{i}é" for i in range(50)]
+    on_lane = [text for lane, text in app.got if lane == "lane"]
+    assert app.nowait_sends == len(on_lane) >= 40  # the lane carried the stream
+    expected: list[str] = []
+    for lane, text in app.got:
+        expected += [f"echo:{text}", f"again:{text}"] if lane == "lane" else [f"echo:{text}"]
+    assert echoes == expected
 
 
 async def test_messages_queued_before_the_lane_opens_are_not_overtaken() -> None:

@@ -223,3 +223,69 @@ async def test_checkpoints_run_in_the_background_not_in_commits(tmp_path: Path) 
 def test_checkpoint_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="checkpoint_interval"):
         SQLiteStore("x.db", checkpoint_interval=0)
+
+
+async def test_the_wal_starts_over_under_sustained_writes(tmp_path: Path) -> None:
+    # Under a steady stream of commits the background pass never catches up with the frames
+    # appended meanwhile, and SQLite restarts the WAL only after a complete checkpoint: the
+    # WAL grew without bound (350 MB in 8 s at full load) and its truncation later stalled a
+    # commit for 120 ms. The writer now checkpoints the tail once the WAL passes tail_frames.
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path), checkpoint_interval=0.02, tail_frames=32)
+    await store.open()
+    wal = tmp_path / "calls.db-wal"
+    try:
+        stop = asyncio.Event()
+
+        async def writer(w: int) -> None:
+            i = 0
+            while not stop.is_set():
+                await store.commit(
+                    _call(f"w{w}-{i % 50}", turn=i), event=EventRow(f"w{w}-{i}", f"w{w}", "x", 1.0)
+                )
+                i += 1
+
+        async def until_batches(n: int) -> None:
+            for _ in range(6000):  # 60 s at most, writing without a pause all along
+                if store.stats.batches >= n:
+                    return
+                await asyncio.sleep(0.01)
+
+        tasks = [asyncio.create_task(writer(w)) for w in range(8)]
+        await until_batches(500)
+        early = wal.stat().st_size
+        await until_batches(5000)  # ten times as many transactions
+        stop.set()
+        await asyncio.gather(*tasks)
+        assert store.stats.batches >= 5000
+        assert store.tail_checkpoints >= 3
+        # the WAL file is overwritten from its start after each restart: it stops growing
+        # (without the restarts it held every frame committed: ten times the early size)
+        assert wal.stat().st_size < 4 * early
+    finally:
+        await store.close()
+
+
+def _nice_of(thread_name: str) -> int:
+    import threading
+
+    thread = next(t for t in threading.enumerate() if t.name == thread_name)
+    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="per-thread nice is Linux's")
+async def test_the_checkpoint_thread_runs_at_the_lowest_priority(tmp_path: Path) -> None:
+    # a pass copies thousands of pages: it must not take the core from the event loop
+    store = SQLiteStore(str(tmp_path / "calls.db"))
+    await store.open()
+    try:
+        for _ in range(100):
+            if _nice_of("voicecall-sqlite-checkpoint") == 19:
+                break
+            await asyncio.sleep(0.01)  # the thread sets it as it starts
+        assert _nice_of("voicecall-sqlite-checkpoint") == 19
+        # the writer is on every webhook's path: it keeps the process's priority
+        assert _nice_of("voicecall-sqlite-writer") == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        await store.close()

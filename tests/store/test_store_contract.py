@@ -158,6 +158,30 @@ async def test_call_row_is_updated_in_place(store: Store) -> None:
     assert [e.dedupe_key for e in await store.events(call.call_id)] == ["a", "b"]
 
 
+async def test_a_calls_identity_is_written_once(store: Store) -> None:
+    # who, which way and when are fixed at creation; later commits update the rest only (so
+    # the indexes on them are not rewritten by every status callback)
+    call = make_call()
+    assert await store.commit(call)
+    changed = call.copy(
+        direction=Direction.INBOUND,
+        mode=CallMode.NOTIFY,
+        from_number="+14155550111",
+        to_number="+14155550122",
+        provider="other",
+        created_at=call.created_at + 60,
+        state=CallState.RINGING,
+        updated_at=call.updated_at + 1,
+    )
+    assert set(codec.CALL_IDENTITY_COLUMNS) | set(codec.CALL_UPDATE_COLUMNS) == set(
+        codec.CALL_COLUMNS[1:]
+    )
+    assert await store.commit(changed)
+    assert await store.get_call(call.call_id) == call.copy(
+        state=CallState.RINGING, updated_at=call.updated_at + 1
+    )
+
+
 async def test_event_only_and_transcript_only_commits(store: Store) -> None:
     assert await store.commit(None, event=event("only-event", "c1")) is True
     assert await store.has_event("only-event")

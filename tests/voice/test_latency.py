@@ -135,3 +135,61 @@ def test_from_json_refuses_what_is_not_a_record(data: dict[str, object]) -> None
         assert str(exc).startswith("latency")
     else:
         assert rec.voice_to_voice_ms >= 0
+
+
+class _ListClock:
+    """The straightforward clock (a list entry per frame, none forgotten): the oracle."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, int, int, float]] = []  # start, size, stamp, arrival
+        self.samples = 0
+
+    def frame(self, n: int, ts: int, arrived: float) -> None:
+        if n > 0:
+            self.frames.append((self.samples, n, ts, arrived))
+            self.samples += n
+
+    def locate(self, end_sample: int) -> tuple[float, int] | None:
+        last = end_sample - 1
+        for index, (start, n, ts, arrived) in enumerate(self.frames):
+            if start <= last < start + n:
+                if index < len(self.frames) - KEEP_FRAMES:
+                    return None
+                return arrived, round(ts + (end_sample - start) / 8)
+        return None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([160, 160, 160, 160, 80, 0, 13]),
+            st.sampled_from([0, 0, 0, 0, 20, 7, -5]),  # timestamp jump beyond the frame's end
+        ),
+        max_size=60,
+    ),
+    st.integers(0, 2),
+    st.lists(st.integers(-5, 12_000), max_size=20),
+)
+def test_the_compact_clock_answers_as_a_list_of_every_frame_does(
+    frames: list[tuple[int, int]], repeat: int, probes: list[int]
+) -> None:
+    clock, oracle = ArrivalClock(), _ListClock()
+    ts, arrived = 0, 10.0
+    for n, jump in frames * (1 + repeat * 40):  # long enough to forget frames and runs
+        clock.frame(n, ts, arrived)
+        oracle.frame(n, ts, arrived)
+        ts += max(0, n // 8 + jump)
+        arrived += 0.02
+    assert clock.samples == oracle.samples
+    ends = [*probes, oracle.samples, oracle.samples + 1, 1]
+    ends += [oracle.samples - KEEP_FRAMES * 160 + d for d in (-200, -1, 0, 1, 161)]
+    for end in ends:
+        assert clock.locate(end) == oracle.locate(end), end
+
+
+def test_a_long_call_keeps_a_bounded_clock() -> None:
+    clock = ArrivalClock()
+    for i in range(20 * KEEP_FRAMES):
+        clock.frame(160, i * 20 + (i // 100) * 60, 1.0 + i * 0.02)  # a loss every 2 s: new runs
+    assert len(clock._arrived) == KEEP_FRAMES
+    assert len(clock._run_frame) <= KEEP_FRAMES // 100 + 66

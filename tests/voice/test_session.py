@@ -20,6 +20,7 @@ from voice_harness import (
     start_message,
 )
 
+from voicecall.calls.channel import InboundTap
 from voicecall.speech.errors import SpeechError
 from voicecall.speech.stt.base import Transcript
 from voicecall.speech.tts.base import TtsProvider
@@ -521,9 +522,7 @@ async def test_the_latency_record_is_handed_out_when_the_first_frame_goes_out() 
         await r.host.wait_for(lambda: r.host.said)
         got: list[object] = []
         saying = asyncio.create_task(
-            r.session.say(
-                "Two it is. " * 20, responder_at=time.monotonic(), on_latency=got.append
-            )
+            r.session.say("Two it is. " * 20, responder_at=time.monotonic(), on_latency=got.append)
         )
         async with asyncio.timeout(10):
             while not got:
@@ -538,3 +537,102 @@ async def test_the_latency_record_is_handed_out_when_the_first_frame_goes_out() 
         assert len(got) == 1
     finally:
         await r.session.shutdown("test over")
+
+
+class _SlowFlushStt:
+    """An STT session whose last transcript comes only when it is closed, ``delay`` later
+    (local whisper transcribing a goodbye on a busy machine)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._queue: asyncio.Queue[Transcript | None] = asyncio.Queue()
+
+    def send(self, ulaw_frame: bytes) -> None:
+        pass
+
+    async def events(self) -> AsyncIterator[Transcript]:
+        while (item := await self._queue.get()) is not None:
+            yield item
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(self.delay)
+        self._queue.put_nowait(Transcript("Thank you, goodbye.", final=True))
+        self._queue.put_nowait(None)
+
+
+async def test_the_callers_last_words_survive_a_slow_flush_at_the_hang_up() -> None:
+    # the stream stops while the recogniser still works on the caller's last utterance: the
+    # session waits for it (it waited 5 s and dropped the words; whisper took longer under load)
+    stt = _SlowFlushStt(delay=6.0)
+    r = await make_rig(stt=stt)
+    await r.session.shutdown("stop")
+    assert ("call-1", "Thank you, goodbye.", True) in r.host.said
+
+
+class RecordingTap:
+    """A MediaTap writing down what it is told (as the recorder hears a stream)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, object]] = []
+
+    def stream_started(self, now: float) -> None:
+        self.seen.append(("started", None))
+
+    def inbound(self, timestamp_ms: int, ulaw: bytes, now: float) -> None:
+        self.seen.append(("inbound", (timestamp_ms, len(ulaw))))
+
+    def outbound(self, position: int, ulaw: bytes, now: float) -> None:
+        self.seen.append(("outbound", position))
+
+    def cleared(self, now: float) -> None:
+        self.seen.append(("cleared", None))
+
+    def stream_ended(self, now: float) -> None:
+        self.seen.append(("ended", None))
+
+
+async def test_taps_added_to_a_running_stream_hear_it_until_removed() -> None:
+    r = await make_rig()
+    try:
+        recorder, heard = RecordingTap(), []
+        remove_recorder = r.session.add_tap(recorder)
+        remove_detector = r.session.add_tap(InboundTap(heard.append))
+        assert recorder.seen == [("started", None)]  # the stream already runs
+        await r.peer.speak(b"\xff" * 480, realtime=False)
+        assert [len(p) for p in heard] == [160, 160, 160]
+        inbound = [x for k, x in recorder.seen if k == "inbound"]
+        assert inbound == [(20, 160), (40, 160), (60, 160)]  # on the wire's clock
+        say = asyncio.create_task(r.session.say("one two three"))
+        await r.peer.wait_for(lambda: r.peer.events("media"))
+        await r.session.interrupt()
+        await say
+        kinds = [k for k, _ in recorder.seen]
+        assert "outbound" in kinds and kinds[-1] == "cleared"
+        remove_detector()
+        await r.peer.speak(b"\xff" * 160, realtime=False)
+        assert len(heard) == 3  # removed: hears nothing more
+        remove_recorder()
+    finally:
+        await r.session.shutdown("test over")
+    assert ("ended", None) not in recorder.seen  # removed before the end
+
+
+async def test_a_tap_given_at_construction_hears_start_and_end() -> None:
+    recorder = RecordingTap()
+    peer, media = TwilioPeer(), MediaSession()
+    media.receive_text(start_message())
+    session = VoiceSession(
+        call_id="call-1",
+        media=media,
+        transport=peer,
+        host=FakeHost(),
+        tts=ToneTts(),
+        stt=None,
+        tuning=VoiceTuning(lead_ms=60, message_ms=20, mark_every_ms=100),
+        tap=recorder,
+    )
+    peer.session, peer.media = session, media
+    session.start()
+    await peer.speak(b"\xff" * 160, realtime=False)
+    await session.shutdown("test over")
+    assert [k for k, _ in recorder.seen] == ["started", "inbound", "ended"]

@@ -257,6 +257,12 @@ class TwilioPeer:
             self.take(text)
         return self.nowait
 
+    def send_texts_nowait(self, texts: list[str]) -> bool:
+        if self.nowait:
+            for text in texts:
+                self.take(text)
+        return self.nowait
+
     async def send_text(self, text: str) -> None:
         self.take(text)
 

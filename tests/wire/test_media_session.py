@@ -552,3 +552,12 @@ def test_frame_json_parser_agrees_with_json_loads(text: str) -> None:
             return ("error", type(exc))
 
     assert outcome(_parse_json) == outcome(json.loads)
+
+
+def test_the_messages_split_out_of_the_session_module_are_still_importable_from_it() -> None:
+    from voicecall.twilio import media, media_frames
+
+    for name in ("Start", "Media", "Mark", "MarkStatus", "MediaEvent", "Malformed", "StartInfo"):
+        assert getattr(media, name) is getattr(media_frames, name)
+    assert media._parse_json is media_frames.parse_json
+    assert MediaSession._dump is media_frames.dump

@@ -17,6 +17,7 @@ from voicecall.calls.model import Direction, EndReason
 from voicecall.errors import WebhookRejected
 from voicecall.events import EventKind
 from voicecall.textrules import problem_in
+from voicecall.twilio.forms import _parse_segments
 from voicecall.twilio.signature import verify_signature
 from voicecall.twilio.webhooks import (
     MAX_SPEECH_CHARS,
@@ -24,7 +25,6 @@ from voicecall.twilio.webhooks import (
     CallStatus,
     WebhookKind,
     WebhookRequest,
-    _parse_segments,
     build_webhook_url,
     parse_form,
     parse_query,

@@ -12,14 +12,10 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from voicecall.agent.client import Client
+from voicecall.agent.mcp_common import CallId
 
 T = TypeVar("T")
 Guard = Callable[[Awaitable[Any], str | None], Awaitable[Any]]
-
-CallId = Annotated[
-    str,
-    Field(min_length=1, max_length=200, description="The call_id returned by initiate_call."),
-]
 
 
 def add_telephony_tools(server: MCPServer[Any], client: Client, guard: Guard) -> None:

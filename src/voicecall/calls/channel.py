@@ -69,16 +69,67 @@ class SpeechChannel(Protocol):
         ...
 
 
+class MediaTap(Protocol):
+    """Who listens beside a call's stream pipeline: every caller media frame, every bot chunk as
+    it is sent, each ``clear``, and the stream's start and end (the recorder hears all of it;
+    detectors wrap a callback of caller audio in an :class:`InboundTap`).
+
+    Called on the audio path: implementations must be cheap and must never raise (a failing
+    tap stops itself; the call goes on)."""
+
+    def stream_started(self, now: float) -> None:
+        """A Media Stream of the call attached, or the tap was added to a running one (``now``:
+        the event loop's time)."""
+
+    def inbound(self, timestamp_ms: int, ulaw: bytes, now: float) -> None:
+        """A caller frame: μ-law, at ``timestamp_ms`` on the stream's clock."""
+
+    def outbound(self, position: int, ulaw: bytes, now: float) -> None:
+        """A bot chunk sent now; ``position``: the pacer's bytes sent before it."""
+
+    def cleared(self, now: float) -> None:
+        """``clear`` was sent (barge-in): queued bot audio will not be played."""
+
+    def stream_ended(self, now: float) -> None:
+        """The stream is over (another may attach later)."""
+
+
 #: called with each inbound μ-law payload, in order, inside the audio path (must be quick)
 AudioTap = Callable[[bytes], None]
 
 
+class InboundTap:
+    """A :class:`MediaTap` that hands each caller payload to ``on_audio`` (the detectors: beep,
+    hold) and ignores everything else."""
+
+    __slots__ = ("on_audio",)
+
+    def __init__(self, on_audio: AudioTap) -> None:
+        self.on_audio = on_audio
+
+    def stream_started(self, now: float) -> None:
+        return None
+
+    def inbound(self, timestamp_ms: int, ulaw: bytes, now: float) -> None:
+        self.on_audio(ulaw)
+
+    def outbound(self, position: int, ulaw: bytes, now: float) -> None:
+        return None
+
+    def cleared(self, now: float) -> None:
+        return None
+
+    def stream_ended(self, now: float) -> None:
+        return None
+
+
 @runtime_checkable
 class TappableChannel(Protocol):
-    """A channel whose inbound (callee) audio can be listened to (detectors: beep, hold)."""
+    """A channel whose audio can be listened to (detectors: beep, hold; the recorder)."""
 
-    def add_tap(self, tap: AudioTap) -> Callable[[], None]:
-        """Call ``tap`` with every inbound payload from now on; returns the remover."""
+    def add_tap(self, tap: MediaTap) -> Callable[[], None]:
+        """Tell ``tap`` about the stream from now on (``stream_started`` at once); returns the
+        remover (a removed tap hears nothing more, not even the end)."""
         ...
 
     def hold_stt(self, held: bool, *, replay_frames: int = 0) -> None:

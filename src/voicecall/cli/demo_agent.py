@@ -33,6 +33,9 @@ _BOOKED = re.compile(
     re.IGNORECASE,
 )
 
+# the host asks for the booking's name when it did not catch it with the acceptance
+_NAME_ASKED = re.compile(r"\bname\b", re.IGNORECASE)
+
 
 class ScriptedBookingAgent:
     """Books a table for ``party`` at ``time`` for ``name``; a later time only if the owner
@@ -103,6 +106,8 @@ class ScriptedBookingAgent:
             return "", [
                 ("end_call", {"goodbye": "That doesn't suit us, thank you anyway. Goodbye!"})
             ]
+        if _NAME_ASKED.search(last):  # "Wonderful, 7:30 it is. May I have a name…?"
+            return f"The name is {self.name}.", []
         if _BOOKED.search(last) or "thank you" in said.rsplit(accepted, 1)[-1]:
             return "", [("end_call", {"goodbye": "Thank you very much, goodbye!"})]
         # not confirmed yet (the host's reply came late, or in pieces): wait for it politely

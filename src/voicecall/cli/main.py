@@ -135,7 +135,8 @@ def serve(
     except PortBusy as exc:
         raise fail([str(exc)], 1) from None
     logs.configure(log_level, log_format)
-    server = uvicorn.Server(uvicorn.Config(VoicecallApp(settings), **uvicorn_options(settings)))
+    app = VoicecallApp(settings, on_settled=lambda: settle_gc(collect=False))
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
     settle_gc()
     try:
         server.run(sockets=[sock])

@@ -19,7 +19,11 @@ bridged until someone hangs up.
 Verbs live in their own modules: :mod:`~voicecall.emulator.gather`,
 :mod:`~voicecall.emulator.recording` (``<Record>``, ``Record=true``),
 :mod:`~voicecall.emulator.dial` (``<Dial>``, ``<Conference>``); answering machine detection in
-:mod:`~voicecall.emulator.amd`; the party on the line in :mod:`~voicecall.emulator.callee`.
+:mod:`~voicecall.emulator.amd`; the party on the line in :mod:`~voicecall.emulator.callee`. The
+call's parts have theirs too: the document and its verbs in :mod:`~voicecall.emulator.documents`,
+the way to the answer in :mod:`~voicecall.emulator.progress`, status callbacks in
+:mod:`~voicecall.emulator.status_callbacks`, requests and timers in
+:mod:`~voicecall.emulator.sim_requests` and :mod:`~voicecall.emulator.sim_timers`.
 """
 
 from __future__ import annotations
@@ -27,21 +31,26 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urljoin
 
 from voicecall.emulator import amd
 from voicecall.emulator.callee import Callee, Timing
 from voicecall.emulator.dial import DialRun
+from voicecall.emulator.documents import DocumentRun
 from voicecall.emulator.gather import GatherRun
 from voicecall.emulator.ids import IdSource
+from voicecall.emulator.lifecycle import Lifecycle
+from voicecall.emulator.parts import SimParts
+from voicecall.emulator.progress import ProgressRun
 from voicecall.emulator.prompts import PromptRun
 from voicecall.emulator.recording import CallRecorder, Recording, RecordRun
-from voicecall.emulator.scripts import DEFAULT_SCRIPT, CalleeScript, Outcome, Reply, SilenceReply
+from voicecall.emulator.scripts import DEFAULT_SCRIPT, CalleeScript, Reply, SilenceReply
+from voicecall.emulator.sim_requests import Requests
+from voicecall.emulator.sim_timers import Timers
 from voicecall.emulator.simtypes import (
     API_VERSION,
-    EVENT_OF,
     PRE_ANSWER,
     TERMINAL,
     CallFinished,
@@ -53,7 +62,6 @@ from voicecall.emulator.simtypes import (
     HeardItem,
     HttpRequest,
     InvalidCallState,
-    LegEvent,
     OpenStream,
     Purpose,
     SimAction,
@@ -62,24 +70,7 @@ from voicecall.emulator.simtypes import (
     rfc2822,
 )
 from voicecall.emulator.streams import StreamRun
-from voicecall.emulator.twiml import (
-    Connect,
-    Dial,
-    Gather,
-    Hangup,
-    Pause,
-    Play,
-    Prompt,
-    Record,
-    Redirect,
-    Reject,
-    Say,
-    Start,
-    Stop,
-    TwimlError,
-    Verb,
-    parse_twiml,
-)
+from voicecall.emulator.twiml import Prompt
 
 __all__ = [
     "API_VERSION",
@@ -102,19 +93,6 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 8000
-
-
-@dataclass(slots=True)
-class _Doc:
-    verbs: tuple[Verb, ...]
-    url: str | None  # where it came from (base for relative URLs, default Gather action)
-    index: int = 0
-
-
-@dataclass(slots=True)
-class _Pending:
-    purpose: Purpose
-    url: str
 
 
 class CallSim:
@@ -161,23 +139,24 @@ class CallSim:
         self._url = spec.url
         self._method = spec.method
         self._twiml = spec.twiml
-        self._sequence = 0
-        self._request_ids = 0
-        self._pending: dict[int, _Pending] = {}
-        self._timers: dict[str, int] = {}
-        self._timer_tokens = 0
-        self._progress_step = ""
-        self._doc: _Doc | None = None
-        self._streams = StreamRun(self)
-        self._gather = GatherRun(self)
-        self._prompts = PromptRun(self)
-        self._amd = amd.AmdRun(self)
-        self._record = RecordRun(self)
-        self._dial = DialRun(self)
-        self._recorder = CallRecorder(self)
+        self.parts = parts = SimParts(
+            requests=Requests(),
+            timers=Timers(),
+            streams=StreamRun(self),
+            gather=GatherRun(self),
+            prompts=PromptRun(self),
+            amd=amd.AmdRun(self),
+            record=RecordRun(self),
+            dial=DialRun(self),
+            recorder=CallRecorder(self),
+        )
+        self.documents = DocumentRun(self, parts)
+        self.lifecycle = Lifecycle(self, parts)
+        self._progress = ProgressRun(self)
         self._reply_index = 0
         self._started = False
-        self._hangup_after: float | None = None
+        #: when the script's ``hangup_after_ms`` ends the answered call
+        self.hangup_after: float | None = None
         self._callee_hangup_armed: float | None = None
         self.record(now, "created", direction=spec.direction.value, to=spec.to, from_=spec.from_)
 
@@ -207,12 +186,12 @@ class CallSim:
     @property
     def streams(self) -> dict[str, OpenStream]:
         """The call's open Media Streams by stream sid."""
-        return self._streams.open
+        return self.parts.streams.open
 
     @property
     def dialled_leg(self) -> str | None:
         """The child call this call is bridged to by a running ``<Dial>``."""
-        return self._dial.bridged_to
+        return self.parts.dial.bridged_to
 
     def record(self, now: float, kind: str, **data: Any) -> None:
         """Append a timeline entry (the I/O layer adds its own: webhooks, REST requests)."""
@@ -250,64 +229,55 @@ class CallSim:
         self._started = True
         if self.spec.direction is Direction.INBOUND:
             self.start_time = now
-            out = self._status_callback(now)
+            out = self.lifecycle.status_callbacks.due(now)
             out += self.fetch(now, Purpose.TWIML, self._url or "", self._method, ())
             return out
-        self._progress_step = "initiate"
-        return [self.timer("progress", now + self.config.initiate_delay)]
+        return self._progress.begin(now)
 
     def timer_fired(self, name: str, token: int, now: float) -> list[SimAction]:
-        if self.is_over or self._timers.get(name) != token:
+        if self.is_over or not self.parts.timers.take(name, token):
             return []
-        del self._timers[name]
         if name == "progress":
-            return self._progress(now)
+            return self._progress.fired(now)
         if name == "verb":
             return self.verb_done(now)
         if name == "gather":
-            return self._gather.input_done(now)
+            return self.parts.gather.input_done(now)
         if name == "gather-partial":
-            return self._gather.partial_due(now)
+            return self.parts.gather.partial_due(now)
         if name == "record":
-            return self._record.done(now)
+            return self.parts.record.done(now)
         if name == "amd":
-            return self._amd.done(now)
+            return self.parts.amd.done(now)
         if name == "callee-hangup":
             self.record(now, "callee-hangup")
-            return self._end(now, CallStatus.COMPLETED)
+            return self.lifecycle.end(now, CallStatus.COMPLETED)
         if name == "time-limit":
             self.record(now, "time-limit", seconds=self.spec.time_limit)
-            return self._end(now, CallStatus.COMPLETED)
+            return self.lifecycle.end(now, CallStatus.COMPLETED)
         return []
 
     def http_response(
         self, request_id: int, status_code: int, body: bytes | str, now: float
     ) -> list[SimAction]:
-        pending = self._pending.pop(request_id, None)
+        pending = self.parts.requests.answered(request_id)
         if pending is None or self.is_over:
             return []
         if not 200 <= status_code < 300:
-            return self._app_error(
+            return self.lifecycle.app_error(
                 now, 11200, f"HTTP {status_code} from {pending.purpose.value} {pending.url}"
             )
-        try:
-            parsed = parse_twiml(body)
-        except TwimlError as exc:
-            return self._app_error(now, exc.code, exc.message)
-        for warning in parsed.warnings:
-            self.record(now, "warning", code=12200, message=warning)
-        self.record(
-            now, "twiml", source=pending.purpose.value, url=pending.url, verbs=len(parsed.verbs)
-        )
-        return self._begin_doc(now, _Doc(parsed.verbs, pending.url))
+        return self.documents.load(now, body, pending.purpose.value, pending.url)
 
     def http_failed(self, request_id: int, reason: str, now: float) -> list[SimAction]:
         """The webhook could not be delivered (connect failure / timeout, after retries)."""
-        pending = self._pending.pop(request_id, None)
+        pending = self.parts.requests.answered(request_id)
         if pending is None or self.is_over:
             return []
         code = 11205 if "connect" in reason.lower() else 11200
-        return self._app_error(now, code, f"{pending.purpose.value} {pending.url}: {reason}")
+        return self.lifecycle.app_error(
+            now, code, f"{pending.purpose.value} {pending.url}: {reason}"
+        )
 
     def media_fetched(
         self, request_id: int, ulaw: bytes | None, now: float, error: str | None = None
@@ -315,7 +285,7 @@ class CallSim:
         """The audio of a ``<Play>`` URL (8 kHz μ-law), or ``None`` and why it failed."""
         if self.is_over:
             return []
-        return self._prompts.media_fetched(request_id, ulaw, now, error)
+        return self.parts.prompts.media_fetched(request_id, ulaw, now, error)
 
     def hangup(self, now: float, requested: CallStatus) -> list[SimAction]:
         """REST update ``Status=completed|canceled``. Raises :class:`InvalidCallState`."""
@@ -325,11 +295,11 @@ class CallSim:
             raise InvalidCallState(f"call is {self.status.value}")
         self.record(now, "rest-hangup", requested=requested.value)
         if self.status in PRE_ANSWER:
-            return self._end(now, CallStatus.CANCELED)
+            return self.lifecycle.end(now, CallStatus.CANCELED)
         if requested is CallStatus.CANCELED:
             # Twilio: canceled only affects queued/ringing calls; an answered call goes on.
             return []
-        return self._end(now, CallStatus.COMPLETED)
+        return self.lifecycle.end(now, CallStatus.COMPLETED)
 
     def update_status_callback(self, now: float, url: str, method: str = "POST") -> None:
         """REST update with ``StatusCallback``: later events go there (same event list)."""
@@ -351,16 +321,16 @@ class CallSim:
             # Not answered yet: the new instructions are used at answer.
             self._url, self._method, self._twiml = url, method, twiml
             return []
-        out = self._abandon_doc(now, "redirected")
+        out = self.documents.abandon(now, "redirected")
         if twiml is not None:
-            return out + self._inline(now, twiml)
+            return out + self.documents.load(now, twiml, "inline", None)
         return out + self.fetch(now, Purpose.TWIML, url or "", method, ())
 
     def stream_ended(self, stream_sid: str, now: float, reason: str = "closed") -> list[SimAction]:
         """The stream's WebSocket closed (either side) or could not be opened."""
         if self.is_over:
             return []
-        return self._streams.ended(now, stream_sid, reason)
+        return self.parts.streams.ended(now, stream_sid, reason)
 
     def leg_event(
         self, child_sid: str, event: str, status: CallStatus, duration: int, now: float
@@ -368,13 +338,13 @@ class CallSim:
         """A ``<Dial>`` child call answered, was bridged, or ended."""
         if self.is_over:
             return [EndLeg(child_sid, "the caller is gone")] if event != "ended" else []
-        return self._dial.leg_event(now, child_sid, event, status, duration)
+        return self.parts.dial.leg_event(now, child_sid, event, status, duration)
 
     def conference_ended(self, room: str, now: float, reason: str = "ended") -> list[SimAction]:
         """The call's conference room ended (or turned it away)."""
         if self.is_over:
             return []
-        return self._dial.conference_ended(now, room, reason)
+        return self.parts.dial.conference_ended(now, room, reason)
 
     def script_failed(self, now: float, message: str) -> list[SimAction]:
         """The callee's script cannot play this call (e.g. it must hear a stream and speech
@@ -383,7 +353,7 @@ class CallSim:
             return []
         self.script_error = message
         self.record(now, "script-error", message=message)
-        return self._end(now, CallStatus.FAILED)
+        return self.lifecycle.end(now, CallStatus.FAILED)
 
     def callee_update(self, now: float) -> list[SimAction]:
         """The callee was fed from outside (a Media Stream): record its notes, arm its hang-up."""
@@ -394,29 +364,27 @@ class CallSim:
     # ------------------------------------------------------------------ helpers for verbs
 
     def new_request_id(self) -> int:
-        self._request_ids += 1
-        return self._request_ids
+        return self.parts.requests.new_id()
 
     def prompt_cut(self, now: float) -> None:
         """A key stopped a ``<Gather>`` prompt: the rest of its prompts are skipped."""
-        self._gather.prompt_cut(now)
+        self.parts.gather.prompt_cut(now)
 
     def timer(self, name: str, at: float) -> StartTimer:
-        self._timer_tokens += 1
-        self._timers[name] = self._timer_tokens
-        return StartTimer(name, self._timer_tokens, at)
+        return self.parts.timers.start(name, at)
 
     def resolve(self, url: str) -> str:
-        base = self._doc.url if self._doc is not None else self._url
+        base = self.document_url
         return urljoin(base, url) if base else url
 
     @property
     def document_url(self) -> str | None:
-        return self._doc.url if self._doc is not None else self._url
+        doc = self.documents.current
+        return doc.url if doc is not None else self._url
 
     def leave_document(self) -> None:
         """The document is done with (its action's TwiML will replace it)."""
-        self._doc = None
+        self.documents.current = None
 
     def say_seconds(self, text: str) -> float:
         return self.timing.speech_seconds(text)
@@ -452,18 +420,13 @@ class CallSim:
         method: str,
         extra: Sequence[tuple[str, str]],
     ) -> list[SimAction]:
-        self._request_ids += 1
-        rid = self._request_ids
-        self._pending[rid] = _Pending(purpose, url)
-        params = tuple(self.voice_params() + list(extra))
-        return [HttpRequest(rid, purpose, url, method, params)]
+        return [self.parts.requests.fetch(purpose, url, method, [*self.voice_params(), *extra])]
 
     def notify(
         self, purpose: Purpose, url: str, method: str, params: Sequence[tuple[str, str]]
     ) -> HttpRequest:
         """A webhook that expects no TwiML (callbacks)."""
-        self._request_ids += 1
-        return HttpRequest(self._request_ids, purpose, url, method, tuple(params))
+        return self.parts.requests.notify(purpose, url, method, params)
 
     def callee_sync(self, now: float) -> list[SimAction]:
         """Record the callee's notes; (re)arm the timer for when it hangs up."""
@@ -472,12 +435,12 @@ class CallSim:
             for note in callee.drain_notes(now):
                 self.record(note.at, note.kind, **note.data)
         callee_at = None if callee is None else callee.hangup_at
-        candidates = [t for t in (self._hangup_after, callee_at) if t is not None]
+        candidates = [t for t in (self.hangup_after, callee_at) if t is not None]
         at = min(candidates) if candidates else None
         if at == self._callee_hangup_armed or self.status in PRE_ANSWER:
             return []
         if at is None:  # the callee changed its mind (a key re-planned an IVR)
-            self._timers.pop("callee-hangup", None)
+            self.parts.timers.cancel("callee-hangup")
             self._callee_hangup_armed = None
             return []
         self._callee_hangup_armed = at
@@ -485,260 +448,26 @@ class CallSim:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _set_status(self, now: float, status: CallStatus) -> list[SimAction]:
-        self.status = status
-        self.date_updated = now
-        self.record(now, "status", status=status.value)
-        return self._status_callback(now)
-
-    def _status_callback(self, now: float) -> list[SimAction]:
-        spec = self.spec
-        event = EVENT_OF.get(self.status)
-        if spec.status_callback is None or event is None:
-            return []
-        if event not in spec.status_callback_events:
-            return []
-        params = self.common_params()
-        params += [
-            ("CallbackSource", "call-progress-events"),
-            ("SequenceNumber", str(self._sequence)),
-            ("Timestamp", rfc2822(now)),
-        ]
-        if event == "completed":
-            params.append(("CallDuration", str(self.duration or 0)))
-            call_recording = self._recorder.done
-            if call_recording is not None:  # Record=true: the recording goes with it
-                params += [
-                    ("RecordingUrl", call_recording.url),
-                    ("RecordingSid", call_recording.sid),
-                    ("RecordingDuration", str(call_recording.duration)),
-                ]
-        if self.answered_by is not None:
-            params.append(("AnsweredBy", self.answered_by))
-        self._sequence += 1
-        return [
-            self.notify(
-                Purpose.STATUS_CALLBACK, spec.status_callback, spec.status_callback_method, params
-            )
-        ]
-
-    def _ring_timeout(self) -> float:
-        buffer = 0.0
-        if self.spec.direction is Direction.OUTBOUND_API:
-            buffer = self.config.ring_timeout_buffer
-        return float(self.spec.timeout) + buffer
-
-    def _progress(self, now: float) -> list[SimAction]:
-        step = self._progress_step
-        script = self.script
-        if step == "initiate":
-            self.start_time = now
-            out = self._set_status(now, CallStatus.INITIATED)
-            if script.outcome is Outcome.FAILED:
-                return out + self._end(now, CallStatus.FAILED)
-            self._progress_step = "ring"
-            return [*out, self.timer("progress", now + self.config.ring_delay)]
-        if step == "ring":
-            out = self._set_status(now, CallStatus.RINGING)
-            answer_after = script.answer_after_ms / 1000.0
-            timeout = self._ring_timeout()
-            if script.outcome is Outcome.ANSWER and answer_after < timeout:
-                self._progress_step = "answer"
-                return [*out, self.timer("progress", now + answer_after)]
-            if script.outcome is Outcome.BUSY and answer_after < timeout:
-                self._progress_step = "busy"
-                return [*out, self.timer("progress", now + answer_after)]
-            self._progress_step = "no-answer"
-            return [*out, self.timer("progress", now + timeout)]
-        if step == "busy":
-            return self._end(now, CallStatus.BUSY)
-        if step == "no-answer":
-            return self._end(now, CallStatus.NO_ANSWER)
-        if step == "answer":
-            out = self._answer(now)
-            if self.spec.amd and not self.spec.async_amd:
-                return out  # Twilio runs no TwiML until detection is done
-            return out + self.first_document(now)
-        return []
-
     def first_document(self, now: float) -> list[SimAction]:
         if self.spec.direction is Direction.OUTBOUND_DIAL:
             if self._url is None:
-                return self._bridge(now)
+                return self.lifecycle.bridge(now)
             return self.fetch(now, Purpose.TWIML, self._url, self._method, ())
         if self._twiml is not None:
-            return self._inline(now, self._twiml)
+            return self.documents.load(now, self._twiml, "inline", None)
         return self.fetch(now, Purpose.TWIML, self._url or "", self._method, ())
-
-    def _answer(self, now: float) -> list[SimAction]:
-        self.answer_time = now
-        out = self._set_status(now, CallStatus.IN_PROGRESS)
-        spec = self.spec
-        if spec.direction is Direction.OUTBOUND_DIAL:
-            out.append(
-                LegEvent(spec.parent_call_sid or "", self.sid, "answered", CallStatus.IN_PROGRESS)
-            )
-        if self.callee is not None:
-            self.callee.answered(now)
-        if spec.send_digits:
-            self.record(now, "send-digits", digits=spec.send_digits)
-            self._prompts.digits_to_callee(now + 0.5, spec.send_digits)
-        if spec.machine_detection and spec.send_digits:
-            self.record(now, "amd-skipped", reason="SendDigits disables MachineDetection")
-        if spec.amd:
-            out += self._amd.start(now)
-        if spec.record:
-            out += self._recorder.start(now)
-        if self.script.hangup_after_ms is not None:
-            self._hangup_after = now + self.script.hangup_after_ms / 1000.0
-        out.append(self.timer("time-limit", now + spec.time_limit))
-        return out + self.callee_sync(now)
-
-    def _bridge(self, now: float) -> list[SimAction]:
-        """A ``<Dial>`` child's whisper is over (or there was none): connect the caller."""
-        self.bridged = True
-        self._doc = None
-        self.record(now, "bridged", parent=self.spec.parent_call_sid)
-        return [LegEvent(self.spec.parent_call_sid or "", self.sid, "bridged", self.status)]
-
-    # ------------------------------------------------------------------ ending
-
-    def _end(self, now: float, status: CallStatus) -> list[SimAction]:
-        out: list[SimAction] = []
-        out += self._streams.close_all("call ended")
-        self.status = status  # requests made on the way out carry the final CallStatus
-        out += self._record.call_ended(now)
-        out += self._dial.call_ended(now)
-        self._gather.abandon()
-        self._pending.clear()
-        self._prompts.abandon()
-        self._timers.clear()
-        self._doc = None
-        self.end_time = now
-        if self.start_time is None:
-            self.start_time = now
-        if self.callee is not None:
-            self.callee.finished(now)
-            for note in self.callee.drain_notes(now):
-                self.record(note.at, note.kind, **note.data)
-        out += self._recorder.finish(now)
-        out += self._set_status(now, status)
-        if self.spec.direction is Direction.OUTBOUND_DIAL:
-            out.append(
-                LegEvent(
-                    self.spec.parent_call_sid or "", self.sid, "ended", status, self.duration or 0
-                )
-            )
-        out.append(CallFinished(status))
-        return out
-
-    def _app_error(self, now: float, code: int, message: str) -> list[SimAction]:
-        self.error = (code, message)
-        self.record(now, "error", code=code, message=message)
-        if self.status is CallStatus.IN_PROGRESS:
-            text = self.config.app_error_text
-            self.heard.append(HeardItem(now, now + self.say_seconds(text), "app-error", text))
-        return self._end(now, self.config.app_error_status)
 
     # ------------------------------------------------------------------ documents
 
-    def _inline(self, now: float, twiml: str) -> list[SimAction]:
-        try:
-            parsed = parse_twiml(twiml)
-        except TwimlError as exc:
-            return self._app_error(now, exc.code, exc.message)
-        for warning in parsed.warnings:
-            self.record(now, "warning", code=12200, message=warning)
-        self.record(now, "twiml", source="inline", url=None, verbs=len(parsed.verbs))
-        return self._begin_doc(now, _Doc(parsed.verbs, None))
-
-    def _abandon_doc(self, now: float, reason: str) -> list[SimAction]:
-        out: list[SimAction] = []
-        for name in ("verb", "gather", "record"):
-            self._timers.pop(name, None)
-        self._pending = {k: v for k, v in self._pending.items() if not v.purpose.expects_twiml}
-        self._prompts.abandon()
-        self._gather.abandon()
-        self._record.abandon()
-        out += self._dial.abandon(now, reason)
-        self._doc = None
-        out += self._streams.abandon(reason)
-        return out
-
-    def _begin_doc(self, now: float, doc: _Doc) -> list[SimAction]:
-        out: list[SimAction] = []
-        if self.status is not CallStatus.IN_PROGRESS:
-            # Inbound call still ringing: a first <Reject> refuses it unanswered.
-            if doc.verbs and isinstance(doc.verbs[0], Reject):
-                reject = doc.verbs[0]
-                self.record(now, "verb", verb="Reject", reason=reject.reason)
-                status = CallStatus.BUSY if reject.reason == "busy" else CallStatus.NO_ANSWER
-                return self._end(now, status)
-            out += self._answer(now)
-        self._doc = doc
-        self._gather.abandon()
-        return out + self._run(now)
-
     def advance(self, now: float) -> list[SimAction]:
         """The current verb is done: run the next ones."""
-        if self._doc is not None:
-            self._doc.index += 1
-        return self._run(now)
-
-    def _run(self, now: float) -> list[SimAction]:
-        """Execute verbs until one takes time or the document ends."""
-        out: list[SimAction] = []
-        while not self.is_over:
-            doc = self._doc
-            if doc is None:
-                return out
-            if doc.index >= len(doc.verbs):
-                if self.spec.direction is Direction.OUTBOUND_DIAL and not self.bridged:
-                    self.record(now, "whisper-ended")
-                    return out + self._bridge(now)
-                self.record(now, "document-ended")
-                return out + self._end(now, CallStatus.COMPLETED)
-            verb = doc.verbs[doc.index]
-            step = self._execute(now, verb)
-            if step is None:
-                doc.index += 1
-                continue
-            return out + step
-        return out
+        return self.documents.advance(now)
 
     def play_prompt(
         self, now: float, verb: Prompt, stop_at: float | None = None
     ) -> list[SimAction]:
         """Play ``verb`` to the callee; a ``verb`` timer fires when it is over."""
-        return self._prompts.play(now, verb, stop_at)
-
-    # ------------------------------------------------------------------ verbs
-
-    def _execute(self, now: float, verb: Verb) -> list[SimAction] | None:
-        """Start ``verb``; ``None`` means it finished at once (go on to the next)."""
-        if isinstance(verb, Say | Play | Pause):
-            return self.play_prompt(now, verb)
-        if isinstance(verb, Gather):
-            return self._gather.start(now, verb)
-        if isinstance(verb, Record):
-            return self._record.start(now, verb)
-        if isinstance(verb, Dial):
-            if self.spec.direction is Direction.OUTBOUND_DIAL:
-                return self._app_error(now, 12100, "<Dial> in a dialled leg's whisper")
-            return self._dial.start(now, verb)
-        if isinstance(verb, Hangup | Reject):
-            self.record(now, "verb", verb=type(verb).__name__)
-            return self._end(now, CallStatus.COMPLETED)
-        if isinstance(verb, Redirect):
-            url = self.resolve(verb.url)
-            self.record(now, "verb", verb="Redirect", url=url, method=verb.method)
-            self._doc = None
-            return self.fetch(now, Purpose.REDIRECT, url, verb.method, ())
-        if isinstance(verb, Connect | Start | Stop):
-            return self._streams.execute(now, verb)
-        raise AssertionError(f"unhandled verb {verb!r}")  # pragma: no cover
+        return self.parts.prompts.play(now, verb, stop_at)
 
     def verb_done(self, now: float) -> list[SimAction]:
-        if self._gather.active:
-            return self._gather.step(now)
-        return self.advance(now)
+        return self.documents.verb_done(now)

@@ -144,8 +144,12 @@ class VoicecallApp:
         reaper_interval_seconds: float = 60.0,
         on_lease_lost: Callable[[], None] | None = None,
         task_model: ChatModel | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # called once the instance is active and its speech models are loaded (``voicecall
+        # serve`` moves the start-up heap out of the collector's sight there: see runner.py)
+        self._on_settled = on_settled
         self.metrics = Metrics()
         self.bus = EventBus()
         self.bus.add_listener(CallLog())  # one log line per call event that matters
@@ -236,10 +240,17 @@ class VoicecallApp:
                 load = getattr(engine, "load", None)
                 if load is not None:
                     self._warmups.append(asyncio.create_task(_warm(load)))
+        if self._on_settled is not None:
+            self._warmups.append(asyncio.create_task(self._settle(list(self._warmups))))
         self.active = True
         self.metrics.lease_held.set(1)
         self._lease_task = asyncio.create_task(self._watch_lease(), name="voicecall-lease")
         self._log_banner()
+
+    async def _settle(self, warmups: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*warmups, return_exceptions=True)
+        if self._on_settled is not None:
+            self._on_settled()
 
     def _log_banner(self) -> None:
         from voicecall import __version__

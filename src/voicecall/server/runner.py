@@ -34,13 +34,18 @@ def uvicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return options
 
 
-def settle_gc() -> None:
+def settle_gc(*, collect: bool = True) -> None:
     """Before serving: collect once, move everything alive (modules, classes, settings) out of
     the collector's sight (``gc.freeze``), and collect the young generation less often. Full
     collections then scan only what the server allocated since, which kept them (and the
     event-loop stalls they cause) short. Only for a process that is about to serve for long:
-    frozen objects are never collected."""
-    gc.collect()
+    frozen objects are never collected. ``voicecall serve`` calls it twice: before serving
+    (modules) and once the instance is active with its speech models loaded (the store, the
+    manager, model objects, lazily loaded phone metadata: left in the old generation they made
+    each full collection a 40-50 ms stall of the event loop). The second time it only freezes
+    (``collect=False``): traffic may already be flowing, and the garbage it keeps is small."""
+    if collect:  # a full collection of a large heap stalls the loop: skipped once serving
+        gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)

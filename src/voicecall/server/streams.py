@@ -30,7 +30,7 @@ from typing import Final, cast
 import httpx
 from prometheus_client import Counter, Histogram
 
-from voicecall.calls.channel import StreamHost, StreamRejected
+from voicecall.calls.channel import MediaTap, StreamHost, StreamRejected
 from voicecall.config import Settings
 from voicecall.server.metrics import Metrics
 from voicecall.server.webhooks import Receive, Scope, Send
@@ -62,7 +62,6 @@ from voicecall.voice.settings import (
     stt_config,
     tts_config,
 )
-from voicecall.voice.tap import MediaTap
 
 __all__ = [
     "StreamEndpoint",
@@ -167,7 +166,7 @@ class _Observer(VoiceObserver):
 StreamObserver = _Observer
 
 
-def _never(text: str) -> bool:
+def _never(text: str | list[str]) -> bool:
     return False
 
 
@@ -179,6 +178,7 @@ class _AsgiTransport:
         self.lane = lane
         self.closed = False
         self.send_text_nowait = lane.send_text_nowait if lane is not None else _never
+        self.send_texts_nowait = lane.send_texts_nowait if lane is not None else _never
 
     async def send_text(self, text: str) -> None:
         await self._send({"type": "websocket.send", "text": text})

@@ -14,7 +14,8 @@ WebSocket routes) and adds one ASGI scope extension, ``voicecall.websocket.direc
   a message waits in the queue is queued behind it, so order holds as long as the app handles
   each received message before it awaits anything;
 - :meth:`DirectLane.send_text_nowait`: write one text frame now, without a coroutine; ``False``
-  means "not now" (write buffer full, closing) and the app falls back to ASGI ``send``.
+  means "not now" (write buffer full, closing) and the app falls back to ASGI ``send``;
+  :meth:`DirectLane.send_texts_nowait` writes several frames in one ``write``.
 
 The lane only opens on a plain connection (no extension such as permessage-deflate negotiated)
 whose frames the splitter has seen from the first byte after the handshake, and only while no
@@ -72,10 +73,9 @@ class DirectLane:
     def active(self) -> bool:
         return self._p._on_text is not None
 
-    def send_text_nowait(self, text: str) -> bool:
-        """Write one text frame now; ``False`` (nothing written) when the socket cannot take it."""
+    def _can_write(self) -> bool:
         p = self._p
-        if (
+        return not (
             not p._plain
             or p.close_sent
             or p.disconnected
@@ -83,9 +83,21 @@ class DirectLane:
             or not p.writable.is_set()
             or p.conn.state is not State.OPEN
             or p.transport.is_closing()
-        ):
+        )
+
+    def send_text_nowait(self, text: str) -> bool:
+        """Write one text frame now; ``False`` (nothing written) when the socket cannot take it."""
+        if not self._can_write():
             return False
-        p.transport.write(text_frame(text.encode()))
+        self._p.transport.write(text_frame(text.encode()))
+        return True
+
+    def send_texts_nowait(self, texts: list[str]) -> bool:
+        """Write these text frames now, in order, in one write (one system call for a media
+        message and the mark after it); ``False`` (nothing written) as for one frame."""
+        if not self._can_write():
+            return False
+        self._p.transport.write(b"".join([text_frame(text.encode()) for text in texts]))
         return True
 
 

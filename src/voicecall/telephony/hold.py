@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from voicecall.calls.channel import SpeechChannel, TappableChannel
+from voicecall.calls.channel import InboundTap, SpeechChannel, TappableChannel
 from voicecall.calls.live import LiveCall
 from voicecall.calls.model import Direction, EndReason
 from voicecall.telephony.holdwatch import HoldChange, HoldWatch
@@ -67,7 +67,7 @@ class Hold:
                 channel.hold_stt(False, replay_frames=watch.frames - watch.person_from + 1)
             core.spawn(self.changed(call_id, change))
 
-        channel.add_tap(tap)
+        channel.add_tap(InboundTap(tap))
 
     def drops(self, live: LiveCall) -> bool:
         """Whether what the caller's side says now is hold audio (never reaches anyone)."""

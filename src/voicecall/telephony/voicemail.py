@@ -23,7 +23,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from voicecall.audio.beep import BeepDetector, BeepEvent
-from voicecall.calls.channel import SpeechChannel, TappableChannel
+from voicecall.calls.channel import InboundTap, SpeechChannel, TappableChannel
 from voicecall.calls.live import LiveCall
 from voicecall.calls.model import CallMode, EndReason, Speaker, TranscriptEntry
 from voicecall.errors import ProviderError, StoreError, VoicecallError
@@ -102,7 +102,7 @@ class Voicemail:
                 self.greeting_ends[call_id] = event
                 self.core.spawn(self.greeting_ended(call_id, event))
 
-        remove = channel.add_tap(tap)
+        remove = channel.add_tap(InboundTap(tap))
         self._untap[call_id] = remove
 
     # ------------------------------------------------------------------ decisions

@@ -1,4 +1,4 @@
-"""The recorder of one call's Media Streams: a :class:`~voicecall.voice.tap.MediaTap` that
+"""The recorder of one call's Media Streams: a :class:`~voicecall.calls.channel.MediaTap` that
 places both tracks on the stream's clock (:class:`~voicecall.telephony.recording.StreamTape`)
 and appends them to a stereo WAV as the call goes.
 

@@ -28,6 +28,9 @@ later input is discarded. Limits (see the constructor): frame size, frames toler
 ``start``, and a ``start`` deadline the I/O layer polls with
 :meth:`MediaSession.start_deadline_passed`.
 
+The messages themselves (typed events, field readers, the fast ``media`` reader, the frame
+writer) are in :mod:`voicecall.twilio.media_frames`, re-exported here.
+
 Wire facts (``sequenceNumber``, ``chunk``, ``timestamp`` arrive as strings; μ-law 8 kHz mono;
 ``mark`` echoed once the audio before it has played; ``clear`` echoes every pending mark at
 once) are in ``shared/reference/twilio-protocol.md`` §5–6.
@@ -35,17 +38,40 @@ once) are in ``shared/reference/twilio-protocol.md`` §5–6.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import json
-import json.scanner
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Final
 
 from voicecall.errors import VoicecallError
+
+# the wire's messages live in media_frames.py; re-exported so imports from here keep working
+from voicecall.twilio.media_frames import (
+    DTMF_DIGITS,
+    Closing,
+    Connected,
+    Dtmf,
+    FrameError,
+    FrameWriter,
+    Malformed,
+    Mark,
+    MarkStatus,
+    Media,
+    MediaEvent,
+    MediaFormat,
+    Start,
+    StartInfo,
+    Stop,
+    dump,
+    field_num,
+    field_obj,
+    field_opt_str,
+    field_str,
+    mark_name_ok,
+    parse_json,
+    read_fast_media,
+    read_media_body,
+    read_start,
+)
 
 __all__ = [
     "CloseCode",
@@ -70,8 +96,8 @@ DEFAULT_MAX_FRAME_BYTES: Final = 64 * 1024
 DEFAULT_START_TIMEOUT: Final = 5.0
 DEFAULT_MAX_FRAMES_BEFORE_START: Final = 8
 _MAX_CLOSE_REASON_BYTES: Final = 123  # RFC 6455: control frame payload 125 - 2 bytes of code
-_DTMF_DIGITS: Final = frozenset("0123456789*#")
-_MULAW: Final = "audio/x-mulaw"
+_parse_json = parse_json  # the names before the split (tests import them)
+_Bad = FrameError
 
 
 class LocalProtocolError(VoicecallError):
@@ -98,206 +124,6 @@ class SessionState(enum.Enum):
     discarded and the I/O layer should close the socket with ``close_code``."""
     CLOSED = "closed"
     """The transport is gone."""
-
-
-class MarkStatus(enum.Enum):
-    PLAYED = "played"
-    """All audio sent before the mark has played: the caller heard it."""
-    CLEARED = "cleared"
-    """Echoed because of a ``clear``: audio before it was (at least partly) cut."""
-    UNKNOWN = "unknown"
-    """Not a mark this session sent (or echoed twice)."""
-
-
-# -- events --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    protocol: str
-    version: str
-
-
-@dataclass(frozen=True, slots=True)
-class MediaFormat:
-    encoding: str
-    sample_rate: int
-    channels: int
-
-    @property
-    def is_mulaw_8k_mono(self) -> bool:
-        return self.encoding == _MULAW and self.sample_rate == 8000 and self.channels == 1
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Start:
-    """The stream started. ``custom_parameters`` (the ``<Parameter>`` values, which include the
-    per-call token) are masked in ``repr``."""
-
-    stream_sid: str
-    call_sid: str
-    account_sid: str
-    tracks: tuple[str, ...]
-    media_format: MediaFormat
-    custom_parameters: Mapping[str, str] = field(default_factory=dict)
-    sequence: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("stream_sid", "call_sid", "account_sid"):
-            if not getattr(self, name):
-                raise ValueError(f"start: {name} must not be empty")
-        if not self.tracks:
-            raise ValueError("start: tracks must not be empty")
-        object.__setattr__(
-            self, "custom_parameters", MappingProxyType(dict(self.custom_parameters))
-        )
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}=***" for k in self.custom_parameters)
-        return (
-            f"Start(stream_sid={self.stream_sid!r}, call_sid={self.call_sid!r}, "
-            f"account_sid={self.account_sid!r}, tracks={self.tracks!r}, "
-            f"media_format={self.media_format!r}, custom_parameters={{{params}}}, "
-            f"sequence={self.sequence})"
-        )
-
-
-StartInfo = Start
-"""What ``validate_start`` receives."""
-
-
-@dataclass(frozen=True, slots=True)
-class Media:
-    track: str
-    chunk: int
-    timestamp_ms: int
-    payload: bytes = field(repr=False)
-    """Raw μ-law bytes (base64-decoded)."""
-    sequence: int
-
-    def __post_init__(self) -> None:
-        if self.chunk < 0 or self.timestamp_ms < 0 or self.sequence < 0:
-            raise ValueError("media: chunk, timestamp and sequence must be >= 0")
-
-
-@dataclass(frozen=True, slots=True)
-class Dtmf:
-    digit: str
-    track: str = "inbound_track"
-    sequence: int = 0
-
-    def __post_init__(self) -> None:
-        if self.digit not in _DTMF_DIGITS:
-            raise ValueError(f"dtmf: invalid digit {self.digit!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """Twilio echoed a mark; ``status`` says whether the audio before it was heard."""
-
-    name: str
-    status: MarkStatus = MarkStatus.PLAYED
-    sequence: int = 0
-
-    @property
-    def heard(self) -> bool:
-        return self.status is MarkStatus.PLAYED
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    account_sid: str = ""
-    call_sid: str = ""
-    sequence: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    """A frame that was skipped; ``reason`` is safe to log (no payload, no secrets)."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Closing:
-    """The session decided to close the stream (e.g. ``start`` rejected); close with ``code``."""
-
-    code: int
-    reason: str
-
-
-MediaEvent = Connected | Start | Media | Dtmf | Mark | Stop | Malformed | Closing
-
-
-class _Bad(Exception):
-    """Internal: the frame is malformed; the message is the reason."""
-
-
-# -- field readers (untrusted JSON) --------------------------------------------------------------
-
-
-def _obj(d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = d.get(key)
-    if not isinstance(value, dict):
-        raise _Bad(f"'{key}' missing or not an object")
-    return value
-
-
-def _str(d: Mapping[str, Any], key: str) -> str:
-    value = d.get(key)
-    if not isinstance(value, str) or not value:
-        raise _Bad(f"'{key}' missing or not a non-empty string")
-    return value
-
-
-def _opt_str(d: Mapping[str, Any], key: str) -> str:
-    value = d.get(key, "")
-    if not isinstance(value, str):
-        raise _Bad(f"'{key}' is not a string")
-    return value
-
-
-def _num(d: Mapping[str, Any], key: str) -> int:
-    """A non-negative integer sent as a decimal string (Twilio) or, leniently, a JSON int."""
-    value = d.get(key)
-    if isinstance(value, bool):
-        raise _Bad(f"'{key}' is not a number")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
-        number = int(value)
-    else:
-        raise _Bad(f"'{key}' missing or not a decimal number")
-    if number < 0:
-        raise _Bad(f"'{key}' is negative")
-    return number
-
-
-# the C scanner json.loads runs (typeshed's stub of make_scanner's argument is wrong)
-_scan_json: Final[Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner(
-    json.JSONDecoder()  # type: ignore[arg-type]
-)
-
-
-def _parse_json(text: str) -> Any:
-    """``json.loads(text)`` (same result, same errors), skipping its two whitespace regex
-    matches when the text is one JSON value with nothing around it, as every Twilio frame is."""
-    try:
-        value, end = _scan_json(text, 0)
-    except (StopIteration, ValueError, RecursionError):
-        return json.loads(text)  # leading whitespace, or invalid: json.loads decides
-    if end != len(text):
-        return json.loads(text)  # trailing whitespace or extra data
-    return value
-
-
-def _json_str(value: str) -> str:
-    """``value`` as a JSON string literal, exactly as :meth:`MediaSession._dump` writes it."""
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _mark_name_ok(name: str) -> bool:
-    return bool(name) and len(name) <= 256
 
 
 # -- the session ---------------------------------------------------------------------------------
@@ -335,10 +161,7 @@ class MediaSession:
         self._cleared: list[str] = []  # marks pending at a clear, their echo still due
         self._frames_before_start = 0
         self._last_sequence: int | None = None
-        # outbound frame templates (set on start): JSON built once, payloads inserted
-        self._media_head = ""
-        self._mark_head = ""
-        self._clear_frame = ""
+        self._writer: FrameWriter | None = None  # outbound frames (set on start)
         # counters
         self.frames_received = 0
         self.media_received = 0
@@ -388,7 +211,7 @@ class MediaSession:
         ):
             return self._malformed(f"frame larger than {self.max_frame_bytes} bytes")
         try:
-            message = _parse_json(text)
+            message = parse_json(text)
         except (ValueError, RecursionError):
             return self._malformed("not valid JSON")
         if type(message) is dict and self.state is SessionState.STREAMING:
@@ -405,49 +228,19 @@ class MediaSession:
             return self._malformed(f"unknown event {event[:32]!r}")
         try:
             return handler(self, message)
-        except _Bad as exc:
+        except FrameError as exc:
             return self._malformed(f"{event}: {exc}")
 
     def _fast_media(self, message: dict[str, Any]) -> Media | None:
-        """A well-formed ``media`` message while streaming, checked inline; ``None`` for
-        anything else, which then takes the generic path (same checks, same reasons).
-
-        Accepts exactly what :meth:`_on_media` accepts with Twilio's types (numbers as decimal
-        strings, no JSON ints): same fields, same validation, same counters.
-        """
-        if message.get("event") != "media":
-            return None
+        """A well-formed ``media`` message while streaming (:func:`read_fast_media`), counted;
+        ``None`` for anything else, which then takes the generic path."""
         start = self.start
-        body = message.get("media")
-        seq_s = message.get("sequenceNumber")
-        if (
-            start is None
-            or type(body) is not dict
-            or message.get("streamSid") != start.stream_sid
-            or type(seq_s) is not str
-        ):
+        if start is None:
             return None
-        raw = body.get("payload")
-        track = body.get("track")
-        chunk_s = body.get("chunk")
-        ts_s = body.get("timestamp")
-        if (
-            type(raw) is not str
-            or type(track) is not str
-            or not track
-            or type(chunk_s) is not str
-            or type(ts_s) is not str
-            or not (0 < len(seq_s) <= 19 and seq_s.isascii() and seq_s.isdigit())
-            or not (0 < len(chunk_s) <= 19 and chunk_s.isascii() and chunk_s.isdigit())
-            or not (0 < len(ts_s) <= 19 and ts_s.isascii() and ts_s.isdigit())
-        ):
+        event = read_fast_media(message, start.stream_sid)
+        if event is None:
             return None
-        try:
-            payload = binascii.a2b_base64(raw, strict_mode=True)
-        except (binascii.Error, ValueError):
-            return None
-        seq = int(seq_s)
-        event = Media(track, int(chunk_s), int(ts_s), payload, seq)
+        seq = event.sequence
         last = self._last_sequence
         if last is not None and seq != last + 1:
             self.sequence_gaps += 1
@@ -471,32 +264,33 @@ class MediaSession:
 
     def send_media(self, ulaw: bytes) -> None:
         """Queue raw μ-law 8 kHz audio (any length > 0) for Twilio to play."""
-        if self.state is not SessionState.STREAMING:
+        writer = self._writer
+        if self.state is not SessionState.STREAMING or writer is None:
             self._require_streaming("send_media")
+            raise AssertionError("unreachable")  # pragma: no cover
         if not ulaw:
             raise LocalProtocolError("send_media: empty payload")
-        # == _dump({"event": "media", "streamSid": sid, "media": {"payload": b64}}): base64
-        # needs no JSON escaping, so the frame is the template with the payload inserted
-        self._out.append(
-            self._media_head + binascii.b2a_base64(ulaw, newline=False).decode("ascii") + '"}}'
-        )
+        self._out.append(writer.media(ulaw))
         self.media_sent += 1
         self.bytes_sent += len(ulaw)
 
     def send_mark(self, name: str) -> None:
         """Queue a mark; Twilio echoes it once all audio sent before it has played."""
-        if self.state is not SessionState.STREAMING:
+        writer = self._writer
+        if self.state is not SessionState.STREAMING or writer is None:
             self._require_streaming("send_mark")
-        if not _mark_name_ok(name):
+            raise AssertionError("unreachable")  # pragma: no cover
+        if not mark_name_ok(name):
             raise LocalProtocolError("send_mark: name must be 1..256 characters")
-        self._out.append(self._mark_head + _json_str(name) + "}}")
+        self._out.append(writer.mark(name))
         self._pending.append(name)
 
     def send_clear(self) -> list[str]:
         """Queue a ``clear`` (drop Twilio's buffered audio). Returns the marks that were pending:
         their echoes will come back with :attr:`MarkStatus.CLEARED`."""
         self._require_streaming("send_clear")
-        self._out.append(self._clear_frame)
+        assert self._writer is not None
+        self._out.append(self._writer.clear)
         cut = list(self._pending)
         self._cleared.extend(cut)
         self._pending.clear()
@@ -529,9 +323,7 @@ class MediaSession:
         self.close_code = int(code)
         self.state = SessionState.CLOSING
 
-    @staticmethod
-    def _dump(message: dict[str, Any]) -> str:
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    _dump = staticmethod(dump)
 
     def _require_streaming(self, what: str) -> str:
         if self.state is SessionState.AWAITING_START:
@@ -562,7 +354,7 @@ class MediaSession:
         return [Closing(code, self.close_reason)]
 
     def _sequence(self, message: Mapping[str, Any]) -> int:
-        return _num(message, "sequenceNumber")
+        return field_num(message, "sequenceNumber")
 
     def _track_sequence(self, seq: int) -> None:
         if self._last_sequence is not None and seq != self._last_sequence + 1:
@@ -572,57 +364,26 @@ class MediaSession:
     def _check_stream(self, message: Mapping[str, Any], event: str) -> int:
         """Common checks of post-start messages; returns the sequence number."""
         if self.state is SessionState.AWAITING_START or self.start is None:
-            raise _Bad("before start")
+            raise FrameError("before start")
         if self.state is SessionState.STOPPED:
-            raise _Bad("after stop")
-        sid = _str(message, "streamSid")
+            raise FrameError("after stop")
+        sid = field_str(message, "streamSid")
         if sid != self.start.stream_sid:
-            raise _Bad("wrong streamSid")
+            raise FrameError("wrong streamSid")
         return self._sequence(message)
 
-    # handlers: each returns the events for one well-formed message or raises _Bad
+    # handlers: each returns the events for one well-formed message or raises FrameError
 
     def _on_connected(self, message: Mapping[str, Any]) -> list[MediaEvent]:
         if self.state is not SessionState.AWAITING_START:
-            raise _Bad("after start")
-        event = Connected(_opt_str(message, "protocol"), _opt_str(message, "version"))
+            raise FrameError("after start")
+        event = Connected(field_opt_str(message, "protocol"), field_opt_str(message, "version"))
         return [event, *self._count_pre_start()]
 
     def _on_start(self, message: Mapping[str, Any]) -> list[MediaEvent]:
         if self.state is not SessionState.AWAITING_START:
-            raise _Bad("duplicate start")
-        seq = self._sequence(message)
-        body = _obj(message, "start")
-        stream_sid = _str(message, "streamSid")
-        if _opt_str(body, "streamSid") not in ("", stream_sid):
-            raise _Bad("streamSid differs from start.streamSid")
-        tracks_raw = body.get("tracks", ["inbound"])
-        if (
-            not isinstance(tracks_raw, list)
-            or not tracks_raw
-            or not all(isinstance(t, str) and t for t in tracks_raw)
-        ):
-            raise _Bad("'tracks' is not a non-empty list of strings")
-        fmt = _obj(body, "mediaFormat")
-        media_format = MediaFormat(
-            encoding=_str(fmt, "encoding"),
-            sample_rate=_num(fmt, "sampleRate"),
-            channels=_num(fmt, "channels"),
-        )
-        params_raw = body.get("customParameters", {})
-        if not isinstance(params_raw, dict) or not all(
-            isinstance(v, str) for v in params_raw.values()
-        ):
-            raise _Bad("'customParameters' is not an object of strings")
-        start = Start(
-            stream_sid=stream_sid,
-            call_sid=_str(body, "callSid"),
-            account_sid=_str(body, "accountSid"),
-            tracks=tuple(tracks_raw),
-            media_format=media_format,
-            custom_parameters=params_raw,
-            sequence=seq,
-        )
+            raise FrameError("duplicate start")
+        start = read_start(message, self._sequence(message))
         # authentication before any processing
         if self.expected_call_sid is not None and start.call_sid != self.expected_call_sid:
             return self._reject(CloseCode.POLICY_VIOLATION, "callSid does not match this stream")
@@ -630,50 +391,33 @@ class MediaSession:
             problem = self._validate_start(start)
             if problem is not None:
                 return self._reject(CloseCode.POLICY_VIOLATION, problem)
-        if not media_format.is_mulaw_8k_mono:
+        if not start.media_format.is_mulaw_8k_mono:
             return self._reject(CloseCode.UNSUPPORTED_DATA, "unsupported media format")
         self.start = start
         self.state = SessionState.STREAMING
-        self._last_sequence = seq
-        sid = _json_str(stream_sid)
-        self._media_head = '{"event":"media","streamSid":' + sid + ',"media":{"payload":"'
-        self._mark_head = '{"event":"mark","streamSid":' + sid + ',"mark":{"name":'
-        self._clear_frame = self._dump({"event": "clear", "streamSid": stream_sid})
+        self._last_sequence = start.sequence
+        self._writer = FrameWriter(start.stream_sid)
         return [start]
 
     def _on_media(self, message: Mapping[str, Any]) -> list[MediaEvent]:
         seq = self._check_stream(message, "media")
-        body = _obj(message, "media")
-        raw = body.get("payload")
-        if not isinstance(raw, str):
-            raise _Bad("'payload' missing or not a string")
-        try:
-            payload = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise _Bad("payload is not valid base64") from None
-        event = Media(
-            track=_str(body, "track"),
-            chunk=_num(body, "chunk"),
-            timestamp_ms=_num(body, "timestamp"),
-            payload=payload,
-            sequence=seq,
-        )
+        event = read_media_body(message, seq)
         self._track_sequence(seq)
         self.media_received += 1
         return [event]
 
     def _on_dtmf(self, message: Mapping[str, Any]) -> list[MediaEvent]:
         seq = self._check_stream(message, "dtmf")
-        body = _obj(message, "dtmf")
-        digit = _str(body, "digit")
-        if digit not in _DTMF_DIGITS:
-            raise _Bad("invalid digit")
+        body = field_obj(message, "dtmf")
+        digit = field_str(body, "digit")
+        if digit not in DTMF_DIGITS:
+            raise FrameError("invalid digit")
         self._track_sequence(seq)
-        return [Dtmf(digit, _opt_str(body, "track") or "inbound_track", seq)]
+        return [Dtmf(digit, field_opt_str(body, "track") or "inbound_track", seq)]
 
     def _on_mark(self, message: Mapping[str, Any]) -> list[MediaEvent]:
         seq = self._check_stream(message, "mark")
-        name = _str(_obj(message, "mark"), "name")
+        name = field_str(field_obj(message, "mark"), "name")
         if name in self._cleared:
             self._cleared.remove(name)
             status = MarkStatus.CLEARED
@@ -689,10 +433,10 @@ class MediaSession:
         seq = self._check_stream(message, "stop")
         body = message.get("stop", {})
         if not isinstance(body, dict):
-            raise _Bad("'stop' is not an object")
+            raise FrameError("'stop' is not an object")
         self._track_sequence(seq)
         self.state = SessionState.STOPPED
-        return [Stop(_opt_str(body, "accountSid"), _opt_str(body, "callSid"), seq)]
+        return [Stop(field_opt_str(body, "accountSid"), field_opt_str(body, "callSid"), seq)]
 
     _HANDLERS: Final[dict[str, Callable[[MediaSession, Mapping[str, Any]], list[MediaEvent]]]] = {
         "connected": _on_connected,

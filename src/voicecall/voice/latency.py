@@ -44,6 +44,7 @@ transcript) counts 0; marks are kept as measured.
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -77,36 +78,88 @@ STAGES: Final = ("end_of_turn", "stt", "responder", "tts", "overhead", "voice_to
 
 
 class ArrivalClock:
-    """Stream position → monotonic arrival time of the frame that carried it."""
+    """Stream position → monotonic arrival time of the frame that carried it.
 
-    __slots__ = ("_arrived", "_stamps", "_starts", "samples")
+    Compact (it runs on every inbound frame of every call): the arrival times of the last
+    :data:`KEEP_FRAMES` frames are a ring of doubles (8 bytes a frame), and the frames' sample
+    ranges and media timestamps are kept as runs: a run is frames of one size whose timestamps
+    follow on exactly (every Twilio frame of a call, unless frames were lost), so a call costs
+    a few bytes per frame and at most 12 KB, not a Python object per number.
+    """
+
+    __slots__ = (
+        "_arrived",
+        "_frames",
+        "_run_frame",
+        "_run_size",
+        "_run_stamp",
+        "_run_start",
+        "samples",
+    )
 
     def __init__(self) -> None:
-        self._starts: list[int] = []  # first sample of each remembered frame
-        self._stamps: list[int] = []  # its media timestamp (ms)
-        self._arrived: list[float] = []  # its arrival (monotonic seconds)
+        self._arrived = array("d")  # ring: frame number f is at f % KEEP_FRAMES
+        self._frames = 0  # frames received
+        # runs, oldest first: first frame number, first sample, first timestamp (ms), size
+        self._run_frame = array("q")
+        self._run_start = array("q")
+        self._run_stamp = array("q")
+        self._run_size = array("q")
         self.samples = 0
         """Samples received so far (the stream clock's "now")."""
 
     def frame(self, n_samples: int, timestamp_ms: int, arrived: float) -> None:
         """One inbound frame of ``n_samples`` arrived at ``arrived`` (monotonic)."""
-        self._starts.append(self.samples)
-        self._stamps.append(timestamp_ms)
-        self._arrived.append(arrived)
+        if n_samples <= 0:
+            return  # carries no sample: nothing can be located in it
+        frames = self._frames
+        sizes = self._run_size
+        if not (
+            sizes
+            and sizes[-1] == n_samples
+            and (timestamp_ms - self._run_stamp[-1]) * SAMPLES_PER_MS
+            == (frames - self._run_frame[-1]) * n_samples
+        ):
+            self._new_run(frames, timestamp_ms, n_samples)
+        ring = self._arrived
+        if frames < KEEP_FRAMES:
+            ring.append(arrived)
+        else:
+            ring[frames % KEEP_FRAMES] = arrived
+        self._frames = frames + 1
         self.samples += n_samples
-        if len(self._starts) > 2 * KEEP_FRAMES:  # amortized trim
-            del self._starts[:KEEP_FRAMES], self._stamps[:KEEP_FRAMES], self._arrived[:KEEP_FRAMES]
+
+    def _new_run(self, frames: int, timestamp_ms: int, n_samples: int) -> None:
+        starts = self._run_frame
+        oldest = frames - KEEP_FRAMES  # frames before this one are forgotten
+        if len(starts) > 64 and starts[64] <= oldest:  # drop runs wholly forgotten, in batches
+            stale = bisect.bisect_right(starts, oldest) - 1
+            del starts[:stale], self._run_start[:stale]
+            del self._run_stamp[:stale], self._run_size[:stale]
+        starts.append(frames)
+        self._run_start.append(self.samples)
+        self._run_stamp.append(timestamp_ms)
+        self._run_size.append(n_samples)
 
     def locate(self, end_sample: int) -> tuple[float, int] | None:
         """For a position that ends a stretch of audio (exclusive), the arrival time of the
         frame holding its last sample and that position on the media clock (ms). ``None``
         if the frame is no longer remembered, or not received yet."""
         last = end_sample - 1
-        if not self._starts or last < self._starts[0] or last >= self.samples:
+        if last < 0 or last >= self.samples:
             return None
-        i = bisect.bisect_right(self._starts, last) - 1
-        offset_ms = (end_sample - self._starts[i]) / SAMPLES_PER_MS
-        return self._arrived[i], round(self._stamps[i] + offset_ms)
+        i = bisect.bisect_right(self._run_start, last) - 1
+        if i < 0:
+            return None
+        size = self._run_size[i]
+        k = (last - self._run_start[i]) // size
+        number = self._run_frame[i] + k
+        if number < self._frames - KEEP_FRAMES:
+            return None
+        frame_start = self._run_start[i] + k * size
+        stamp = self._run_stamp[i] + k * size / SAMPLES_PER_MS
+        offset_ms = (end_sample - frame_start) / SAMPLES_PER_MS
+        return self._arrived[number % KEEP_FRAMES], round(stamp + offset_ms)
 
     def arrival_at_ms(self, end_ms: int) -> tuple[float, int] | None:
         """:meth:`locate` for a position in ms of received audio."""

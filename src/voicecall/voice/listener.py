@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from voicecall.audio.g711 import FRAME_BYTES, ulaw_decode
-from voicecall.audio.vad import UlawVad, Vad, VadEvent
+from voicecall.audio.vad import UlawVad, Vad, VadEvent, VadEventKind
 from voicecall.voice.bargein import BargeInDetector, frame_rms
 
 __all__ = ["Listener"]
@@ -34,6 +34,13 @@ class Listener:
         if self.vad is None:
             return None
         if not self._partial and len(ulaw) == FRAME_BYTES:  # Twilio's 20 ms frame
+            feed_ulaw = self._feed_ulaw
+            if feed_ulaw is not None and self.detector.energy_ratio is None:
+                event = feed_ulaw(ulaw)  # the common case, inline: most frames end here
+                if event is None:
+                    return None
+                self.speech_starts += event.kind is VadEventKind.SPEECH_START
+                return self.detector.update(event, caller_rms=0.0, bot_rms=bot_rms)
             return self._frame(ulaw, bot_rms)
         data = self._partial + ulaw if self._partial else ulaw
         whole = len(data) - len(data) % FRAME_BYTES

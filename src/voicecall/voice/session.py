@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol
 
 from voicecall.audio.g711 import BYTES_PER_SECOND, ulaw_decode
 from voicecall.audio.pacer import Chunk, Item, MarkPoint
-from voicecall.calls.channel import AudioTap, SpokenResult, StreamHost
+from voicecall.calls.channel import MediaTap, SpokenResult, StreamHost
 from voicecall.errors import VoicecallError
 from voicecall.speech.errors import SpeechError
 from voicecall.speech.stt.base import SttSession, Transcript, TurnAware
@@ -63,7 +63,6 @@ from voicecall.voice.latency import ArrivalClock, TurnLatency, TurnStamps
 from voicecall.voice.listener import Listener
 from voicecall.voice.player import Player, drive
 from voicecall.voice.settings import VoiceTuning
-from voicecall.voice.tap import MediaTap
 
 __all__ = [
     "ChannelClosed",
@@ -77,6 +76,11 @@ log = logging.getLogger("voicecall.voice")
 
 _BYTES_PER_MS: Final = BYTES_PER_SECOND // 1000
 _REPORT_EVERY: Final = 50  # inbound frames per metrics update (one second of caller audio)
+#: How long a closing stream waits for the recogniser to transcribe what the caller said last
+#: (a goodbye just before the hang-up). Local whisper on a busy 2-core machine took more than
+#: the 5 s this was, and the caller's last words were dropped; nothing waits on it but the
+#: call's own wrap-up.
+STT_FLUSH_SECONDS: Final = 30.0
 _STT_HELD_MAX: Final = 150  # payloads kept while the recogniser is held (3 s of 20 ms frames)
 _ULAW_SILENCE: Final = b"\xff" * 1600
 
@@ -100,6 +104,11 @@ class Transport(Protocol):
 
     def send_text_nowait(self, text: str) -> bool:
         """Write ``text`` now if the socket can take it at once; ``False``: use ``send_text``."""
+        ...
+
+    def send_texts_nowait(self, texts: list[str]) -> bool:
+        """Write all of ``texts`` now, in order (as one write), if the socket can take them at
+        once; ``False``: nothing was written, use ``send_text``."""
         ...
 
     async def close(self, code: int, reason: str) -> None: ...
@@ -191,8 +200,6 @@ class VoiceSession:
         self._tts = tts
         self._stt = stt
         self._obs = observer or VoiceObserver()
-        #: hears both tracks (the call's recorder), if any
-        self.tap: Final = tap
         self.detector: Final = BargeInDetector(
             echo_guard_ms=tuning.echo_guard_ms, energy_ratio=tuning.echo_energy_ratio
         )
@@ -217,8 +224,9 @@ class VoiceSession:
         self.detach_reason: str | None = None
         self.barge_ins = 0
         self.frames_in = 0
-        #: listeners of the inbound audio (detectors); empty for most calls: no cost then
-        self._taps: list[AudioTap] = []
+        #: who hears the stream beside the pipeline (the recorder, detectors); replaced, never
+        #: mutated (a tap may remove itself while the taps are being called); empty: no cost
+        self._taps: tuple[MediaTap, ...] = () if tap is None else (tap,)
         #: while the far end is on hold the recogniser hears silence; the real audio is kept
         #: (bounded) so the onset of the person who picks up can be replayed to it
         self._stt_held: deque[bytes] | None = None
@@ -238,8 +246,8 @@ class VoiceSession:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.tap is not None:
-            self.tap.stream_started(loop.time())
+        for tap in self._taps:
+            tap.stream_started(loop.time())
         self.player.start()
         self._tasks.append(loop.create_task(self._speak_loop(), name="voice-speaker"))
         self._tasks.append(loop.create_task(self._notify_loop(), name="voice-notifier"))
@@ -256,20 +264,30 @@ class VoiceSession:
         self._closed = True
         self._obs.frames_in(self.frames_in % _REPORT_EVERY)
         self._abandon_all(self.player.now())
-        if self.tap is not None:
-            self.tap.stream_ended(self.player.now())
+        for tap in self._taps:
+            tap.stream_ended(self.player.now())
         await self.player.aclose()
         if self._writer is not None:
             self._writer.cancel()
         speaker, notifier, *rest = self._tasks
         speaker.cancel()
         if self._stt is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._stt.aclose(), 5.0)  # flushes the last transcript
+            try:
+                # flushes the last transcript (the caller's words just before the hang-up)
+                await asyncio.wait_for(self._stt.aclose(), STT_FLUSH_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "call %s: speech recognition did not finish within %.0f s of the end; "
+                    "the caller's last words may be missing",
+                    self.call_id,
+                    STT_FLUSH_SECONDS,
+                )
+            except Exception:  # noqa: S110  (the recogniser reports its own failure)
+                pass
         if rest:
             (stt_task,) = rest
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(stt_task, 2.0)
+                await asyncio.wait_for(stt_task, 5.0)
         self._notices.put_nowait(None)  # the notifier drains what is queued, then ends
         self._notices_closed = True
         if asyncio.current_task() is not notifier:  # a host callback may be closing us
@@ -362,9 +380,12 @@ class VoiceSession:
             return
         if type(event) is Media:  # ~50 a second: no further dispatch, no extra coroutine
             self.clock.frame(len(event.payload), event.timestamp_ms, time.monotonic())
+            taps = self._taps
+            if taps and event.track != "outbound":
+                now = self.player.now()
+                for tap in taps:
+                    tap.inbound(event.timestamp_ms, event.payload, now)
             self._on_media(event.payload)
-            if self.tap is not None and event.track != "outbound":
-                self.tap.inbound(event.timestamp_ms, event.payload, self.player.now())
             if self._stt is not None:
                 if self._stt_held is None:
                     self._stt.send(event.payload)  # never blocks: buffers while connecting
@@ -380,12 +401,15 @@ class VoiceSession:
         elif isinstance(event, Stop):
             self.detach_reason = self.detach_reason or "stream stopped"
 
-    def add_tap(self, tap: AudioTap) -> Callable[[], None]:
-        """Call ``tap`` with each inbound payload (in the audio path: it must be quick)."""
-        self._taps = [*self._taps, tap]
+    def add_tap(self, tap: MediaTap) -> Callable[[], None]:
+        """Tell ``tap`` about the stream from now on (in the audio path: it must be quick);
+        ``stream_started`` at once if the stream runs. Returns the remover."""
+        self._taps = (*self._taps, tap)
+        if self._tasks and not self._closed:  # started, not over
+            tap.stream_started(self.player.now())
 
         def remove() -> None:
-            self._taps = [t for t in self._taps if t is not tap]
+            self._taps = tuple(t for t in self._taps if t is not tap)
 
         return remove
 
@@ -403,8 +427,6 @@ class VoiceSession:
                 self._stt.send(payload)
 
     def _on_media(self, payload: bytes) -> None:
-        for tap in self._taps:
-            tap(payload)
         self.frames_in += 1
         if self.frames_in % _REPORT_EVERY == 0:  # batched: metrics cost per frame adds up
             self._obs.frames_in(_REPORT_EVERY)
@@ -459,8 +481,8 @@ class VoiceSession:
             if isinstance(item, Chunk):
                 self.media.send_media(item.payload)
                 chunks += 1
-                if self.tap is not None:
-                    self.tap.outbound(item.position, item.payload, now)
+                for tap in self._taps:
+                    tap.outbound(item.position, item.payload, now)
                 if utt is not None and not utt.audio_sent:
                     utt.audio_sent = True
                     self.detector.bot_started(self.listener.samples)
@@ -502,6 +524,15 @@ class VoiceSession:
         if self._writer is not None or self._broken:
             return  # the writer task sends what is queued, in order
         frames = self.media.data_to_send()
+        if not frames:
+            return
+        if len(frames) > 1:  # a media message and a mark: one write for both
+            try:
+                if self._transport.send_texts_nowait(frames):
+                    return
+            except Exception as exc:  # the socket is gone; the reader will see it
+                self._send_failed(exc)
+                return
         nowait = self._transport.send_text_nowait
         for i, frame in enumerate(frames):
             try:
@@ -598,8 +629,8 @@ class VoiceSession:
             for name in self.media.send_clear():
                 self._mark_pos.pop(name, None)
             self._flush()
-            if self.tap is not None:
-                self.tap.cleared(self.player.now())
+            for tap in self._taps:
+                tap.cleared(self.player.now())
         self.detector.bot_stopped()
         now = self.player.now()
         utt = self._current

@@ -83,7 +83,7 @@ def _commit_sql(
         gate = "EXISTS (SELECT 1 FROM ev)"
     if has_call:
         values = ", ".join(f"%s::{_CALL_TYPES.get(c, 'text')}" for c in codec.CALL_COLUMNS)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in codec.CALL_COLUMNS[1:])
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in codec.CALL_UPDATE_COLUMNS)
         ctes.append(
             f"c AS (INSERT INTO calls ({_COLS}) SELECT {values} WHERE {gate}"
             f" ON CONFLICT (call_id) DO UPDATE SET {updates})"
