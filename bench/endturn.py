@@ -46,6 +46,8 @@ COMPLETE = [
     "I would like to change my reservation.",
     "Is there parking near the restaurant?",
     "Tomorrow evening would be great.",
+    "Yes.",
+    "Seven thirty.",
 ]
 PAUSED = [
     ("I'd like a table for", 800, "two people, please."),

@@ -81,6 +81,8 @@ PAUSED = [
     ("My phone number is", 1000, "five five five, one two three four."),
     ("Could you book it under the name", 600, "Sam Taylor, please."),
     ("We will arrive at around", 900, "half past seven."),
+    ("Could you leave a note for", 700, "my husband, please."),
+    ("We need it for Friday and", 600, "Saturday night, please."),
 ]
 ANSWERS = ["Sure, noted.", "Okay, thank you.", "Got it.", "Of course."]
 

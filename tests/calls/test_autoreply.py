@@ -166,7 +166,9 @@ class RecordingChannel:
     def __init__(self) -> None:
         self.said: list[str] = []
 
-    async def say(self, text: str, *, responder_at: float | None = None) -> SpokenResult:
+    async def say(
+        self, text: str, *, responder_at: float | None = None, on_latency: object = None
+    ) -> SpokenResult:
         self.said.append(text)
         await asyncio.sleep(0.01)
         return SpokenResult(True, 10, 10, text)

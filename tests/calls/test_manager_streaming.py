@@ -30,7 +30,9 @@ class FakeChannel:
         #: what the next say() returns instead of "heard in full" (a barge-in, a dropped line)
         self.cuts: list[SpokenResult] = []
 
-    async def say(self, text: str, *, responder_at: float | None = None) -> SpokenResult:
+    async def say(
+        self, text: str, *, responder_at: float | None = None, on_latency: object = None
+    ) -> SpokenResult:
         self.said.append(text)
         await asyncio.sleep(0)
         if self.cuts:

@@ -14,7 +14,7 @@ from voicecall.calls.manager import CallManager
 from voicecall.calls.store.sqlite import SQLiteStore
 from voicecall.config import load_config
 from voicecall.conversation.chat import ToolRequest
-from voicecall.conversation.speculate import Speculator
+from voicecall.conversation.speculate import Speculator, speculation_default
 from voicecall.conversation.tools import ToolBox, ToolCall, ToolOutcome, ToolSpec
 from voicecall.events import CallEvent, EventKind
 from voicecall.providers.base import ParsedWebhook, WebhookKind
@@ -42,7 +42,9 @@ class RecordingChannel:
     def __init__(self) -> None:
         self.said: list[str] = []
 
-    async def say(self, text: str, *, responder_at: float | None = None) -> SpokenResult:
+    async def say(
+        self, text: str, *, responder_at: float | None = None, on_latency: object = None
+    ) -> SpokenResult:
         self.said.append(text)
         return SpokenResult(True, 10, 10, text)
 
@@ -245,3 +247,22 @@ async def test_a_dropped_run_leaves_the_box_untouched() -> None:
     await asyncio.sleep(0.05)
     assert await spec.adopt("call-1", "Bye, and thanks.") is None
     assert box.exchanges() == []
+
+
+@pytest.mark.parametrize(
+    ("stt", "kind", "url", "expected"),
+    [
+        ("whisper", "chat", "https://api.openai.com/v1", True),  # partials only at pauses
+        ("deepgram", "chat", "https://api.openai.com/v1", False),  # a paid run per interim
+        ("deepgram", "chat", "http://127.0.0.1:8080/v1", True),  # a local model
+        ("openai-realtime", "chat", "http://localhost:11434/v1", True),
+        ("deepgram", "chat", "http://10.1.2.3/v1", True),
+        ("deepgram", "scripted", "https://api.openai.com/v1", True),
+        ("deepgram", "hook", "https://api.openai.com/v1", True),
+        (None, "none", "https://api.openai.com/v1", False),
+    ],
+)
+def test_speculation_default_is_on_where_extra_runs_are_cheap(
+    stt: str | None, kind: str, url: str, expected: bool
+) -> None:
+    assert speculation_default(stt=stt, responder_kind=kind, base_url=url) is expected

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from voicecall.cli.demo import run_demo, voice_available
+from voicecall.cli.demo import DemoResult, _summary, run_demo, voice_available
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
@@ -144,3 +144,40 @@ async def test_gather_demo_with_an_llm_endpoint(
     assert "scripted" not in text
     assert fake.rejected == [] and len(fake.structured) == 1
     assert all(s.body["model"] == "fake-model" for s in fake.served)
+
+
+@pytest.mark.parametrize("digits", [1, 4, 6])
+def test_the_summary_never_wraps_a_label(digits: int) -> None:
+    """The voice demo test looked for "voicecall's own" and sometimes found "voicecall's" and
+    "own" on two lines: rich wrapped the per-stage cell when the figures were longer."""
+    figure = float("9" * digits)
+    stages = {
+        s: {"p50": figure, "p95": figure, "max": figure, "count": 12}
+        for s in ("end_of_turn", "stt", "responder", "tts", "overhead", "voice_to_voice")
+    }
+    result = DemoResult(
+        call_id="c",
+        state="completed",
+        end_reason="hangup-bot",
+        transcript=[("user", "Two people.")] * 12,
+        turn_latencies=[12.345] * 12,
+        webhooks=3,
+        webhook_failures=0,
+        elapsed=1.0,
+        mode="voice",
+        audio={},
+        wav_path=None,
+        agent="scripted demo agent (no LLM; it only knows this booking)",
+        outcome={"booked": True},
+        summary="The table for two was booked. " * 4,
+        outcome_error=None,
+        questions=[],
+        report=None,
+        report_verified=False,
+        latency=stages,
+    )
+    out = io.StringIO()
+    _summary(Console(file=out, width=80), result)
+    text = out.getvalue()
+    for label in ("voice to voice (measured by voicecall)", "voicecall's own", "end of turn"):
+        assert label in text, text

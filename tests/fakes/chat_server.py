@@ -30,7 +30,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +231,7 @@ class FakeChat:
         self.api_key = api_key
         self.model = model
         self.plans: list[Plan] = []
+        self.rule: Callable[[list[dict[str, Any]]], Plan | None] | None = None
         self.json_plans: list[JsonPlan] = []
         self.served: list[Served] = []
         self.rejected: list[str] = []  # 400 details (a test can show why a request failed)
@@ -239,6 +240,12 @@ class FakeChat:
     def plan(self, plan: Plan) -> Plan:
         self.plans.append(plan)
         return plan
+
+    def answer_from(self, rule: Callable[[list[dict[str, Any]]], Plan | None]) -> None:
+        """Answer streamed requests from their content: ``rule(messages)`` (a plan, or ``None``
+        for the next queued one). A pure function of the conversation answers a speculative
+        run and the real one alike, as a model would; queued plans are used up by either."""
+        self.rule = rule
 
     def plan_json(self, plan: JsonPlan | str) -> JsonPlan:
         item = plan if isinstance(plan, JsonPlan) else JsonPlan(plan)
@@ -298,7 +305,11 @@ class FakeChat:
         self.served.append(served)
         if body.get("stream") is not True:
             return await self._completion(served)
-        plan = self.plans.pop(0) if self.plans else Plan(text="Okay.")
+        ruled = None if self.rule is None else self.rule(list(body.get("messages") or []))
+        if ruled is not None:
+            plan = ruled
+        else:
+            plan = self.plans.pop(0) if self.plans else Plan(text="Okay.")
         if plan.status is not None:
             return _error(plan.status, "The server had an error.", "server_error", None)
         return StreamingResponse(

@@ -162,6 +162,58 @@ def test_cutter_waits_through_a_thinking_pause_and_keeps_one_turn() -> None:
     assert isinstance(commit, Commit) and commit.text == "I'd like a table for two."
 
 
+def test_cutter_hears_a_turn_again_when_the_caller_goes_on_right_after_its_commit() -> None:
+    """A half sentence Whisper heard as a whole one is committed; when the caller goes on
+    within ``resume_ms``, the next transcription covers both parts (the pause shortened)."""
+    c = TurnCutter(
+        ScriptedVad(silence_ms=100),  # type: ignore[arg-type]
+        POLICY,
+        preroll_ms=0,
+        tail_ms=0,
+        resume_ms=1500,
+    )
+    (first,) = cut(c, tone(1000) + quiet(100))
+    assert isinstance(first, TurnJob)
+    assert c.heard("We will arrive at our own.", first.upto_ms) is None
+    (commit,) = cut(c, quiet(100))
+    assert isinstance(commit, Commit) and commit.speech_end_ms == 1000
+    assert cut(c, quiet(1000)) == []  # 1.2 s of silence in all, then "… half past seven."
+    (second,) = cut(c, tone(600) + quiet(100))
+    assert isinstance(second, TurnJob) and second.start_ms == 0  # the committed part again
+    assert second.pcm.size == (1000 + 300 + 600) * 8  # the 1.2 s pause shortened to 300 ms
+    pcm = second.pcm.astype(np.int32)
+    assert np.abs(pcm[1000 * 8 : 1300 * 8]).max() < 100
+    assert np.abs(pcm[1300 * 8 : 1400 * 8]).max() > 1000
+    assert c.heard("We will arrive at around half past seven.", second.upto_ms) is None
+    (again,) = cut(c, quiet(100))  # at 3000 ms: 200 ms after the speech ended at 2800
+    assert isinstance(again, Commit) and again.text == "We will arrive at around half past seven."
+    # after a longer silence (2 s > resume_ms), a new turn is only the new speech
+    assert cut(c, quiet(2000)) == []
+    (third,) = cut(c, tone(500) + quiet(100))
+    assert isinstance(third, TurnJob) and third.start_ms == 5000
+
+
+def test_cutter_starts_a_new_turn_once_the_reply_was_heard() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0)  # type: ignore[arg-type]
+    (first,) = cut(c, tone(1000) + quiet(100))
+    assert isinstance(first, TurnJob)
+    c.heard("Yes.", first.upto_ms)
+    assert isinstance(cut(c, quiet(200))[0], Commit)
+    c.answered()  # the bot's short reply was heard to its end
+    (second,) = cut(c, tone(500) + quiet(100))
+    assert isinstance(second, TurnJob) and second.start_ms == 1300
+
+
+def test_cutter_resume_window_can_be_off() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0, resume_ms=0)  # type: ignore[arg-type]
+    (first,) = cut(c, tone(1000) + quiet(100))
+    assert isinstance(first, TurnJob)
+    c.heard("Yes.", first.upto_ms)
+    cut(c, quiet(200))
+    (second,) = cut(c, tone(500) + quiet(100))
+    assert isinstance(second, TurnJob) and second.start_ms == 1300
+
+
 def test_cutter_holds_the_commit_while_speech_is_starting_again() -> None:
     """ "No, thank you.": 180 ms after "No" the caller goes on; the speech start is only
     confirmed at 280 ms (min_speech_ms 100), after the 200 ms hangover: no commit meanwhile."""
@@ -256,3 +308,47 @@ def test_long_loops_are_cut_to_one_repeat_and_numbers_stay() -> None:
     assert _LOOP.sub(r"\1", "Half-half-half-half-half-half-half-half-") == "Half-half-"
     assert _LOOP.sub(r"\1", "My number is 555 5555.") == "My number is 555 5555."
     assert _STUTTER.search("for 4-F-F-F-F") and not _STUTTER.search("Hello there.")
+
+
+async def _turns_of(stt: WhisperStt, audio: bytes) -> list[Commit]:
+    """The turn commits of ``audio`` through the real cutter (webrtcvad, the default policy)
+    and the real Whisper, with the stream clock held while each transcript is made (an STT
+    that answers at once: what is judged is the words, not the machine's speed)."""
+    cutter = TurnCutter(stt.vad_factory(), stt.turn_policy)
+    commits: list[Commit] = []
+    for i in range(0, len(audio), FRAME_BYTES):
+        for item in cutter.feed(audio[i : i + FRAME_BYTES]):
+            if isinstance(item, Commit):
+                commits.append(item)
+                continue
+            done = cutter.heard(await stt.transcribe(item.pcm), item.upto_ms)
+            if done is not None:
+                commits.append(done)
+    return commits
+
+
+@pytest.mark.slow
+@needs_whisper
+@needs_espeak
+async def test_end_of_turn_on_espeak_speech_answers_short_answers_and_waits_out_pauses() -> None:
+    """The judgement on real audio: complete short answers are committed after the hangover;
+    a sentence with a thinking pause of 1 s (plus espeak's own ~0.4 s of trailing silence)
+    after a preposition or a linking verb is one turn."""
+    tts = EspeakTts(rate_wpm=170)
+
+    async def say(text: str) -> bytes:
+        return b"".join([c async for c in tts.synthesize(text)])
+
+    stt = WhisperStt()
+    hangover = stt.turn_policy.hangover_ms
+    for answer in ("Two people, please.", "Yes.", "Seven thirty."):
+        (commit,) = await _turns_of(stt, quiet(300) + await say(answer) + quiet(2500))
+        assert commit.decided_ms - commit.speech_end_ms <= hangover + 20, (answer, commit)
+    for first, second, word in (
+        ("I would like a table for", "two people, at seven.", "people"),
+        ("My phone number is", "five five five, one two three four.", "phone"),
+    ):
+        audio = quiet(300) + await say(first) + quiet(1000) + await say(second) + quiet(2500)
+        (commit,) = await _turns_of(stt, audio)
+        assert word in commit.text.lower(), commit
+    await stt.aclose()

@@ -38,8 +38,19 @@ def run_pause(
     ("text", "expected"),
     [
         ("Two people, please.", Completeness.COMPLETE),
-        ("Two people please", Completeness.INCOMPLETE),  # unpunctuated: whisper heard no end
-        ("My number is time time time", Completeness.INCOMPLETE),
+        ("Two people please", Completeness.UNSURE),  # unpunctuated: whisper heard no end
+        ("My number is time time time", Completeness.UNSURE),
+        ("half past Aaron", Completeness.UNSURE),
+        ("We need it for Friday and", Completeness.INCOMPLETE),
+        ("I'd like to book a table for four at seven, and", Completeness.INCOMPLETE),
+        ("Could you check whether", Completeness.INCOMPLETE),
+        ("I'd like it for each", Completeness.INCOMPLETE),
+        ("Something across", Completeness.INCOMPLETE),
+        ("Seven thirty.", Completeness.COMPLETE),
+        ("730.", Completeness.COMPLETE),
+        ("730", Completeness.COMPLETE),
+        ("Yes, I can.", Completeness.COMPLETE),
+        ("I think so.", Completeness.COMPLETE),
         ('He said "yes."', Completeness.COMPLETE),
         ("Is that right?", Completeness.COMPLETE),
         ("Yes", Completeness.COMPLETE),
@@ -57,8 +68,9 @@ def run_pause(
         ("We need eggs, milk,", Completeness.INCOMPLETE),
         ("Eggs, milk and", Completeness.INCOMPLETE),
         ("It's, um", Completeness.INCOMPLETE),
-        ("My number is five five five", Completeness.INCOMPLETE),
-        ("My number is 555 12", Completeness.INCOMPLETE),
+        ("My number is five five five", Completeness.UNSURE),  # groups: < 1.2 s apart
+        ("My number is 555 12", Completeness.UNSURE),
+        ("My phone is time time time 1 2 3 4", Completeness.UNSURE),  # a whole one, too
         ("I want the", Completeness.INCOMPLETE),
         ("I'd like a payable for it.", Completeness.INCOMPLETE),  # whisper's invented "it"
         ("Thanks for that.", Completeness.INCOMPLETE),  # the price of the rule above
@@ -129,6 +141,26 @@ def test_an_unfinished_turn_is_committed_at_the_cap() -> None:
     assert commit.completeness is Completeness.INCOMPLETE
 
 
+def test_words_without_a_sentence_end_wait_between_lead_in_and_cap() -> None:
+    eot = EndOfTurn(POLICY)
+    eot.voice(0)
+    commit = run_pause(eot, "Two people please", end_ms=1000, stt_ms=300, until_ms=5000)
+    assert commit is not None
+    assert commit.decided_ms == 1000 + POLICY.unsure_ms
+    assert commit.completeness is Completeness.UNSURE
+
+
+def test_default_policy_leaves_a_thinking_pause_of_a_second_plus_trailing_silence() -> None:
+    # the benchmark's "My phone number is" [1.0 s] "five five five …": espeak's own ~0.4 s of
+    # trailing silence makes 1.4 s without speech; the old 1.3 s cap answered in the middle
+    eot = EndOfTurn()
+    eot.voice(0)
+    assert run_pause(eot, "My phone is...", end_ms=1200, stt_ms=300, until_ms=2640) is None
+    eot.voice(2640)
+    commit = run_pause(eot, "My phone is 555-1234.", end_ms=4500, stt_ms=200, until_ms=7000)
+    assert commit is not None and commit.decided_ms == 4500 + eot.policy.hangover_ms
+
+
 def test_a_stale_transcript_never_commits() -> None:
     eot = EndOfTurn(POLICY)
     eot.voice(0)
@@ -168,6 +200,8 @@ def test_policy_checks_its_order() -> None:
         TurnPolicy(hangover_ms=800, lead_in_ms=700)
     with pytest.raises(ValueError):
         TurnPolicy(hangover_ms=-1)
+    with pytest.raises(ValueError):
+        TurnPolicy(unsure_ms=2500)  # beyond the cap
 
 
 def test_normalize() -> None:

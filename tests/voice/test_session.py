@@ -4,6 +4,7 @@ echo guard, interrupt, DTMF, STT over the Deepgram fake, shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -454,10 +455,14 @@ class ScriptedStt:
 
     def __init__(self) -> None:
         self.frames = 0
+        self.answers = 0
         self.queue: asyncio.Queue[Transcript | None] = asyncio.Queue()
 
     def send(self, ulaw_frame: bytes) -> None:
         self.frames += 1
+
+    def answered(self) -> None:
+        self.answers += 1
 
     async def events(self) -> AsyncIterator[Transcript]:
         while (item := await self.queue.get()) is not None:
@@ -496,8 +501,40 @@ async def test_the_first_reply_after_a_final_transcript_carries_its_latency() ->
         assert sum(rec.stage_ms(s) for s in STAGES[:-1]) == pytest.approx(
             rec.voice_to_voice_ms, abs=0.5
         )
+        assert stt.answers == 1  # told: the reply was heard to its end, a new turn follows
         # the next utterance answers nothing new
         assert (await r.session.say("Anything else?")).latency is None
+    finally:
+        await r.session.shutdown("test over")
+
+
+async def test_the_latency_record_is_handed_out_when_the_first_frame_goes_out() -> None:
+    """Not when the reply ends: a call that hangs up during the reply keeps its figure."""
+    stt = ScriptedStt()
+    r = await make_rig(stt=stt)
+    try:
+        for _ in range(25):
+            await r.peer.deliver(r.peer.wire.media(SILENCE_FRAME))
+            await asyncio.sleep(0.002)
+        stt.queue.put_nowait(
+            Transcript("two please", True, 0, 500, speech_end_ms=300, decided_ms=500)
+        )
+        await r.host.wait_for(lambda: r.host.said)
+        got: list[object] = []
+        saying = asyncio.create_task(
+            r.session.say("Two it is. " * 20, responder_at=time.monotonic(), on_latency=got.append)
+        )
+        async with asyncio.timeout(10):
+            while not got:
+                await asyncio.sleep(0.01)
+        assert not saying.done()  # seconds of speech still to play
+        (rec,) = got
+        assert rec.voice_to_voice_ms > 0  # type: ignore[attr-defined]
+        await r.session.shutdown("the caller hung up")
+        with contextlib.suppress(Exception):
+            result = await saying
+            assert result.latency in (None, rec)
+        assert len(got) == 1
     finally:
         await r.session.shutdown("test over")
 

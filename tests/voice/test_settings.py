@@ -124,7 +124,13 @@ def test_whisper_decoding_turn_taking_and_vad_reach_the_local_engine() -> None:
                 "provider": "whisper",
                 "whisper": {"beam_size": 3, "temperature": 0.2, "pause_ms": 80},
             },
-            "turn": {"hangover_ms": 250, "lead_in_ms": 600, "incomplete_ms": 1100},
+            "turn": {
+                "hangover_ms": 250,
+                "lead_in_ms": 600,
+                "incomplete_ms": 1100,
+                "unsure_ms": 900,
+                "resume_ms": 0,
+            },
             "vad": {"aggressiveness": 3, "min_speech_ms": 40, "min_peak_dbfs": -40.0},
         },
     )
@@ -137,6 +143,7 @@ def test_whisper_decoding_turn_taking_and_vad_reach_the_local_engine() -> None:
     )
     policy = stt.turn_policy
     assert (policy.hangover_ms, policy.lead_in_ms, policy.incomplete_ms) == (250, 600, 1100)
+    assert (policy.unsure_ms, policy.resume_ms) == (900, 0)
     vad = stt.vad_factory()
     assert isinstance(vad, WebRtcVad)
     assert vad.aggressiveness == 3

@@ -47,10 +47,17 @@ class SpokenResult:
 class SpeechChannel(Protocol):
     """One call's live audio path (implemented by the real-time voice pipeline)."""
 
-    async def say(self, text: str, *, responder_at: float | None = None) -> SpokenResult:
+    async def say(
+        self,
+        text: str,
+        *,
+        responder_at: float | None = None,
+        on_latency: Callable[[TurnLatency], None] | None = None,
+    ) -> SpokenResult:
         """Queue ``text`` (utterances never overlap); return once it was played or cut off.
         ``responder_at``: when a responder produced ``text`` (``time.monotonic()``), for the
-        latency record of the reply."""
+        latency record of the reply; ``on_latency``: called with that record as soon as it is
+        whole (the first frame went out), before the utterance ends."""
         ...
 
     async def interrupt(self) -> None:

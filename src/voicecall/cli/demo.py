@@ -569,6 +569,8 @@ _STAGE_LABELS = (
 
 def _summary(console: Console, result: DemoResult) -> None:
     table = Table(title=f"demo call summary ({result.mode})", show_header=False)
+    table.add_column(no_wrap=True)  # labels are short; a wrapped one is not found by a reader
+    table.add_column()
     table.add_row("agent", result.agent)
     table.add_row("final state", f"{result.state} ({result.end_reason})")
     table.add_row("turns", str(sum(1 for s, _ in result.transcript if s == "user")))
@@ -598,12 +600,12 @@ def _summary(console: Console, result: DemoResult) -> None:
             "voice to voice (measured by voicecall)",
             f"p50 {v2v['p50']:.0f} ms, p95 {v2v['p95']:.0f} ms over {v2v['count']} replies",
         )
-        parts = [
-            f"{label} {result.latency[stage]['p50']:.0f}"
-            for stage, label in _STAGE_LABELS
-            if stage in result.latency
-        ]
-        table.add_row("  per stage, p50 ms", " · ".join(parts))
+        # one row per stage: in one cell, rich wrapped a label in two ("voicecall's\nown")
+        # whenever the figures were a digit longer
+        for stage, label in _STAGE_LABELS:
+            if stage in result.latency:
+                s = result.latency[stage]
+                table.add_row(f"  {label}", f"p50 {s['p50']:.0f} ms, p95 {s['p95']:.0f} ms")
     for key, value in result.audio.items():
         table.add_row(key, value)
     table.add_row(

@@ -272,9 +272,12 @@ enabled = false
 [turn]                              # when the caller's turn is over (local whisper)
 # hangover_ms = 400                 # silence after words that sound complete
 # lead_in_ms = 700                  # ... after only "Hi!", "Well", "Okay so"
-# incomplete_ms = 1300              # ... after "a table for", "um", a trailing comma (cap)
+# incomplete_ms = 2000              # ... after "a table for", "um", a trailing comma (cap)
+# unsure_ms = 1200                  # ... after words Whisper left without a sentence end
+# resume_ms = 1500                  # speech this soon after a turn is heard with it again
 # speculate = true                  # start replying on a partial that sounds complete; used
-                                    # only if the final says the same words
+                                    # only if the final says the same words (unset: on with
+                                    # whisper or a local responder, off otherwise)
 """,
     ),
     Block(

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
 from voicecall.agent.responder import ConversationContext, EndCall, Responder
 from voicecall.calls.live import LiveCall
 from voicecall.calls.model import CallMode, CallState, Direction
-from voicecall.conversation.speculate import Speculator
+from voicecall.conversation.speculate import Speculator, speculation_default
 from voicecall.errors import CallNotActive, StoreError
+from voicecall.speech.registry import choose_stt
 from voicecall.voice.endturn import Completeness, judge
+from voicecall.voice.settings import stt_config
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
@@ -32,6 +35,23 @@ class AutoReplier:
     def __init__(self, core: CallManager) -> None:
         self.core = core
         self.speculator = Speculator()
+        self._speculating: bool | None = None
+
+    @property
+    def speculating(self) -> bool:
+        """``[turn] speculate``, or its default for this service's STT and responder."""
+        if self._speculating is None:
+            settings = self.core.settings
+            chosen = settings.turn.speculate
+            if chosen is None:
+                r = settings.responder
+                chosen = speculation_default(
+                    stt=choose_stt(stt_config(settings), os.environ),
+                    responder_kind=r.kind,
+                    base_url=r.base_url,
+                )
+            self._speculating = chosen
+        return self._speculating
 
     def _responder(self, live: LiveCall) -> Responder | None:
         rec = live.record
@@ -64,7 +84,7 @@ class AutoReplier:
         responder = self._responder(live)
         if (
             responder is None
-            or not core.settings.turn.speculate
+            or not self.speculating
             or not core.streams(live)
             or live.record.turn in live.waiters  # an agent's continue owns this turn
             or judge(partial) is not Completeness.COMPLETE

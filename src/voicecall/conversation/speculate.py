@@ -23,14 +23,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from voicecall.agent.responder import ConversationContext, EndCall, Responder, ResponderOutput
 from voicecall.conversation.tools import HeldTools, ToolBox
 from voicecall.voice.endturn import normalize
 
-__all__ = ["Speculation", "Speculator"]
+__all__ = ["Speculation", "Speculator", "speculation_default"]
+
+
+def speculation_default(*, stt: str | None, responder_kind: str, base_url: str) -> bool:
+    """``[turn] speculate`` left unset: speculate when the extra runs are cheap.
+
+    A speculative run is one more responder request for every partial transcript that sounds
+    like the whole turn, wasted whenever the caller goes on (or the final words differ).
+
+    - local Whisper (``stt == "whisper"``) hands out a partial only at a pause, so a wasted run
+      costs one request per mid-turn pause that sounded finished; the saving is the
+      responder's whole time to first output on every other turn: on;
+    - an in-process responder (``scripted``, ``hook``) or a chat endpoint on this machine or
+      a private network costs no money per request: on;
+    - a streaming cloud STT (interim results several times a second) with a hosted chat
+      endpoint would pay for a request per interim result that sounds complete: off (set
+      ``speculate = true`` to trade that for the time to first token).
+    """
+    if stt == "whisper" or responder_kind in ("scripted", "hook"):
+        return True
+    if responder_kind != "chat":
+        return False
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
 
 
 @dataclass(eq=False)

@@ -44,6 +44,7 @@ from voicecall.telephony.transfer_plan import transfer_under_way
 
 if TYPE_CHECKING:
     from voicecall.calls.manager import CallManager
+    from voicecall.voice.latency import TurnLatency
 
 log = logging.getLogger("voicecall.turns")
 
@@ -287,16 +288,23 @@ class Turns:
     ) -> SpokenResult:
         """Speak ``text`` on the stream; the call is ``listening`` again once it was heard.
         ``responder_at``: when the responder produced ``text`` (for the latency record)."""
+        recorded: list[TurnLatency] = []
+
+        def on_latency(latency: TurnLatency) -> None:
+            # stored when the first frame went out, not when the utterance ends: a reply the
+            # call hangs up during (or that GET /api/latency is asked about meanwhile) has it
+            if line is not None and not recorded:
+                recorded.append(latency)
+                self.core.spawn(record_latency(self.core, line, latency))
+
         try:
-            if responder_at is None:
-                result = await channel.say(text)
-            else:
-                result = await channel.say(text, responder_at=responder_at)
+            result = await channel.say(text, responder_at=responder_at, on_latency=on_latency)
         except VoicecallError as exc:
             if line is not None:
                 await self._unspoken(live, [line], exc)
             raise
-        if result.latency is not None and line is not None:
+        if result.latency is not None and line is not None and not recorded:
+            recorded.append(result.latency)
             await record_latency(self.core, line, result.latency)
         async with live.lock:
             rec = live.record

@@ -13,9 +13,20 @@ middle of a sentence. So the silence needed depends on the partial transcript of
   ``incomplete_ms``, the cap: a thinking pause is not an answer. Whisper tends to finish a
   cut-off phrase with an invented pronoun ("a table for" → "a table for it."), so a preposition
   followed by it/that/this/them counts as unfinished too: "Thanks for that." waits the cap, a
-  reply in the middle of a sentence would be worse. And Whisper ends what sounds finished with
-  a full stop, question or exclamation mark: two or more words without one count as unfinished
-  ("My number is five five five" came back unpunctuated).
+  reply in the middle of a sentence would be worse. The cap is 2 s: the benchmark's thinking
+  pauses are 0.6–1.0 s of inserted silence plus ~0.4 s of the speaker's own trailing silence,
+  so 1.3 s answered "My phone number is …" [1.4 s of silence] in the middle;
+- **unsure** (two or more words and no full stop, question or exclamation mark: Whisper ends
+  what sounds finished with one, "My number is five five five" came back unpunctuated; but so
+  did "Seven o'clock works for me" now and then; digits read out without one, "five five
+  five", "555 12", likewise: people pause between groups, but Whisper leaves a whole number
+  unpunctuated as often) → ``unsure_ms``: longer than a lead-in, shorter than the cap,
+  because the evidence is weaker than a trailing "for".
+
+What words cannot catch: a tiny.en transcript that turns a cut-off phrase into a finished one
+("We will arrive at around" → "We will arrive at our own.", "We need it for Friday and" → "We
+need it for Friday."). Neither can the prosody of synthetic speech: espeak-ng ends a half
+sentence with the same final fall as a whole one (measured, 110 → 80 Hz on both).
 
 An audio model alone cannot tell these apart (smart-turn v3.2 scored a complete and a cut-off
 espeak sentence alike, 0.95 vs 0.98); the words can.
@@ -54,6 +65,7 @@ __all__ = [
 class Completeness(enum.Enum):
     COMPLETE = "complete"
     LEAD_IN = "lead_in"
+    UNSURE = "unsure"
     INCOMPLETE = "incomplete"
 
 
@@ -65,20 +77,29 @@ class TurnPolicy:
     """A complete-sounding turn ends after this much silence."""
     lead_in_ms: int = 700
     """Only a greeting or discourse marker so far ("Hi!", "Well,"): wait this long."""
-    incomplete_ms: int = 1300
+    incomplete_ms: int = 2000
     """Unfinished words ("… a table for", "um", a trailing comma): the cap."""
+    unsure_ms: int = 1200
+    """Words without a sentence end from Whisper ("Two people please"): between the two."""
+    resume_ms: int = 1500
+    """Speech starting this soon after a committed turn's speech end is heard together with
+    that turn (local Whisper: the turn is transcribed again, with what follows); 0: never."""
 
     def __post_init__(self) -> None:
-        if self.hangover_ms < 0:
-            raise ValueError("hangover_ms must be >= 0")
+        if self.hangover_ms < 0 or self.resume_ms < 0:
+            raise ValueError("hangover_ms and resume_ms must be >= 0")
         if not self.hangover_ms <= self.lead_in_ms <= self.incomplete_ms:
             raise ValueError("hangover_ms <= lead_in_ms <= incomplete_ms must hold")
+        if not self.hangover_ms <= self.unsure_ms <= self.incomplete_ms:
+            raise ValueError("hangover_ms <= unsure_ms <= incomplete_ms must hold")
 
     def wait_ms(self, completeness: Completeness) -> int:
         if completeness is Completeness.COMPLETE:
             return self.hangover_ms
         if completeness is Completeness.LEAD_IN:
             return self.lead_in_ms
+        if completeness is Completeness.UNSURE:
+            return self.unsure_ms
         return self.incomplete_ms
 
 
@@ -117,7 +138,9 @@ _UNFINISHED: Final = _words(
     a an the my your our their its
     for to of in on at by with from into onto about as than like near after before until
     between during without under toward towards per via around approximately roughly
-    and or but nor because if when whereas although unless since
+    across against among beside despite except upon within versus plus
+    and or but nor because if when whereas although unless since whether while whose
+    every each either neither another
     i'd i'll i'm we're you're they're it's there's i'd we'd i've we've
     i we they he she
     um uh er erm hmm uhm mm ah eh
@@ -180,12 +203,13 @@ def judge(text: str) -> Completeness:
         return Completeness.INCOMPLETE  # maybe invented: waiting costs less than cutting in
     ended = bool(_TERMINAL.search(stripped))
     if not ended and len(words) >= 3 and all(_is_number(w) for w in words[-3:]):
-        return Completeness.INCOMPLETE  # reading out digits: "five five five one two"
+        return Completeness.UNSURE  # reading out digits: "five five five one two" (Whisper
+        # leaves a whole number unpunctuated as often: "My phone is time time time 1 2 3 4")
     raw = [t.strip(".,!?") for t in stripped.split()[-2:]]
     if not ended and len(raw) == 2 and all(t.isdigit() for t in raw):
-        return Completeness.INCOMPLETE  # "555 12" (but not "7:30", nor "… 1 2 3 4.")
+        return Completeness.UNSURE  # "555 12" (but not "7:30", nor "… 1 2 3 4.")
     if len(words) >= 2 and not _TERMINAL.search(stripped) and not all(w in _LEAD_IN for w in words):
-        return Completeness.INCOMPLETE  # Whisper punctuates what sounds finished
+        return Completeness.UNSURE  # Whisper punctuates what sounds finished
     if all(w in _LEAD_IN for w in words) and not (
         len(words) == 1 and words[0] in _ANSWERS and not stripped.endswith(",")
     ):

@@ -38,7 +38,7 @@ from voicecall.audio.pacer import Chunk, Item, MarkPoint
 from voicecall.calls.channel import MediaTap, SpokenResult, StreamHost
 from voicecall.errors import VoicecallError
 from voicecall.speech.errors import SpeechError
-from voicecall.speech.stt.base import SttSession, Transcript
+from voicecall.speech.stt.base import SttSession, Transcript, TurnAware
 from voicecall.speech.tts.base import TtsProvider
 from voicecall.twilio.media import (
     CloseCode,
@@ -59,7 +59,7 @@ from voicecall.voice.bargein import (
     heard_bytes,
     heard_text,
 )
-from voicecall.voice.latency import ArrivalClock, TurnStamps
+from voicecall.voice.latency import ArrivalClock, TurnLatency, TurnStamps
 from voicecall.voice.listener import Listener
 from voicecall.voice.player import Player, drive
 from voicecall.voice.settings import VoiceTuning
@@ -150,6 +150,8 @@ class _Utterance:
     #: prepared μ-law audio (keypad tones) instead of synthesized text; never cut by barge-in
     audio: bytes | None = field(default=None, repr=False)
     turn: TurnStamps | None = None  # the caller's turn this utterance answers (latency)
+    #: told the latency record as soon as it is whole (the first frame went out)
+    on_latency: Callable[[TurnLatency], None] | None = field(default=None, repr=False)
 
     @property
     def start_mark(self) -> str:
@@ -298,12 +300,20 @@ class VoiceSession:
 
     # -- SpeechChannel -----------------------------------------------------------------------
 
-    async def say(self, text: str, *, responder_at: float | None = None) -> SpokenResult:
+    async def say(
+        self,
+        text: str,
+        *,
+        responder_at: float | None = None,
+        on_latency: Callable[[TurnLatency], None] | None = None,
+    ) -> SpokenResult:
         """Queue ``text``; return once its end mark was echoed (heard) or it was cut off.
 
         The first ``say()`` after a final transcript answers that caller turn: its result
         carries the turn's latency record (``responder_at``: when the responder produced
-        ``text``, monotonic; unknown for an agent's own text).
+        ``text``, monotonic; unknown for an agent's own text), and ``on_latency`` is called
+        with it as soon as it is whole, when the first frame went out: an utterance that never
+        ends (the call hangs up during it) keeps its figure.
 
         Cancelling the caller of ``say()`` does not cancel the utterance (use
         :meth:`interrupt`). Raises :class:`SpeechQueueFull`, :class:`ChannelClosed`, or the
@@ -315,6 +325,7 @@ class VoiceSession:
             return SpokenResult(True, 0, 0, "")
         self._numbers += 1
         utt = _Utterance(self._numbers, text, asyncio.get_running_loop().create_future())
+        utt.on_latency = on_latency
         try:
             self._queue.put_nowait(utt)
         except asyncio.QueueFull:
@@ -439,6 +450,8 @@ class VoiceSession:
             utt.played_at = self.player.now()
         if mark.name == utt.end_mark:
             self.detector.bot_stopped()
+            if isinstance(self._stt, TurnAware) and not utt.failed:
+                self._stt.answered()  # the caller heard it all: what they say next is new
             total_ms = utt.bytes_pushed // _BYTES_PER_MS
             latency = None if utt.turn is None else utt.turn.build()
             result = (
@@ -492,7 +505,14 @@ class VoiceSession:
             self._space.set()
         self._flush()
         if chunks and utt is not None and utt.turn is not None:
+            first = not utt.turn.complete
             utt.turn.stamp("first_frame_sent", time.monotonic())  # the first write is done
+            record = utt.turn.build() if first and utt.on_latency is not None else None
+            if record is not None and utt.on_latency is not None:
+                try:
+                    utt.on_latency(record)
+                except Exception:  # a figure is not worth the stream
+                    log.exception("call %s: latency callback failed", self.call_id)
         if self.player.underruns:
             self._obs.underrun(self.player.underruns)
             self.player.underruns = 0

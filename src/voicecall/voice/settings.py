@@ -129,7 +129,11 @@ def whisper_config(settings: Settings) -> WhisperSttConfig:
             fit_seconds=w.fit_seconds,
         ),
         turn=TurnPolicy(
-            hangover_ms=t.hangover_ms, lead_in_ms=t.lead_in_ms, incomplete_ms=t.incomplete_ms
+            hangover_ms=t.hangover_ms,
+            lead_in_ms=t.lead_in_ms,
+            incomplete_ms=t.incomplete_ms,
+            unsure_ms=t.unsure_ms,
+            resume_ms=t.resume_ms,
         ),
         vad_factory=segmentation.vad_factory(),
     )

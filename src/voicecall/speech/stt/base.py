@@ -22,6 +22,7 @@ __all__ = [
     "SttProvider",
     "SttSession",
     "Transcript",
+    "TurnAware",
 ]
 
 DEFAULT_MAX_PENDING_FRAMES: Final = 500
@@ -77,6 +78,15 @@ class SttSession(Protocol):
     async def aclose(self) -> None:
         """Flush what the service still holds, then close (idempotent)."""
         ...
+
+
+@runtime_checkable
+class TurnAware(Protocol):
+    """An STT session that decides turns itself and wants to know when the bot's reply to
+    the last one was heard to its end (local Whisper: after that, speech is a new turn,
+    not the rest of the last one)."""
+
+    def answered(self) -> None: ...
 
 
 @runtime_checkable

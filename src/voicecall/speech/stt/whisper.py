@@ -218,14 +218,21 @@ class TurnCutter:
         tail_ms: int = 200,
         max_turn_ms: int = 28_000,
         keep_pause_ms: int = 300,
+        resume_ms: int | None = None,
     ) -> None:
         if preroll_ms < 0 or tail_ms < 0 or max_turn_ms <= 0 or keep_pause_ms < 0:
             raise ValueError("durations must be >= 0 (max_turn_ms > 0)")
+        self.turn = EndOfTurn(policy)
+        if resume_ms is None:
+            resume_ms = self.turn.policy.resume_ms
+        if resume_ms < 0:
+            raise ValueError("resume_ms must be >= 0")
+        self._resume_window = resume_ms * _SAMPLES_PER_MS
+        self._resume: tuple[int, int] | None = None  # (start, speech end) of the last turn
         self._keep_pause = keep_pause_ms * _SAMPLES_PER_MS
         self._pauses: list[tuple[int, int]] = []  # silences inside the open turn (samples)
         self._pause_from: int | None = None
         self._vad = vad
-        self.turn = EndOfTurn(policy)
         self._preroll = preroll_ms * _SAMPLES_PER_MS
         self._tail = tail_ms * _SAMPLES_PER_MS
         self._max = max_turn_ms * _SAMPLES_PER_MS
@@ -255,6 +262,14 @@ class TurnCutter:
                 if self._turn_start is None:
                     self._turn_start = event.sample
                     self._pauses.clear()
+                    resumed = self._resume
+                    if resumed is not None and event.sample - resumed[1] <= self._resume_window:
+                        # the caller went on right after a committed turn: hear it again with
+                        # what follows ("We will arrive at our own." + "half past Aaron" →
+                        # "We will arrive at around half past seven.")
+                        self._turn_start = resumed[0]
+                        self._pauses.append((resumed[1], event.sample))
+                    self._resume = None
                 elif self._pause_from is not None:
                     self._pauses.append((self._pause_from, event.sample))
                 self._pause_from = None
@@ -273,17 +288,37 @@ class TurnCutter:
             commit = None if self._onset_pending() else self.turn.tick(self.now_ms)
             if commit is not None:
                 out.append(commit)
-                self._turn_start = None
+                self._committed(commit)
             if self._turn_start is None and len(self._frames) >= 50:
-                self._trim(self._seen - self._preroll)
+                self._trim(self._keep_from())
         return out
+
+    def answered(self) -> None:
+        """The bot's reply to the last turn was heard to its end: speech now is a new turn."""
+        self._resume = None
+
+    def _committed(self, commit: Commit) -> None:
+        start, self._turn_start = self._turn_start, None
+        end = commit.speech_end_ms * _SAMPLES_PER_MS
+        self._resume = (start, end) if self._resume_window and start is not None else None
+
+    def _keep_from(self) -> int:
+        """Audio kept while no turn is open: the preroll, and the last turn while the caller
+        may still go on with it."""
+        keep = self._seen - self._preroll
+        resumed = self._resume
+        if resumed is not None:
+            if self._seen - resumed[1] <= self._resume_window:
+                return min(keep, resumed[0] - self._preroll)
+            self._resume = None
+        return keep
 
     def heard(self, text: str, upto_ms: int) -> Commit | None:
         """A transcript of the turn up to ``upto_ms`` came back: the commit, if it is due."""
         self.turn.heard(text, upto_ms)
         commit = None if self._onset_pending() else self.turn.tick(self.now_ms)
         if commit is not None:
-            self._turn_start = None
+            self._committed(commit)
         return commit
 
     def _onset_pending(self) -> bool:
@@ -533,6 +568,10 @@ class WhisperSession:
                 self._wake.set()
             else:
                 self._commit(item)
+
+    def answered(self) -> None:
+        """The bot's reply was heard to its end (see :meth:`TurnCutter.answered`)."""
+        self._cutter.answered()
 
     def _commit(self, commit: Commit) -> None:
         if commit.text:
