@@ -264,28 +264,3 @@ async def test_the_wal_starts_over_under_sustained_writes(tmp_path: Path) -> Non
         assert wal.stat().st_size < 4 * early
     finally:
         await store.close()
-
-
-def _nice_of(thread_name: str) -> int:
-    import threading
-
-    thread = next(t for t in threading.enumerate() if t.name == thread_name)
-    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[16])
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="per-thread nice is Linux's")
-async def test_the_checkpoint_thread_runs_at_the_lowest_priority(tmp_path: Path) -> None:
-    # a pass copies thousands of pages: it must not take the core from the event loop
-    store = SQLiteStore(str(tmp_path / "calls.db"))
-    await store.open()
-    try:
-        for _ in range(100):
-            if _nice_of("voicecall-sqlite-checkpoint") == 19:
-                break
-            await asyncio.sleep(0.01)  # the thread sets it as it starts
-        assert _nice_of("voicecall-sqlite-checkpoint") == 19
-        # the writer is on every webhook's path: it keeps the process's priority
-        assert _nice_of("voicecall-sqlite-writer") == os.getpriority(os.PRIO_PROCESS, 0)
-    finally:
-        await store.close()

@@ -27,7 +27,7 @@ Design
   file) although their webhooks were already acknowledged. Choose it only where the disk's fsync
   is very slow and that window is acceptable.
 * **Checkpoints** run in their own thread on their own connection (``PASSIVE``, every
-  ``checkpoint_interval`` seconds, at the lowest CPU priority), never inside a commit:
+  ``checkpoint_interval`` seconds), never inside a commit:
   SQLite's automatic checkpoint (every 1,000 WAL pages) ran in whichever commit crossed the
   mark, and that batch's callers waited for
   the copy into the database file and its fsync (the tail of webhook latency). A passive
@@ -40,12 +40,13 @@ Design
   bound (350 MB after 8 s at 4,800 webhooks/s) and, once the load stopped, the first commit
   after the reset truncated it back to ``journal_size_limit``: a 120 ms stall for whichever
   webhooks were waiting. So when a background pass finds more than ``tail_frames`` pages in
-  the WAL (8,192 pages, 32 MiB with 4 KiB pages), the writer thread, right after it has
+  the WAL (4,096 pages, 16 MiB with 4 KiB pages), the writer thread, right after it has
   answered its current batch (nobody of that batch waits), checkpoints the few frames appended
   since; its next transaction then starts the WAL over. The file stays below
-  ``tail_frames`` plus one interval's pages, under ``journal_size_limit``, so it is never
-  truncated. The writer's catch-up costs 1-5 ms (its copy and the database fsync), so it runs
-  only every few seconds at moderate load, and at most once per interval when saturated.
+  ``tail_frames`` plus one interval's pages (about 9,000 at full load: ~50 MB in all), under
+  ``journal_size_limit`` (64 MiB), so it is never truncated. The writer's catch-up costs
+  1-5 ms (its copy and the database fsync), so it runs only every few seconds at moderate
+  load, and at most once per interval when saturated.
 * ``busy_timeout`` makes a second process sharing the file wait for the write lock instead of
   failing at once. Schema migrations run under ``BEGIN IMMEDIATE``
   (see :mod:`voicecall.calls.store.migrations`).
@@ -154,7 +155,7 @@ class SQLiteStore(Store):
         busy_timeout_ms: int = 5000,
         max_batch: int = 512,
         checkpoint_interval: float = 0.5,
-        tail_frames: int = 8192,
+        tail_frames: int = 4096,
     ) -> None:
         if not path or path == ":memory:" or path.startswith("file:"):
             raise ValueError("SQLiteStore needs a filesystem path (not :memory: or a URI)")
@@ -476,7 +477,6 @@ class SQLiteStore(Store):
     # -- checkpoint thread -----------------------------------------------------------------
 
     def _checkpoint_main(self, stop: threading.Event) -> None:
-        _lowest_priority()
         try:
             conn = self._connect()
         except sqlite3.Error:
@@ -716,15 +716,6 @@ class SQLiteStore(Store):
             lambda c: c.execute(sql, tuple(params)).fetchall()
         )
         return rows
-
-
-def _lowest_priority() -> None:
-    """Make the calling thread the last to get a CPU (Linux: nice is per thread). A checkpoint
-    pass copies thousands of pages; at normal priority it took the core from the event loop
-    for milliseconds (the server is often pinned to one core), at nice 19 the loop preempts it
-    as soon as a request arrives. Lowering one's own priority needs no privilege."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], _Outcome]]) -> None:
