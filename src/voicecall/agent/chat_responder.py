@@ -24,6 +24,7 @@ from voicecall.agent.reply import (
     Sentence,
 )
 from voicecall.agent.sentences import SentenceSplitter, squash_spaces
+from voicecall.conversation.chat import sse_data
 
 log = logging.getLogger("voicecall.responder")
 
@@ -146,7 +147,7 @@ class ChatResponder:
                     )
                     yield Sentence(self.fallback_line)
                     return
-                async for data in _sse_data(response):
+                async for data in sse_data(response):
                     if data == "[DONE]":
                         break
                     for piece in _apply_chunk(data, tools):
@@ -169,18 +170,6 @@ class ChatResponder:
             yield end
         elif not spoke and not ctx.allow_silence:
             yield Sentence(self.fallback_line)
-
-
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif line == "" and data:
-            yield "\n".join(data)
-            data = []
-    if data:
-        yield "\n".join(data)
 
 
 def _apply_chunk(data: str, tools: dict[int, dict[str, str]]) -> list[str]:
