@@ -77,6 +77,7 @@ from voicecall.calls.extras import CallSpec, ReportDelivery
 from voicecall.calls.model import CallRecord, TranscriptEntry
 from voicecall.calls.policy import OutboundCounts
 from voicecall.calls.store import codec, migrations
+from voicecall.calls.store import sqlite_apply as apply
 from voicecall.calls.store import sqlite_sql as stmt
 from voicecall.calls.store.base import AuditEntry, BlockedNumber, CallPage, EventRow, Store
 from voicecall.errors import StoreError
@@ -96,21 +97,9 @@ class WriterStats:
     items: int  # jobs applied in those transactions
 
 
-_Write = (
-    codec.PreparedCommit
-    | codec.CallerNote
-    | codec.ForgetCaller
-    | codec.BlockWrite
-    | codec.UnblockWrite
-    | codec.AuditWrite
-    | codec.AmendLines
-    | codec.Statement
-)
-
-
 @dataclass(slots=True)
 class _Job:
-    prepared: _Write
+    prepared: apply.Write
     future: asyncio.Future[bool]
     loop: asyncio.AbstractEventLoop
 
@@ -122,26 +111,6 @@ def _translate(exc: BaseException, doing: str) -> StoreError:
     # sqlite3 messages never contain data values ("UNIQUE constraint failed: calls.x"), so
     # they are safe to pass on.
     return StoreError(f"SQLite store: {doing} failed: {type(exc).__name__}: {exc}")
-
-
-def _statements(prepared: _Write) -> int:
-    if isinstance(prepared, codec.CallerNote):
-        return 3  # read, upsert, prune: under a savepoint
-    if isinstance(
-        prepared, codec.ForgetCaller | codec.BlockWrite | codec.UnblockWrite | codec.Statement
-    ):
-        return 1
-    if isinstance(prepared, codec.AuditWrite):
-        return 1 if prepared.prune_before is None else 2
-    if isinstance(prepared, codec.AmendLines):
-        return 2 if len(prepared.rows) > 1 else 1
-    return (
-        (prepared.event is not None)
-        + (prepared.call is not None)
-        + (2 if len(prepared.transcript) > 1 else len(prepared.transcript))
-        + (prepared.spec is not None)
-        + (prepared.outbox is not None)
-    )
 
 
 class SQLiteStore(Store):
@@ -396,16 +365,16 @@ class SQLiteStore(Store):
         try:
             for job in batch:
                 prepared = job.prepared
-                if _statements(prepared) == 1:
+                if apply.statements(prepared) == 1:
                     # one statement is atomic by itself: no savepoint round trips needed
                     try:
-                        outcomes.append(self._apply_one(conn, prepared))
+                        outcomes.append(apply.apply_one(conn, prepared))
                     except sqlite3.Error as exc:
                         outcomes.append(_translate(exc, "commit"))
                     continue
                 conn.execute("SAVEPOINT item")
                 try:
-                    ok = self._apply_one(conn, prepared)
+                    ok = apply.apply_one(conn, prepared)
                 except (sqlite3.Error, StoreError) as exc:
                     conn.execute("ROLLBACK TO item")
                     outcomes.append(
@@ -421,49 +390,6 @@ class SQLiteStore(Store):
                     conn.execute("ROLLBACK")
             return [_translate(exc, "commit") for _ in batch]
         return outcomes
-
-    @staticmethod
-    def _apply_one(conn: sqlite3.Connection, prepared: _Write) -> bool:
-        if isinstance(prepared, codec.CallerNote):
-            row = conn.execute(stmt.SELECT_NOTES, (prepared.caller,)).fetchone()
-            old = codec.decode_notes(row[0]) if row is not None else []
-            notes = codec.append_note(old, prepared.note, prepared.max_entries)
-            conn.execute(
-                stmt.UPSERT_NOTES, (prepared.caller, codec.encode_notes(notes), prepared.now)
-            )
-            conn.execute(stmt.PRUNE_CALLERS, (prepared.caller, prepared.max_callers - 1))
-            return True
-        if isinstance(prepared, codec.ForgetCaller):
-            return conn.execute(stmt.DELETE_CALLER, (prepared.caller,)).rowcount > 0
-        if isinstance(prepared, codec.BlockWrite):
-            params = (prepared.number, prepared.reason, prepared.created_at)
-            return conn.execute(stmt.INSERT_BLOCKED, params).rowcount > 0
-        if isinstance(prepared, codec.UnblockWrite):
-            return conn.execute(stmt.DELETE_BLOCKED, (prepared.number,)).rowcount > 0
-        if isinstance(prepared, codec.AuditWrite):
-            conn.execute(stmt.INSERT_AUDIT, prepared.row)
-            if prepared.prune_before is not None:
-                conn.execute(stmt.PRUNE_AUDIT, (prepared.prune_before,))
-            return True
-        if isinstance(prepared, codec.AmendLines):
-            return (
-                sum(conn.execute(stmt.AMEND_TRANSCRIPT, row).rowcount for row in prepared.rows) > 0
-            )
-        if isinstance(prepared, codec.Statement):
-            return conn.execute(stmt.EXTRA_WRITES[prepared.key], prepared.params).rowcount > 0
-        if prepared.event is not None:
-            cur = conn.execute(stmt.INSERT_EVENT, prepared.event)
-            if cur.rowcount == 0:
-                return False  # duplicate: nothing else is written
-        if prepared.call is not None:
-            conn.execute(stmt.UPSERT_CALL, prepared.call)
-        if prepared.transcript:
-            conn.executemany(stmt.INSERT_TRANSCRIPT, prepared.transcript)
-        if prepared.spec is not None:
-            conn.execute(stmt.INSERT_SPEC, prepared.spec)
-        if prepared.outbox is not None:
-            conn.execute(stmt.INSERT_OUTBOX, prepared.outbox)
-        return True
 
     @staticmethod
     def _deliver(batch: list[_Job], outcomes: list[_Outcome]) -> None:
@@ -544,7 +470,7 @@ class SQLiteStore(Store):
             return True
         return await self._submit(prepared)
 
-    async def _submit(self, prepared: _Write) -> bool:
+    async def _submit(self, prepared: apply.Write) -> bool:
         """Queue one write for the writer thread; resolves after its transaction committed."""
         if not self._open:
             raise StoreError("SQLite store is not open")
