@@ -31,12 +31,11 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from voicecall.audio.g711 import BYTES_PER_SECOND, ulaw_decode
 from voicecall.audio.pacer import Chunk, Item, MarkPoint
 from voicecall.calls.channel import MediaTap, SpokenResult, StreamHost
-from voicecall.errors import VoicecallError
 from voicecall.speech.errors import SpeechError
 from voicecall.speech.stt.base import SttSession, Transcript, TurnAware
 from voicecall.speech.tts.base import TtsProvider
@@ -59,6 +58,7 @@ from voicecall.voice.bargein import (
     heard_bytes,
     heard_text,
 )
+from voicecall.voice.edges import ChannelClosed, SpeechQueueFull, Transport, VoiceObserver
 from voicecall.voice.latency import ArrivalClock, TurnLatency, TurnStamps
 from voicecall.voice.listener import Listener
 from voicecall.voice.player import Player, drive
@@ -83,54 +83,6 @@ _REPORT_EVERY: Final = 50  # inbound frames per metrics update (one second of ca
 STT_FLUSH_SECONDS: Final = 30.0
 _STT_HELD_MAX: Final = 150  # payloads kept while the recogniser is held (3 s of 20 ms frames)
 _ULAW_SILENCE: Final = b"\xff" * 1600
-
-
-class SpeechQueueFull(VoicecallError):
-    """Too many utterances are already queued on this call (``streaming.max_queued_utterances``)."""
-
-    http_status = 429
-
-
-class ChannelClosed(VoicecallError):
-    """The media stream of this call is gone."""
-
-    http_status = 409
-
-
-class Transport(Protocol):
-    """The socket, as the session sees it (the endpoint implements it over ASGI)."""
-
-    async def send_text(self, text: str) -> None: ...
-
-    def send_text_nowait(self, text: str) -> bool:
-        """Write ``text`` now if the socket can take it at once; ``False``: use ``send_text``."""
-        ...
-
-    def send_texts_nowait(self, texts: list[str]) -> bool:
-        """Write all of ``texts`` now, in order (as one write), if the socket can take them at
-        once; ``False``: nothing was written, use ``send_text``."""
-        ...
-
-    async def close(self, code: int, reason: str) -> None: ...
-
-
-class VoiceObserver:
-    """Hooks for metrics; every method is a no-op here (the endpoint overrides them)."""
-
-    def frames_in(self, count: int) -> None:
-        """Inbound media frames processed."""
-
-    def frames_out(self, count: int) -> None:
-        """Outbound media messages sent."""
-
-    def lateness(self, seconds: float) -> None:
-        """How late one outbound message was sent relative to its schedule."""
-
-    def barge_in(self) -> None: ...
-
-    def underrun(self, count: int) -> None: ...
-
-    def malformed(self, reason: str) -> None: ...
 
 
 @dataclass(eq=False)
