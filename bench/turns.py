@@ -352,6 +352,7 @@ def summarize(
     # pauses: bot audio starting inside a paused utterance (after its first half, before its end)
     pause_replies = 0
     paused = 0
+    answered_pauses: list[str] = []
     for onset, line in zip(session.onsets, lines, strict=False):
         if line["pause"] is None:
             continue
@@ -361,7 +362,10 @@ def summarize(
             (t["speech_end_ms"] for t in session.turns if t["speech_end_ms"] > onset["ms"]), None
         )
         end = end_turn if end_turn is not None else onset["ms"] + line["pause"][1] + 2000
-        pause_replies += sum(1 for u in session.app_utterances if start <= u["start_ms"] < end)
+        answered = sum(1 for u in session.app_utterances if start <= u["start_ms"] < end)
+        pause_replies += answered
+        if answered:
+            answered_pauses.append(line["text"])
     # the service's record and the caller's view of the same turns: the plain utterances (in a
     # paused one, the first bot audio the caller hears may answer its first half, another reply)
     paused_texts = {ln["text"] for ln in lines if ln["pause"] is not None}
@@ -397,6 +401,7 @@ def summarize(
         "paused_utterances": paused,
         "overlapped_turns": overlapped,
         "replies_during_pauses": pause_replies,
+        "answered_pauses": answered_pauses,
         "turns": {
             "records": [
                 {k: r[k] for k in ("speech_end_stream_ms", "voice_to_voice_ms")} for r in records
@@ -447,6 +452,8 @@ def report(console: Console, result: dict[str, Any]) -> None:
         f"barge-in clears {result['barge_in_clears']} · underruns {result['underruns']}",
         highlight=False,
     )
+    for text in result["answered_pauses"]:
+        console.print(f"    answered in its pause: {text}", highlight=False)
 
 
 def out_console() -> Console:

@@ -123,6 +123,9 @@ class SttWhisperSettings(Section):
     fit_seconds: float | None = Field(6.0, ge=0.5, le=30)
     """Encode the audio plus this much silence, not Whisper's fixed 30 s window (3–5× faster on
     a CPU; a looping result is redone on the full window). Unset/false: always 30 s."""
+    check_endings: bool = True
+    """Read a finished-sounding transcript a second time, primed to keep unfinished words
+    ("… for Friday and"), so a dropped "and" does not end the turn (~20 ms per reading)."""
     pause_ms: int = Field(100, ge=20, le=2000)
     """Silence after which the turn so far is transcribed (early, while the caller pauses)."""
 

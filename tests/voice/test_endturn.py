@@ -12,6 +12,7 @@ from voicecall.voice.endturn import (
     EndOfTurn,
     Transcribe,
     TurnPolicy,
+    cut_short,
     judge,
     normalize,
 )
@@ -20,14 +21,20 @@ POLICY = TurnPolicy(hangover_ms=200, lead_in_ms=700, incomplete_ms=1300)
 
 
 def run_pause(
-    eot: EndOfTurn, text: str, *, end_ms: int, stt_ms: int, until_ms: int
+    eot: EndOfTurn,
+    text: str,
+    *,
+    end_ms: int,
+    stt_ms: int,
+    until_ms: int,
+    short: bool = False,
 ) -> Commit | None:
     """Speech ends at ``end_ms``; the transcript of it arrives ``stt_ms`` later; ticks every
     20 ms until ``until_ms``. The first commit, if any."""
     assert eot.pause(end_ms) == Transcribe(end_ms)
     for now in range(end_ms, until_ms + 1, 20):
         if now >= end_ms + stt_ms and eot.text_upto_ms < end_ms:
-            eot.heard(text, end_ms)
+            eot.heard(text, end_ms, cut_short=short)
         got = eot.tick(now)
         if got is not None:
             return got
@@ -161,6 +168,62 @@ def test_default_policy_leaves_a_thinking_pause_of_a_second_plus_trailing_silenc
     assert commit is not None and commit.decided_ms == 4500 + eot.policy.hangover_ms
 
 
+@pytest.mark.parametrize(
+    ("plain", "verbatim", "expected"),
+    [
+        # tiny.en's readings of espeak-ng speech (2026-12-04)
+        ("We need it for Friday.", "we need it for Friday and...", True),
+        ("We will arrive at a round.", "we will arrive at around.", True),
+        ("I want the command", "I want the format and", True),
+        ("We will arrive at our own.", "we will arrive at around", True),
+        # the second reading stops earlier: the plain one heard more
+        ("My name is Sam.", "my name is, um...", False),
+        ("Yes, please.", "yes, please...", False),
+        # another sentence altogether: no evidence about this one
+        ("Saturday, 730.", "I'll be back to heaven for the", False),
+        ("In its path, I will do.", "it's possible to...", False),
+        # the readings agree, or the second one sounds finished too
+        ("That sounds great. Thank you.", "that sounds great and you", False),
+        ("Just me and my wife.", "just me and my wife.", False),
+        ("We need it for Friday and Saturday.", "we need it for Friday and Saturday.", False),
+        # the plain one is unfinished already: nothing to add
+        ("I would like a table for", "I would like a table for it.", False),
+        ("", "and", False),
+        ("Yes.", "", False),
+    ],
+)
+def test_cut_short(plain: str, verbatim: str, expected: bool) -> None:
+    assert cut_short(plain, verbatim) is expected
+
+
+def test_a_turn_whose_end_was_cut_short_waits_the_cap() -> None:
+    # "We need it for Friday and" [0.6 s] "Saturday night, please.": the plain reading sounds
+    # finished, the second one kept the "and"
+    eot = EndOfTurn(POLICY)
+    eot.voice(0)
+    commit = run_pause(
+        eot, "We need it for Friday.", end_ms=1500, stt_ms=150, until_ms=2600, short=True
+    )
+    assert commit is None  # 1.1 s of silence: well past the 200 ms hangover
+    eot.voice(2600)
+    commit = run_pause(
+        eot,
+        "We need it for Friday and Saturday night, please.",
+        end_ms=4500,
+        stt_ms=150,
+        until_ms=6000,
+    )
+    assert commit is not None and commit.decided_ms == 4500 + POLICY.hangover_ms
+    assert commit.completeness is Completeness.COMPLETE
+    # had the caller stopped there, the turn ends at the cap, as an unfinished one
+    eot.voice(7000)
+    commit = run_pause(
+        eot, "We need it for Friday.", end_ms=8000, stt_ms=150, until_ms=10_000, short=True
+    )
+    assert commit is not None and commit.decided_ms == 8000 + POLICY.incomplete_ms
+    assert commit.completeness is Completeness.INCOMPLETE
+
+
 def test_a_stale_transcript_never_commits() -> None:
     eot = EndOfTurn(POLICY)
     eot.voice(0)
@@ -237,6 +300,7 @@ _events = st.lists(
         st.tuples(
             st.just("heard"),
             st.sampled_from(["Two people.", "a table for", "Hi!", ""]),
+            st.booleans(),
             st.integers(-100, 100),
         ),
         st.tuples(st.just("tick"), st.integers(0, 2000)),
@@ -261,17 +325,19 @@ def test_commits_follow_the_rules(events: list[tuple[object, ...]]) -> None:
         elif kind == "pause":
             eot.pause(clock)
         elif kind == "heard":
-            text, offset = str(event[1]), int(event[2])
+            text, short, offset = str(event[1]), bool(event[2]), int(event[3])
             if eot.speech_end_ms is not None:
-                eot.heard(text, eot.speech_end_ms + offset)
+                eot.heard(text, eot.speech_end_ms + offset, cut_short=short)
         else:
             speaking = eot.speaking
-            text = eot.text
+            text, short = eot.text, eot.cut_short
             commit = eot.tick(clock)
             if commit is not None:
                 assert not speaking
                 assert commit.text == text
                 assert commit.speech_end_ms >= last_voice
-                wait = POLICY.wait_ms(judge(commit.text))
+                judged = Completeness.INCOMPLETE if short else judge(commit.text)
+                assert commit.completeness is judged
+                wait = POLICY.wait_ms(judged)
                 assert commit.decided_ms - commit.speech_end_ms >= wait
                 assert not eot.open

@@ -248,6 +248,7 @@ enabled = false
 # compute_type = "int8"             # int8 | int8_float32 | float32
 # cpu_threads = 1                   # per transcription; 0: CTranslate2's default
 # fit_seconds = 6.0                 # encode audio + 6 s, not a fixed 30 s window (faster)
+# check_endings = true              # a 2nd reading keeps a dropped unfinished end ("… and")
 # pause_ms = 100                    # silence that starts transcribing the turn so far
 """,
     ),

@@ -23,10 +23,13 @@ middle of a sentence. So the silence needed depends on the partial transcript of
   unpunctuated as often) → ``unsure_ms``: longer than a lead-in, shorter than the cap,
   because the evidence is weaker than a trailing "for".
 
-What words cannot catch: a tiny.en transcript that turns a cut-off phrase into a finished one
-("We will arrive at around" → "We will arrive at our own.", "We need it for Friday and" → "We
-need it for Friday."). Neither can the prosody of synthetic speech: espeak-ng ends a half
-sentence with the same final fall as a whole one (measured, 110 → 80 Hz on both).
+What the plain words cannot catch: a tiny.en transcript that turns a cut-off phrase into a
+finished one ("We will arrive at around" → "We will arrive at our own.", "We need it for Friday
+and" → "We need it for Friday."). Local Whisper reads such a transcript a second time, primed to
+keep unfinished words; :func:`cut_short` compares the two readings, and a turn whose second
+reading ends unfinished waits the cap (``EndOfTurn.heard(..., cut_short=True)``). Prosody does
+not help on synthetic speech: espeak-ng ends a half sentence with the same final fall as a whole
+one (measured, 110 → 80 Hz on both).
 
 An audio model alone cannot tell these apart (smart-turn v3.2 scored a complete and a cut-off
 espeak sentence alike, 0.95 vs 0.98); the words can.
@@ -57,6 +60,7 @@ __all__ = [
     "EndOfTurn",
     "Transcribe",
     "TurnPolicy",
+    "cut_short",
     "judge",
     "normalize",
 ]
@@ -217,6 +221,32 @@ def judge(text: str) -> Completeness:
     return Completeness.COMPLETE
 
 
+# what a verbatim-primed reading adds and the plain one does not: fillers the prompt invites
+_FILLERS: Final = _words("um uh er erm hmm uhm mm ah eh so like")
+
+
+def cut_short(text: str, verbatim: str) -> bool:
+    """Did the recognizer drop an unfinished end? ``text`` is the plain transcript, ``verbatim``
+    a second reading of the same audio primed to keep disfluencies (see
+    ``speech/stt/whisper_decode.py``). True when ``text`` sounds finished, the second reading
+    (fillers aside) ends unfinished, and the two agree up to its last two words: "We need it
+    for Friday." / "we need it for Friday and..." or "We will arrive at a round." / "we will
+    arrive at around". Not when the second reading only stops earlier ("My name is Sam." /
+    "my name is, um...") or is another sentence altogether (no evidence about this one)."""
+    if judge(text) is Completeness.INCOMPLETE:
+        return False
+    plain = normalize(text).split()
+    second = [w for w in normalize(verbatim).split() if w not in _FILLERS]
+    if not second or judge(" ".join(second)) is not Completeness.INCOMPLETE:
+        return False
+    if second == plain[: len(second)]:
+        return False  # the plain reading heard more, not less
+    agree = 0
+    while agree < min(len(second), len(plain)) and second[agree] == plain[agree]:
+        agree += 1
+    return agree >= max(1, len(second) - 2)
+
+
 # -- the turn ---------------------------------------------------------------------------------
 
 
@@ -232,6 +262,8 @@ class EndOfTurn:
         self.speech_end_ms: int | None = None
         self.text: str | None = None
         self.text_upto_ms = -1
+        self.cut_short = False
+        """The recognizer says the transcript's end may be cut short (see :func:`cut_short`)."""
 
     def voice(self, start_ms: int) -> None:
         """Speech (re)started at ``start_ms``: the turn goes on."""
@@ -246,11 +278,19 @@ class EndOfTurn:
         self.speech_end_ms = end_ms
         return Transcribe(end_ms)
 
-    def heard(self, text: str, upto_ms: int) -> None:
-        """A transcript of the turn's audio up to ``upto_ms`` (the newest one wins)."""
+    def heard(self, text: str, upto_ms: int, *, cut_short: bool = False) -> None:
+        """A transcript of the turn's audio up to ``upto_ms`` (the newest one wins);
+        ``cut_short``: the recognizer heard an unfinished end it left out of ``text``, so the
+        turn waits as for unfinished words."""
         if self.open and upto_ms >= self.text_upto_ms:
             self.text = text
             self.text_upto_ms = upto_ms
+            self.cut_short = cut_short
+
+    def judged(self) -> Completeness:
+        """What the newest transcript says about the turn being over."""
+        assert self.text is not None
+        return Completeness.INCOMPLETE if self.cut_short else judge(self.text)
 
     @property
     def current(self) -> bool:
@@ -268,7 +308,7 @@ class EndOfTurn:
         if not self.current:
             return None
         assert self.text is not None and self.speech_end_ms is not None
-        return self.speech_end_ms + self.policy.wait_ms(judge(self.text))
+        return self.speech_end_ms + self.policy.wait_ms(self.judged())
 
     def tick(self, now_ms: int) -> Commit | None:
         """Time passed: the commit, once the silence suits what was said."""
@@ -276,7 +316,7 @@ class EndOfTurn:
         if due is None or now_ms < due:
             return None
         assert self.text is not None and self.speech_end_ms is not None
-        commit = Commit(self.text, self.speech_end_ms, now_ms, judge(self.text))
+        commit = Commit(self.text, self.speech_end_ms, now_ms, self.judged())
         self.reset()
         return commit
 
@@ -286,7 +326,7 @@ class EndOfTurn:
             self.reset()
             return None
         assert self.text is not None and self.speech_end_ms is not None
-        commit = Commit(self.text, self.speech_end_ms, now_ms, judge(self.text))
+        commit = Commit(self.text, self.speech_end_ms, now_ms, self.judged())
         self.reset()
         return commit
 
@@ -296,3 +336,4 @@ class EndOfTurn:
         self.speech_end_ms = None
         self.text = None
         self.text_upto_ms = -1
+        self.cut_short = False

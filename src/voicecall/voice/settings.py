@@ -127,6 +127,7 @@ def whisper_config(settings: Settings) -> WhisperSttConfig:
             compute_type=w.compute_type,
             cpu_threads=w.cpu_threads,
             fit_seconds=w.fit_seconds,
+            check_endings=w.check_endings,
         ),
         turn=TurnPolicy(
             hangover_ms=t.hangover_ms,

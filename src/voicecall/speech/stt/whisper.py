@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import re
-import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -37,9 +35,17 @@ from voicecall.audio.resample import StreamResampler
 from voicecall.audio.vad import Vad, VadEventKind, WebRtcVad
 from voicecall.speech.errors import SpeechEngineMissing, SpeechError
 from voicecall.speech.stt.base import Transcript
+from voicecall.speech.stt.whisper_decode import (
+    WHISPER_RATE,
+    Heard,
+    WhisperDecode,
+    decode_fitted,
+    unloop,
+)
 from voicecall.voice.endturn import Commit, EndOfTurn, TurnPolicy
 
 __all__ = [
+    "Heard",
     "TurnCutter",
     "TurnJob",
     "Utterance",
@@ -50,7 +56,6 @@ __all__ = [
 ]
 
 PROVIDER: Final = "whisper"
-WHISPER_RATE: Final = 16_000
 _INSTALL_HINT: Final = "faster-whisper is not installed: pip install 'voicecall[whisper]'"
 _SAMPLES_PER_MS: Final = SAMPLE_RATE // 1000
 
@@ -158,37 +163,6 @@ class UtteranceCollector:
         if keep_from > self._buf_start:
             self._buf = self._buf[keep_from - self._buf_start :]
             self._buf_start = keep_from
-
-
-@dataclass(frozen=True, slots=True)
-class WhisperDecode:
-    """faster-whisper decode options (``[stt.whisper]``)."""
-
-    beam_size: int = 1
-    temperature: float = 0.0
-    """One temperature, no fallback: a retry at higher temperatures cost up to 1.9 s."""
-    without_timestamps: bool = True
-    no_speech_threshold: float | None = 0.6
-    compute_type: str = "int8"
-    cpu_threads: int = 1
-    """Threads per transcription (0: CTranslate2's default). On a busy 2-core box one thread
-    was fastest (0.45 s against 0.5–0.7 s for 2 and 0.7–1.2 s for 4)."""
-    fit_seconds: float | None = 6.0
-    """Encode only the audio plus this much silence instead of Whisper's fixed 30 s window
-    (on 12 espeak sentences on a busy 2-core box: 0.16 s median against 0.85 s, the same word
-    recall, 60/76; with 3 s: 0.11 s, 58/76). A short window can make Whisper loop; such a
-    result (too many tokens, or text that compresses too well) is redone on the full window.
-    ``None``: always the full window."""
-
-    def __post_init__(self) -> None:
-        if self.beam_size < 1:
-            raise ValueError("beam_size must be >= 1")
-        if not 0.0 <= self.temperature <= 1.0:
-            raise ValueError("temperature must be within 0..1")
-        if self.cpu_threads < 0:
-            raise ValueError("cpu_threads must be >= 0")
-        if self.fit_seconds is not None and not 0.5 <= self.fit_seconds <= 30:
-            raise ValueError("fit_seconds must be within 0.5..30")
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,9 +287,10 @@ class TurnCutter:
             self._resume = None
         return keep
 
-    def heard(self, text: str, upto_ms: int) -> Commit | None:
-        """A transcript of the turn up to ``upto_ms`` came back: the commit, if it is due."""
-        self.turn.heard(text, upto_ms)
+    def heard(self, text: str, upto_ms: int, *, cut_short: bool = False) -> Commit | None:
+        """A transcript of the turn up to ``upto_ms`` came back: the commit, if it is due
+        (``cut_short``: a second reading heard an unfinished end, see :class:`Heard`)."""
+        self.turn.heard(text, upto_ms, cut_short=cut_short)
         commit = None if self._onset_pending() else self.turn.tick(self.now_ms)
         if commit is not None:
             self._committed(commit)
@@ -428,6 +403,11 @@ class WhisperStt:
 
     async def transcribe(self, pcm_8k: npt.NDArray[np.int16]) -> str:
         """Transcribe one utterance of 8 kHz audio (resampled to 16 kHz for Whisper)."""
+        return (await self.hear(pcm_8k)).text
+
+    async def hear(self, pcm_8k: npt.NDArray[np.int16]) -> Heard:
+        """:meth:`transcribe`, with whether a second reading says the end was cut short
+        (``WhisperDecode.check_endings``)."""
         await self.load()
         resampler = StreamResampler(SAMPLE_RATE, WHISPER_RATE)
         pcm16k = np.concatenate([resampler.process(pcm_8k), resampler.flush()])
@@ -435,11 +415,11 @@ class WhisperStt:
         model = self._model
         d = self.decode
 
-        def run() -> str:
+        def run() -> Heard:
             if d.fit_seconds is not None and audio.size / WHISPER_RATE + d.fit_seconds < 30:
-                text = _fitted(model, audio, d, self.language)
-                if text is not None:
-                    return text
+                heard = decode_fitted(model, audio, d, self.language)
+                if heard is not None:
+                    return heard
             segments, _info = model.transcribe(
                 audio,
                 language=self.language,
@@ -451,13 +431,13 @@ class WhisperStt:
                 condition_on_previous_text=False,
                 vad_filter=False,
             )
-            return "".join(segment.text for segment in segments).strip()
+            return Heard("".join(segment.text for segment in segments).strip())
 
         async with self._run_lock:
-            text = await asyncio.to_thread(run)
+            heard = await asyncio.to_thread(run)
         # the full window can loop too ("Half-half-half-…"), and there is no hotter retry:
         # keep one of each repeat
-        return _LOOP.sub(r"\1", text)
+        return Heard(unloop(heard.text), heard.cut_short)
 
     async def open_session(self) -> WhisperSession:
         cutter = TurnCutter(self.vad_factory(), self.turn_policy)
@@ -465,79 +445,6 @@ class WhisperStt:
 
     async def aclose(self) -> None:
         self._model = None
-
-
-_STUTTER: Final = re.compile(r"(.{1,8}?)\1{3,}")
-_LOOP: Final = re.compile(r"(.{2,8}?)\1{5,}")  # long loops only: "555 5555" stays as said
-
-
-def _fitted(
-    model: Any, audio: npt.NDArray[np.float32], d: WhisperDecode, lang: str | None
-) -> str | None:
-    """Whisper on a window fitted to the audio (see ``WhisperDecode.fit_seconds``); ``None``
-    when the result looks like a loop (redo it on the full window)."""
-    ctranslate2 = importlib.import_module("ctranslate2")
-    tokenizer_mod = importlib.import_module("faster_whisper.tokenizer")
-    multilingual = model.model.is_multilingual
-    tokenizer = tokenizer_mod.Tokenizer(
-        model.hf_tokenizer, multilingual, task="transcribe", language=lang if multilingual else None
-    )
-    assert d.fit_seconds is not None
-    pad = np.zeros(int(d.fit_seconds * WHISPER_RATE), np.float32)
-    # a little silence first: without it the last word was dropped more often (6 of 28
-    # sentences against 3, as on the full window)
-    lead = np.zeros(int(0.3 * WHISPER_RATE), np.float32)
-    features = model.feature_extractor(np.concatenate([lead, audio, pad]))
-    frames = min(features.shape[-1], 3000)
-    frames -= frames % 2
-    x = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None, :, :frames]))
-    prompt = [*tokenizer.sot_sequence]
-    if d.without_timestamps:
-        prompt.append(tokenizer.no_timestamps)
-    # ~3 words a second at most, ~1.5 tokens a word: anything longer is a loop
-    budget = 8 + int(6 * audio.size / WHISPER_RATE)
-    suppress = sorted(
-        {
-            *tokenizer.non_speech_tokens,
-            tokenizer.transcribe,
-            tokenizer.translate,
-            tokenizer.sot,
-            tokenizer.sot_prev,
-            tokenizer.sot_lm,
-            tokenizer.no_speech,
-        }
-    )
-    kwargs: dict[str, Any] = (
-        {"beam_size": d.beam_size}
-        if d.temperature == 0
-        else {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": d.temperature}
-    )
-    result = model.model.generate(
-        model.model.encode(x, to_cpu=False),
-        [prompt],
-        max_length=len(prompt) + budget,
-        return_scores=True,
-        return_no_speech_prob=True,
-        suppress_blank=True,
-        suppress_tokens=suppress,
-        **kwargs,
-    )[0]
-    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-    if len(tokens) >= budget:
-        return None
-    text = str(tokenizer.decode(tokens)).strip()
-    if len(text) > 24 and len(text.encode()) / len(zlib.compress(text.encode())) > 2.4:
-        return None
-    if _STUTTER.search(text):  # "4-F-F-F-F": a loop cut short by the budget
-        return None
-    avg_logprob = result.scores[0] / (len(tokens) + 1) if tokens else 0.0
-    if (
-        d.no_speech_threshold is not None
-        and result.no_speech_prob > d.no_speech_threshold
-        and avg_logprob < -1.0
-    ):
-        return ""
-    return text
 
 
 class WhisperSession:
@@ -627,7 +534,8 @@ class WhisperSession:
         try:
             await self._provider.load()
             while (job := await self._next_job()) is not None:
-                text = await self._provider.transcribe(job.pcm)
+                heard = await self._provider.hear(job.pcm)
+                text = heard.text
                 if job.final:
                     if text:
                         self._events.put_nowait(Transcript(text, True, job.start_ms, None))
@@ -635,7 +543,7 @@ class WhisperSession:
                     continue
                 if self._turn_start_ms is None:
                     self._turn_start_ms = job.start_ms
-                commit = self._cutter.heard(text, job.upto_ms)
+                commit = self._cutter.heard(text, job.upto_ms, cut_short=heard.cut_short)
                 if commit is not None:
                     self._commit(commit)
                 elif text and self._cutter.turn.open:
