@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import sqlite3
 import stat
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from voicecall.calls.model import CallMode, CallRecord, Direction
+from voicecall.calls.model import CallMode, CallRecord, CallState, Direction
 from voicecall.calls.store import migrations
 from voicecall.calls.store.base import EventRow
 from voicecall.calls.store.sqlite import SQLiteStore
@@ -262,5 +263,52 @@ async def test_the_wal_starts_over_under_sustained_writes(tmp_path: Path) -> Non
         # the WAL file is overwritten from its start after each restart: it stops growing
         # (without the restarts it held every frame committed: ten times the early size)
         assert wal.stat().st_size < 4 * early
+    finally:
+        await store.close()
+
+
+def _wal_btrees(path: Path, start: int) -> collections.Counter[str]:
+    """Which b-trees the WAL frames after byte ``start`` belong to (frame header: page number
+    first; owners from the ``dbstat`` table)."""
+    data = (path.parent / (path.name + "-wal")).read_bytes()
+    frame = 24 + 4096
+    first = 32 + max(0, start - 32) // frame * frame
+    pages = [
+        int.from_bytes(data[off : off + 4], "big")
+        for off in range(first, len(data) - frame + 1, frame)
+    ]
+    conn = sqlite3.connect(path)
+    try:
+        owner = dict(
+            (pageno, name) for name, pageno in conn.execute("SELECT name, pageno FROM dbstat")
+        )
+    finally:
+        conn.close()
+    return collections.Counter(owner.get(p, "?") for p in pages)
+
+
+async def test_a_callback_that_changes_no_indexed_column_leaves_its_indexes_alone(
+    tmp_path: Path,
+) -> None:
+    # SQLite rewrites an index whenever an UPDATE assigns one of its columns, even to the value
+    # it already has: every status callback rewrote calls_state and calls_provider_call_id
+    # (6.6 WAL pages per single-webhook commit, now 4.4).
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path), checkpoint_interval=3600)
+    await store.open()
+    try:
+        call = _call("c1").copy(provider_call_id="CA1")
+        assert await store.commit(call)
+        wal = path.parent / "calls.db-wal"
+        start = wal.stat().st_size
+        for i in range(20):
+            step = call.copy(turn=i + 1, updated_at=float(i))
+            assert await store.commit(step, event=EventRow(f"e{i}", "c1", "status", float(i)))
+        written = _wal_btrees(path, start)
+        assert written["calls"] >= 20 and written["events"] >= 1, written
+        assert written["calls_state"] == 0 and written["calls_provider_call_id"] == 0, written
+        start = wal.stat().st_size
+        assert await store.commit(call.copy(state=CallState.RINGING, turn=30))
+        assert _wal_btrees(path, start)["calls_state"] >= 1
     finally:
         await store.close()

@@ -182,6 +182,28 @@ async def test_a_calls_identity_is_written_once(store: Store) -> None:
     )
 
 
+async def test_indexed_columns_are_stored_whether_they_change_alone_or_not_at_all(
+    store: Store,
+) -> None:
+    # SQLite sets state and provider_call_id in a statement of their own, only when they
+    # differ from the stored row (so their indexes are not rewritten by every callback)
+    call = make_call()
+    assert await store.commit(call)
+    steps = [
+        call.copy(provider_call_id="CA-first", updated_at=call.updated_at + 1),
+        call.copy(
+            provider_call_id="CA-first", state=CallState.RINGING, updated_at=call.updated_at + 2
+        ),
+        call.copy(provider_call_id="CA-first", state=CallState.RINGING, turn=3, metadata={"a": 1}),
+        call.copy(provider_call_id="CA-second", state=CallState.RINGING, turn=3),
+        call.copy(provider_call_id=None, state=CallState.ANSWERED, turn=4),
+    ]
+    for i, step in enumerate(steps):
+        assert await store.commit(step, event=event(f"keys-{i}", call.call_id))
+        assert await store.get_call(call.call_id) == step, i
+    assert await store.get_call_by_provider_id("CA-second") is None
+
+
 async def test_event_only_and_transcript_only_commits(store: Store) -> None:
     assert await store.commit(None, event=event("only-event", "c1")) is True
     assert await store.has_event("only-event")

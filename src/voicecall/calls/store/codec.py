@@ -87,6 +87,7 @@ __all__ = [
     "BLOCKED_COLUMNS",
     "CALL_COLUMNS",
     "CALL_IDENTITY_COLUMNS",
+    "CALL_INDEXED_UPDATE_COLUMNS",
     "CALL_UPDATE_COLUMNS",
     "EVENT_COLUMNS",
     "MAX_AUDIT_DETAIL_CHARS",
@@ -179,6 +180,11 @@ CALL_IDENTITY_COLUMNS: frozenset[str] = frozenset(
 CALL_UPDATE_COLUMNS: tuple[str, ...] = tuple(
     c for c in CALL_COLUMNS[1:] if c not in CALL_IDENTITY_COLUMNS
 )
+#: Updated columns that have an index (``calls_state``, ``calls_provider_call_id``). SQLite
+#: rewrites an index whenever an UPDATE assigns one of its columns, even to the value it has;
+#: its store sets these only when they differ (most status callbacks change neither: 6.6 → 4.6
+#: WAL pages per single-webhook commit). PostgreSQL compares values itself (HOT updates).
+CALL_INDEXED_UPDATE_COLUMNS: tuple[str, ...] = ("state", "provider_call_id")
 
 #: Column order of the ``events`` table (without the backend's insertion-order column).
 EVENT_COLUMNS: tuple[str, ...] = ("dedupe_key", "call_id", "kind", "at", "detail")

@@ -37,7 +37,7 @@ def statements(prepared: Write) -> int:
         return 2 if len(prepared.rows) > 1 else 1
     return (
         (prepared.event is not None)
-        + (prepared.call is not None)
+        + 2 * (prepared.call is not None)
         + (2 if len(prepared.transcript) > 1 else len(prepared.transcript))
         + (prepared.spec is not None)
         + (prepared.outbox is not None)
@@ -75,7 +75,10 @@ def apply_one(conn: sqlite3.Connection, prepared: Write) -> bool:
         if cur.rowcount == 0:
             return False  # duplicate: nothing else is written
     if prepared.call is not None:
-        conn.execute(stmt.UPSERT_CALL, prepared.call)
+        row = prepared.call
+        conn.execute(stmt.UPSERT_CALL, row)
+        keys = tuple(row[i] for i in stmt.CALL_KEY_POSITIONS)
+        conn.execute(stmt.SET_CALL_KEYS, (*keys, row[0], *keys))
     if prepared.transcript:
         conn.executemany(stmt.INSERT_TRANSCRIPT, prepared.transcript)
     if prepared.spec is not None:

@@ -8,11 +8,26 @@ from voicecall.calls.store import codec, extras_sql
 
 COLS = ", ".join(codec.CALL_COLUMNS)
 SELECT_CALL = f"SELECT {COLS} FROM calls"  # noqa: S608 - column names are constants
+# a call is inserted whole; an existing one gets its unindexed columns here and its indexed
+# ones from SET_CALL_KEYS, only when they changed (see codec.CALL_INDEXED_UPDATE_COLUMNS)
 UPSERT_CALL = (
     f"INSERT INTO calls ({COLS}) VALUES ({', '.join('?' * len(codec.CALL_COLUMNS))})"  # noqa: S608
     " ON CONFLICT (call_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in codec.CALL_UPDATE_COLUMNS)
+    + ", ".join(
+        f"{c} = excluded.{c}"
+        for c in codec.CALL_UPDATE_COLUMNS
+        if c not in codec.CALL_INDEXED_UPDATE_COLUMNS
+    )
 )
+SET_CALL_KEYS = (
+    "UPDATE calls SET "  # noqa: S608 - column names are constants
+    + ", ".join(f"{c} = ?" for c in codec.CALL_INDEXED_UPDATE_COLUMNS)
+    + " WHERE call_id = ? AND ("
+    + " OR ".join(f"{c} IS NOT ?" for c in codec.CALL_INDEXED_UPDATE_COLUMNS)
+    + ")"
+)
+#: Where SET_CALL_KEYS's values are in a call row (codec.CALL_COLUMNS order).
+CALL_KEY_POSITIONS = tuple(codec.CALL_COLUMNS.index(c) for c in codec.CALL_INDEXED_UPDATE_COLUMNS)
 INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(codec.EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
     " ON CONFLICT (dedupe_key) DO NOTHING"
