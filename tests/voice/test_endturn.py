@@ -85,6 +85,9 @@ def run_pause(
         ("My phone number is.", Completeness.INCOMPLETE),
         ("My number is 5 5 5, 1 2 3 4.", Completeness.COMPLETE),  # read out to the end
         ("Yes, it is.", Completeness.COMPLETE),
+        ("Yes, this is she.", Completeness.COMPLETE),  # a linking verb before the pronoun
+        ("It was him.", Completeness.COMPLETE),
+        ("Then we went home and she", Completeness.INCOMPLETE),
         ("Could you book it under the name?", Completeness.INCOMPLETE),
         ("We will arrive at around.", Completeness.INCOMPLETE),
         ("My name is Sam.", Completeness.COMPLETE),

@@ -170,6 +170,7 @@ _NUMBER_WORDS: Final = _words(
 # ("My phone number is")
 _LINKING: Final = _words("is are was were am")
 _PRONOUNS: Final = _words("it that this there i you we they he she who which what")
+_SUBJECTS: Final = _words("i we they he she")
 # a slot announced but not filled: "under the name", "my number"
 _DETERMINERS: Final = _words("the a my your our his her their")
 _SLOTS: Final = _words("name number address email phone surname")
@@ -197,7 +198,9 @@ def judge(text: str) -> Completeness:
         return Completeness.COMPLETE  # nothing said (noise): nothing to wait for
     if _TRAILING_OPEN.search(stripped):
         return Completeness.INCOMPLETE  # "eggs, milk," / "so…" / "the code is 4 -"
-    if words[-1] in _UNFINISHED:
+    if words[-1] in _UNFINISHED and not (
+        words[-1] in _SUBJECTS and len(words) >= 2 and words[-2] in _LINKING
+    ):  # "… and she" is unfinished, "Yes, this is she." is not
         return Completeness.INCOMPLETE
     if len(words) >= 2 and words[-1] in _LINKING and words[-2] not in _PRONOUNS:
         return Completeness.INCOMPLETE  # "My phone number is"
