@@ -182,7 +182,7 @@ CALL_UPDATE_COLUMNS: tuple[str, ...] = tuple(
 )
 #: Updated columns that have an index (``calls_state``, ``calls_provider_call_id``). SQLite
 #: rewrites an index whenever an UPDATE assigns one of its columns, even to the value it has;
-#: its store sets these only when they differ (most status callbacks change neither: 6.6 → 4.6
+#: its store sets these only when they differ (most status callbacks change neither: 6.6 → 4.4
 #: WAL pages per single-webhook commit). PostgreSQL compares values itself (HOT updates).
 CALL_INDEXED_UPDATE_COLUMNS: tuple[str, ...] = ("state", "provider_call_id")
 
