@@ -70,8 +70,16 @@ class Hold:
         channel.add_tap(InboundTap(tap))
 
     def drops(self, live: LiveCall) -> bool:
-        """Whether what the caller's side says now is hold audio (never reaches anyone)."""
-        return MD_ON_HOLD in live.record.metadata
+        """Whether what the caller's side says now is hold audio (never reaches anyone).
+
+        The stored record says so until the change off hold is committed, which can take a
+        while on a loaded store; the watcher in the audio path knew at once. Once it has heard
+        the person, their words are theirs, whether or not the record has caught up (a loaded
+        CI run dropped "Hello, yes, I am here." that way)."""
+        if MD_ON_HOLD not in live.record.metadata:
+            return False
+        watch = self.watches.get(live.call_id)
+        return watch is None or watch.on_hold
 
     def silence_ok(self, live: LiveCall) -> bool:
         """Whether an empty model answer is silence (the call has been on hold)."""
