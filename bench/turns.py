@@ -234,6 +234,7 @@ async def run_once(
                 "hangup_after_ms": 3_600_000,  # the bench speaks for the caller (below)
             },
         )
+        whisper = {"whisper": {"model_path": args.whisper_model}} if args.whisper_model else {}
         settings = load_config(
             env={},
             overrides={
@@ -249,7 +250,7 @@ async def run_once(
                 "max_duration_seconds": 4 * 3600,
                 "streaming": {"enabled": True},
                 "tts": {"provider": args.tts},
-                "stt": {"provider": "whisper"},
+                "stt": {"provider": "whisper", **whisper},
                 "vad": {"engine": args.vad},
                 "responder": {
                     "kind": "chat",
@@ -486,6 +487,9 @@ def main() -> None:
     )
     ap.add_argument("--vad", choices=["webrtc", "silero"], default="webrtc", help="[vad] engine")
     ap.add_argument("--tts", choices=["piper", "espeak"], default="piper", help="bot voice")
+    ap.add_argument(
+        "--whisper-model", default=None, help="[stt.whisper] model_path (default: tiny.en)"
+    )
     ap.add_argument(
         "--reply-delay-ms", type=int, default=400, help="the caller waits this long after the bot"
     )
