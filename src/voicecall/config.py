@@ -206,6 +206,13 @@ class StoreSettings(_Section):
     standby_poll_seconds: float = Field(2.0, gt=0, le=60)
     """How often a standby instance tries to take the store lease (and the active one checks
     it still holds it)."""
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+    """SQLite only. ``full`` (the default): every webhook is in the WAL *on disk* before its
+    200, so it survives a power loss or an OS crash. ``normal``: it is in the WAL in the OS's
+    memory before the 200 (it survives a crash of voicecall, not of the machine; Twilio does
+    not resend what was answered) and is on disk at the next checkpoint, within ~0.5 s. It
+    saves one fsync per commit: at 1,000 webhooks/s on the dev VM a commit's p50 went from
+    0.5 to 0.2 ms and its p99 from 2.5 to 0.9 ms."""
 
     @field_validator("url")
     @classmethod

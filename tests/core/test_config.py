@@ -148,3 +148,13 @@ def test_outbound_policy_settings_are_checked(over: dict[str, object], says: str
     with pytest.raises(ConfigError) as info:
         load_config(env={}, overrides={"outbound": over})
     assert len(info.value.problems) == 1 and info.value.problems[0].startswith(says)
+
+
+def test_sqlite_synchronous_is_full_unless_normal_is_asked_for(tmp_path: Path) -> None:
+    assert load_config(env={"HOME": str(tmp_path)}).store.sqlite_synchronous == "full"
+    s = load_config(write(tmp_path, '[store]\nsqlite_synchronous = "normal"\n'), env={})
+    assert s.store.sqlite_synchronous == "normal"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, '[store]\nsqlite_synchronous = "off"\n'), env={})
+    (problem,) = info.value.problems
+    assert problem.startswith("store.sqlite_synchronous"), problem

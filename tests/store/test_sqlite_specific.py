@@ -17,6 +17,8 @@ from voicecall.calls.store.base import EventRow
 from voicecall.calls.store.sqlite import SQLiteStore
 from voicecall.errors import StoreError
 
+_FAKES = str(Path(__file__).resolve().parents[1] / "fakes")
+
 
 def _call(call_id: str, turn: int = 0) -> CallRecord:
     return CallRecord(call_id, Direction.INBOUND, CallMode.CONVERSATION, "+1", "+2", turn=turn)
@@ -312,3 +314,28 @@ async def test_a_callback_that_changes_no_indexed_column_leaves_its_indexes_alon
         assert _wal_btrees(path, start)["calls_state"] >= 1
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("asked", ["full", "normal"])
+async def test_the_configured_synchronous_mode_reaches_the_app_s_store(
+    tmp_path: Path, asked: str
+) -> None:
+    import sys
+
+    from voicecall.calls.store.base import open_store_from_url
+    from voicecall.server.app import VoicecallApp
+
+    sys.path.insert(0, _FAKES)
+    from voicecall_server import mock_settings
+
+    app = VoicecallApp(mock_settings(tmp_path, store={"sqlite_synchronous": asked}))
+    try:
+        await app.startup()
+        assert app.manager is not None
+        store = app.manager.store
+        assert f"synchronous={asked.upper()!r}" in repr(store)
+        assert await store.commit(_call("c1"))
+    finally:
+        await app.shutdown()
+    with pytest.raises(ValueError, match="sqlite_synchronous"):
+        open_store_from_url("sqlite:///x.db", sqlite_synchronous="off")

@@ -134,6 +134,8 @@ trusted_proxies = []                # IPs/CIDRs whose X-Forwarded-* headers are 
 [store]
 # url = "sqlite:////home/me/.voicecall/voicecall.db"   # default ~/.voicecall; or postgresql://…
 # standby_poll_seconds = 2.0        # several instances on one store: one acts, the others wait
+# sqlite_synchronous = "full"       # "normal": one fsync less per webhook; survives a crash
+#                                   # of voicecall, not a power loss (README: configuration)
 """,
     ),
     Block(

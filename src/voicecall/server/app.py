@@ -184,7 +184,9 @@ class VoicecallApp:
     async def startup(self) -> None:
         if self.started:
             return
-        store = self._store or open_store_from_url(self.settings.store.url)
+        store = self._store or open_store_from_url(
+            self.settings.store.url, sqlite_synchronous=self.settings.store.sqlite_synchronous
+        )
         await store.open()
         self._store = store
         if self._http is None:

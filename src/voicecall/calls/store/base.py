@@ -346,6 +346,7 @@ class Store(ABC):
         if codec.unstorable(call_id):
             return False
         return await self._execute(codec.Statement("delete_recording", (float(at), call_id)))
+
     # -- latency records of bot replies (voice/latency.py) ----------------------------------
 
     async def set_latency(self, call_id: str, seq: int, latency: dict[str, Any]) -> bool:
@@ -413,12 +414,16 @@ class Store(ABC):
     async def _forget_caller(self, caller: str) -> bool: ...
 
 
-def open_store_from_url(url: str) -> Store:
-    """Return a (not yet opened) store for ``sqlite:///path`` or ``postgresql://…``."""
+def open_store_from_url(url: str, *, sqlite_synchronous: str = "full") -> Store:
+    """Return a (not yet opened) store for ``sqlite:///path`` or ``postgresql://…``
+    (``sqlite_synchronous``: ``full`` or ``normal``, see ``[store] sqlite_synchronous``)."""
     if url.startswith("sqlite:///"):
         from voicecall.calls.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite:///"))
+        mode = sqlite_synchronous.upper()
+        if mode not in ("FULL", "NORMAL"):
+            raise ValueError("sqlite_synchronous must be 'full' or 'normal'")
+        return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=mode)  # type: ignore[arg-type]
     if url.startswith(("postgresql://", "postgres://")):
         from voicecall.calls.store.postgres import PostgresStore
 
