@@ -144,3 +144,63 @@ def test_whatever_the_reader_takes_json_reads_the_same(text: str) -> None:
     got = FastMediaReader(MZ).read(text)
     if got is not None:
         assert got == read_fast_media(json.loads(text), MZ)
+
+
+# -- mark echoes -----------------------------------------------------------------------------
+
+SENT = ["u1s", "vc-tick-1", "vc-tick-2", "u1e", "naïve \u2028 \x7f"]
+
+
+def mark_text(seq: str, name: str, sid: str, *, sid_first: bool) -> str:
+    head: dict[str, object] = {"event": "mark", "sequenceNumber": seq}
+    body = {"name": name}
+    msg = {**head, "streamSid": sid, "mark": body} if sid_first else {**head, "mark": body}
+    if not sid_first:
+        msg["streamSid"] = sid
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+
+
+def agree_marks(texts: list[str], *, clear_after: int) -> None:
+    """Both sessions sent the same marks (some then cleared); the echoes must agree."""
+    fast, slow = streaming(), streaming(reader=False)
+    for s in (fast, slow):
+        for i, name in enumerate(SENT):
+            s.send_mark(name)
+            if i == clear_after:
+                s.send_clear()
+    for text in texts:
+        assert fast.receive_text(text) == slow.receive_text(text)
+        assert state(fast) == state(slow)
+        assert (fast.marks_pending, fast._cleared) == (slow.marks_pending, slow._cleared)
+
+
+def test_a_mark_echo_is_read_without_json() -> None:
+    reader = FastMediaReader(MZ)
+    for sid_first in (True, False):
+        assert reader.read_mark(mark_text("9", "vc-tick-1", MZ, sid_first=sid_first)) == (
+            9,
+            "vc-tick-1",
+        )
+    assert reader.read_mark(mark_text("9", "a\\b", MZ, sid_first=True)) is None  # an escape
+    assert reader.read_mark(mark_text("9", "", MZ, sid_first=True)) is None
+    echoes = [mark_text(str(i + 2), n, MZ, sid_first=True) for i, n in enumerate(SENT)]
+    agree_marks(echoes, clear_after=1)
+
+
+names = st.sampled_from([*SENT, "", "u9e", '"', "a\\b", "\x00", "tab\there"]) | st.text(max_size=8)
+
+
+@st.composite
+def mark_texts(draw: st.DrawFn) -> str:
+    text = mark_text(draw(numbers), draw(names), draw(sids), sid_first=draw(st.booleans()))
+    if not draw(st.integers(0, 2)):  # one character changed, inserted or removed
+        i = draw(st.integers(0, len(text) - 1))
+        c = draw(st.sampled_from(['"', "\\", ",", "}", " ", "0", "é", ""]))
+        text = text[:i] + c + text[i + draw(st.integers(0, 1)) :]
+    return text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(mark_texts() | media_texts(), min_size=1, max_size=6), st.integers(-1, 4))
+def test_mark_echoes_agree_with_the_json_path(texts: list[str], clear_after: int) -> None:
+    agree_marks(texts, clear_after=clear_after)

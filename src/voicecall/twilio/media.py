@@ -217,6 +217,9 @@ class MediaSession:
             media = reader.read(text)  # the common frame, ~50 a second per call: no JSON parse
             if media is not None:
                 return [self._count_media(media)]
+            mark = reader.read_mark(text)  # the echoes of our marks, several a second
+            if mark is not None:
+                return self._mark_event(*mark)
         try:
             message = parse_json(text)
         except (ValueError, RecursionError):
@@ -428,7 +431,9 @@ class MediaSession:
 
     def _on_mark(self, message: Mapping[str, Any]) -> list[MediaEvent]:
         seq = self._check_stream(message, "mark")
-        name = field_str(field_obj(message, "mark"), "name")
+        return self._mark_event(seq, field_str(field_obj(message, "mark"), "name"))
+
+    def _mark_event(self, seq: int, name: str) -> list[MediaEvent]:
         if name in self._cleared:
             self._cleared.remove(name)
             status = MarkStatus.CLEARED

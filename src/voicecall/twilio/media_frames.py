@@ -352,35 +352,51 @@ def read_fast_media(message: dict[str, Any], stream_sid: str) -> Media | None:
     return Media(track, int(chunk_s), int(ts_s), payload, int(seq_s))
 
 
-# the inbound media message as Twilio writes it, without whitespace or escapes; a text that
-# matches parses (json) to exactly these fields, in one of the two orders of streamSid
-_MEDIA_HEAD: Final = r'\{"event":"media","sequenceNumber":"([0-9]{1,19})",'
+# the inbound media and mark messages as Twilio writes them, without whitespace or escapes; a
+# text that matches parses (json) to exactly these fields, in one of the two orders of streamSid
+_SEQ: Final = r'"sequenceNumber":"([0-9]{1,19})",'
 _MEDIA_BODY: Final = (
     r'"media":\{"track":"([a-z_]{1,32})","chunk":"([0-9]{1,19})",'
     r'"timestamp":"([0-9]{1,19})","payload":"([A-Za-z0-9+/=]*)"\}'
 )
+_MARK_BODY: Final = r'"mark":\{"name":"([^"\\\x00-\x1f]+)"\}'  # any JSON string without escapes
+
+
+def _both_orders(head: str, sid_field: str, body: str) -> tuple[_Match, _Match]:
+    return (
+        re.compile(head + sid_field + "," + body + r"\}").fullmatch,
+        re.compile(head + body + "," + sid_field + r"\}").fullmatch,
+    )
+
+
+_Match = Callable[[str], "re.Match[str] | None"]
 
 
 class FastMediaReader:
-    """The common ``media`` message of one stream, read from the text without the JSON parser.
+    """The common messages of one stream (``media``, ~50 a second, and ``mark`` echoes), read
+    from the text without the JSON parser.
 
-    One regular expression per field order (``streamSid`` before or after ``media``), built once
-    per stream with its ``streamSid``: a text it matches is a JSON object with exactly those
-    keys and plain string values, so :meth:`read` gives what :func:`read_fast_media` gives for
-    the parsed message. Anything else (other order, whitespace, escapes, another stream, invalid
-    base64) is ``None`` and takes the JSON path, which decides and words the reason.
+    One regular expression per message and field order (``streamSid`` before or after the
+    body), built once per stream with its ``streamSid``: a text it matches is a JSON object with
+    exactly those keys and plain string values, so :meth:`read` gives what
+    :func:`read_fast_media` gives for the parsed message. Anything else (other order,
+    whitespace, escapes, another stream, invalid base64) is ``None`` and takes the JSON path,
+    which decides and words the reason.
     """
 
-    __slots__ = ("_after", "_before")
+    __slots__ = ("_mark", "_mark_after", "_media", "_media_after")
 
     def __init__(self, stream_sid: str) -> None:
-        sid = re.escape(json_str(stream_sid))
-        sid_field = '"streamSid":' + sid
-        self._before = re.compile(_MEDIA_HEAD + sid_field + "," + _MEDIA_BODY + r"\}").fullmatch
-        self._after = re.compile(_MEDIA_HEAD + _MEDIA_BODY + "," + sid_field + r"\}").fullmatch
+        sid_field = '"streamSid":' + re.escape(json_str(stream_sid))
+        self._media, self._media_after = _both_orders(
+            r'\{"event":"media",' + _SEQ, sid_field, _MEDIA_BODY
+        )
+        self._mark, self._mark_after = _both_orders(
+            r'\{"event":"mark",' + _SEQ, sid_field, _MARK_BODY
+        )
 
     def read(self, text: str) -> Media | None:
-        m = self._before(text) or self._after(text)
+        m = self._media(text) or self._media_after(text)
         if m is None:
             return None
         seq, track, chunk, timestamp, raw = m.groups()
@@ -389,6 +405,14 @@ class FastMediaReader:
         except (binascii.Error, ValueError):
             return None
         return Media(track, int(chunk), int(timestamp), payload, int(seq))
+
+    def read_mark(self, text: str) -> tuple[int, str] | None:
+        """A mark echo's sequence number and name (its status is the session's to decide)."""
+        m = self._mark(text) or self._mark_after(text)
+        if m is None:
+            return None
+        seq, name = m.groups()
+        return int(seq), name
 
 
 class FrameWriter:
