@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voicecall.twilio.media import Media, MediaSession, SessionState
-from voicecall.twilio.media_frames import FastMediaReader, read_fast_media
+from voicecall.twilio.media_frames import FastMediaReader, json_str, read_fast_media
 
 MZ = "MZ2222222222222222222222222222bbbb"
 START = json.dumps(
@@ -204,3 +204,9 @@ def mark_texts(draw: st.DrawFn) -> str:
 @given(st.lists(mark_texts() | media_texts(), min_size=1, max_size=6), st.integers(-1, 4))
 def test_mark_echoes_agree_with_the_json_path(texts: list[str], clear_after: int) -> None:
     agree_marks(texts, clear_after=clear_after)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text() | st.sampled_from(["vc-tick-1", 'a"b', "a\\b", "\x7f", "\u2028", "\ud800"]))
+def test_json_str_is_json_dumps(value: str) -> None:
+    assert json_str(value) == json.dumps(value, ensure_ascii=False)

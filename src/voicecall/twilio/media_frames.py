@@ -253,6 +253,8 @@ def parse_json(text: str) -> Any:
 
 def json_str(value: str) -> str:
     """``value`` as a JSON string literal, exactly as :func:`dump` writes it."""
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return '"' + value + '"'  # nothing to escape (a mark name such as "vc-tick-12")
     return json.dumps(value, ensure_ascii=False)
 
 
