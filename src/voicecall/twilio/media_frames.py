@@ -357,51 +357,49 @@ def read_fast_media(message: dict[str, Any], stream_sid: str) -> Media | None:
 # the inbound media and mark messages as Twilio writes them, without whitespace or escapes; a
 # text that matches parses (json) to exactly these fields, in one of the two orders of streamSid
 _SEQ: Final = r'"sequenceNumber":"([0-9]{1,19})",'
+_SID: Final = r'"streamSid":"([^"\\\x00-\x1f]*)"'  # any JSON string without escapes
 _MEDIA_BODY: Final = (
     r'"media":\{"track":"([a-z_]{1,32})","chunk":"([0-9]{1,19})",'
     r'"timestamp":"([0-9]{1,19})","payload":"([A-Za-z0-9+/=]*)"\}'
 )
-_MARK_BODY: Final = r'"mark":\{"name":"([^"\\\x00-\x1f]+)"\}'  # any JSON string without escapes
-
-
-def _both_orders(head: str, sid_field: str, body: str) -> tuple[_Match, _Match]:
-    return (
-        re.compile(head + sid_field + "," + body + r"\}").fullmatch,
-        re.compile(head + body + "," + sid_field + r"\}").fullmatch,
-    )
-
-
-_Match = Callable[[str], "re.Match[str] | None"]
+_MARK_BODY: Final = r'"mark":\{"name":"([^"\\\x00-\x1f]+)"\}'
+_MEDIA_HEAD: Final = r'\{"event":"media",' + _SEQ
+_MARK_HEAD: Final = r'\{"event":"mark",' + _SEQ
+# groups: sequence, then streamSid and the body's fields in the order they appear
+_MEDIA_SID_FIRST: Final = re.compile(_MEDIA_HEAD + _SID + "," + _MEDIA_BODY + r"\}").fullmatch
+_MEDIA_SID_LAST: Final = re.compile(_MEDIA_HEAD + _MEDIA_BODY + "," + _SID + r"\}").fullmatch
+_MARK_SID_FIRST: Final = re.compile(_MARK_HEAD + _SID + "," + _MARK_BODY + r"\}").fullmatch
+_MARK_SID_LAST: Final = re.compile(_MARK_HEAD + _MARK_BODY + "," + _SID + r"\}").fullmatch
 
 
 class FastMediaReader:
     """The common messages of one stream (``media``, ~50 a second, and ``mark`` echoes), read
     from the text without the JSON parser.
 
-    One regular expression per message and field order (``streamSid`` before or after the
-    body), built once per stream with its ``streamSid``: a text it matches is a JSON object with
-    exactly those keys and plain string values, so :meth:`read` gives what
-    :func:`read_fast_media` gives for the parsed message. Anything else (other order,
-    whitespace, escapes, another stream, invalid base64) is ``None`` and takes the JSON path,
-    which decides and words the reason.
+    A regular expression per message and field order (``streamSid`` before or after the body;
+    compiled once for all streams): a text it matches is a JSON object with exactly those keys
+    and plain string values (no escapes), so :meth:`read` gives what :func:`read_fast_media`
+    gives for the parsed message. Anything else (other order, whitespace, escapes, another
+    stream, invalid base64) is ``None`` and takes the JSON path, which decides and words the
+    reason.
     """
 
-    __slots__ = ("_mark", "_mark_after", "_media", "_media_after")
+    __slots__ = ("stream_sid",)
 
     def __init__(self, stream_sid: str) -> None:
-        sid_field = '"streamSid":' + re.escape(json_str(stream_sid))
-        self._media, self._media_after = _both_orders(
-            r'\{"event":"media",' + _SEQ, sid_field, _MEDIA_BODY
-        )
-        self._mark, self._mark_after = _both_orders(
-            r'\{"event":"mark",' + _SEQ, sid_field, _MARK_BODY
-        )
+        self.stream_sid: Final = stream_sid
 
     def read(self, text: str) -> Media | None:
-        m = self._media(text) or self._media_after(text)
-        if m is None:
+        m = _MEDIA_SID_FIRST(text)
+        if m is not None:
+            seq, sid, track, chunk, timestamp, raw = m.groups()
+        else:
+            m = _MEDIA_SID_LAST(text)
+            if m is None:
+                return None
+            seq, track, chunk, timestamp, raw, sid = m.groups()
+        if sid != self.stream_sid:
             return None
-        seq, track, chunk, timestamp, raw = m.groups()
         try:
             payload = binascii.a2b_base64(raw, strict_mode=True)
         except (binascii.Error, ValueError):
@@ -410,10 +408,16 @@ class FastMediaReader:
 
     def read_mark(self, text: str) -> tuple[int, str] | None:
         """A mark echo's sequence number and name (its status is the session's to decide)."""
-        m = self._mark(text) or self._mark_after(text)
-        if m is None:
+        m = _MARK_SID_FIRST(text)
+        if m is not None:
+            seq, sid, name = m.groups()
+        else:
+            m = _MARK_SID_LAST(text)
+            if m is None:
+                return None
+            seq, name, sid = m.groups()
+        if sid != self.stream_sid:
             return None
-        seq, name = m.groups()
         return int(seq), name
 
 
