@@ -260,16 +260,19 @@ class Pacer:
         wakes on a coarse grid sends slightly early rather than late; the lead absorbs it).
         ``now`` stays the clock of the timeline (a new talk-spurt starts at ``now``).
         """
-        if not self._queue:
+        queue = self._queue
+        if not queue:
             return []
         self._ensure_spurt(now)
         horizon = now + ahead
         items: list[Item] = []
         late_here = False
-        while self._queue:
-            head = self._queue[0]
-            if isinstance(head, _QueuedMark):
-                self._queue.popleft()
+        every = self._every_bytes
+        limit = self._message_s + _TOLERANCE_S
+        while queue:
+            head = queue[0]
+            if type(head) is _QueuedMark:
+                queue.popleft()
                 items.append(MarkPoint(head.name, self._position))
                 self._marks_sent += 1
                 self._ended_with_mark = True
@@ -278,27 +281,31 @@ class Pacer:
             if due_at > horizon:
                 break
             payload = self._take_message()
-            items.append(Chunk(payload, self._position, due_at))
-            lateness = max(0.0, now - max(due_at, self._spurt_start()))
-            if lateness > self._message_s + _TOLERANCE_S:
-                self._late_messages += 1
-                late_here = True
-            self._max_lateness = max(self._max_lateness, lateness * 1000.0)
+            size = len(payload)
+            position = self._position
+            items.append(Chunk(payload, position, due_at))
+            start = self._t0
+            assert start is not None, "audio queued without a talk-spurt"
+            lateness = now - (due_at if due_at > start else start)
+            if lateness > 0.0:
+                if lateness > limit:
+                    self._late_messages += 1
+                    late_here = True
+                if lateness * 1000.0 > self._max_lateness:
+                    self._max_lateness = lateness * 1000.0
             self._messages_sent += 1
             self._ended_with_mark = False
             before = self._spurt_bytes
-            self._spurt_bytes += len(payload)
-            self._position += len(payload)
+            self._spurt_bytes = before + size
+            self._position = position = position + size
             if self._bytes_queued == 0:
                 self._drained = True
-            if self._every_bytes is not None and (
-                self._spurt_bytes // self._every_bytes > before // self._every_bytes
-            ):
+            if every is not None and (before + size) // every > before // every:
                 self._periodic_count += 1
                 items.append(
                     MarkPoint(
                         f"{self.periodic_mark_prefix}{self._periodic_count}",
-                        self._position,
+                        position,
                         periodic=True,
                     )
                 )

@@ -28,10 +28,11 @@ from collections.abc import Callable, Mapping
 from typing import Final, cast
 
 import httpx
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 from voicecall.calls.channel import MediaTap, StreamHost, StreamRejected
 from voicecall.config import Settings
+from voicecall.server.loop_histogram import LoopHistogram
 from voicecall.server.metrics import Metrics
 from voicecall.server.webhooks import Receive, Scope, Send
 from voicecall.server.ws_protocol import DIRECT_EXTENSION, DirectLane
@@ -130,7 +131,7 @@ class StreamMetrics:
             "Streams whose frames were read on the server's direct lane (no ASGI queue).",
             registry=r,
         )
-        self.lateness = Histogram(
+        self.lateness = LoopHistogram(  # one observation per outbound message: no lock
             "voicecall_stream_send_lateness_seconds",
             "How late outbound audio messages were sent relative to their schedule.",
             buckets=_LATENESS_BUCKETS,

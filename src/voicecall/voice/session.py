@@ -76,6 +76,7 @@ log = logging.getLogger("voicecall.voice")
 
 _BYTES_PER_MS: Final = BYTES_PER_SECOND // 1000
 _REPORT_EVERY: Final = 50  # inbound frames per metrics update (one second of caller audio)
+_REPORT_OUT_EVERY: Final = 10  # outbound messages per metrics update (a second at 100 ms)
 #: How long a closing stream waits for the recogniser to transcribe what the caller said last
 #: (a goodbye just before the hang-up). Local whisper on a busy 2-core machine took more than
 #: the 5 s this was, and the caller's last words were dropped; nothing waits on it but the
@@ -176,6 +177,7 @@ class VoiceSession:
         self.detach_reason: str | None = None
         self.barge_ins = 0
         self.frames_in = 0
+        self._frames_out_unreported = 0  # batched like frames_in
         #: who hears the stream beside the pipeline (the recorder, detectors); replaced, never
         #: mutated (a tap may remove itself while the taps are being called); empty: no cost
         self._taps: tuple[MediaTap, ...] = () if tap is None else (tap,)
@@ -215,6 +217,9 @@ class VoiceSession:
             return self.detach_reason
         self._closed = True
         self._obs.frames_in(self.frames_in % _REPORT_EVERY)
+        if self._frames_out_unreported:
+            self._obs.frames_out(self._frames_out_unreported)
+            self._frames_out_unreported = 0
         self._abandon_all(self.player.now())
         for tap in self._taps:
             tap.stream_ended(self.player.now())
@@ -453,7 +458,11 @@ class VoiceSession:
                 if utt is not None and item.name == utt.start_mark:
                     utt.start_pos = item.position
         if chunks:
-            self._obs.frames_out(chunks)
+            unreported = self._frames_out_unreported + chunks
+            if unreported >= _REPORT_OUT_EVERY:  # batched: a metric update per message adds up
+                self._obs.frames_out(unreported)
+                unreported = 0
+            self._frames_out_unreported = unreported
             self._space.set()
         self._flush()
         if chunks and utt is not None and utt.turn is not None:
