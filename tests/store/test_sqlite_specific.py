@@ -108,6 +108,38 @@ async def test_queued_commits_share_one_transaction(tmp_path: Path) -> None:
     assert results == [True] * 50 + [False] * 10
     assert store.stats.items == 60
     assert store.stats.batches - before <= 2
+    assert store.careful_batches == 0  # a duplicate is no failure: no savepoints were needed
+
+
+async def test_a_failing_job_sends_its_batch_the_careful_way(tmp_path: Path) -> None:
+    # the batch runs without savepoints first; one job failing (a provider_call_id taken)
+    # rolls it all back and it is applied again with a savepoint per job
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    assert await store.commit(_call("owner").copy(provider_call_id="CA-taken"))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        jobs = [_call(f"c{i}") for i in range(5)]
+        jobs[2] = jobs[2].copy(provider_call_id="CA-taken")
+        tasks = [
+            asyncio.create_task(store.commit(c, event=EventRow(f"k{i}", c.call_id, "x", 1.0)))
+            for i, c in enumerate(jobs)
+        ]
+        await asyncio.sleep(0)
+        blocker.execute("COMMIT")
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        blocker.close()
+    try:
+        assert isinstance(results[2], StoreError)
+        assert results[:2] + results[3:] == [True] * 4
+        assert store.careful_batches == 1
+        assert not await store.has_event("k2") and await store.get_call("c2") is None
+        assert all([await store.has_event(f"k{i}") for i in (0, 1, 3, 4)])
+    finally:
+        await store.close()
 
 
 async def test_writer_waits_for_another_process_lock_then_fails_cleanly(tmp_path: Path) -> None:

@@ -148,6 +148,8 @@ class SQLiteStore(Store):
         """Passive checkpoints run so far (the background thread's count)."""
         self.tail_checkpoints = 0
         """The writer's catch-up checkpoints after a background pass (each lets the WAL restart)."""
+        self.careful_batches = 0
+        """Batches applied again with a savepoint per job because one of their jobs failed."""
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -357,6 +359,26 @@ class SQLiteStore(Store):
                 self.tail_checkpoints += 1
 
     def _apply_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
+        """The batch in one transaction. First without a savepoint per job (two statements
+        fewer per webhook: they are a fifth of the writer's work); if any job fails, the whole
+        transaction is rolled back and the batch is applied again with a savepoint per job,
+        so that the failing job writes nothing and spares the others."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return [_translate(exc, "begin transaction") for _ in batch]
+        try:
+            outcomes: list[_Outcome] = [apply.apply_one(conn, job.prepared) for job in batch]
+            conn.execute("COMMIT")
+        except (sqlite3.Error, StoreError):
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self.careful_batches += 1
+            return self._apply_careful(conn, batch)
+        return outcomes
+
+    def _apply_careful(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
