@@ -191,6 +191,9 @@ def test_default_policy_leaves_a_thinking_pause_of_a_second_plus_trailing_silenc
         ("We need it for Friday and Saturday.", "we need it for Friday and Saturday.", False),
         # the plain one is unfinished already: nothing to add
         ("I would like a table for", "I would like a table for it.", False),
+        # fillers are left out of both readings alike
+        ("So I'd like a table.", "so, um, I'd like a table for", True),
+        ("I'd like that.", "I'd, uh, like that.", False),
         ("", "and", False),
         ("Yes.", "", False),
     ],

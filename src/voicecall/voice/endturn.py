@@ -238,7 +238,7 @@ def cut_short(text: str, verbatim: str) -> bool:
     "my name is, um...") or is another sentence altogether (no evidence about this one)."""
     if judge(text) is Completeness.INCOMPLETE:
         return False
-    plain = normalize(text).split()
+    plain = [w for w in normalize(text).split() if w not in _FILLERS]  # compared alike
     second = [w for w in normalize(verbatim).split() if w not in _FILLERS]
     if not second or judge(" ".join(second)) is not Completeness.INCOMPLETE:
         return False
