@@ -347,11 +347,16 @@ def read_fast_media(message: dict[str, Any], stream_sid: str) -> Media | None:
         or not (0 < len(ts_s) <= 19 and ts_s.isascii() and ts_s.isdigit())
     ):
         return None
+    return _media(track, chunk_s, ts_s, raw, seq_s)
+
+
+def _media(track: str, chunk: str, timestamp: str, raw: str, seq: str) -> Media | None:
+    """The checked fields of a media message; ``None`` when the payload is not base64."""
     try:
         payload = binascii.a2b_base64(raw, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
-    return Media(track, int(chunk_s), int(ts_s), payload, int(seq_s))
+    return Media(track, int(chunk), int(timestamp), payload, int(seq))
 
 
 # the inbound media and mark messages as Twilio writes them, without whitespace or escapes; a
@@ -400,11 +405,7 @@ class FastMediaReader:
             seq, track, chunk, timestamp, raw, sid = m.groups()
         if sid != self.stream_sid:
             return None
-        try:
-            payload = binascii.a2b_base64(raw, strict_mode=True)
-        except (binascii.Error, ValueError):
-            return None
-        return Media(track, int(chunk), int(timestamp), payload, int(seq))
+        return _media(track, chunk, timestamp, raw, seq)
 
     def read_mark(self, text: str) -> tuple[int, str] | None:
         """A mark echo's sequence number and name (its status is the session's to decide)."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from voicecall.calls.extras import (
     CallResult,
@@ -420,10 +420,10 @@ def open_store_from_url(url: str, *, sqlite_synchronous: str = "full") -> Store:
     if url.startswith("sqlite:///"):
         from voicecall.calls.store.sqlite import SQLiteStore
 
-        mode = sqlite_synchronous.upper()
-        if mode not in ("FULL", "NORMAL"):
+        modes: dict[str, Literal["FULL", "NORMAL"]] = {"full": "FULL", "normal": "NORMAL"}
+        if sqlite_synchronous not in modes:
             raise ValueError("sqlite_synchronous must be 'full' or 'normal'")
-        return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=mode)  # type: ignore[arg-type]
+        return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=modes[sqlite_synchronous])
     if url.startswith(("postgresql://", "postgres://")):
         from voicecall.calls.store.postgres import PostgresStore
 

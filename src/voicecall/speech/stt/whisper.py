@@ -403,11 +403,12 @@ class WhisperStt:
 
     async def transcribe(self, pcm_8k: npt.NDArray[np.int16]) -> str:
         """Transcribe one utterance of 8 kHz audio (resampled to 16 kHz for Whisper)."""
-        return (await self.hear(pcm_8k)).text
+        return (await self.hear(pcm_8k, endings=False)).text
 
-    async def hear(self, pcm_8k: npt.NDArray[np.int16]) -> Heard:
+    async def hear(self, pcm_8k: npt.NDArray[np.int16], *, endings: bool = True) -> Heard:
         """:meth:`transcribe`, with whether a second reading says the end was cut short
-        (``WhisperDecode.check_endings``)."""
+        (``WhisperDecode.check_endings``; ``endings=False``: no second reading, for audio
+        whose turn is over anyway)."""
         await self.load()
         resampler = StreamResampler(SAMPLE_RATE, WHISPER_RATE)
         pcm16k = np.concatenate([resampler.process(pcm_8k), resampler.flush()])
@@ -417,7 +418,7 @@ class WhisperStt:
 
         def run() -> Heard:
             if d.fit_seconds is not None and audio.size / WHISPER_RATE + d.fit_seconds < 30:
-                heard = decode_fitted(model, audio, d, self.language)
+                heard = decode_fitted(model, audio, d, self.language, check_endings=endings)
                 if heard is not None:
                     return heard
             segments, _info = model.transcribe(
@@ -534,7 +535,8 @@ class WhisperSession:
         try:
             await self._provider.load()
             while (job := await self._next_job()) is not None:
-                heard = await self._provider.hear(job.pcm)
+                # a final job is the turn whatever its end sounds like: no second reading
+                heard = await self._provider.hear(job.pcm, endings=not job.final)
                 text = heard.text
                 if job.final:
                     if text:

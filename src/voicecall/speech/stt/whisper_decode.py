@@ -99,11 +99,27 @@ def _looks_looped(text: str) -> bool:
     return bool(_STUTTER.search(text))  # "4-F-F-F-F": a loop cut short by the budget
 
 
+def _text(result: Any, tokenizer: Any, budget: int) -> tuple[str, int] | None:
+    """A generation's text and token count; ``None`` when it loops (too many tokens, text
+    that compresses too well, a stutter)."""
+    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+    if len(tokens) >= budget:
+        return None
+    text = str(tokenizer.decode(tokens)).strip()
+    return None if _looks_looped(text) else (text, len(tokens))
+
+
 def decode_fitted(
-    model: Any, audio: npt.NDArray[np.float32], d: WhisperDecode, lang: str | None
+    model: Any,
+    audio: npt.NDArray[np.float32],
+    d: WhisperDecode,
+    lang: str | None,
+    *,
+    check_endings: bool = True,
 ) -> Heard | None:
     """Whisper on a window fitted to the audio (see ``WhisperDecode.fit_seconds``); ``None``
-    when the result looks like a loop (redo it on the full window)."""
+    when the result looks like a loop (redo it on the full window). The second reading runs
+    when ``d.check_endings`` and ``check_endings`` both ask for it."""
     ctranslate2 = importlib.import_module("ctranslate2")
     tokenizer_mod = importlib.import_module("faster_whisper.tokenizer")
     multilingual = model.model.is_multilingual
@@ -151,20 +167,20 @@ def decode_fitted(
         suppress_tokens=suppress,
         **kwargs,
     )[0]
-    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-    if len(tokens) >= budget:
+    read = _text(result, tokenizer, budget)
+    if read is None:
         return None
-    text = str(tokenizer.decode(tokens)).strip()
-    if _looks_looped(text):
-        return None
-    avg_logprob = result.scores[0] / (len(tokens) + 1) if tokens else 0.0
+    text, count = read
+    avg_logprob = result.scores[0] / (count + 1) if count else 0.0
     if (
         d.no_speech_threshold is not None
         and result.no_speech_prob > d.no_speech_threshold
         and avg_logprob < -1.0
     ):
         return Heard("")
-    if not d.check_endings or not text or judge(text) is Completeness.INCOMPLETE:
+    if not (d.check_endings and check_endings) or not text:
+        return Heard(text)
+    if judge(text) is Completeness.INCOMPLETE:
         return Heard(text)
     # the second, verbatim reading of the same encoded audio (greedy: it is evidence, not the
     # transcript)
@@ -177,8 +193,7 @@ def decode_fitted(
         suppress_tokens=suppress,
         beam_size=1,
     )[0]
-    verbatim_tokens = [t for t in second.sequences_ids[0] if t < tokenizer.eot]
-    verbatim = str(tokenizer.decode(verbatim_tokens)).strip()
-    if len(verbatim_tokens) >= budget or _looks_looped(verbatim):
+    verbatim = _text(second, tokenizer, budget)
+    if verbatim is None:
         return Heard(text)  # a looping second reading is no evidence
-    return Heard(text, cut_short(text, verbatim))
+    return Heard(text, cut_short(text, verbatim[0]))
