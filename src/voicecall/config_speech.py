@@ -126,6 +126,9 @@ class SttWhisperSettings(Section):
     check_endings: bool = True
     """Read a finished-sounding transcript a second time, primed to keep unfinished words
     ("… for Friday and"), so a dropped "and" does not end the turn (~20 ms per reading)."""
+    conjunction_p: float = Field(0.03, ge=0, le=1)
+    """With ``check_endings``: Whisper's probability of " and"/" but"/" or"… where it put a
+    sentence end, above which the end counts as dropped (the turn waits); 0: never."""
     pause_ms: int = Field(100, ge=20, le=2000)
     """Silence after which the turn so far is transcribed (early, while the caller pauses)."""
 

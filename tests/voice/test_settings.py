@@ -58,6 +58,7 @@ def test_sections_map_onto_the_speech_registry_and_keep_keys_secret() -> None:
         ({"tts": {"provider": "festival"}}, "tts.provider"),
         ({"tts": {"openai": {"colour": "red"}}}, "tts.openai.colour"),
         ({"stt": {"whisper": {"beam": 3}}}, "stt.whisper.beam"),
+        ({"stt": {"whisper": {"conjunction_p": 2}}}, "stt.whisper.conjunction_p"),
         ({"streaming": {"start_timeout_seconds": 0}}, "streaming.start_timeout_seconds"),
     ],
 )
@@ -122,7 +123,13 @@ def test_whisper_decoding_turn_taking_and_vad_reach_the_local_engine() -> None:
         overrides={
             "stt": {
                 "provider": "whisper",
-                "whisper": {"beam_size": 3, "temperature": 0.2, "pause_ms": 80},
+                "whisper": {
+                    "beam_size": 3,
+                    "temperature": 0.2,
+                    "pause_ms": 80,
+                    "check_endings": False,
+                    "conjunction_p": 0.05,
+                },
             },
             "turn": {
                 "hangover_ms": 250,
@@ -141,6 +148,7 @@ def test_whisper_decoding_turn_taking_and_vad_reach_the_local_engine() -> None:
         0.2,
         True,
     )
+    assert (stt.decode.check_endings, stt.decode.conjunction_p) == (False, 0.05)
     policy = stt.turn_policy
     assert (policy.hangover_ms, policy.lead_in_ms, policy.incomplete_ms) == (250, 600, 1100)
     assert (policy.unsure_ms, policy.resume_ms) == (900, 0)

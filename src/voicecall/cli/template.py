@@ -251,6 +251,7 @@ enabled = false
 # cpu_threads = 1                   # per transcription; 0: CTranslate2's default
 # fit_seconds = 6.0                 # encode audio + 6 s, not a fixed 30 s window (faster)
 # check_endings = true              # a 2nd reading keeps a dropped unfinished end ("… and")
+# conjunction_p = 0.03              # P(" and"…) at a sentence end that holds the turn; 0: off
 # pause_ms = 100                    # silence that starts transcribing the turn so far
 """,
     ),

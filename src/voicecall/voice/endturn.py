@@ -27,7 +27,8 @@ What the plain words cannot catch: a tiny.en transcript that turns a cut-off phr
 finished one ("We will arrive at around" → "We will arrive at our own.", "We need it for Friday
 and" → "We need it for Friday."). Local Whisper reads such a transcript a second time, primed to
 keep unfinished words; :func:`cut_short` compares the two readings, and a turn whose second
-reading ends unfinished waits the cap (``EndOfTurn.heard(..., cut_short=True)``). Prosody does
+reading ends unfinished waits the cap (``EndOfTurn.heard(..., cut_short=True)``), as does one
+where Whisper gave one of :data:`CONJUNCTIONS` a real chance instead of its full stop. Prosody does
 not help on synthetic speech: espeak-ng ends a half sentence with the same final fall as a whole
 one (measured, 110 → 80 Hz on both).
 
@@ -55,6 +56,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "CONJUNCTIONS",
     "Commit",
     "Completeness",
     "EndOfTurn",
@@ -223,6 +225,10 @@ def judge(text: str) -> Completeness:
         return Completeness.LEAD_IN
     return Completeness.COMPLETE
 
+
+CONJUNCTIONS: Final = ("and", "but", "or", "because", "nor", "plus")
+"""Words that go on a sentence: a recognizer that weighs one of them where it put a full stop
+may have dropped it (``speech/stt/whisper_decode.py``)."""
 
 # what a verbatim-primed reading adds and the plain one does not: fillers the prompt invites
 _FILLERS: Final = _words("um uh er erm hmm uhm mm ah eh so like")

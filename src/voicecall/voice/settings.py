@@ -128,6 +128,7 @@ def whisper_config(settings: Settings) -> WhisperSttConfig:
             cpu_threads=w.cpu_threads,
             fit_seconds=w.fit_seconds,
             check_endings=w.check_endings,
+            conjunction_p=w.conjunction_p,
         ),
         turn=TurnPolicy(
             hangover_ms=t.hangover_ms,
