@@ -76,7 +76,7 @@ class WhisperDecode:
     conjunction_p: float = 0.03
     """With ``check_endings``: where the transcript ends its sentence, Whisper's probability of
     a conjunction instead (" and", " but", " or", …) that counts as a dropped "… and" (0:
-    never). Measured (espeak-ng and Piper, 2026-12-05): at most 0.012 on 94 whole sentences
+    never). Measured (espeak-ng and Piper, 2026-12-04): at most 0.012 on 94 whole sentences
     read with a sentence end, 0.076 on "We need it for Friday and" (read "… for Friday.")."""
 
     def __post_init__(self) -> None:
