@@ -423,6 +423,10 @@ def test_conjunction_probability_is_read_where_the_sentence_ended() -> None:
     # no sentence end: nothing to weigh
     assert _conjunction_p(_Generated([1, 2, 3, 4, tok.eot], [flat] * 5), tok) == 0.0
     assert _conjunction_p(_Generated([1, 2, 14, tok.eot], [flat] * 4), tok) == 0.0  # ","
+    # timestamp tokens (above eot) around the text: the step is the last text token's
+    stamped = [tok.eot + 2, *ids[:-1], tok.eot + 3, tok.eot]
+    p_stamped = _conjunction_p(_Generated(stamped, [flat, *logits[:-1], flat, flat]), tok)
+    assert p_stamped == pytest.approx(p)
     # no logits returned (beam search, or not asked): no evidence
     assert _conjunction_p(_Generated(ids, []), tok) == 0.0
     assert _conjunction_p(_Generated([tok.eot], [flat]), tok) == 0.0

@@ -28,9 +28,9 @@ finished one ("We will arrive at around" → "We will arrive at our own.", "We n
 and" → "We need it for Friday."). Local Whisper reads such a transcript a second time, primed to
 keep unfinished words; :func:`cut_short` compares the two readings, and a turn whose second
 reading ends unfinished waits the cap (``EndOfTurn.heard(..., cut_short=True)``), as does one
-where Whisper gave one of :data:`CONJUNCTIONS` a real chance instead of its full stop. Prosody does
-not help on synthetic speech: espeak-ng ends a half sentence with the same final fall as a whole
-one (measured, 110 → 80 Hz on both).
+where Whisper gave one of :data:`CONJUNCTIONS` a real chance instead of its full stop. Prosody
+does not help on synthetic speech: espeak-ng ends a half sentence with the same final fall as a
+whole one (measured, 110 → 80 Hz on both).
 
 An audio model alone cannot tell these apart (smart-turn v3.2 scored a complete and a cut-off
 espeak sentence alike, 0.95 vs 0.98); the words can.

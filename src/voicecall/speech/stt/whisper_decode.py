@@ -125,12 +125,13 @@ def _text(result: Any, tokenizer: Any, budget: int) -> tuple[str, int] | None:
 def _conjunction_p(result: Any, tokenizer: Any) -> float:
     """Whisper's probability of a conjunction where the generation ended its sentence (0 when
     it did not end on ".", "?" or "!")."""
-    ids = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-    if not ids or not result.logits or len(result.logits[0]) < len(ids):
+    sequence = result.sequences_ids[0]
+    text_at = [i for i, t in enumerate(sequence) if t < tokenizer.eot]  # no timestamps, no eot
+    if not text_at or not result.logits or len(result.logits[0]) <= text_at[-1]:
         return 0.0
-    if tokenizer.decode([ids[-1]]).strip() not in (".", "?", "!"):
+    if tokenizer.decode([sequence[text_at[-1]]]).strip() not in (".", "?", "!"):
         return 0.0
-    logits = np.asarray(result.logits[0][len(ids) - 1], dtype=np.float64)
+    logits = np.asarray(result.logits[0][text_at[-1]], dtype=np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     words = (tokenizer.encode(" " + w) for w in CONJUNCTIONS)
