@@ -414,8 +414,7 @@ def test_conjunction_probability_is_read_where_the_sentence_ended() -> None:
     ids = [1, 2, 3, 4, 5, 6, tok.eot]  # " We need it for Friday." <eot>
     flat = [0.0] * size
     at_stop = [0.0] * size
-    at_stop[6] = math.log(8.0)  # "." 8 parts, " and" 1 part, " but" 1 part, 12 others 1 each
-    at_stop[8] = 0.0
+    at_stop[6] = math.log(8.0)  # "." weighs 8 parts, every other token 1 part
     logits = [flat] * 5 + [at_stop, flat]
     p = _conjunction_p(_Generated(ids, logits), tok)
     conj = 6  # " and" " but" " or" " because" " nor" " plus": 1 part each
