@@ -38,6 +38,7 @@ from voicecall.speech.stt.base import Transcript
 from voicecall.speech.stt.whisper_decode import (
     WHISPER_RATE,
     Heard,
+    Vocabulary,
     WhisperDecode,
     decode_fitted,
     unloop,
@@ -363,6 +364,7 @@ class WhisperStt:
         self.decode: Final = decode or WhisperDecode()
         self.turn_policy: Final = turn_policy or TurnPolicy()
         self._model: Any = None
+        self._vocab: Vocabulary | None = None
         self._load_lock = asyncio.Lock()
         self._run_lock = asyncio.Lock()
 
@@ -388,13 +390,15 @@ class WhisperStt:
                     f"no CTranslate2 Whisper model at {path}", provider=self.name
                 )
             try:
-                self._model = await asyncio.to_thread(
+                model = await asyncio.to_thread(
                     faster_whisper.WhisperModel,
                     str(path),
                     device="cpu",
                     compute_type=self.decode.compute_type,
                     cpu_threads=self.decode.cpu_threads,
                 )
+                self._vocab = await asyncio.to_thread(Vocabulary.of, model, self.language)
+                self._model = model
             except Exception as exc:
                 raise SpeechError(
                     f"cannot load Whisper model {path.name}: {type(exc).__name__}",
@@ -413,12 +417,13 @@ class WhisperStt:
         resampler = StreamResampler(SAMPLE_RATE, WHISPER_RATE)
         pcm16k = np.concatenate([resampler.process(pcm_8k), resampler.flush()])
         audio = pcm16k.astype(np.float32) / np.float32(32768.0)
-        model = self._model
+        model, vocab = self._model, self._vocab
+        assert vocab is not None  # loaded with the model
         d = self.decode
 
         def run() -> Heard:
             if d.fit_seconds is not None and audio.size / WHISPER_RATE + d.fit_seconds < 30:
-                heard = decode_fitted(model, audio, d, self.language, check_endings=endings)
+                heard = decode_fitted(model, vocab, audio, d, check_endings=endings)
                 if heard is not None:
                     return heard
             segments, _info = model.transcribe(
@@ -446,6 +451,7 @@ class WhisperStt:
 
     async def aclose(self) -> None:
         self._model = None
+        self._vocab = None
 
 
 class WhisperSession:
