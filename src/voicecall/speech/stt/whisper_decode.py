@@ -223,7 +223,7 @@ def decode_fitted(
         prompt,
         return_scores=True,
         return_no_speech_prob=True,
-        return_logits_vocab=endings and d.conjunction_p > 0 and d.beam_size == 1,
+        return_logits_vocab=endings and d.conjunction_p > 0 and kwargs["beam_size"] == 1,
         **kwargs,
     )
     read = _text(result, tokenizer, budget)
