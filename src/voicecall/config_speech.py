@@ -207,10 +207,11 @@ class PacerSettings(Section):
     """``[pacer]``: outbound audio scheduling."""
 
     lead_ms: int = Field(120, ge=0, le=2000)
-    message_ms: int = Field(100, ge=20, le=1000)
-    """Audio per outbound media message. 100 ms (not Twilio's 20 ms inbound frame) cuts
-    the send work per stream five-fold; first audio is not delayed (a partial message goes
-    out when due) and `clear` still empties Twilio's buffer at once."""
+    message_ms: int = Field(200, ge=20, le=1000)
+    """Audio per outbound media message. 200 ms (not Twilio's 20 ms inbound frame) cuts
+    the send work per stream ten-fold, and carries one periodic mark each; first audio is not
+    delayed (a partial message goes out when due), Twilio's buffer never holds less than
+    ``lead_ms``, and `clear` still empties it at once."""
     mark_every_ms: int | None = Field(200, ge=20, le=10_000)
     """Periodic marks (what the caller heard, for barge-in); unset: only utterance-end marks."""
     max_queue_ms: int = Field(60_000, ge=1000, le=600_000)

@@ -20,7 +20,7 @@ NO_ENGINES: dict[str, str] = {}
 def test_defaults() -> None:
     s = load_config(env={})
     assert s.streaming.enabled is False
-    assert (s.pacer.lead_ms, s.pacer.message_ms, s.pacer.mark_every_ms) == (120, 100, 200)
+    assert (s.pacer.lead_ms, s.pacer.message_ms, s.pacer.mark_every_ms) == (120, 200, 200)
     assert (s.vad.engine, s.vad.aggressiveness, s.vad.echo_guard_ms) == ("webrtc", 2, 300)
     assert s.tts.provider is None and s.stt.provider is None
 

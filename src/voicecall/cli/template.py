@@ -289,7 +289,7 @@ enabled = false
         """\
 [pacer]                             # outbound audio scheduling
 # lead_ms = 120                     # audio sent ahead of real time
-# message_ms = 100                  # per media message, a multiple of 20
+# message_ms = 200                  # per media message, a multiple of 20
 # mark_every_ms = 200               # "what the caller heard" marks, a multiple of message_ms
 # max_queue_ms = 60000
 """,

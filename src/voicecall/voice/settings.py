@@ -171,7 +171,7 @@ class VoiceTuning:
     """Per-call pipeline tunables (``[pacer]``, ``[vad]``, ``[streaming]``)."""
 
     lead_ms: int = 120
-    message_ms: int = 100
+    message_ms: int = 200
     mark_every_ms: int | None = 200
     max_queue_ms: int = 60_000
     max_queued_utterances: int = 8
