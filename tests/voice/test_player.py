@@ -66,6 +66,25 @@ async def test_many_players_share_one_ticker_and_send_everything_in_order() -> N
     assert len(ticker) == 0  # idle players wait in no slot
 
 
+async def test_a_wake_up_sets_the_next_timer_once() -> None:
+    """The players a slot serves reschedule themselves into later slots: the ticker sets its
+    timer once, for the earliest of them, not once per earlier-than-armed player."""
+    loop = asyncio.get_running_loop()
+    ticker = PlayoutTicker(loop)
+    players = [Player(Pacer(lead_ms=0, message_ms=20), Sink(), ticker=ticker) for _ in range(30)]
+    for k, p in enumerate(players):
+        p.start()
+        p.push(audio(8 * 400, k), mark=f"end{k}")
+        # the players' timelines spread over the slots, latest deadlines first: each push
+        # moves the earliest deadline earlier, which is what used to re-arm per player
+        await asyncio.sleep(0.004 * (30 - k) / 30)
+    await asyncio.sleep(0.02)
+    arms, wakeups = ticker.arms, ticker.wakeups
+    await drained(*players)
+    assert ticker.wakeups - wakeups > 20
+    assert ticker.arms - arms <= ticker.wakeups - wakeups
+
+
 async def test_first_push_is_sent_on_the_next_loop_turn() -> None:
     sink = Sink()
     p = Player(Pacer(lead_ms=120), sink)

@@ -55,8 +55,13 @@ class PlayoutTicker:
         self._keys: list[int] = []  # heap of the wheel's keys
         self._timer: asyncio.TimerHandle | None = None
         self._armed: int | None = None  # slot the timer fires for
+        self._ticking = False  # servicing a slot: the timer is armed once, afterwards
         self.wakeups = 0
         """Timer callbacks run so far (one per busy slot)."""
+        self.arms = 0
+        """Timers set so far: at most one per wake-up (the players a slot serves reschedule
+        themselves, the timer is then set once for the earliest of them) and one per player
+        pushed onto an earlier slot between wake-ups."""
 
     @classmethod
     def for_loop(cls, loop: asyncio.AbstractEventLoop) -> PlayoutTicker:
@@ -83,13 +88,14 @@ class PlayoutTicker:
             heapq.heappush(self._keys, key)
         else:
             bucket.append(player)
-        if self._armed is None or key < self._armed:
+        if not self._ticking and (self._armed is None or key < self._armed):
             self._arm(key)
 
     def _arm(self, key: int) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._armed = key
+        self.arms += 1
         self._timer = self._loop.call_at(self._origin + key * self.slot, self._tick)
 
     def _tick(self) -> None:
@@ -103,12 +109,16 @@ class PlayoutTicker:
             current = fired
         horizon = self._origin + (current + 1) * self.slot  # the end of this slot
         keys, wheel = self._keys, self._wheel
-        while keys and keys[0] <= current:
-            key = heapq.heappop(keys)
-            for player in wheel.pop(key):
-                if player._slot == key:  # else rescheduled or closed since (a stale entry)
-                    player._slot = None
-                    player.service(now, horizon)
+        self._ticking = True  # the players reschedule themselves: one timer for all, below
+        try:
+            while keys and keys[0] <= current:
+                key = heapq.heappop(keys)
+                for player in wheel.pop(key):
+                    if player._slot == key:  # else rescheduled or closed since (a stale entry)
+                        player._slot = None
+                        player.service(now, horizon)
+        finally:
+            self._ticking = False
         if keys:
             self._arm(keys[0])
 
@@ -125,7 +135,7 @@ class Player:
         self.pacer = pacer
         self._emit = emit
         self._loop = asyncio.get_running_loop()
-        self._ticker = ticker or PlayoutTicker.for_loop(self._loop)
+        self._ticker = ticker if ticker is not None else PlayoutTicker.for_loop(self._loop)
         self._slot: int | None = None  # the ticker slot this player waits in
         self._kick: asyncio.Handle | None = None
         self._started = False
