@@ -422,6 +422,7 @@ class Stream:
     gap_ms: float = 0.0
     in_utterance: bool = False
     offsets: list[float] = field(default_factory=list)  # arrival - audio position (monitored)
+    offset_at: list[int] = field(default_factory=list)  # media bytes before each offset's message
     monitor: bool = False
     clears: list[float] = field(default_factory=list)
     first_media: float | None = None
@@ -503,6 +504,7 @@ class Stream:
                 self.gap_ms += (now - self.buffer_end) * 1000
             if self.monitor and self.in_utterance:
                 self.offsets.append(now - self.media_bytes / 8000)
+                self.offset_at.append(self.media_bytes)
             self.in_utterance = True
             self.buffer_end = max(now, self.buffer_end) + n / 8000
             self.media_bytes += n

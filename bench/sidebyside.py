@@ -296,17 +296,23 @@ rt.Stream.on_text = _on_text  # type: ignore[method-assign]
 
 
 def drift_p99(streams: list[rt.Stream]) -> tuple[float, int]:
-    """p99 over utterances of (max − min) of arrival − audio position, after a 120 ms lead."""
+    """p99 over utterances of (max − min) of arrival − audio position, for the messages that
+    start 120 ms (the lead) or more into the utterance, over at least a second of audio
+    (whatever the message size: the seed sends 20 ms, voicecall 200 ms)."""
     spreads: list[float] = []
     for s in streams:
-        seg: list[float] = []
+        seg: list[tuple[int, float]] = []
+        at = iter(s.offset_at)
         for x in [*s.offsets, float("nan")]:
             if math.isfinite(x):
-                seg.append(x)
+                seg.append((next(at), x))
                 continue
-            steady = seg[6:]
-            if len(steady) >= 50:  # at least a second of audio in 20 ms messages
-                spreads.append((max(steady) - min(steady)) * 1000)
+            if seg:
+                first = seg[0][0]
+                steady = [(b, o) for b, o in seg if b - first >= 960]  # 120 ms of μ-law
+                if steady and steady[-1][0] - steady[0][0] >= 8000:  # a second
+                    offsets = [o for _, o in steady]
+                    spreads.append((max(offsets) - min(offsets)) * 1000)
             seg = []
     return (rt.percentile(spreads, 99) if spreads else float("nan")), len(spreads)
 
@@ -329,6 +335,7 @@ async def stream_run(
             await asyncio.sleep(3.0)
             for s in opened:
                 s.offsets.clear()
+                s.offset_at.clear()
                 s.offsets.append(float("nan"))
             gaps0 = sum(s.gaps for s in opened)
             c0, t0 = proc_cpu_s(proc.pid), time.monotonic()
