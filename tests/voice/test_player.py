@@ -75,8 +75,9 @@ async def test_a_wake_up_sets_the_next_timer_once() -> None:
     for k, p in enumerate(players):
         p.start()
         p.push(audio(8 * 400, k), mark=f"end{k}")
-        # the players' timelines spread over the slots, latest deadlines first: each push
-        # moves the earliest deadline earlier, which is what used to re-arm per player
+        # the players' timelines start at different moments, so a wake-up serves players whose
+        # next deadlines fall in different later slots (the old ticker set its timer again for
+        # each one earlier than the last, and once more at the end)
         await asyncio.sleep(0.004 * (30 - k) / 30)
     await asyncio.sleep(0.02)
     arms, wakeups = ticker.arms, ticker.wakeups

@@ -76,7 +76,7 @@ log = logging.getLogger("voicecall.voice")
 
 _BYTES_PER_MS: Final = BYTES_PER_SECOND // 1000
 _REPORT_EVERY: Final = 50  # inbound frames per metrics update (one second of caller audio)
-_REPORT_OUT_EVERY: Final = 10  # outbound messages per metrics update (2 s at 200 ms)
+_REPORT_OUT_EVERY: Final = 5  # outbound messages per metrics update (a second at 200 ms)
 #: How long a closing stream waits for the recogniser to transcribe what the caller said last
 #: (a goodbye just before the hang-up). Local whisper on a busy 2-core machine took more than
 #: the 5 s this was, and the caller's last words were dropped; nothing waits on it but the
