@@ -22,7 +22,7 @@ from voicecall.speech.stt.whisper import (
     WhisperDecode,
     WhisperStt,
 )
-from voicecall.speech.stt.whisper_decode import _conjunction_p
+from voicecall.speech.stt.whisper_decode import _conjunction_p, conjunction_ids
 from voicecall.speech.tts.espeak import EspeakTts
 from voicecall.voice.endturn import Commit, TurnPolicy
 
@@ -410,25 +410,30 @@ def test_conjunction_probability_is_read_where_the_sentence_ended() -> None:
     """The probability of " and"/" but"/… at the step that produced the final "." (softmax of
     that step's logits); 0 when the generation did not end its sentence there."""
     tok = _Tokens()
+    conjunctions = conjunction_ids(tok)
+    assert conjunctions == (8, 9, 10, 11, 12, 13)  # " and" … " plus", one token each
     size = tok.eot + 1
     ids = [1, 2, 3, 4, 5, 6, tok.eot]  # " We need it for Friday." <eot>
     flat = [0.0] * size
     at_stop = [0.0] * size
     at_stop[6] = math.log(8.0)  # "." weighs 8 parts, every other token 1 part
     logits = [flat] * 5 + [at_stop, flat]
-    p = _conjunction_p(_Generated(ids, logits), tok)
+    p = _conjunction_p(_Generated(ids, logits), tok, conjunctions)
     conj = 6  # " and" " but" " or" " because" " nor" " plus": 1 part each
     assert p == pytest.approx(conj / (8 + size - 1))
     # no sentence end: nothing to weigh
-    assert _conjunction_p(_Generated([1, 2, 3, 4, tok.eot], [flat] * 5), tok) == 0.0
-    assert _conjunction_p(_Generated([1, 2, 14, tok.eot], [flat] * 4), tok) == 0.0  # ","
+    assert _conjunction_p(_Generated([1, 2, 3, 4, tok.eot], [flat] * 5), tok, conjunctions) == 0.0
+    comma = _Generated([1, 2, 14, tok.eot], [flat] * 4)  # ends on ","
+    assert _conjunction_p(comma, tok, conjunctions) == 0.0
     # timestamp tokens (above eot) around the text: the step is the last text token's
     stamped = [tok.eot + 2, *ids[:-1], tok.eot + 3, tok.eot]
-    p_stamped = _conjunction_p(_Generated(stamped, [flat, *logits[:-1], flat, flat]), tok)
+    p_stamped = _conjunction_p(
+        _Generated(stamped, [flat, *logits[:-1], flat, flat]), tok, conjunctions
+    )
     assert p_stamped == pytest.approx(p)
     # no logits returned (beam search, or not asked): no evidence
-    assert _conjunction_p(_Generated(ids, []), tok) == 0.0
-    assert _conjunction_p(_Generated([tok.eot], [flat]), tok) == 0.0
+    assert _conjunction_p(_Generated(ids, []), tok, conjunctions) == 0.0
+    assert _conjunction_p(_Generated([tok.eot], [flat]), tok, conjunctions) == 0.0
 
 
 @pytest.mark.slow

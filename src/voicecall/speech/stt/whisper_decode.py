@@ -111,6 +111,8 @@ class Vocabulary:
     """Tokens never generated: non-speech symbols and the task/control tokens."""
     verbatim: list[int]
     """The second reading's previous-text prompt (:data:`VERBATIM_PROMPT`)."""
+    conjunctions: tuple[int, ...]
+    """The tokens of :data:`CONJUNCTIONS` (see :func:`conjunction_ids`)."""
 
     @classmethod
     def of(cls, model: Any, lang: str | None) -> Vocabulary:
@@ -134,7 +136,14 @@ class Vocabulary:
             }
         )
         verbatim = [tokenizer.sot_prev, *tokenizer.encode(VERBATIM_PROMPT)]
-        return cls(tokenizer, suppress, verbatim)
+        return cls(tokenizer, suppress, verbatim, conjunction_ids(tokenizer))
+
+
+def conjunction_ids(tokenizer: Any) -> tuple[int, ...]:
+    """The token of each of :data:`CONJUNCTIONS` after a space; a word the vocabulary splits
+    into several tokens is left out (its first token would stand for other words too)."""
+    words = (tokenizer.encode(" " + w) for w in CONJUNCTIONS)
+    return tuple(w[0] for w in words if len(w) == 1)
 
 
 def unloop(text: str) -> str:
@@ -158,9 +167,9 @@ def _text(result: Any, tokenizer: Any, budget: int) -> tuple[str, int] | None:
     return None if _looks_looped(text) else (text, len(tokens))
 
 
-def _conjunction_p(result: Any, tokenizer: Any) -> float:
-    """Whisper's probability of a conjunction where the generation ended its sentence (0 when
-    it did not end on ".", "?" or "!")."""
+def _conjunction_p(result: Any, tokenizer: Any, conjunctions: tuple[int, ...]) -> float:
+    """Whisper's probability of a conjunction (``conjunctions``: their token ids) where the
+    generation ended its sentence (0 when it did not end on ".", "?" or "!")."""
     sequence = result.sequences_ids[0]
     text_at = [i for i, t in enumerate(sequence) if t < tokenizer.eot]  # no timestamps, no eot
     if not text_at or not result.logits or len(result.logits[0]) <= text_at[-1]:
@@ -170,8 +179,7 @@ def _conjunction_p(result: Any, tokenizer: Any) -> float:
     logits = np.asarray(result.logits[0][text_at[-1]], dtype=np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
-    words = (tokenizer.encode(" " + w) for w in CONJUNCTIONS)
-    return float(sum(probs[w[0]] for w in words if len(w) == 1))
+    return float(sum(probs[t] for t in conjunctions))
 
 
 def decode_fitted(
@@ -241,7 +249,10 @@ def decode_fitted(
         return Heard(text)
     if judge(text) is Completeness.INCOMPLETE:
         return Heard(text)
-    if d.conjunction_p > 0 and _conjunction_p(result, tokenizer) >= d.conjunction_p:
+    if (
+        d.conjunction_p > 0
+        and _conjunction_p(result, tokenizer, vocab.conjunctions) >= d.conjunction_p
+    ):
         return Heard(text, cut_short=True)  # "… for Friday." where it heard "… for Friday and"
     # the second, verbatim reading of the same encoded audio (greedy: it is evidence, not the
     # transcript)
