@@ -160,7 +160,9 @@ def run_server(
             if task is not None:
                 task.cancel()
 
-        async def caller_said(self, call_id: str, text: str, *, final: bool) -> None: ...
+        async def caller_said(
+            self, call_id: str, text: str, *, final: bool, resumed: bool = False
+        ) -> None: ...
 
         async def caller_pressed(self, call_id: str, digit: str) -> None: ...
 

@@ -234,3 +234,32 @@ async def test_recognized_text_with_control_characters_is_kept_stripped(
     await manager.caller_said(rec.call_id, "\x00\x1b", final=True)  # nothing left: no line
     texts = [t.text for t in await manager.transcript(rec.call_id)]
     assert texts == ["Hi.", "call me at noon"]
+
+
+async def test_a_resumed_turn_stores_only_what_the_caller_went_on_to_say(
+    setup: tuple[CallManager, list[float]],
+) -> None:
+    # Whisper commits "…seeing you." at a pause; the caller goes on ("Goodbye!") and the whole
+    # sentence is heard again: the transcript keeps the early line and adds only the new words.
+    manager, _now = setup
+    rec = await manager.place_call(to=TO, message="Hi.", mode="conversation")
+    sid = rec.provider_call_id
+    assert sid
+    reply = await manager.handle_webhook(hook(WebhookKind.VOICE, sid, rec.call_id, "v1"))
+    assert reply.stream_token
+    assert await manager.claim_stream(token=reply.stream_token, call_sid=sid) == rec.call_id
+    channel = FakeChannel(manager, rec.call_id)
+    await manager.stream_attached(rec.call_id, channel)
+    await asyncio.sleep(0.01)
+    early = "Wonderful, table F-730 to high. It's booked. We look forward to seeing you."
+    await manager.caller_said(rec.call_id, early, final=True)
+    whole = "Wonderful, Table F 730 to high, it's booked. We look forward to seeing you. Goodbye!"
+    await manager.caller_said(rec.call_id, whole, final=True, resumed=True)
+    # a new reading that changed a word is the better one: stored whole
+    await manager.caller_said(rec.call_id, "We will arrive at our own.", final=True)
+    better = "We will arrive at around half past seven."
+    await manager.caller_said(rec.call_id, better, final=True, resumed=True)
+    # the same words again, not resumed (the caller repeated themselves): stored as said
+    await manager.caller_said(rec.call_id, better + " Hello?", final=True)
+    users = [t.text for t in await manager.transcript(rec.call_id) if t.speaker.value == "user"]
+    assert users == [early, "Goodbye!", "We will arrive at our own.", better, better + " Hello?"]

@@ -15,14 +15,16 @@ import pytest
 from voicecall.audio.g711 import FRAME_BYTES, ulaw_decode, ulaw_encode
 from voicecall.audio.vad import WebRtcVad
 from voicecall.speech.errors import SpeechEngineMissing
+from voicecall.speech.stt.base import Transcript
 from voicecall.speech.stt.whisper import (
     TurnCutter,
     TurnJob,
     UtteranceCollector,
     WhisperDecode,
+    WhisperSession,
     WhisperStt,
 )
-from voicecall.speech.stt.whisper_decode import _conjunction_p, conjunction_ids
+from voicecall.speech.stt.whisper_decode import Heard, _conjunction_p, conjunction_ids
 from voicecall.speech.tts.espeak import EspeakTts
 from voicecall.voice.endturn import Commit, TurnPolicy
 
@@ -179,9 +181,11 @@ def test_cutter_hears_a_turn_again_when_the_caller_goes_on_right_after_its_commi
     assert c.heard("We will arrive at our own.", first.upto_ms) is None
     (commit,) = cut(c, quiet(100))
     assert isinstance(commit, Commit) and commit.speech_end_ms == 1000
+    assert not commit.resumed
     assert cut(c, quiet(1000)) == []  # 1.2 s of silence in all, then "… half past seven."
     (second,) = cut(c, tone(600) + quiet(100))
     assert isinstance(second, TurnJob) and second.start_ms == 0  # the committed part again
+    assert second.resumed
     assert second.pcm.size == (1000 + 300 + 600) * 8  # the 1.2 s pause shortened to 300 ms
     pcm = second.pcm.astype(np.int32)
     assert np.abs(pcm[1000 * 8 : 1300 * 8]).max() < 100
@@ -189,10 +193,55 @@ def test_cutter_hears_a_turn_again_when_the_caller_goes_on_right_after_its_commi
     assert c.heard("We will arrive at around half past seven.", second.upto_ms) is None
     (again,) = cut(c, quiet(100))  # at 3000 ms: 200 ms after the speech ended at 2800
     assert isinstance(again, Commit) and again.text == "We will arrive at around half past seven."
+    assert again.resumed  # the host stores only what it adds (calls/continuation.py)
     # after a longer silence (2 s > resume_ms), a new turn is only the new speech
     assert cut(c, quiet(2000)) == []
     (third,) = cut(c, tone(500) + quiet(100))
-    assert isinstance(third, TurnJob) and third.start_ms == 5000
+    assert isinstance(third, TurnJob) and third.start_ms == 5000 and not third.resumed
+    assert c.heard("Thank you.", third.upto_ms) is None
+    (last,) = cut(c, quiet(100))
+    assert isinstance(last, Commit) and not last.resumed
+
+
+class _ScriptedWhisper:
+    """A provider for :class:`WhisperSession` whose transcriptions are given, in order."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    async def load(self) -> None:
+        return None
+
+    async def hear(self, pcm: np.ndarray, *, endings: bool = True) -> Heard:  # type: ignore[type-arg]
+        return Heard(self.texts.pop(0))
+
+
+async def test_session_marks_the_final_of_a_resumed_turn() -> None:
+    c = TurnCutter(ScriptedVad(silence_ms=100), POLICY, preroll_ms=0, tail_ms=0, resume_ms=1500)  # type: ignore[arg-type]
+    provider = _ScriptedWhisper(["We need it for Friday.", "We need it for Friday and Saturday."])
+    session = WhisperSession(provider, c).start()  # type: ignore[arg-type]
+    finals: list[Transcript] = []
+
+    async def collect() -> None:
+        async for t in session.events():
+            if t.final:
+                finals.append(t)
+
+    reader = asyncio.create_task(collect())
+
+    async def send(audio: bytes) -> None:
+        for i in range(0, len(audio), FRAME_BYTES):
+            session.send(audio[i : i + FRAME_BYTES])
+            await asyncio.sleep(0)  # the worker hears each job as it comes
+
+    await send(tone(1000) + quiet(400))
+    await send(quiet(300) + tone(600) + quiet(500))  # the caller goes on 0.7 s later
+    await session.aclose()
+    await reader
+    assert [(t.text, t.resumed) for t in finals] == [
+        ("We need it for Friday.", False),
+        ("We need it for Friday and Saturday.", True),
+    ]
 
 
 def test_cutter_starts_a_new_turn_once_the_reply_was_heard() -> None:

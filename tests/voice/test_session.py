@@ -508,6 +508,19 @@ async def test_the_first_reply_after_a_final_transcript_carries_its_latency() ->
         await r.session.shutdown("test over")
 
 
+async def test_a_resumed_final_reaches_the_host_as_resumed() -> None:
+    stt = ScriptedStt()
+    r = await make_rig(stt=stt)
+    try:
+        stt.queue.put_nowait(Transcript("We need it for Friday.", True))
+        stt.queue.put_nowait(Transcript("We need it for Friday and Saturday.", True, resumed=True))
+        await r.host.wait_for(lambda: len(r.host.said) == 2)
+        assert [text for _, text, _ in r.host.said][1] == "We need it for Friday and Saturday."
+        assert r.host.resumed == [False, True]
+    finally:
+        await r.session.shutdown("test over")
+
+
 async def test_the_latency_record_is_handed_out_when_the_first_frame_goes_out() -> None:
     """Not when the reply ends: a call that hangs up during the reply keeps its figure."""
     stt = ScriptedStt()

@@ -117,6 +117,8 @@ class FakeHost:
     attached: dict[str, SpeechChannel] = field(default_factory=dict)
     detached: list[tuple[str, str]] = field(default_factory=list)
     said: list[tuple[str, str, bool]] = field(default_factory=list)
+    resumed: list[bool] = field(default_factory=list)
+    """``resumed`` of each ``caller_said``, in the same order as ``said``."""
     pressed: list[tuple[str, str]] = field(default_factory=list)
     interrupted: list[tuple[str, SpokenResult]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -147,8 +149,11 @@ class FakeHost:
         self.detached.append((call_id, reason))
         self._poke()
 
-    async def caller_said(self, call_id: str, text: str, *, final: bool) -> None:
+    async def caller_said(
+        self, call_id: str, text: str, *, final: bool, resumed: bool = False
+    ) -> None:
         self.said.append((call_id, text, final))
+        self.resumed.append(resumed)
         self._poke()
 
     async def caller_pressed(self, call_id: str, digit: str) -> None:

@@ -149,8 +149,12 @@ class StreamHost(Protocol):
 
     async def stream_detached(self, call_id: str, *, reason: str) -> None: ...
 
-    async def caller_said(self, call_id: str, text: str, *, final: bool) -> None:
-        """A transcript of the caller (partials may be ignored)."""
+    async def caller_said(
+        self, call_id: str, text: str, *, final: bool, resumed: bool = False
+    ) -> None:
+        """A transcript of the caller (partials may be ignored). ``resumed``: a final that
+        hears the previous final again with what the caller went on to say (its text repeats
+        that final's words first; see ``calls/continuation.py``)."""
         ...
 
     async def caller_pressed(self, call_id: str, digit: str) -> None: ...

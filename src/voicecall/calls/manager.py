@@ -405,8 +405,10 @@ class CallManager:
     async def stream_detached(self, call_id: str, *, reason: str) -> None:
         await self.media.stream_detached(call_id, reason=reason)
 
-    async def caller_said(self, call_id: str, text: str, *, final: bool) -> None:
-        await self.media.caller_said(call_id, text, final=final)
+    async def caller_said(
+        self, call_id: str, text: str, *, final: bool, resumed: bool = False
+    ) -> None:
+        await self.media.caller_said(call_id, text, final=final, resumed=resumed)
 
     async def caller_pressed(self, call_id: str, digit: str) -> None:
         await self.media.caller_pressed(call_id, digit)

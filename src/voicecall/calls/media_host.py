@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from voicecall.calls import stream_tokens
 from voicecall.calls.channel import SpeechChannel, SpokenResult, StreamRejected
+from voicecall.calls.continuation import continuation
 from voicecall.calls.fold import next_stream_generation
 from voicecall.calls.model import EndReason, Speaker, TranscriptEntry
 from voicecall.telephony.keypad import pressed
@@ -97,7 +98,9 @@ class MediaHost:
 
         core.arm(live, "stream-grace", core.stream_grace_seconds, lost)
 
-    async def caller_said(self, call_id: str, text: str, *, final: bool) -> None:
+    async def caller_said(
+        self, call_id: str, text: str, *, final: bool, resumed: bool = False
+    ) -> None:
         core = self.core
         live = core.live(call_id)
         text = caller_text(text)  # what recognition heard, made storable
@@ -112,6 +115,8 @@ class MediaHost:
             )
             core.autoreply.speculate(live, text)
             return
+        if resumed:  # the last final heard again with more: store only the more
+            text = await self._beyond_last_line(call_id, text)
         async with live.lock:
             rec = live.record
             if rec.is_terminal:
@@ -124,6 +129,22 @@ class MediaHost:
             fut.set_result(line.text)
         elif fut is None:
             core.autoreply.maybe(live, line.text)
+
+    async def _beyond_last_line(self, call_id: str, text: str) -> str:
+        """What ``text`` adds to the caller's last stored line when it repeats that line's words
+        first (see calls/continuation.py); else all of ``text``."""
+        lines = await self.core.store.transcript(call_id)
+        last = next((ln for ln in reversed(lines) if ln.speaker is Speaker.USER), None)
+        rest = None if last is None else continuation(last.text, text)
+        if rest is None:
+            return text
+        log.info(
+            "call %s: the caller went on; stored what was new (%d of %d characters)",
+            call_id,
+            len(rest),
+            len(text),
+        )
+        return rest
 
     async def caller_pressed(self, call_id: str, digit: str) -> None:
         await self.caller_said(call_id, pressed(digit), final=True)

@@ -126,6 +126,9 @@ class Commit:
     decided_ms: int
     """When the end of the turn was decided (stream clock)."""
     completeness: Completeness
+    resumed: bool = False
+    """The turn went on from the one committed before it, whose words ``text`` hears again
+    (set by the Whisper cutter, see ``speech/stt/whisper.py``)."""
 
 
 # -- the words ------------------------------------------------------------------------------

@@ -665,7 +665,10 @@ class VoiceSession:
                         self._caller_turn = self._turn_of(transcript, time.monotonic())
                     self._notify(
                         self._host.caller_said(
-                            self.call_id, transcript.text, final=transcript.final
+                            self.call_id,
+                            transcript.text,
+                            final=transcript.final,
+                            resumed=transcript.resumed,
                         )
                     )
         except SpeechError as exc:

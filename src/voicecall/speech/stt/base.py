@@ -43,6 +43,9 @@ class Transcript:
     ended_at_ms: int | None = None
     speech_end_ms: int | None = None
     decided_ms: int | None = None
+    resumed: bool = False
+    """A final that hears the previous final again with what the caller went on to say (local
+    Whisper, within ``resume_ms`` of it): its text repeats that final's words first."""
 
     def __post_init__(self) -> None:
         if self.started_at_ms is not None and self.started_at_ms < 0:

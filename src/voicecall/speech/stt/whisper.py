@@ -20,6 +20,7 @@ not oversubscribed; a queued transcription made stale by a newer one of the same
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -175,6 +176,8 @@ class TurnJob:
     start_ms: int
     upto_ms: int
     final: bool = False
+    resumed: bool = False
+    """The turn went on from the committed one before it (its audio is in ``pcm`` again)."""
 
 
 class TurnCutter:
@@ -217,6 +220,7 @@ class TurnCutter:
         self._buf_start = 0
         self._seen = 0
         self._turn_start: int | None = None  # sample where the open turn's speech began
+        self._resumed = False  # the open turn went on from the committed one before it
 
     @property
     def now_ms(self) -> int:
@@ -237,6 +241,7 @@ class TurnCutter:
                 if self._turn_start is None:
                     self._turn_start = event.sample
                     self._pauses.clear()
+                    self._resumed = False
                     resumed = self._resume
                     if resumed is not None and event.sample - resumed[1] <= self._resume_window:
                         # the caller went on right after a committed turn: hear it again with
@@ -244,6 +249,7 @@ class TurnCutter:
                         # "We will arrive at around half past seven.")
                         self._turn_start = resumed[0]
                         self._pauses.append((resumed[1], event.sample))
+                        self._resumed = True
                     self._resume = None
                 elif self._pause_from is not None:
                     self._pauses.append((self._pause_from, event.sample))
@@ -257,13 +263,13 @@ class TurnCutter:
             elif self._turn_start is not None and self._seen - self._turn_start >= self._max:
                 out.append(self._job(self._seen, final=True))  # split an endless turn
                 self._turn_start = self._seen
+                self._resumed = False
                 self._pauses.clear()
                 self.turn.reset()
                 self.turn.voice(self.now_ms)
             commit = None if self._onset_pending() else self.turn.tick(self.now_ms)
             if commit is not None:
-                out.append(commit)
-                self._committed(commit)
+                out.append(self._committed(commit))
             if self._turn_start is None and len(self._frames) >= 50:
                 self._trim(self._keep_from())
         return out
@@ -272,10 +278,12 @@ class TurnCutter:
         """The bot's reply to the last turn was heard to its end: speech now is a new turn."""
         self._resume = None
 
-    def _committed(self, commit: Commit) -> None:
+    def _committed(self, commit: Commit) -> Commit:
         start, self._turn_start = self._turn_start, None
         end = commit.speech_end_ms * _SAMPLES_PER_MS
         self._resume = (start, end) if self._resume_window and start is not None else None
+        resumed, self._resumed = self._resumed, False
+        return dataclasses.replace(commit, resumed=True) if resumed else commit
 
     def _keep_from(self) -> int:
         """Audio kept while no turn is open: the preroll, and the last turn while the caller
@@ -293,9 +301,7 @@ class TurnCutter:
         (``cut_short``: a second reading heard an unfinished end, see :class:`Heard`)."""
         self.turn.heard(text, upto_ms, cut_short=cut_short)
         commit = None if self._onset_pending() else self.turn.tick(self.now_ms)
-        if commit is not None:
-            self._committed(commit)
-        return commit
+        return None if commit is None else self._committed(commit)
 
     def _onset_pending(self) -> bool:
         # speech frames have begun again but are not yet a speech start: a comma's pause
@@ -308,6 +314,7 @@ class TurnCutter:
             return None
         job = self._job(self._seen, final=True)
         self._turn_start = None
+        self._resumed = False
         self.turn.reset()
         return job
 
@@ -328,7 +335,7 @@ class TurnCutter:
         pieces.append(self._buf[at - self._buf_start : hi - self._buf_start])
         pcm = np.concatenate(pieces) if len(pieces) > 1 else pieces[0].copy()
         upto = self.turn.speech_end_ms if not final and self.turn.speech_end_ms is not None else 0
-        return TurnJob(pcm, lo // _SAMPLES_PER_MS, max(upto, 0), final)
+        return TurnJob(pcm, lo // _SAMPLES_PER_MS, max(upto, 0), final, self._resumed)
 
     def _join(self) -> None:
         if self._frames:
@@ -498,6 +505,7 @@ class WhisperSession:
                     commit.speech_end_ms,
                     speech_end_ms=commit.speech_end_ms,
                     decided_ms=commit.decided_ms,
+                    resumed=commit.resumed,
                 )
             )
         self._turn_start_ms = None
@@ -546,7 +554,9 @@ class WhisperSession:
                 text = heard.text
                 if job.final:
                     if text:
-                        self._events.put_nowait(Transcript(text, True, job.start_ms, None))
+                        self._events.put_nowait(
+                            Transcript(text, True, job.start_ms, None, resumed=job.resumed)
+                        )
                     self._turn_start_ms = None
                     continue
                 if self._turn_start_ms is None:
