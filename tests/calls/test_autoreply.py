@@ -165,11 +165,18 @@ async def test_gather_path_scripted_responder(store: SQLiteStore, tmp_path: Path
 class RecordingChannel:
     def __init__(self) -> None:
         self.said: list[str] = []
+        self.interruptible: list[bool] = []
 
     async def say(
-        self, text: str, *, responder_at: float | None = None, on_latency: object = None
+        self,
+        text: str,
+        *,
+        responder_at: float | None = None,
+        on_latency: object = None,
+        interruptible: bool = True,
     ) -> SpokenResult:
         self.said.append(text)
+        self.interruptible.append(interruptible)
         await asyncio.sleep(0.01)
         return SpokenResult(True, 10, 10, text)
 

@@ -24,6 +24,7 @@ TO = "+14155550100"
 class FakeChannel:
     def __init__(self, host: CallManager, call_id: str) -> None:
         self.said: list[str] = []
+        self.interruptible: list[bool] = []
         self.closed: str | None = None
         self.host = host
         self.call_id = call_id
@@ -31,9 +32,15 @@ class FakeChannel:
         self.cuts: list[SpokenResult] = []
 
     async def say(
-        self, text: str, *, responder_at: float | None = None, on_latency: object = None
+        self,
+        text: str,
+        *,
+        responder_at: float | None = None,
+        on_latency: object = None,
+        interruptible: bool = True,
     ) -> SpokenResult:
         self.said.append(text)
+        self.interruptible.append(interruptible)
         await asyncio.sleep(0)
         if self.cuts:
             return self.cuts.pop(0)
@@ -170,6 +177,7 @@ async def test_stream_tokens_and_turns(setup: tuple[CallManager, list[float]]) -
             break
         await asyncio.sleep(0.01)
     assert channel2.said == ["Bye now."]
+    assert channel2.interruptible == [False]  # the call ends after it: talking over it is no cut
     final = await manager.get_call(rec.call_id)
     assert final.state is CallState.HANGUP_BOT
     await asyncio.sleep(0.01)

@@ -41,11 +41,18 @@ class EchoResponder:
 class RecordingChannel:
     def __init__(self) -> None:
         self.said: list[str] = []
+        self.interruptible: list[bool] = []
 
     async def say(
-        self, text: str, *, responder_at: float | None = None, on_latency: object = None
+        self,
+        text: str,
+        *,
+        responder_at: float | None = None,
+        on_latency: object = None,
+        interruptible: bool = True,
     ) -> SpokenResult:
         self.said.append(text)
+        self.interruptible.append(interruptible)
         return SpokenResult(True, 10, 10, text)
 
     async def interrupt(self) -> None:

@@ -235,9 +235,13 @@ async def test_close_closes_the_socket_normally(rig: Rig) -> None:
 # -- barge-in (real webrtcvad on espeak-ng speech) ------------------------------------------------
 
 
-async def speak_over_bot(r: Rig, words: int = 40) -> asyncio.Task[object]:
+async def speak_over_bot(
+    r: Rig, words: int = 40, interruptible: bool = True
+) -> asyncio.Task[object]:
     text = " ".join(f"word{i}" for i in range(words))
-    task: asyncio.Task[object] = asyncio.create_task(r.session.say(text))
+    task: asyncio.Task[object] = asyncio.create_task(
+        r.session.say(text, interruptible=interruptible)
+    )
     # caller line noise floor while waiting: digital silence frames, 20 ms apart
     while len(r.peer.events("media")) < 40:  # ~800 ms of bot audio sent
         await r.peer.deliver(r.peer.wire.media(SILENCE_FRAME))
@@ -285,6 +289,24 @@ async def test_speech_inside_the_echo_guard_is_not_a_barge_in() -> None:
         assert (await task).completed  # type: ignore[attr-defined]
         assert r.peer.events("clear") == [] and r.host.interrupted == []
         assert r.session.listener.speech_starts >= 1  # the VAD did hear the caller
+    finally:
+        await r.session.shutdown("test over")
+
+
+@needs_espeak
+async def test_an_utterance_said_as_not_interruptible_is_not_cut_by_the_caller() -> None:
+    # a goodbye the call ends after: a farewell said over it ("Bye!") would cut it mid-word
+    r = await make_rig(
+        ToneTts(ms_per_word=100),
+        tuning=VoiceTuning(lead_ms=60, message_ms=20, mark_every_ms=100, echo_guard_ms=200),
+    )
+    try:
+        task = await speak_over_bot(r, words=30, interruptible=False)
+        await r.peer.speak(await espeak_ulaw(INTERRUPTION))
+        assert r.session.listener.speech_starts >= 1  # the VAD did hear the caller
+        assert (await task).completed  # type: ignore[attr-defined]
+        assert r.peer.events("clear") == [] and r.host.interrupted == []
+        assert r.session.barge_ins == 0
     finally:
         await r.session.shutdown("test over")
 

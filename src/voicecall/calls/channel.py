@@ -53,11 +53,13 @@ class SpeechChannel(Protocol):
         *,
         responder_at: float | None = None,
         on_latency: Callable[[TurnLatency], None] | None = None,
+        interruptible: bool = True,
     ) -> SpokenResult:
         """Queue ``text`` (utterances never overlap); return once it was played or cut off.
         ``responder_at``: when a responder produced ``text`` (``time.monotonic()``), for the
         latency record of the reply; ``on_latency``: called with that record as soon as it is
-        whole (the first frame went out), before the utterance ends."""
+        whole (the first frame went out), before the utterance ends; ``interruptible=False``:
+        the caller's speech does not cut it (barge-in), as for a goodbye the call ends after."""
         ...
 
     async def interrupt(self) -> None:

@@ -253,7 +253,9 @@ class Turns:
     async def _goodbye_on_stream(self, live: LiveCall, line: TranscriptEntry) -> None:
         try:
             channel = await self.channel(live)
-            await self.say_on_stream(live, channel, line.text, line=line)
+            # not cut by the caller's speech: the call ends after it whatever they say, and a
+            # farewell said over ours ("Bye!") would only cut it off mid-word
+            await self.say_on_stream(live, channel, line.text, line=line, interruptible=False)
         except VoicecallError as exc:
             log.info("call %s: goodbye not said (%s); hanging up", live.call_id, exc)
         finally:
@@ -285,9 +287,11 @@ class Turns:
         *,
         line: TranscriptEntry | None = None,
         responder_at: float | None = None,
+        interruptible: bool = True,
     ) -> SpokenResult:
         """Speak ``text`` on the stream; the call is ``listening`` again once it was heard.
-        ``responder_at``: when the responder produced ``text`` (for the latency record)."""
+        ``responder_at``: when the responder produced ``text`` (for the latency record);
+        ``interruptible``: see :meth:`SpeechChannel.say`."""
         recorded: list[TurnLatency] = []
 
         def on_latency(latency: TurnLatency) -> None:
@@ -298,7 +302,9 @@ class Turns:
                 self.core.spawn(record_latency(self.core, line, latency))
 
         try:
-            result = await channel.say(text, responder_at=responder_at, on_latency=on_latency)
+            result = await channel.say(
+                text, responder_at=responder_at, on_latency=on_latency, interruptible=interruptible
+            )
         except VoicecallError as exc:
             if line is not None:
                 await self._unspoken(live, [line], exc)

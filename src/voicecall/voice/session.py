@@ -102,6 +102,8 @@ class _Utterance:
     synth_task: asyncio.Task[None] | None = field(default=None, repr=False)
     #: prepared μ-law audio (keypad tones) instead of synthesized text; never cut by barge-in
     audio: bytes | None = field(default=None, repr=False)
+    #: False: the caller's speech does not cut it (a goodbye: the call ends after it anyway)
+    interruptible: bool = True
     turn: TurnStamps | None = None  # the caller's turn this utterance answers (latency)
     #: told the latency record as soon as it is whole (the first frame went out)
     on_latency: Callable[[TurnLatency], None] | None = field(default=None, repr=False)
@@ -263,6 +265,7 @@ class VoiceSession:
         *,
         responder_at: float | None = None,
         on_latency: Callable[[TurnLatency], None] | None = None,
+        interruptible: bool = True,
     ) -> SpokenResult:
         """Queue ``text``; return once its end mark was echoed (heard) or it was cut off.
 
@@ -283,6 +286,7 @@ class VoiceSession:
         self._numbers += 1
         utt = _Utterance(self._numbers, text, asyncio.get_running_loop().create_future())
         utt.on_latency = on_latency
+        utt.interruptible = interruptible
         try:
             self._queue.put_nowait(utt)
         except asyncio.QueueFull:
@@ -391,8 +395,8 @@ class VoiceSession:
         onset = self.listener.feed(payload, bot_rms=max(bot_levels) if bot_levels else 0.0)
         if onset is not None and self.tuning.barge_in and self.detector.bot_speaking:
             current = self._current
-            if current is not None and current.audio is not None:
-                return  # keypad tones are not speech: talking over them does not stop them
+            if current is not None and (current.audio is not None or not current.interruptible):
+                return  # keypad tones, a goodbye: talking over them does not stop them
             self.barge_ins += 1
             self._obs.barge_in()
             self._cut(notify=True)
