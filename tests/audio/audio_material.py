@@ -353,7 +353,7 @@ _RAW = ["-t", "raw", "-r", str(RATE), "-e", "signed", "-b", "16", "-c", "1"]
 def sox(x: F64 | I16, *effects: str) -> F64:
     """Run int16 audio through ``sox`` with the given effects (output length may change)."""
     out = subprocess.run(
-        ["sox", *_RAW, "-", *_RAW, "-", *effects],
+        ["sox", "-R", *_RAW, "-", *_RAW, "-", *effects],
         input=to_i16(x).astype("<i2").tobytes(),
         check=True,
         capture_output=True,
@@ -363,7 +363,7 @@ def sox(x: F64 | I16, *effects: str) -> F64:
 
 def _sox_gen(effects: list[str]) -> F64:
     out = subprocess.run(
-        ["sox", "-n", *_RAW, "-", *effects], check=True, capture_output=True
+        ["sox", "-R", "-n", *_RAW, "-", *effects], check=True, capture_output=True
     ).stdout
     return np.frombuffer(out, "<i2").astype(np.float64)
 
