@@ -61,3 +61,18 @@ def test_notify_and_reject() -> None:
         "Response",
         "Reject",
     ]
+
+
+def test_a_stored_line_then_hold_asks_for_the_hold_right_after_it_naming_the_line() -> None:
+    # the hold request says the line was heard (calls/lineorder.py): no pause before it
+    xml = provider().twiml_for(Reply(say="Your code is 4271.", hold_call_id="abc", line=("abc", 7)))
+    oracle = VoiceResponse()
+    oracle.say("Your code is 4271.")
+    oracle.redirect(
+        "https://voice.example.com/voice/webhook?callId=abc&kind=hold&seq=7", method="POST"
+    )
+    assert tree(xml) == tree(str(oracle))
+    # a line that is not a stored one (held-back lines said together) keeps the pause
+    xml = provider().twiml_for(Reply(say="Two lines.", hold_call_id="abc"))
+    assert [t for t, _, _ in tree(xml)] == ["Response", "Say", "Pause", "Redirect"]
+    assert "seq=" not in tree(xml)[3][2]

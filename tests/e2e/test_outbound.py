@@ -111,6 +111,35 @@ async def test_long_texts_within_the_limit_are_spoken_not_500(
     assert not any(t.startswith("[not spoken]") for t in texts)
 
 
+async def test_lines_said_in_a_row_are_each_heard_whole(
+    server: RunningServer, emulator: Emulator
+) -> None:
+    # without a media stream each line is a call update, and an update stops the line before
+    # it: /speak then /continue at once must not cut the spoken line (2.4 s of it here)
+    call_id = await _answered_conversation(server, emulator, ["hi", "got it", None])
+    code = "Your code is four two seven one, again four two seven one."
+    question = "Did you get that?"
+    r = await server.http.post(f"/api/calls/{call_id}/speak", json={"message": code})
+    assert r.status_code == 200, r.text
+    r = await server.http.post(
+        f"/api/calls/{call_id}/continue", json={"message": question, "timeout_seconds": 30}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["transcript"] == "got it"
+    more = "One more thing: the code expires in ten minutes."
+    r = await server.http.post(f"/api/calls/{call_id}/speak", json={"message": more})
+    assert r.status_code == 200, r.text
+    r = await server.http.post(f"/api/calls/{call_id}/end", json={"message": "Goodbye."})
+    assert r.status_code == 200, r.text
+    doc = await wait_state(server, call_id, {"hangup-bot"}, timeout=30)
+    sim = emulator.call(doc["provider_call_id"])
+    said = [h for h in sim.heard if h.kind == "say"]
+    assert [h.text for h in said] == ["Hello there.", code, question, more, "Goodbye."]
+    for item in said:
+        assert item.end - item.start >= sim.say_seconds(item.text) - 0.01, item.text
+    assert not any(e["kind"] == "prompt-interrupted" for e in sim.timeline)
+
+
 async def test_end_is_final_speak_and_continue_get_409(
     server: RunningServer, emulator: Emulator
 ) -> None:

@@ -442,6 +442,22 @@ def test_rest_redirect_replaces_the_document():
     assert [h.text for h in d.sim.heard] == ["new"]
 
 
+def test_a_rest_redirect_stops_what_is_being_said():
+    d = make("<Response><Say loop='3'>one two three four five six</Say></Response>")
+    d.start().run(until=T0 + 1.5)  # answered after a second
+    said_from = d.sim.heard[0].start
+    d.run(until=said_from + 0.5)
+    d.feed(d.sim.redirect(d.now, twiml="<Response><Say>new</Say></Response>"))
+    d.run()
+    first, new = d.sim.heard
+    assert first.text == "one two three four five six" and new.text == "new"
+    assert first.end == pytest.approx(said_from + 0.5)  # cut, and its two other loops never heard
+    assert new.start >= first.end
+    assert any(
+        e["kind"] == "prompt-interrupted" and e["by"] == "redirected" for e in d.sim.timeline
+    )
+
+
 def test_callee_hangup_after_ms():
     d = make("<Response><Pause length='60'/></Response>", script={"hangup_after_ms": 4000})
     d.start().run()

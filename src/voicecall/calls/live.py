@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from voicecall.calls.channel import SpeechChannel
+from voicecall.calls.lineorder import LineOrder
 from voicecall.calls.model import CallRecord, Speaker, TranscriptEntry
 
 
@@ -30,6 +31,8 @@ class LiveCall:
     attached: asyncio.Event = field(default_factory=asyncio.Event)
     #: the turn whose Gather has heard the caller start speaking (partial results), if any
     speech_turn: int | None = None
+    #: bot lines said by call updates (no stream), one after another (calls/lineorder.py)
+    lines: LineOrder = field(default_factory=LineOrder)
 
     @property
     def call_id(self) -> str:

@@ -272,6 +272,14 @@ class CallManager:
             if record.is_terminal:
                 return await self._reply_for_ended(record, hook)
             live = await self._load(record)
+        if (
+            hook.kind is WebhookKind.HOLD
+            and hook.line_seq is not None
+            and live.lines.heard(hook.line_seq)
+        ):
+            # a line said by a call update is over and the next update is on its way: keep
+            # the call open until it comes, whatever its state (an ending call's goodbye)
+            return Reply(hold_call_id=live.call_id)
         async with live.lock:
             if live.record.is_terminal:
                 return await self._reply_for_ended(live.record, hook)
@@ -288,7 +296,7 @@ class CallManager:
         then = hook.then or "hold"
         if line is None or line.text.startswith("[not spoken]"):
             return Reply(hangup=True) if then == "hangup" else self.replies.line(record, "", then)
-        return self.replies.line(record, line.text, then)
+        return self.replies.line(record, line.text, then, seq=line.seq)
 
     async def _lookup(self, call_id: str | None, provider_call_id: str) -> CallRecord | None:
         if call_id:
@@ -545,6 +553,7 @@ class CallManager:
             if not fut.done():
                 fut.set_exception(CallNotActive(f"the call ended ({final.state})"))
         live.waiters.clear()
+        live.lines.release()
         self._live.pop(rec.call_id, None)
         if rec.provider_call_id:
             self._by_provider_id.pop(rec.provider_call_id, None)

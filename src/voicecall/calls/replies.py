@@ -66,6 +66,10 @@ class ReplyPolicy:
             # the caller's utterance that held the line back is in: say it now
             return self._then(record, str(held["text"]), str(held["then"]))
         if record.state is CallState.ENDING:
+            if hook.kind is WebhookKind.HOLD and hook.line_seq is not None:
+                # a line said by a call update is over; the end that waited for it follows at
+                # once (its goodbye or the hang-up): keep the call open for it
+                return Reply(hold_call_id=record.call_id)
             return Reply(hangup=True)
         if self.streams(record) and hook.kind in (WebhookKind.VOICE, WebhookKind.HOLD):
             return self.stream(record)

@@ -72,6 +72,16 @@ def speaking_seconds(text: str) -> float:
     return len(text.split()) / WORDS_PER_SECOND + 1.0
 
 
+#: how long past its estimate a line said by a call update may take to be reported heard (the
+#: provider's speech synthesis and the hold request's trip) before the next line goes anyway
+LINE_HEARD_GRACE_SECONDS = 5.0
+
+
+def line_seconds(text: str) -> float:
+    """How long the next line update waits at most for a line said by an update."""
+    return speaking_seconds(text) + LINE_HEARD_GRACE_SECONDS
+
+
 class Turns:
     """The agent operations on live calls (the manager delegates to it)."""
 
@@ -81,7 +91,8 @@ class Turns:
     # ------------------------------------------------------------------ speak / continue
 
     async def speak(self, call_id: str, message: str) -> CallRecord:
-        """Say ``message`` on a live call, then keep the line open. Returns once queued."""
+        """Say ``message`` on a live call, then keep the line open. Returns once queued (on a
+        stream) or sent (without one, that is once the line before it was heard)."""
         message = check_message(message)
         core = self.core
         live = await core.require_answered(call_id)
@@ -180,11 +191,14 @@ class Turns:
                 core.spawn(speaking)
             return
         reply = core.replies.line(opened.record, line.text, then, seq=line.seq)
-        try:
-            await core.provider.redirect(_sid(opened.record), reply)
-        except ProviderError as exc:
-            await self._unspoken(live, [line], exc)
-            raise
+        async with live.lines.turn():  # the line before it is heard to its end first
+            try:
+                await core.provider.redirect(_sid(opened.record), reply)
+            except ProviderError as exc:
+                await self._unspoken(live, [line], exc)
+                raise
+            if then == "hold" and core.provider.reports_lines_heard:
+                live.lines.saying(line.seq, line_seconds(line.text))
 
     # ------------------------------------------------------------------ end
 
@@ -222,6 +236,21 @@ class Turns:
         for entry in lines:
             core.publish_line(entry)
         core.publish("call.updated", rec)
+        async with live.lines.turn():  # a line being said by a call update is heard first
+            return await self._end_after(live, rec, goodbye, lines, held=held)
+
+    async def _end_after(
+        self,
+        live: LiveCall,
+        rec: CallRecord,
+        goodbye: str | None,
+        lines: list[TranscriptEntry],
+        *,
+        held: bool,
+    ) -> CallRecord:
+        """The rest of :meth:`end_call`: the goodbye said (or held back), or the hang-up."""
+        core = self.core
+        call_id = live.call_id
         if rec.provider_call_id is None or goodbye is None:
             await core.timeout_hangup(call_id, EndReason.HANGUP_BOT, None)
             return await core.get_call(call_id)
@@ -438,13 +467,17 @@ class Turns:
         text = " ".join(line.text for line in lines)
         # one line can be fetched by the provider if its markup is too long; several cannot
         seq = lines[0].seq if len(lines) == 1 else None
-        try:
-            await core.provider.redirect(_sid(rec), core.replies.line(rec, text, then, seq=seq))
-        except (ProviderError, ValueError) as exc:
-            why = exc if isinstance(exc, ProviderError) else ProviderError(str(exc))
-            await self._unspoken(live, lines, why)
-            if then == "hangup":
-                await core.timeout_hangup(call_id, EndReason.HANGUP_BOT, None)
+        async with live.lines.turn():
+            try:
+                await core.provider.redirect(_sid(rec), core.replies.line(rec, text, then, seq=seq))
+            except (ProviderError, ValueError) as exc:
+                why = exc if isinstance(exc, ProviderError) else ProviderError(str(exc))
+                await self._unspoken(live, lines, why)
+                if then == "hangup":
+                    await core.timeout_hangup(call_id, EndReason.HANGUP_BOT, None)
+                return
+            if then == "hold" and seq is not None and core.provider.reports_lines_heard:
+                live.lines.saying(seq, line_seconds(text))
 
     # ------------------------------------------------------------------ helpers
 

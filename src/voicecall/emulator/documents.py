@@ -61,6 +61,7 @@ class DocumentRun:
 
     def abandon(self, now: float, reason: str) -> list[SimAction]:
         out: list[SimAction] = []
+        self._stop_playing(now, reason)
         self._parts.timers.cancel("verb", "gather", "record")
         self._parts.requests.drop_twiml()
         self._parts.prompts.abandon()
@@ -70,6 +71,21 @@ class DocumentRun:
         self.current = None
         out += self._parts.streams.abandon(reason)
         return out
+
+    def _stop_playing(self, now: float, reason: str) -> None:
+        """Twilio stops the verb a call update interrupts at once: what was being said or
+        played ends now, and the loops of it still to come are never heard."""
+        heard = self.sim.heard
+        cut = False
+        while heard and heard[-1].end > now:
+            item = heard[-1]
+            if item.start >= now:
+                heard.pop()
+            else:
+                item.end = now
+            cut = True
+        if cut:
+            self.sim.record(now, "prompt-interrupted", by=reason)
 
     def begin(self, now: float, doc: Document) -> list[SimAction]:
         sim = self.sim

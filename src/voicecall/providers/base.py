@@ -128,7 +128,8 @@ class ParsedWebhook:
     turn: int | None = None
     token: str | None = None
     answered_by: str | None = None
-    #: ``kind=line``: the transcript line to say and what follows it (listen, hold, hangup)
+    #: ``kind=line``: the transcript line to say and what follows it (listen, hold, hangup);
+    #: ``kind=hold``: the line said by a call update that was just heard, if the hold follows one
     line_seq: int | None = None
     then: str | None = None
     #: ``kind=recording``: the provider's recording of the call
@@ -182,6 +183,10 @@ class Provider(ABC):
     #: the media type webhook bodies must declare (``Content-Type``, parameters aside); any
     #: other (or none) is refused with 415 before the body is read
     webhook_media_type: str
+    #: a bot line said by :meth:`redirect` with ``hold`` after it is followed by a ``HOLD``
+    #: webhook naming the line (``line_seq``) once it was heard; the next line update then waits
+    #: for it (calls/lineorder.py). A provider that cannot tell leaves this ``False``.
+    reports_lines_heard: bool = False
 
     # webhooks (pure)
     @abstractmethod

@@ -72,6 +72,7 @@ class TwilioProvider(Provider):
     name = "twilio"
     signature_header = SIGNATURE_HEADER
     webhook_media_type = "application/x-www-form-urlencoded"
+    reports_lines_heard = True  # <Say> then <Redirect> to kind=hold with the line's seq
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         problems = []
@@ -199,6 +200,10 @@ class TwilioProvider(Provider):
             verbs.append(self._hold_redirect(listen.call_id))
         elif reply.hangup:
             verbs.append(twiml.Hangup())
+        elif reply.hold_call_id is not None and reply.say and reply.line is not None:
+            # a stored line: the call asks for the hold right after it, which tells us it was
+            # heard (a line update waiting behind it goes then: calls/lineorder.py)
+            verbs.append(self._hold_redirect(reply.hold_call_id, seq=reply.line[1]))
         elif reply.hold_call_id is not None:
             verbs.append(twiml.Pause(HOLD_PAUSE_SECONDS))
             verbs.append(self._hold_redirect(reply.hold_call_id))
@@ -225,8 +230,8 @@ class TwilioProvider(Provider):
             timeout=dial.timeout_seconds,
         )
 
-    def _hold_redirect(self, call_id: str) -> twiml.Redirect:
-        url = build_webhook_url(self._webhook_url, call_id=call_id, kind="hold")
+    def _hold_redirect(self, call_id: str, *, seq: int | None = None) -> twiml.Redirect:
+        url = build_webhook_url(self._webhook_url, call_id=call_id, kind="hold", seq=seq)
         return twiml.Redirect(url, method="POST")
 
     # ------------------------------------------------------------------ REST
