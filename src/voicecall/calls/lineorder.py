@@ -34,12 +34,11 @@ class _Saying:
 class LineOrder:
     """One call's line updates, in order (process-local, like the rest of ``LiveCall``)."""
 
-    __slots__ = ("_heard_upto", "_lock", "_saying", "_waiting")
+    __slots__ = ("_heard_upto", "_lock", "_saying")
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()  # FIFO: updates go out in the order they were asked for
         self._saying: _Saying | None = None
-        self._waiting = 0
         # the last line reported heard (a short line may be over before its update's REST
         # call has returned; line numbers only grow)
         self._heard_upto = -1
@@ -48,21 +47,13 @@ class LineOrder:
     async def turn(self) -> AsyncIterator[None]:
         """Wait for the lines before (each until heard, or its expected end), then hold the
         turn while the next update is sent (and marked with :meth:`saying`)."""
-        self._waiting += 1
-        counted = True
-        try:
-            async with self._lock:
-                saying = self._saying
-                if saying is not None:
-                    await _heard_or_over(saying)
-                    if self._saying is saying:
-                        self._saying = None
-                self._waiting -= 1
-                counted = False
-                yield
-        finally:
-            if counted:
-                self._waiting -= 1
+        async with self._lock:
+            saying = self._saying
+            if saying is not None:
+                await _heard_or_over(saying)
+                if self._saying is saying:
+                    self._saying = None
+            yield
 
     def saying(self, seq: int, seconds: float) -> None:
         """The update just sent says stored line ``seq``, which should be over in ``seconds``."""
@@ -71,18 +62,12 @@ class LineOrder:
         until = asyncio.get_running_loop().time() + seconds
         self._saying = _Saying(seq, until)
 
-    def heard(self, seq: int) -> bool:
-        """The provider is past line ``seq``. Returns whether an update waits to follow it (so
-        the call should only be kept open until it comes)."""
+    def heard(self, seq: int) -> None:
+        """The provider is past line ``seq``: an update waiting behind it may go."""
         self._heard_upto = max(self._heard_upto, seq)
         saying = self._saying
-        if saying is None or saying.seq != seq:
-            return False
-        saying.heard.set()
-        if self._waiting == 0:
-            self._saying = None
-            return False
-        return True
+        if saying is not None and saying.seq == seq:
+            saying.heard.set()
 
     def release(self) -> None:
         """The call ended: nobody waits for its line any more."""

@@ -272,14 +272,10 @@ class CallManager:
             if record.is_terminal:
                 return await self._reply_for_ended(record, hook)
             live = await self._load(record)
-        if (
-            hook.kind is WebhookKind.HOLD
-            and hook.line_seq is not None
-            and live.lines.heard(hook.line_seq)
-        ):
-            # a line said by a call update is over and the next update is on its way: keep
-            # the call open until it comes, whatever its state (an ending call's goodbye)
-            return Reply(hold_call_id=live.call_id)
+        if hook.kind is WebhookKind.HOLD and hook.line_seq is not None:
+            # a line said by a call update is over: the update waiting behind it may go (the
+            # answer keeps the call open for it, an ending call's too: calls/replies.py)
+            live.lines.heard(hook.line_seq)
         async with live.lock:
             if live.record.is_terminal:
                 return await self._reply_for_ended(live.record, hook)

@@ -29,11 +29,10 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
-from voicecall.audio.g711 import BYTES_PER_SECOND, ulaw_decode
+from voicecall.audio.g711 import ulaw_decode
 from voicecall.audio.pacer import Chunk, Item, MarkPoint
 from voicecall.calls.channel import MediaTap, SpokenResult, StreamHost
 from voicecall.speech.errors import SpeechError
@@ -51,18 +50,13 @@ from voicecall.twilio.media import (
     SessionState,
     Stop,
 )
-from voicecall.voice.bargein import (
-    BargeInDetector,
-    estimate_total_ms,
-    frame_rms,
-    heard_bytes,
-    heard_text,
-)
+from voicecall.voice.bargein import BargeInDetector, frame_rms
 from voicecall.voice.edges import ChannelClosed, SpeechQueueFull, Transport, VoiceObserver
 from voicecall.voice.latency import ArrivalClock, TurnLatency, TurnStamps
 from voicecall.voice.listener import Listener
 from voicecall.voice.player import Player, drive
 from voicecall.voice.settings import VoiceTuning
+from voicecall.voice.utterance import Utterance, never_spoken, prepared
 
 __all__ = [
     "ChannelClosed",
@@ -74,7 +68,6 @@ __all__ = [
 
 log = logging.getLogger("voicecall.voice")
 
-_BYTES_PER_MS: Final = BYTES_PER_SECOND // 1000
 _REPORT_EVERY: Final = 50  # inbound frames per metrics update (one second of caller audio)
 _REPORT_OUT_EVERY: Final = 5  # outbound messages per metrics update (a second at 200 ms)
 #: How long a closing stream waits for the recogniser to transcribe what the caller said last
@@ -84,43 +77,6 @@ _REPORT_OUT_EVERY: Final = 5  # outbound messages per metrics update (a second a
 STT_FLUSH_SECONDS: Final = 30.0
 _STT_HELD_MAX: Final = 150  # payloads kept while the recogniser is held (3 s of 20 ms frames)
 _ULAW_SILENCE: Final = b"\xff" * 1600
-
-
-@dataclass(eq=False)
-class _Utterance:
-    number: int
-    text: str
-    future: asyncio.Future[SpokenResult]
-    start_pos: int | None = None  # pacer position where its audio starts (start mark)
-    sent_pos: int = 0  # pacer position after its last chunk sent
-    bytes_pushed: int = 0
-    audio_sent: bool = False
-    synth_done: bool = False
-    failed: bool = False
-    played_pos: int | None = None  # last echoed mark position within this utterance
-    played_at: float = 0.0
-    synth_task: asyncio.Task[None] | None = field(default=None, repr=False)
-    #: prepared μ-law audio (keypad tones) instead of synthesized text; never cut by barge-in
-    audio: bytes | None = field(default=None, repr=False)
-    #: False: the caller's speech does not cut it (a goodbye: the call ends after it anyway)
-    interruptible: bool = True
-    turn: TurnStamps | None = None  # the caller's turn this utterance answers (latency)
-    #: told the latency record as soon as it is whole (the first frame went out)
-    on_latency: Callable[[TurnLatency], None] | None = field(default=None, repr=False)
-
-    @property
-    def start_mark(self) -> str:
-        return f"u{self.number}s"
-
-    @property
-    def end_mark(self) -> str:
-        return f"u{self.number}e"
-
-
-async def _prepared(ulaw: bytes, chunk: int = 1600) -> AsyncIterator[bytes]:
-    """Prepared audio in pacer-sized chunks (200 ms), as a TTS stream would deliver it."""
-    for start in range(0, len(ulaw), chunk):
-        yield ulaw[start : start + chunk]
 
 
 class VoiceSession:
@@ -161,8 +117,8 @@ class VoiceSession:
         vad = tuning.vad_factory()() if vad_enabled and tuning.barge_in else None
         self.listener: Final = Listener(vad, self.detector)
         self.player: Final = Player(tuning.make_pacer(), self._emit)
-        self._queue: asyncio.Queue[_Utterance] = asyncio.Queue(tuning.max_queued_utterances)
-        self._current: _Utterance | None = None
+        self._queue: asyncio.Queue[Utterance] = asyncio.Queue(tuning.max_queued_utterances)
+        self._current: Utterance | None = None
         self._numbers = 0
         self._mark_pos: dict[str, int] = {}
         self._bot_levels: deque[float] = deque(
@@ -284,7 +240,7 @@ class VoiceSession:
         if not text.strip():
             return SpokenResult(True, 0, 0, "")
         self._numbers += 1
-        utt = _Utterance(self._numbers, text, asyncio.get_running_loop().create_future())
+        utt = Utterance(self._numbers, text, asyncio.get_running_loop().create_future())
         utt.on_latency = on_latency
         utt.interruptible = interruptible
         try:
@@ -308,7 +264,7 @@ class VoiceSession:
             raise ChannelClosed(f"call {self.call_id}: the media stream is closed")
         self._numbers += 1
         future = asyncio.get_running_loop().create_future()
-        utt = _Utterance(self._numbers, label, future, audio=ulaw)
+        utt = Utterance(self._numbers, label, future, audio=ulaw)
         try:
             self._queue.put_nowait(utt)
         except asyncio.QueueFull:
@@ -413,19 +369,7 @@ class VoiceSession:
             self.detector.bot_stopped()
             if isinstance(self._stt, TurnAware) and not utt.failed:
                 self._stt.answered()  # the caller heard it all: what they say next is new
-            total_ms = utt.bytes_pushed // _BYTES_PER_MS
-            latency = None if utt.turn is None else utt.turn.build()
-            result = (
-                SpokenResult(True, total_ms, total_ms, utt.text, latency)
-                if not utt.failed
-                else SpokenResult(
-                    False,
-                    total_ms,
-                    estimate_total_ms(utt.text, total_ms, False),
-                    heard_text(utt.text, total_ms, estimate_total_ms(utt.text, total_ms, False)),
-                    latency,
-                )
-            )
+            result = utt.played_out()
             if not utt.future.done():
                 utt.future.set_result(result)
 
@@ -549,10 +493,10 @@ class VoiceSession:
                     await utt.synth_task
                 self._current = None
 
-    async def _synthesize(self, utt: _Utterance) -> None:
+    async def _synthesize(self, utt: Utterance) -> None:
         pacer = self.player.pacer
         self.player.push(b"", mark=utt.start_mark)
-        audio = _prepared(utt.audio) if utt.audio is not None else self._tts.synthesize(utt.text)
+        audio = prepared(utt.audio) if utt.audio is not None else self._tts.synthesize(utt.text)
         try:
             async for chunk in audio:
                 if not chunk:
@@ -602,46 +546,24 @@ class VoiceSession:
         if utt is not None and not utt.future.done():
             if utt.synth_task is not None:
                 utt.synth_task.cancel()
-            result = self._result_at(utt, now)
+            result = utt.cut_at(now, self.tuning.mark_every_ms)
             utt.future.set_result(result)
             if notify:
                 self._notify(self._host.bot_interrupted(self.call_id, result))
         self._drop_queued()
 
-    def _result_at(self, utt: _Utterance, now: float) -> SpokenResult:
-        every = self.tuning.mark_every_ms
-        cap = math.inf if every is None else every * 1.5
-        heard = (
-            0
-            if utt.start_pos is None
-            else heard_bytes(
-                start_pos=utt.start_pos,
-                sent_pos=utt.sent_pos,
-                played_pos=utt.played_pos,
-                since_played_ms=(now - utt.played_at) * 1000.0,
-                max_extrapolate_ms=cap,
-            )
-        )
-        heard_ms = heard // _BYTES_PER_MS
-        total_ms = estimate_total_ms(utt.text, utt.bytes_pushed // _BYTES_PER_MS, utt.synth_done)
-        latency = None if utt.turn is None else utt.turn.build()
-        return SpokenResult(
-            False, heard_ms, total_ms, heard_text(utt.text, heard_ms, total_ms), latency
-        )
-
     def _drop_queued(self) -> None:
         while not self._queue.empty():
             queued = self._queue.get_nowait()
             if not queued.future.done():
-                total = estimate_total_ms(queued.text, 0, False)
-                queued.future.set_result(SpokenResult(False, 0, total, ""))
+                queued.future.set_result(never_spoken(queued.text))
 
     def _abandon_all(self, now: float) -> None:
         utt = self._current
         if utt is not None and not utt.future.done():
             if utt.synth_task is not None:
                 utt.synth_task.cancel()
-            utt.future.set_result(self._result_at(utt, now))
+            utt.future.set_result(utt.cut_at(now, self.tuning.mark_every_ms))
         self._drop_queued()
         self.detector.bot_stopped()
 
